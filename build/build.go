@@ -1,0 +1,45 @@
+// Package build turns source into OCI images without a Docker daemon, reproducible
+// to the digest, for several platforms at once, and publishes them by digest.
+//
+// A [Builder] builds a [Source] into a v1.ImageIndex with one image per platform.
+// [GoBuilder] compiles a Go main package the way ko does: `go build -trimpath` with
+// cgo off, the binary in its own layer on a base image, running as a non-root user.
+// [Publish] pushes the index to any registry and returns its digest.
+//
+// Builds are reproducible: tar entries are sorted, owned by root with fixed
+// permissions, and dated at the Unix epoch, or at SOURCE_DATE_EPOCH when set.
+package build
+
+import (
+	"context"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Builder builds source into an image index with one image per platform.
+type Builder interface {
+	Build(ctx context.Context, src Source) (v1.ImageIndex, error)
+}
+
+// Source is what a [Builder] builds.
+type Source struct {
+	// Dir is the context directory: for Go, a directory inside the main module.
+	Dir string
+	// Path names what to build inside Dir; for Go, a package pattern such as
+	// "./cmd/server" (default ".").
+	Path string
+	// Repository and Revision describe where the source comes from (e.g. a git URL
+	// and commit). When set they are recorded as the image's source and revision
+	// annotations.
+	Repository string
+	Revision   string
+}
+
+// The OCI annotations a build records on each image and on the index.
+const (
+	AnnotationBaseName   = "org.opencontainers.image.base.name"
+	AnnotationBaseDigest = "org.opencontainers.image.base.digest"
+	AnnotationSource     = "org.opencontainers.image.source"
+	AnnotationRevision   = "org.opencontainers.image.revision"
+	AnnotationCreated    = "org.opencontainers.image.created"
+)

@@ -1,0 +1,323 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/shipkit/shipkit/observe"
+)
+
+// AppDir is where a [GoBuilder] puts the binary inside the image: /app/<name>.
+const AppDir = "/app"
+
+// GoBuilder builds a Go main package into an image per platform, like ko: no Docker
+// daemon, `go build -trimpath` with cgo off, the binary alone in the top layer,
+// owned by root and run as a non-root user.
+type GoBuilder struct {
+	opts *options
+
+	distOnce sync.Once
+	dist     map[string]bool
+	distErr  error
+}
+
+// NewGo returns a Go builder. By default it builds linux/amd64 on [Scratch].
+func NewGo(opts ...Option) (*GoBuilder, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, fmt.Errorf("go builder: %w", err)
+	}
+	return &GoBuilder{opts: o}, nil
+}
+
+// Build compiles src.Path (default ".") inside src.Dir for every platform and
+// returns the index of the images.
+func (g *GoBuilder) Build(ctx context.Context, src Source) (v1.ImageIndex, error) {
+	o := g.opts
+	if src.Path == "" {
+		src.Path = "."
+	}
+	dir, err := filepath.Abs(src.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("source dir %q: %w", src.Dir, err)
+	}
+	src.Dir = dir
+	if err := g.checkPlatforms(ctx); err != nil {
+		return nil, err
+	}
+	importPath, err := mainPackage(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	base, err := o.base.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	images := make([]v1.Image, len(o.platforms))
+	errs := make([]error, len(o.platforms))
+	sem := make(chan struct{}, o.jobs)
+	var wg sync.WaitGroup
+	for i, p := range o.platforms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return
+			}
+			images[i], errs[i] = g.buildPlatform(ctx, src, importPath, base, p)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return g.index(images, base, src)
+}
+
+func (g *GoBuilder) buildPlatform(ctx context.Context, src Source, importPath string, base *BaseImage, p v1.Platform) (v1.Image, error) {
+	o := g.opts
+	step := "go build " + p.String()
+	o.observer.Observe(observe.Event{Stage: "build", Step: step, Phase: observe.Started, Time: time.Now()})
+	img, err := g.imageFor(ctx, src, importPath, base, p)
+	if err != nil {
+		o.observer.Observe(observe.Event{Stage: "build", Step: step, Phase: observe.Failed, Err: err, Time: time.Now()})
+		return nil, err
+	}
+	o.observer.Observe(observe.Event{Stage: "build", Step: step, Phase: observe.Finished, Time: time.Now()})
+	return img, nil
+}
+
+func (g *GoBuilder) imageFor(ctx context.Context, src Source, importPath string, base *BaseImage, p v1.Platform) (v1.Image, error) {
+	o := g.opts
+	baseImg, err := base.ForPlatform(p)
+	if err != nil {
+		return nil, err
+	}
+	bin, err := g.compile(ctx, src, p)
+	if err != nil {
+		return nil, err
+	}
+	mt := types.OCILayer
+	if m, err := baseImg.MediaType(); err == nil && m == types.DockerManifestSchema2 {
+		mt = types.DockerLayer
+	}
+	binPath := path.Join(AppDir, binaryName(importPath))
+	layer, err := reproducibleLayer([]entry{{name: binPath, mode: 0o755, data: bin}}, o.created, mt)
+	if err != nil {
+		return nil, fmt.Errorf("%s for %s: %w", importPath, p, err)
+	}
+	img, err := mutate.Append(baseImg, mutate.Addendum{
+		Layer:     layer,
+		MediaType: mt,
+		History: v1.History{
+			Author:    "shipkit",
+			Created:   v1.Time{Time: o.created},
+			CreatedBy: "shipkit build go " + importPath,
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s for %s: appending layer: %w", importPath, p, err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("%s for %s: reading config: %w", importPath, p, err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture, cf.Variant, cf.OSVersion = p.OS, p.Architecture, p.Variant, p.OSVersion
+	cf.Created = v1.Time{Time: o.created}
+	cf.Author = ""
+	cf.Config.Entrypoint = []string{binPath}
+	cf.Config.Cmd = nil
+	cf.Config.User = o.user
+	cf.Config.Env = setEnv(cf.Config.Env, o.env)
+	if len(o.labels) > 0 {
+		cf.Config.Labels = merge(cf.Config.Labels, o.labels)
+	}
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		return nil, fmt.Errorf("%s for %s: writing config: %w", importPath, p, err)
+	}
+	ann := g.annotations(src, base)
+	if base.Name != "" {
+		d, err := baseImg.Digest()
+		if err != nil {
+			return nil, fmt.Errorf("base %s for %s: digest: %w", base.Name, p, err)
+		}
+		ann[AnnotationBaseDigest] = d.String()
+	}
+	return mutate.Annotations(img, ann).(v1.Image), nil
+}
+
+// compile runs go build for one platform and returns the binary.
+func (g *GoBuilder) compile(ctx context.Context, src Source, p v1.Platform) ([]byte, error) {
+	o := g.opts
+	tmp, err := os.MkdirTemp("", "shipkit-go-build-")
+	if err != nil {
+		return nil, fmt.Errorf("go build %s for %s: %w", src.Path, p, err)
+	}
+	defer os.RemoveAll(tmp)
+	out := filepath.Join(tmp, "app")
+	args := []string{"build", "-trimpath", "-o", out}
+	if o.ldflags != "" {
+		args = append(args, "-ldflags", o.ldflags)
+	}
+	if len(o.tags) > 0 {
+		args = append(args, "-tags", strings.Join(o.tags, ","))
+	}
+	args = append(args, src.Path)
+	env := append(os.Environ(), "CGO_ENABLED=0", "GOOS="+p.OS, "GOARCH="+p.Architecture)
+	if p.Architecture == "arm" && strings.HasPrefix(p.Variant, "v") {
+		env = append(env, "GOARM="+strings.TrimPrefix(p.Variant, "v"))
+	}
+	o.logger.DebugContext(ctx, "go build", "dir", src.Dir, "args", args, "platform", p.String())
+	if _, err := goCmd(ctx, src.Dir, env, args...); err != nil {
+		return nil, fmt.Errorf("go build %s for %s: %w", src.Path, p, err)
+	}
+	bin, err := os.ReadFile(out)
+	if err != nil {
+		return nil, fmt.Errorf("go build %s for %s: reading binary: %w", src.Path, p, err)
+	}
+	return bin, nil
+}
+
+func (g *GoBuilder) annotations(src Source, base *BaseImage) map[string]string {
+	ann := merge(nil, g.opts.annotations)
+	if base.Name != "" {
+		ann[AnnotationBaseName] = base.Name
+	}
+	if src.Repository != "" {
+		ann[AnnotationSource] = src.Repository
+	}
+	if src.Revision != "" {
+		ann[AnnotationRevision] = src.Revision
+	}
+	ann[AnnotationCreated] = g.opts.created.Format(time.RFC3339)
+	return ann
+}
+
+func (g *GoBuilder) index(images []v1.Image, base *BaseImage, src Source) (v1.ImageIndex, error) {
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	adds := make([]mutate.IndexAddendum, len(images))
+	for i, img := range images {
+		p := g.opts.platforms[i]
+		adds[i] = mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}}
+	}
+	sort.SliceStable(adds, func(i, j int) bool {
+		return adds[i].Descriptor.Platform.String() < adds[j].Descriptor.Platform.String()
+	})
+	idx = mutate.AppendManifests(idx, adds...)
+	ann := g.annotations(src, base)
+	if base.Name != "" {
+		ann[AnnotationBaseDigest] = base.Digest.String()
+	}
+	return mutate.Annotations(idx, ann).(v1.ImageIndex), nil
+}
+
+// checkPlatforms refuses a platform the Go toolchain cannot build, before any build.
+func (g *GoBuilder) checkPlatforms(ctx context.Context) error {
+	g.distOnce.Do(func() {
+		out, err := goCmd(ctx, "", os.Environ(), "tool", "dist", "list")
+		if err != nil {
+			g.distErr = fmt.Errorf("listing Go platforms: %w", err)
+			return
+		}
+		g.dist = map[string]bool{}
+		for _, l := range strings.Fields(string(out)) {
+			g.dist[l] = true
+		}
+	})
+	if g.distErr != nil {
+		return g.distErr
+	}
+	for _, p := range g.opts.platforms {
+		if !g.dist[p.OS+"/"+p.Architecture] {
+			return fmt.Errorf("platform %s: the Go toolchain cannot build it (see go tool dist list)", p)
+		}
+		if p.OS != "linux" {
+			return fmt.Errorf("platform %s: only linux images are supported", p)
+		}
+	}
+	return nil
+}
+
+// mainPackage returns the import path of src.Path, or an error when it is not a
+// main package.
+func mainPackage(ctx context.Context, src Source) (string, error) {
+	out, err := goCmd(ctx, src.Dir, os.Environ(), "list", "-f", "{{.Name}}\t{{.ImportPath}}", src.Path)
+	if err != nil {
+		return "", fmt.Errorf("finding Go package %s in %s: %w", src.Path, src.Dir, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 1 {
+		return "", fmt.Errorf("Go package %s in %s: names %d packages, want one main package", src.Path, src.Dir, len(lines))
+	}
+	name, importPath, _ := strings.Cut(lines[0], "\t")
+	if name != "main" {
+		return "", fmt.Errorf("Go package %s (%s) in %s is package %s, not a main package", src.Path, importPath, src.Dir, name)
+	}
+	return importPath, nil
+}
+
+// goCmd runs the go command and returns its standard output; on failure the error
+// holds its standard error (the compiler's messages).
+func goCmd(ctx context.Context, dir string, env []string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir, cmd.Env = dir, env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return nil, fmt.Errorf("%w:\n%s", err, msg)
+		}
+		return nil, err
+	}
+	return stdout.Bytes(), nil
+}
+
+// binaryName names the binary after the last element of the import path that is
+// not a major version suffix (example.com/app/v2 -> app).
+func binaryName(importPath string) string {
+	name := path.Base(importPath)
+	if len(name) > 1 && name[0] == 'v' && strings.Trim(name[1:], "0123456789") == "" && path.Dir(importPath) != "." {
+		name = path.Base(path.Dir(importPath))
+	}
+	return name
+}
+
+// setEnv sets KEY=VALUE pairs in env, replacing earlier values of the same key.
+func setEnv(env, set []string) []string {
+	out := append([]string(nil), env...)
+	for _, kv := range set {
+		key, _, _ := strings.Cut(kv, "=")
+		replaced := false
+		for i, old := range out {
+			if k, _, _ := strings.Cut(old, "="); k == key {
+				out[i], replaced = kv, true
+			}
+		}
+		if !replaced {
+			out = append(out, kv)
+		}
+	}
+	return out
+}

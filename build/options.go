@@ -1,0 +1,171 @@
+package build
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/shipkit/shipkit/observe"
+)
+
+// DefaultUser is the user images run as unless [WithUser] says otherwise: the
+// "nonroot" user of distroless and Chainguard bases.
+const DefaultUser = "65532:65532"
+
+// Option configures a builder.
+type Option func(*options) error
+
+type options struct {
+	platforms   []v1.Platform
+	base        Base
+	user        string
+	env         []string
+	labels      map[string]string
+	annotations map[string]string
+	ldflags     string
+	tags        []string
+	created     time.Time
+	createdSet  bool
+	jobs        int
+	observer    observe.Observer
+	logger      *slog.Logger
+}
+
+func newOptions(opts []Option) (*options, error) {
+	o := &options{
+		platforms: []v1.Platform{{OS: "linux", Architecture: "amd64"}},
+		base:      Scratch(),
+		user:      DefaultUser,
+		jobs:      2,
+		observer:  observe.Discard{},
+		logger:    slog.New(slog.DiscardHandler),
+	}
+	for _, opt := range opts {
+		if err := opt(o); err != nil {
+			return nil, err
+		}
+	}
+	if !o.createdSet {
+		t, err := SourceDateEpoch()
+		if err != nil {
+			return nil, err
+		}
+		o.created = t
+	}
+	return o, nil
+}
+
+// SourceDateEpoch returns the time in the SOURCE_DATE_EPOCH environment variable,
+// or the Unix epoch when it is unset. Builders use it unless [WithCreationTime] is given.
+func SourceDateEpoch() (time.Time, error) {
+	s := os.Getenv("SOURCE_DATE_EPOCH")
+	if s == "" {
+		return time.Unix(0, 0).UTC(), nil
+	}
+	sec, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: not a number of seconds: %w", s, err)
+	}
+	return time.Unix(sec, 0).UTC(), nil
+}
+
+// WithPlatforms sets the platforms to build, e.g. "linux/amd64", "linux/arm64",
+// "linux/arm/v7". The default is linux/amd64.
+func WithPlatforms(platforms ...string) Option {
+	return func(o *options) error {
+		if len(platforms) == 0 {
+			return fmt.Errorf("WithPlatforms: no platform given")
+		}
+		o.platforms = o.platforms[:0]
+		seen := map[string]bool{}
+		for _, s := range platforms {
+			p, err := v1.ParsePlatform(s)
+			if err != nil || p.OS == "" || p.Architecture == "" {
+				return fmt.Errorf("platform %q: want os/arch[/variant]", s)
+			}
+			if seen[p.String()] {
+				continue
+			}
+			seen[p.String()] = true
+			o.platforms = append(o.platforms, *p)
+		}
+		return nil
+	}
+}
+
+// WithBase sets the base image (default [Scratch]).
+func WithBase(b Base) Option {
+	return func(o *options) error {
+		if b == nil {
+			return fmt.Errorf("WithBase: nil base")
+		}
+		o.base = b
+		return nil
+	}
+}
+
+// WithUser sets the user the image runs as (default [DefaultUser]). Use "0" or
+// "root" only when you must.
+func WithUser(user string) Option { return func(o *options) error { o.user = user; return nil } }
+
+// WithEnv adds KEY=VALUE environment variables to the image config.
+func WithEnv(env ...string) Option {
+	return func(o *options) error { o.env = append(o.env, env...); return nil }
+}
+
+// WithLabels adds labels to the image config.
+func WithLabels(labels map[string]string) Option {
+	return func(o *options) error { o.labels = merge(o.labels, labels); return nil }
+}
+
+// WithAnnotations adds annotations to every image manifest and to the index.
+func WithAnnotations(a map[string]string) Option {
+	return func(o *options) error { o.annotations = merge(o.annotations, a); return nil }
+}
+
+// WithLdflags sets the -ldflags passed to go build, e.g. "-s -w -X main.version=1.2".
+func WithLdflags(flags string) Option { return func(o *options) error { o.ldflags = flags; return nil } }
+
+// WithBuildTags sets the -tags passed to go build.
+func WithBuildTags(tags ...string) Option {
+	return func(o *options) error { o.tags = append(o.tags, tags...); return nil }
+}
+
+// WithCreationTime sets the time recorded in the image and its tar entries,
+// instead of SOURCE_DATE_EPOCH or the Unix epoch.
+func WithCreationTime(t time.Time) Option {
+	return func(o *options) error { o.created, o.createdSet = t.UTC(), true; return nil }
+}
+
+// WithJobs sets how many platforms build at once (default 2).
+func WithJobs(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("WithJobs(%d): want at least 1", n)
+		}
+		o.jobs = n
+		return nil
+	}
+}
+
+// WithObserver sends the build's events to obs.
+func WithObserver(obs observe.Observer) Option {
+	return func(o *options) error { o.observer = obs; return nil }
+}
+
+// WithLogger logs the commands the builder runs at debug level.
+func WithLogger(l *slog.Logger) Option { return func(o *options) error { o.logger = l; return nil } }
+
+func merge(dst, src map[string]string) map[string]string {
+	if dst == nil {
+		dst = map[string]string{}
+	}
+	for k, v := range src {
+		dst[k] = v
+	}
+	return dst
+}

@@ -1,0 +1,92 @@
+package build_test
+
+import (
+	"context"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shipkit/shipkit/build"
+)
+
+// countingTransport counts the blob bytes uploaded and can fail manifest uploads.
+type countingTransport struct {
+	uploaded      atomic.Int64
+	failManifests bool
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.Contains(r.URL.Path, "/blobs/uploads/") && (r.Method == http.MethodPatch || r.Method == http.MethodPut) && r.ContentLength > 0 {
+		c.uploaded.Add(r.ContentLength)
+	}
+	if c.failManifests && r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") {
+		return &http.Response{StatusCode: http.StatusInternalServerError, Body: io.NopCloser(strings.NewReader("boom")),
+			Header: http.Header{}, Request: r}, nil
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func newRegistry(t *testing.T) name.Repository {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	repo, err := name.NewRepository(strings.TrimPrefix(srv.URL, "http://")+"/team/app", name.Insecure)
+	require.NoError(t, err)
+	return repo
+}
+
+func TestPublishByDigestAndSkipsPresentBlobs(t *testing.T) {
+	ctx := context.Background()
+	repo := newRegistry(t)
+	idx, err := random.Index(1024, 2, 2)
+	require.NoError(t, err)
+	want, err := idx.Digest()
+	require.NoError(t, err)
+
+	tr := &countingTransport{}
+	d, err := build.Publish(ctx, idx, repo, build.WithTransport(tr), build.WithKeychain(authn.NewMultiKeychain()),
+		build.WithTags("v1"))
+	require.NoError(t, err)
+	assert.Equal(t, want.String(), d.DigestStr())
+	assert.Positive(t, tr.uploaded.Load())
+
+	// Pull back by digest and by tag.
+	got, err := remote.Index(d)
+	require.NoError(t, err)
+	gotDigest, err := got.Digest()
+	require.NoError(t, err)
+	assert.Equal(t, want, gotDigest)
+	tagged, err := remote.Head(repo.Tag("v1"))
+	require.NoError(t, err)
+	assert.Equal(t, want, tagged.Digest)
+
+	// Publishing again uploads nothing.
+	again := &countingTransport{}
+	d2, err := build.Publish(ctx, idx, repo, build.WithTransport(again))
+	require.NoError(t, err)
+	assert.Equal(t, d, d2)
+	assert.Zero(t, again.uploaded.Load(), "blobs already in the registry must not be uploaded again")
+}
+
+func TestPublishFailureIsNotSuccess(t *testing.T) {
+	repo := newRegistry(t)
+	idx, err := random.Index(256, 1, 1)
+	require.NoError(t, err)
+	d, err := build.Publish(context.Background(), idx, repo, build.WithTransport(&countingTransport{failManifests: true}),
+		build.WithRemoteOptions(remote.WithRetryStatusCodes()))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), repo.String())
+	assert.Empty(t, d.DigestStr())
+}

@@ -1,0 +1,4 @@
+package lib
+
+// Greeting is what the app prints.
+func Greeting() string { return "hello" }

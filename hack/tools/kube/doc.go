@@ -1,0 +1,2 @@
+// Package kube only anchors the tool directives of this nested module.
+package kube

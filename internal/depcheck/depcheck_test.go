@@ -1,0 +1,79 @@
+package depcheck
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Heavy dependencies, by the module path prefix of their packages.
+var (
+	syft       = "github.com/anchore/syft/"
+	grype      = "github.com/anchore/grype/"
+	stereo     = "github.com/anchore/stereoscope/"
+	sigstore   = "github.com/sigstore/"
+	kubernetes = "k8s.io/"
+	clientGo   = "k8s.io/client-go/"
+	kustomize  = "sigs.k8s.io/kustomize/"
+	promClient = "github.com/prometheus/client_golang/"
+	ggcrRemote = "github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// rules lists, per package pattern of this module, the prefixes none of its
+// dependencies may have. A pattern ending in /... covers every package below it.
+var rules = []struct {
+	pattern   string
+	forbidden []string
+}{
+	{"./build/...", []string{syft, grype, stereo, sigstore, kubernetes, kustomize, promClient}},
+	{"./scan", []string{grype, sigstore, clientGo, kustomize, promClient, ggcrRemote}},
+	{"./scan/report", []string{syft, grype, stereo, sigstore, kubernetes, "github.com/google/go-containerregistry/"}},
+	{"./sign", []string{syft, grype, stereo, sigstore, kubernetes, kustomize, ggcrRemote}},
+	{"./deploy/...", []string{syft, grype, stereo, sigstore}},
+	{"./mesh/...", []string{syft, grype, stereo, sigstore, kustomize}},
+	{"./observe", []string{syft, grype, stereo, sigstore, kubernetes, kustomize, promClient}},
+}
+
+func TestStageDependencies(t *testing.T) {
+	for _, r := range rules {
+		t.Run(strings.TrimPrefix(r.pattern, "./"), func(t *testing.T) {
+			deps := goList(t, "-deps", r.pattern)
+			require.NotEmpty(t, deps)
+			for _, dep := range deps {
+				for _, bad := range r.forbidden {
+					assert.False(t, strings.HasPrefix(dep, bad),
+						"%s depends on %s (a %s dependency); move that code to a subpackage", r.pattern, dep, strings.TrimSuffix(bad, "/"))
+				}
+			}
+		})
+	}
+}
+
+// TestRulesCoverStages fails when a stage's top package has no rule, so a new
+// stage or a rename cannot slip past the check.
+func TestRulesCoverStages(t *testing.T) {
+	covered := map[string]bool{}
+	for _, r := range rules {
+		for _, p := range goList(t, r.pattern) {
+			covered[p] = true
+		}
+	}
+	for _, stage := range []string{"build", "scan", "sign", "deploy", "mesh", "observe"} {
+		assert.True(t, covered["github.com/shipkit/shipkit/"+stage], "no dependency rule covers package %s", stage)
+	}
+}
+
+func goList(t *testing.T, args ...string) []string {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"list"}, args...)...)
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if ee, ok := err.(*exec.ExitError); ok {
+		t.Fatalf("go list %v: %v\n%s", args, err, ee.Stderr)
+	}
+	require.NoError(t, err)
+	return strings.Fields(string(out))
+}
