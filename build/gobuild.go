@@ -3,23 +3,15 @@ package build
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/types"
-
-	"github.com/shipkit/shipkit/observe"
 )
 
 // AppDir is where a [GoBuilder] puts the binary inside the image: /app/<name>.
@@ -69,103 +61,19 @@ func (g *GoBuilder) Build(ctx context.Context, src Source) (v1.ImageIndex, error
 		return nil, err
 	}
 
-	images := make([]v1.Image, len(o.platforms))
-	errs := make([]error, len(o.platforms))
-	sem := make(chan struct{}, o.jobs)
-	var wg sync.WaitGroup
-	for i, p := range o.platforms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
-			case <-ctx.Done():
-				errs[i] = ctx.Err()
-				return
-			}
-			images[i], errs[i] = g.buildPlatform(ctx, src, importPath, base, p)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return g.index(images, base, src)
-}
-
-func (g *GoBuilder) buildPlatform(ctx context.Context, src Source, importPath string, base *BaseImage, p v1.Platform) (v1.Image, error) {
-	o := g.opts
-	step := "go build " + p.String()
-	o.observer.Observe(observe.Event{Stage: "build", Step: step, Phase: observe.Started, Time: time.Now()})
-	img, err := g.imageFor(ctx, src, importPath, base, p)
-	if err != nil {
-		o.observer.Observe(observe.Event{Stage: "build", Step: step, Phase: observe.Failed, Err: err, Time: time.Now()})
-		return nil, err
-	}
-	o.observer.Observe(observe.Event{Stage: "build", Step: step, Phase: observe.Finished, Time: time.Now()})
-	return img, nil
-}
-
-func (g *GoBuilder) imageFor(ctx context.Context, src Source, importPath string, base *BaseImage, p v1.Platform) (v1.Image, error) {
-	o := g.opts
-	baseImg, err := base.ForPlatform(p)
-	if err != nil {
-		return nil, err
-	}
-	bin, err := g.compile(ctx, src, p)
-	if err != nil {
-		return nil, err
-	}
-	mt := types.OCILayer
-	if m, err := baseImg.MediaType(); err == nil && m == types.DockerManifestSchema2 {
-		mt = types.DockerLayer
-	}
-	binPath := path.Join(AppDir, binaryName(importPath))
-	layer, err := reproducibleLayer([]entry{{name: binPath, mode: 0o755, data: bin}}, o.created, mt)
-	if err != nil {
-		return nil, fmt.Errorf("%s for %s: %w", importPath, p, err)
-	}
-	img, err := mutate.Append(baseImg, mutate.Addendum{
-		Layer:     layer,
-		MediaType: mt,
-		History: v1.History{
-			Author:    "shipkit",
-			Created:   v1.Time{Time: o.created},
-			CreatedBy: "shipkit build go " + importPath,
-		},
+	images, err := o.forEachPlatform(ctx, "go build", func(p v1.Platform) (v1.Image, error) {
+		bin, err := g.compile(ctx, src, p)
+		if err != nil {
+			return nil, err
+		}
+		binPath := path.Join(AppDir, binaryName(importPath))
+		layer := layerSpec{entries: []entry{{name: binPath, mode: 0o755, data: bin}}, createdBy: "shipkit build go " + importPath}
+		return o.assemble(base, p, src, []layerSpec{layer}, []string{binPath})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s for %s: appending layer: %w", importPath, p, err)
+		return nil, err
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, fmt.Errorf("%s for %s: reading config: %w", importPath, p, err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture, cf.Variant, cf.OSVersion = p.OS, p.Architecture, p.Variant, p.OSVersion
-	cf.Created = v1.Time{Time: o.created}
-	cf.Author = ""
-	cf.Config.Entrypoint = []string{binPath}
-	cf.Config.Cmd = nil
-	cf.Config.User = o.user
-	cf.Config.Env = setEnv(cf.Config.Env, o.env)
-	if len(o.labels) > 0 {
-		cf.Config.Labels = merge(cf.Config.Labels, o.labels)
-	}
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		return nil, fmt.Errorf("%s for %s: writing config: %w", importPath, p, err)
-	}
-	ann := g.annotations(src, base)
-	if base.Name != "" {
-		d, err := baseImg.Digest()
-		if err != nil {
-			return nil, fmt.Errorf("base %s for %s: digest: %w", base.Name, p, err)
-		}
-		ann[AnnotationBaseDigest] = d.String()
-	}
-	return mutate.Annotations(img, ann).(v1.Image), nil
+	return o.index(images, base, src)
 }
 
 // compile runs go build for one platform and returns the binary.
@@ -198,39 +106,6 @@ func (g *GoBuilder) compile(ctx context.Context, src Source, p v1.Platform) ([]b
 		return nil, fmt.Errorf("go build %s for %s: reading binary: %w", src.Path, p, err)
 	}
 	return bin, nil
-}
-
-func (g *GoBuilder) annotations(src Source, base *BaseImage) map[string]string {
-	ann := merge(nil, g.opts.annotations)
-	if base.Name != "" {
-		ann[AnnotationBaseName] = base.Name
-	}
-	if src.Repository != "" {
-		ann[AnnotationSource] = src.Repository
-	}
-	if src.Revision != "" {
-		ann[AnnotationRevision] = src.Revision
-	}
-	ann[AnnotationCreated] = g.opts.created.Format(time.RFC3339)
-	return ann
-}
-
-func (g *GoBuilder) index(images []v1.Image, base *BaseImage, src Source) (v1.ImageIndex, error) {
-	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
-	adds := make([]mutate.IndexAddendum, len(images))
-	for i, img := range images {
-		p := g.opts.platforms[i]
-		adds[i] = mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}}
-	}
-	sort.SliceStable(adds, func(i, j int) bool {
-		return adds[i].Descriptor.Platform.String() < adds[j].Descriptor.Platform.String()
-	})
-	idx = mutate.AppendManifests(idx, adds...)
-	ann := g.annotations(src, base)
-	if base.Name != "" {
-		ann[AnnotationBaseDigest] = base.Digest.String()
-	}
-	return mutate.Annotations(idx, ann).(v1.ImageIndex), nil
 }
 
 // checkPlatforms refuses a platform the Go toolchain cannot build, before any build.

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -23,6 +25,10 @@ type options struct {
 	platforms   []v1.Platform
 	base        Base
 	user        string
+	entrypoint  []string
+	cmd         []string
+	workdir     string
+	ports       []string
 	env         []string
 	labels      map[string]string
 	annotations map[string]string
@@ -111,6 +117,45 @@ func WithBase(b Base) Option {
 // WithUser sets the user the image runs as (default [DefaultUser]). Use "0" or
 // "root" only when you must.
 func WithUser(user string) Option { return func(o *options) error { o.user = user; return nil } }
+
+// WithEntrypoint sets the image's entrypoint. The Go builder sets it to its binary
+// unless this option is given.
+func WithEntrypoint(args ...string) Option {
+	return func(o *options) error { o.entrypoint = args; return nil }
+}
+
+// WithCmd sets the image's default arguments.
+func WithCmd(args ...string) Option { return func(o *options) error { o.cmd = args; return nil } }
+
+// WithWorkdir sets the image's working directory.
+func WithWorkdir(dir string) Option {
+	return func(o *options) error {
+		if !path.IsAbs(dir) {
+			return fmt.Errorf("WithWorkdir(%q): want an absolute path", dir)
+		}
+		o.workdir = dir
+		return nil
+	}
+}
+
+// WithPorts declares the ports the image listens on, e.g. "8080/tcp" or "53/udp"
+// ("8080" means tcp).
+func WithPorts(ports ...string) Option {
+	return func(o *options) error {
+		for _, p := range ports {
+			num, proto, found := strings.Cut(p, "/")
+			if !found {
+				proto = "tcp"
+			}
+			n, err := strconv.Atoi(num)
+			if err != nil || n < 1 || n > 65535 || (proto != "tcp" && proto != "udp" && proto != "sctp") {
+				return fmt.Errorf("port %q: want NUMBER[/tcp|udp|sctp]", p)
+			}
+			o.ports = append(o.ports, fmt.Sprintf("%d/%s", n, proto))
+		}
+		return nil
+	}
+}
 
 // WithEnv adds KEY=VALUE environment variables to the image config.
 func WithEnv(env ...string) Option {
