@@ -173,7 +173,9 @@ func WithAnnotations(a map[string]string) Option {
 }
 
 // WithLdflags sets the -ldflags passed to go build, e.g. "-s -w -X main.version=1.2".
-func WithLdflags(flags string) Option { return func(o *options) error { o.ldflags = flags; return nil } }
+func WithLdflags(flags string) Option {
+	return func(o *options) error { o.ldflags = flags; return nil }
+}
 
 // WithBuildTags sets the -tags passed to go build.
 func WithBuildTags(tags ...string) Option {
