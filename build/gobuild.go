@@ -3,6 +3,8 @@ package build
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -79,12 +81,11 @@ func (g *GoBuilder) Build(ctx context.Context, src Source) (v1.ImageIndex, error
 // compile runs go build for one platform and returns the binary.
 func (g *GoBuilder) compile(ctx context.Context, src Source, p v1.Platform) ([]byte, error) {
 	o := g.opts
-	tmp, err := os.MkdirTemp("", "shipkit-go-build-")
+	out, cleanup, err := g.outputPath(src, p)
 	if err != nil {
 		return nil, fmt.Errorf("go build %s for %s: %w", src.Path, p, err)
 	}
-	defer os.RemoveAll(tmp)
-	out := filepath.Join(tmp, "app")
+	defer cleanup()
 	args := []string{"build", "-trimpath", "-o", out}
 	if o.ldflags != "" {
 		args = append(args, "-ldflags", o.ldflags)
@@ -106,6 +107,29 @@ func (g *GoBuilder) compile(ctx context.Context, src Source, p v1.Platform) ([]b
 		return nil, fmt.Errorf("go build %s for %s: reading binary: %w", src.Path, p, err)
 	}
 	return bin, nil
+}
+
+// outputPath returns where go build writes the binary: a path in the binary cache
+// that depends on every input of the link (so an up-to-date binary there is reused),
+// or a temporary file when the cache is off.
+func (g *GoBuilder) outputPath(src Source, p v1.Platform) (string, func(), error) {
+	o := g.opts
+	if o.binCache == "" {
+		tmp, err := os.MkdirTemp("", "shipkit-go-build-")
+		if err != nil {
+			return "", nil, err
+		}
+		return filepath.Join(tmp, "app"), func() { os.RemoveAll(tmp) }, nil
+	}
+	h := sha256.New()
+	for _, s := range []string{src.Dir, src.Path, p.String(), o.ldflags, strings.Join(o.tags, ",")} {
+		fmt.Fprintf(h, "%d:%s;", len(s), s)
+	}
+	dir := filepath.Join(o.binCache, hex.EncodeToString(h.Sum(nil))[:32])
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", nil, fmt.Errorf("binary cache: %w", err)
+	}
+	return filepath.Join(dir, "app"), func() {}, nil
 }
 
 // checkPlatforms refuses a platform the Go toolchain cannot build, before any build.

@@ -24,7 +24,7 @@ import (
 func copyApp(t *testing.T) string {
 	t.Helper()
 	dst := t.TempDir()
-	require.NoError(t, os.CopyFS(dst, os.DirFS("testdata/app")))
+	require.NoError(t, copyTree(dst))
 	return dst
 }
 
@@ -209,3 +209,5 @@ func names(hdrs []*tar.Header) []string {
 	}
 	return out
 }
+
+func copyTree(dst string) error { return os.CopyFS(dst, os.DirFS("testdata/app")) }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,7 @@ type options struct {
 	created     time.Time
 	createdSet  bool
 	jobs        int
+	binCache    string
 	observer    observe.Observer
 	logger      *slog.Logger
 }
@@ -49,6 +51,9 @@ func newOptions(opts []Option) (*options, error) {
 		jobs:      2,
 		observer:  observe.Discard{},
 		logger:    slog.New(slog.DiscardHandler),
+	}
+	if dir, err := os.UserCacheDir(); err == nil {
+		o.binCache = filepath.Join(dir, "shipkit", "go-bin")
 	}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
@@ -197,6 +202,14 @@ func WithJobs(n int) Option {
 		o.jobs = n
 		return nil
 	}
+}
+
+// WithBinaryCache sets the directory where the Go builder keeps its binaries between
+// builds, so that a rebuild with no source change skips the link step too (go build
+// reuses an up-to-date output). The default is shipkit/go-bin under the user's cache
+// directory; "" turns the cache off.
+func WithBinaryCache(dir string) Option {
+	return func(o *options) error { o.binCache = dir; return nil }
 }
 
 // WithObserver sends the build's events to obs.
