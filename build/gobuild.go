@@ -168,11 +168,11 @@ func mainPackage(ctx context.Context, src Source) (string, error) {
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if len(lines) != 1 {
-		return "", fmt.Errorf("Go package %s in %s: names %d packages, want one main package", src.Path, src.Dir, len(lines))
+		return "", fmt.Errorf("package pattern %s in %s names %d packages, want one main package", src.Path, src.Dir, len(lines))
 	}
 	name, importPath, _ := strings.Cut(lines[0], "\t")
 	if name != "main" {
-		return "", fmt.Errorf("Go package %s (%s) in %s is package %s, not a main package", src.Path, importPath, src.Dir, name)
+		return "", fmt.Errorf("package %s (%s) in %s is package %s, not a main package", src.Path, importPath, src.Dir, name)
 	}
 	return importPath, nil
 }

@@ -63,8 +63,10 @@ build_control_plane() {
   CGO_ENABLED=0 GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
   local kwokmod; kwokmod=$(go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION
   mkdir -p "$tmp/kwok-stages"
-  for f in node-initialize node-heartbeat-with-lease pod-ready pod-complete pod-delete; do
-    find "$kwokmod/kustomize/stage" -path '*/testdata' -prune -o -name "$f.yaml" -exec cp {} "$tmp/kwok-stages/" \;
+  # Explicit paths: pod/general has files of the same names that need a pod-create stage.
+  for f in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+    pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+    cp "$kwokmod/kustomize/stage/$f.yaml" "$tmp/kwok-stages/"
   done
   chmod -R u+w "$tmp/kwok-stages"
   mv "$tmp"/* "$bin/"

@@ -18,7 +18,7 @@ import (
 func run(ctx context.Context, cfg config, out io.Writer) error {
 	repoName := cfg.registry
 	if repoName == "" {
-		host, stop, err := serveRegistry()
+		host, stop, err := serveRegistry(ctx)
 		if err != nil {
 			return fmt.Errorf("starting the in-process registry: %w", err)
 		}
@@ -79,8 +79,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 
 // serveRegistry serves go-containerregistry's registry on a random port of
 // 127.0.0.1 and returns its host:port.
-func serveRegistry() (string, func(), error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func serveRegistry(ctx context.Context) (string, func(), error) {
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
 	}

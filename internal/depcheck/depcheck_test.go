@@ -1,6 +1,7 @@
 package depcheck
 
 import (
+	"errors"
 	"os/exec"
 	"strings"
 	"testing"
@@ -68,10 +69,11 @@ func TestRulesCoverStages(t *testing.T) {
 
 func goList(t *testing.T, args ...string) []string {
 	t.Helper()
-	cmd := exec.Command("go", append([]string{"list"}, args...)...)
+	cmd := exec.CommandContext(t.Context(), "go", append([]string{"list"}, args...)...)
 	cmd.Dir = "../.."
 	out, err := cmd.Output()
-	if ee, ok := err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
 		t.Fatalf("go list %v: %v\n%s", args, err, ee.Stderr)
 	}
 	require.NoError(t, err)
