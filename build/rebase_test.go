@@ -19,7 +19,7 @@ import (
 
 // pushBase pushes a two-platform base index with random layers under tag and
 // returns it.
-func pushBase(t *testing.T, tag name.Tag) v1.ImageIndex {
+func pushBase(t *testing.T, tag name.Tag, opts ...remote.Option) v1.ImageIndex {
 	t.Helper()
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for _, arch := range []string{"amd64", "arm64"} {
@@ -35,7 +35,7 @@ func pushBase(t *testing.T, tag name.Tag) v1.ImageIndex {
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img,
 			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
 	}
-	require.NoError(t, remote.WriteIndex(tag, idx))
+	require.NoError(t, remote.WriteIndex(tag, idx, opts...))
 	return idx
 }
 
