@@ -140,11 +140,11 @@ func runBuild(ctx context.Context, cfg buildConfig, out io.Writer) error {
 	}
 	for r := 0; r < cfg.rounds; r++ {
 		for _, b := range order(r) {
-			s, err := measure(b, fmt.Sprintf("first-%d/%s", r, b.name), warmCache, filepath.Join(tmp, fmt.Sprintf("first-%d-%s", r, b.name)))
+			s, err := measure(b, fmt.Sprintf("new-%d/%s", r, b.name), warmCache, filepath.Join(tmp, fmt.Sprintf("new-%d-%s", r, b.name)))
 			if err != nil {
 				return err
 			}
-			record("first push", b.name, s)
+			record("new cache", b.name, s)
 		}
 		for _, b := range order(r) {
 			s, err := measure(b, "warm/"+b.name, warmCache, filepath.Join(tmp, "warm-"+b.name))
@@ -160,7 +160,7 @@ func runBuild(ctx context.Context, cfg buildConfig, out io.Writer) error {
 
 func printSummary(out io.Writer, results map[string]map[string][]sample) {
 	fmt.Fprintf(out, "\n%-12s %12s %12s %8s %16s %16s\n", "scenario", "shipkit", "ko", "ratio", "shipkit pushed", "ko pushed")
-	for _, sc := range []string{"cold", "first push", "no change"} {
+	for _, sc := range []string{"cold", "new cache", "no change"} {
 		r := results[sc]
 		if r == nil {
 			continue

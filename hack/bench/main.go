@@ -9,7 +9,9 @@
 // same base image and pushes it, with shipkit's build package in process and with
 // `ko build`:
 //   - cold: an empty Go build cache and an empty repository (a fresh CI runner);
-//   - first push: a warm Go build cache, an empty repository;
+//   - new cache: a warm Go build cache, each tool's own cache empty (shipkit's
+//     binary cache, KOCACHE), a new repository; the in-process registry shares blobs
+//     between repositories, so this measures the build side only;
 //   - no change: the same source again to the same repository.
 //
 // Bytes pushed are counted by a proxy in front of the registry.

@@ -2,14 +2,21 @@ package kube
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/shipkit/shipkit/internal/testbed"
 )
 
 // fakeNodeAnnotation marks the nodes kwok manages (--manage-nodes-with-annotation-selector).
@@ -36,14 +43,15 @@ func (c *Cluster) components(a assets) ([]component, error) {
 		}
 		kubeconfigs[i] = path
 	}
-	kcmPort, err := freePort()
-	if err != nil {
-		return nil, err
+	var ports [2]string
+	for i := range ports {
+		port, err := testbed.FreePort()
+		if err != nil {
+			return nil, fmt.Errorf("kube: %w", err)
+		}
+		ports[i] = strconv.Itoa(port)
 	}
-	schedPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
+	kcmPort, schedPort := ports[0], ports[1]
 	flexDir := filepath.Join(c.LogDir, "flexvolume")
 	kwokDir := filepath.Join(c.LogDir, "kwok")
 	for _, d := range []string{flexDir, kwokDir} {
@@ -159,5 +167,33 @@ func (c *Cluster) serviceAccountReady(namespace string) func(context.Context) er
 			return errors.New("no default service account yet")
 		}
 		return err
+	}
+}
+
+// healthy returns a check that an HTTPS endpoint of a component answers 200. The
+// components serve self-signed certificates on 127.0.0.1, so the check trusts any.
+func healthy(url string) func(context.Context) error {
+	client := &http.Client{
+		Timeout: 2 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // loopback health check
+			DisableKeepAlives: true,
+		},
+	}
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return fmt.Errorf("health check %s: %w", url, err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("health check: %w", err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s: %s", url, resp.Status, body)
+		}
+		return nil
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/shipkit/shipkit/internal/testbed"
 )
 
 // startAPIServer starts etcd and kube-apiserver with envtest. It starts them one by one
@@ -48,15 +50,18 @@ func (c *Cluster) startAPIServer(ctx context.Context, a assets) error {
 		Set("service-account-key-file", saKey).
 		Set("service-account-signing-key-file", saKey)
 	c.plane = &envtest.ControlPlane{Etcd: etcd, APIServer: api}
+	etcdProc := testbed.ExternalProcess("etcd", etcdLog.Name())
+	apiProc := testbed.ExternalProcess("kube-apiserver", apiLog.Name())
+	c.procs = append(c.procs, etcdProc, apiProc)
 
 	etcd.StartTimeout = timeLeft(ctx)
 	if err := etcd.Start(); err != nil {
-		return fmt.Errorf("kube: start etcd: %w\n%s", err, logTail(etcdLog.Name(), tailLines))
+		return etcdProc.WithLog(fmt.Errorf("kube: start etcd: %w", err))
 	}
 	api.EtcdURL = etcd.URL
 	api.StartTimeout = timeLeft(ctx)
 	if err := api.Start(); err != nil {
-		return fmt.Errorf("kube: start kube-apiserver: %w\n%s", err, logTail(apiLog.Name(), tailLines))
+		return apiProc.WithLog(fmt.Errorf("kube: start kube-apiserver: %w", err))
 	}
 	c.saKey = saKey
 	c.caFile = filepath.Join(c.LogDir, "ca.crt")

@@ -28,6 +28,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/shipkit/shipkit/internal/testbed"
 )
 
 // DefaultStartTimeout bounds [Start]: a cold start takes 10–30 s on a busy machine.
@@ -52,7 +54,7 @@ type Cluster struct {
 	config   *rest.Config
 	client   kubernetes.Interface
 	plane    *envtest.ControlPlane
-	procs    []*proc
+	procs    []*testbed.Process // every component in start order; envtest runs the first two
 	files    []*os.File
 	saKey    string
 	caFile   string
@@ -97,17 +99,23 @@ func (c *Cluster) start(ctx context.Context, a assets) error {
 	if c.client, err = kubernetes.NewForConfig(c.config); err != nil {
 		return fmt.Errorf("kube: client: %w", err)
 	}
-	apiserver := &proc{name: "kube-apiserver", log: filepath.Join(c.LogDir, "kube-apiserver.log")} // envtest runs it
-	if err := waitFor(ctx, "the API server's system namespaces", c.namespacesExist, apiserver); err != nil {
+	if err := testbed.WaitFor(ctx, "the API server's system namespaces", c.namespacesExist, c.procs...); err != nil {
 		return fmt.Errorf("kube: %w", err)
 	}
 	comps, err := c.components(a)
 	if err != nil {
 		return err
 	}
-	byName := map[string]*proc{}
+	byName := map[string]*testbed.Process{}
 	for _, comp := range comps {
-		p, err := startProc(comp.name, filepath.Join(c.LogDir, comp.name+".log"), comp.env, comp.bin, comp.args...)
+		// The components live until stop, not until the deadline of ctx.
+		p, err := testbed.StartProcess(context.WithoutCancel(ctx), testbed.ProcessConfig{
+			Name:    comp.name,
+			Bin:     comp.bin,
+			Args:    comp.args,
+			Env:     append(os.Environ(), comp.env...),
+			LogFile: filepath.Join(c.LogDir, comp.name+".log"),
+		})
 		if err != nil {
 			return fmt.Errorf("kube: %w", err)
 		}
@@ -119,16 +127,16 @@ func (c *Cluster) start(ctx context.Context, a assets) error {
 	}
 	for _, comp := range comps {
 		if comp.health != "" {
-			if err := waitFor(ctx, comp.name, healthy(comp.health), byName[comp.name]); err != nil {
+			if err := testbed.WaitFor(ctx, comp.name, healthy(comp.health), byName[comp.name]); err != nil {
 				return fmt.Errorf("kube: %w", err)
 			}
 		}
 	}
 	kcm, kwok := byName["kube-controller-manager"], byName["kwok"]
-	if err := waitFor(ctx, "the default service account", c.serviceAccountReady("default"), kcm); err != nil {
+	if err := testbed.WaitFor(ctx, "the default service account", c.serviceAccountReady("default"), kcm); err != nil {
 		return fmt.Errorf("kube: %w", err)
 	}
-	if err := waitFor(ctx, "ready fake nodes", c.nodesReady, kwok, kcm); err != nil {
+	if err := testbed.WaitFor(ctx, "ready fake nodes", c.nodesReady, kwok, kcm); err != nil {
 		return fmt.Errorf("kube: %w", err)
 	}
 	return nil
@@ -145,11 +153,12 @@ func (c *Cluster) namespacesExist(ctx context.Context) error {
 	return nil
 }
 
-// stop stops every component, newest first, and removes the cluster's directory.
+// stop stops the components it started, newest first, then kube-apiserver and etcd, and
+// removes the cluster's directory.
 func (c *Cluster) stop() {
 	c.stopOnce.Do(func() {
 		for i := len(c.procs) - 1; i >= 0; i-- {
-			c.procs[i].stop(10 * time.Second)
+			c.procs[i].Stop()
 		}
 		_ = c.stopAPIServer()
 		for _, f := range c.files {
@@ -188,7 +197,7 @@ func (c *Cluster) NewNamespace(t testing.TB) string {
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	if err := waitFor(ctx, "service account of namespace "+ns.Name, c.serviceAccountReady(ns.Name), c.procs...); err != nil {
+	if err := testbed.WaitFor(ctx, "service account of namespace "+ns.Name, c.serviceAccountReady(ns.Name), c.procs...); err != nil {
 		t.Fatalf("kube: %v", err)
 	}
 	return ns.Name
@@ -197,8 +206,8 @@ func (c *Cluster) NewNamespace(t testing.TB) string {
 // logTails returns the last lines of every component's log.
 func (c *Cluster) logTails() string {
 	var b strings.Builder
-	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"} {
-		fmt.Fprintf(&b, "%s\n", logTail(filepath.Join(c.LogDir, name+".log"), 15))
+	for _, p := range c.procs {
+		fmt.Fprintf(&b, "--- last lines of %s.log:\n%s\n", p.Name(), p.Tail(15))
 	}
 	return b.String()
 }

@@ -17,7 +17,6 @@ package prom
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -35,6 +34,10 @@ import (
 	"github.com/shipkit/shipkit/internal/testbed"
 )
 
+// startTimeout bounds how long Prometheus may take to become ready or to scrape its
+// targets.
+const startTimeout = 60 * time.Second
+
 // Server is a running Prometheus (Debian's prometheus 2.42) that scrapes static targets
 // every second and evaluates every second. It reaches nothing but its targets: no
 // remote write, no alerting, no service discovery.
@@ -42,7 +45,7 @@ type Server struct {
 	// URL is Prometheus's base URL, "http://127.0.0.1:PORT".
 	URL string
 
-	proc      *process
+	proc      *testbed.Process
 	dir       string
 	transport *http.Transport
 	api       promv1.API
@@ -68,12 +71,7 @@ func Start(ctx context.Context, targets ...string) (*Server, error) {
 		return nil, fmt.Errorf("prometheus: make temporary directory: %w", err)
 	}
 	s := &Server{dir: dir, transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}}
-	for attempt := 1; ; attempt++ {
-		err = s.start(ctx, bin, targets)
-		if !errors.Is(err, errRetry) || attempt == 3 {
-			break
-		}
-	}
+	err = testbed.RetryOnPortTaken(func() error { return s.start(ctx, bin, targets) })
 	if err == nil {
 		err = s.waitScraped(ctx, targets)
 		if err != nil {
@@ -88,18 +86,20 @@ func Start(ctx context.Context, targets ...string) (*Server, error) {
 }
 
 // start writes the configuration, starts Prometheus on a free port and waits until it is
-// ready. It returns an error wrapping errRetry when the port was taken meanwhile.
+// ready. It returns an error wrapping [testbed.ErrPortTaken] when the port was taken
+// meanwhile.
 func (s *Server) start(ctx context.Context, bin string, targets []string) error {
 	cfg := filepath.Join(s.dir, "prometheus.yml")
 	if err := writeConfig(cfg, targets); err != nil {
 		return err
 	}
-	addr, err := freeAddr()
+	addr, err := testbed.FreeAddr()
 	if err != nil {
 		return err
 	}
 	url := "http://" + addr
-	p, err := startProcess(ctx, bin, []string{
+	// The default, minimal environment keeps variables of the caller's (proxies) out.
+	p, err := testbed.StartProcess(ctx, testbed.ProcessConfig{Bin: bin, Dir: s.dir, Args: []string{
 		"--config.file=" + cfg,
 		"--storage.tsdb.path=" + filepath.Join(s.dir, "data"),
 		"--web.listen-address=" + addr,
@@ -107,23 +107,22 @@ func (s *Server) start(ctx context.Context, bin string, targets []string) error 
 		"--web.enable-lifecycle", // POST /-/reload for SetTargets
 		// Targets are handed to the scrapers at this interval (default 5s).
 		"--scrape.discovery-reload-interval=100ms",
-	}, s.dir)
+	}})
 	if err != nil {
 		return err
 	}
-	err = p.waitReady(ctx, func(ctx context.Context) error {
+	wctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	err = testbed.WaitFor(wctx, "prometheus to be ready", func(ctx context.Context) error {
 		return s.call(ctx, http.MethodGet, url+"/-/ready")
-	})
+	}, p)
 	if err != nil {
-		p.stop()
-		if p.portTaken() {
-			return fmt.Errorf("%w: %w", errRetry, err)
-		}
+		p.Stop()
 		return err
 	}
 	client, err := api.NewClient(api.Config{Address: url, RoundTripper: s.transport})
 	if err != nil {
-		p.stop()
+		p.Stop()
 		return fmt.Errorf("make API client: %w", err)
 	}
 	s.URL, s.proc, s.api = url, p, promv1.NewAPI(client)
@@ -143,7 +142,7 @@ func (s *Server) SetTargets(ctx context.Context, targets ...string) error {
 		return fmt.Errorf("prometheus: %w", err)
 	}
 	if err := s.call(ctx, http.MethodPost, s.URL+"/-/reload"); err != nil {
-		return s.proc.withLog(fmt.Errorf("prometheus: reload configuration: %w", err))
+		return s.proc.WithLog(fmt.Errorf("prometheus: reload configuration: %w", err))
 	}
 	if err := s.waitScraped(ctx, targets); err != nil {
 		return fmt.Errorf("prometheus: %w", err)
@@ -151,9 +150,12 @@ func (s *Server) SetTargets(ctx context.Context, targets ...string) error {
 	return nil
 }
 
-// waitScraped waits until each target has been scraped at least once.
+// waitScraped waits until each target has been scraped at least once, at most
+// startTimeout.
 func (s *Server) waitScraped(ctx context.Context, targets []string) error {
-	return s.proc.waitReady(ctx, func(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	return testbed.WaitFor(ctx, "prometheus to scrape its targets", func(ctx context.Context) error {
 		res, err := s.api.Targets(ctx)
 		if err != nil {
 			return fmt.Errorf("list targets: %w", err)
@@ -168,7 +170,7 @@ func (s *Server) waitScraped(ctx context.Context, targets []string) error {
 			}
 		}
 		return nil
-	})
+	}, s.proc)
 }
 
 // call sends a request without a body and expects 200 OK.
@@ -193,12 +195,12 @@ func (s *Server) call(ctx context.Context, method, url string) error {
 func (s *Server) API() promv1.API { return s.api }
 
 // Log returns the tail of Prometheus's log.
-func (s *Server) Log() string { return s.proc.log.tail(100) }
+func (s *Server) Log() string { return s.proc.Tail(100) }
 
 // Stop kills Prometheus and removes its directory. It is safe to call more than once.
 func (s *Server) Stop() {
 	s.stopOnce.Do(func() {
-		s.proc.stop()
+		s.proc.Stop()
 		s.transport.CloseIdleConnections()
 		_ = os.RemoveAll(s.dir)
 	})

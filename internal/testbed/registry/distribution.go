@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,6 +23,9 @@ import (
 	"github.com/shipkit/shipkit/internal/testbed"
 )
 
+// startTimeout bounds how long the registry may take to answer.
+const startTimeout = 60 * time.Second
+
 // Distribution is a running CNCF distribution registry (Debian's docker-registry 2.8)
 // that serves TLS with a certificate from a private CA and accepts one htpasswd user.
 type Distribution struct {
@@ -38,7 +40,7 @@ type Distribution struct {
 	// Transport trusts CAPool. Pass it with remote.WithTransport, or use [Distribution.RemoteOptions].
 	Transport *http.Transport
 
-	proc     *process
+	proc     *testbed.Process
 	dir      string
 	stopOnce sync.Once
 }
@@ -58,12 +60,7 @@ func StartDistribution(ctx context.Context) (*Distribution, error) {
 	}
 	d, err := prepare(dir)
 	if err == nil {
-		for attempt := 1; ; attempt++ {
-			err = d.start(ctx, bin)
-			if !errors.Is(err, errRetry) || attempt == 3 {
-				break
-			}
-		}
+		err = testbed.RetryOnPortTaken(func() error { return d.start(ctx, bin) })
 	}
 	if err != nil {
 		_ = os.RemoveAll(dir)
@@ -118,9 +115,10 @@ func prepare(dir string) (*Distribution, error) {
 }
 
 // start writes a configuration for a free port, starts the registry and waits until it
-// answers. It returns an error wrapping errRetry when the port was taken meanwhile.
+// answers. It returns an error wrapping [testbed.ErrPortTaken] when the port was taken
+// meanwhile.
 func (d *Distribution) start(ctx context.Context, bin string) error {
-	addr, err := freeAddr()
+	addr, err := testbed.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -157,19 +155,19 @@ func (d *Distribution) start(ctx context.Context, bin string) error {
 	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
 		return fmt.Errorf("write configuration: %w", err)
 	}
-	p, err := startProcess(ctx, bin, []string{"serve", cfgPath}, d.dir)
+	// The default, minimal environment keeps REGISTRY_* variables of the caller's out.
+	p, err := testbed.StartProcess(ctx, testbed.ProcessConfig{Bin: bin, Args: []string{"serve", cfgPath}, Dir: d.dir})
 	if err != nil {
 		return err
 	}
 	client := &http.Client{Transport: d.Transport, Timeout: 5 * time.Second}
-	err = p.waitReady(ctx, func(ctx context.Context) error {
+	wctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	err = testbed.WaitFor(wctx, "docker-registry to answer", func(ctx context.Context) error {
 		return checkV2(ctx, client, "https://"+addr+"/v2/")
-	})
+	}, p)
 	if err != nil {
-		p.stop()
-		if p.portTaken() {
-			return fmt.Errorf("%w: %w", errRetry, err)
-		}
+		p.Stop()
 		return err
 	}
 	d.Host, d.proc = addr, p
@@ -219,12 +217,12 @@ func (d *Distribution) RemoteOptions() []remote.Option {
 }
 
 // Log returns the tail of the registry's log.
-func (d *Distribution) Log() string { return d.proc.log.tail(100) }
+func (d *Distribution) Log() string { return d.proc.Tail(100) }
 
 // Stop kills the registry and removes its directory. It is safe to call more than once.
 func (d *Distribution) Stop() {
 	d.stopOnce.Do(func() {
-		d.proc.stop()
+		d.proc.Stop()
 		d.Transport.CloseIdleConnections()
 		_ = os.RemoveAll(d.dir)
 	})
