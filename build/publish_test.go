@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shipkit/shipkit/build"
+	"github.com/shipkit/shipkit/observe"
 )
 
 // countingTransport counts the blob bytes uploaded and can fail manifest uploads.
@@ -56,11 +58,26 @@ func TestPublishByDigestAndSkipsPresentBlobs(t *testing.T) {
 	require.NoError(t, err)
 
 	tr := &countingTransport{}
+	var events []observe.Event
+	var mu sync.Mutex
+	obs := observe.ObserverFunc(func(e observe.Event) { mu.Lock(); events = append(events, e); mu.Unlock() })
 	d, err := build.Publish(ctx, idx, repo, build.WithTransport(tr), build.WithKeychain(authn.NewMultiKeychain()),
-		build.WithTags("v1"))
+		build.WithTags("v1"), build.WithPublishObserver(obs))
 	require.NoError(t, err)
 	assert.Equal(t, want.String(), d.DigestStr())
 	assert.Positive(t, tr.uploaded.Load())
+	mu.Lock()
+	require.NotEmpty(t, events)
+	assert.Equal(t, observe.Started, events[0].Phase)
+	last := events[len(events)-1]
+	assert.Equal(t, observe.Finished, last.Phase)
+	assert.Equal(t, d.String(), last.Message)
+	var progressed bool
+	for _, e := range events {
+		progressed = progressed || (e.Phase == observe.Progress && e.Done > 0 && e.Total > 0)
+	}
+	assert.True(t, progressed, "push progress in bytes reaches the observer")
+	mu.Unlock()
 
 	// Pull back by digest and by tag.
 	got, err := remote.Index(d)
