@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -58,6 +59,9 @@ func (b *BaseImage) ForPlatform(p v1.Platform) (v1.Image, error) {
 	if label == "" {
 		label = "scratch"
 	}
+	if b.index == nil && b.image == nil {
+		return nil, fmt.Errorf("base %s: no image (use NewBaseImage or NewBaseIndex)", label)
+	}
 	if b.index != nil {
 		im, err := b.index.IndexManifest()
 		if err != nil {
@@ -96,21 +100,41 @@ func (scratch) Load(context.Context) (*BaseImage, error) {
 }
 
 type remoteBase struct {
-	ref  string
+	raw  string
+	ref  name.Reference
 	opts []remote.Option
 }
 
 // RemoteBase is a base image from a registry, e.g. "gcr.io/distroless/static:nonroot".
 // The reference is resolved to a digest once per build and recorded. Options are
-// passed to go-containerregistry's remote package (auth, transport).
-func RemoteBase(ref string, opts ...remote.Option) Base { return remoteBase{ref: ref, opts: opts} }
+// passed to go-containerregistry's remote package (auth, transport); without any, the
+// credentials come from authn.DefaultKeychain, as for [Publish].
+func RemoteBase(ref string, opts ...remote.Option) Base { return remoteBase{raw: ref, opts: opts} }
+
+// RemoteBaseRef is [RemoteBase] for a parsed reference, e.g. one parsed with
+// name.Insecure for a plain-HTTP registry.
+func RemoteBaseRef(ref name.Reference, opts ...remote.Option) Base {
+	return remoteBase{raw: ref.String(), ref: ref, opts: opts}
+}
+
+// remoteOptions adds the context, and the default keychain when the caller gave no
+// options (go-containerregistry refuses a keychain next to an explicit authenticator).
+func remoteOptions(ctx context.Context, opts []remote.Option) []remote.Option {
+	if len(opts) == 0 {
+		opts = []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)}
+	}
+	return append([]remote.Option{remote.WithContext(ctx)}, opts...)
+}
 
 func (r remoteBase) Load(ctx context.Context) (*BaseImage, error) {
-	ref, err := name.ParseReference(r.ref)
-	if err != nil {
-		return nil, fmt.Errorf("base %q: %w", r.ref, err)
+	ref := r.ref
+	if ref == nil {
+		var err error
+		if ref, err = name.ParseReference(r.raw); err != nil {
+			return nil, fmt.Errorf("base %q: %w", r.raw, err)
+		}
 	}
-	desc, err := remote.Get(ref, append([]remote.Option{remote.WithContext(ctx)}, r.opts...)...)
+	desc, err := remote.Get(ref, remoteOptions(ctx, r.opts)...)
 	if err != nil {
 		return nil, fmt.Errorf("pulling base %s: %w", ref, err)
 	}
@@ -167,9 +191,26 @@ func (l layoutBase) Load(context.Context) (*BaseImage, error) {
 	return NewBaseIndex(l.name, idx)
 }
 
-type imageBase struct{ b *BaseImage }
+type valueBase struct {
+	name  string
+	image v1.Image
+	index v1.ImageIndex
+}
 
-// ImageBase is a base already in memory, from [NewBaseImage] or [NewBaseIndex].
-func ImageBase(b *BaseImage) Base { return imageBase{b} }
+// ImageBase is a base image already in memory, for its own platform only; name is
+// recorded as the base name.
+func ImageBase(name string, img v1.Image) Base { return valueBase{name: name, image: img} }
 
-func (i imageBase) Load(context.Context) (*BaseImage, error) { return i.b, nil }
+// IndexBase is a base index already in memory, one image per platform; name is
+// recorded as the base name.
+func IndexBase(name string, idx v1.ImageIndex) Base { return valueBase{name: name, index: idx} }
+
+func (v valueBase) Load(context.Context) (*BaseImage, error) {
+	switch {
+	case v.index != nil:
+		return NewBaseIndex(v.name, v.index)
+	case v.image != nil:
+		return NewBaseImage(v.name, v.image)
+	}
+	return nil, fmt.Errorf("base %q: nil image", v.name)
+}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -48,6 +50,9 @@ func NewFiles(layers []Layer, opts ...Option) (*FilesBuilder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("files builder: %w", err)
 	}
+	if len(o.goOnly) > 0 {
+		return nil, fmt.Errorf("files builder: %s apply to the Go builder only", strings.Join(o.goOnly, ", "))
+	}
 	if len(layers) == 0 {
 		return nil, fmt.Errorf("files builder: no layers")
 	}
@@ -61,13 +66,23 @@ func NewFiles(layers []Layer, opts ...Option) (*FilesBuilder, error) {
 			}
 		}
 	}
-	return &FilesBuilder{opts: o, layers: layers}, nil
+	own := make([]Layer, len(layers))
+	for i, l := range layers {
+		own[i] = Layer{Name: l.Name, Files: slices.Clone(l.Files)}
+	}
+	return &FilesBuilder{opts: o, layers: own}, nil
 }
 
-// Build reads the files from src.Dir (src.Path is ignored) and returns one image per
-// platform, all with the same layers.
+// Build reads the files from src.Dir (default ".") and returns one image per
+// platform, all with the same layers. src.Path must be empty.
 func (b *FilesBuilder) Build(ctx context.Context, src Source) (v1.ImageIndex, error) {
 	o := b.opts
+	if src.Path != "" {
+		return nil, fmt.Errorf("files builder: Source.Path %q: the files builder takes its files from its layers", src.Path)
+	}
+	if src.Dir == "" {
+		src.Dir = "."
+	}
 	root, err := os.OpenRoot(src.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("context dir %q: %w", src.Dir, err)
@@ -92,7 +107,7 @@ func (b *FilesBuilder) Build(ctx context.Context, src Source) (v1.ImageIndex, er
 	if err != nil {
 		return nil, err
 	}
-	images, err := o.forEachPlatform(ctx, "files", func(p v1.Platform) (v1.Image, error) {
+	images, err := o.forEachPlatform(ctx, "files", func(_ context.Context, p v1.Platform) (v1.Image, error) {
 		return o.assemble(base, p, src, specs, nil)
 	})
 	if err != nil {

@@ -130,7 +130,7 @@ func TestFilesBuilderRefusesEscapes(t *testing.T) {
 		{"absolute", build.File{Src: filepath.Join(outside, "secret"), Dst: "/x"}, "outside the context dir"},
 		{"absolute symlink", build.File{Src: "escape", Dst: "/x"}, "outside the context dir"},
 		{"relative symlink", build.File{Src: "rel-escape", Dst: "/x"}, "outside the context dir"},
-		{"symlink in a directory", build.File{Src: "lib", Dst: "/x"}, "escape-dir"},
+		{"symlink in a directory", build.File{Src: "lib", Dst: "/x"}, `"lib/escape-dir": leads outside the context dir`},
 		{"missing", build.File{Src: "nope.jar", Dst: "/x"}, "nope.jar"},
 	}
 	for _, tt := range tests {
@@ -148,4 +148,10 @@ func TestFilesBuilderRefusesEscapes(t *testing.T) {
 	assert.ErrorContains(t, err, "no layers")
 	_, err = build.NewFiles(javaLayers, build.WithPorts("http"))
 	assert.ErrorContains(t, err, `port "http"`)
+	_, err = build.NewFiles(javaLayers, build.WithLdflags("-s"), build.WithBinaryCache(t.TempDir()))
+	assert.ErrorContains(t, err, "WithLdflags, WithBinaryCache apply to the Go builder only")
+	b, err := build.NewFiles(javaLayers)
+	require.NoError(t, err)
+	_, err = b.Build(context.Background(), build.Source{Dir: dir, Path: "./cmd"})
+	assert.ErrorContains(t, err, "Source.Path")
 }

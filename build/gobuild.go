@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -22,12 +23,16 @@ const AppDir = "/app"
 // GoBuilder builds a Go main package into an image per platform, like ko: no Docker
 // daemon, `go build -trimpath` with cgo off, the binary alone in the top layer,
 // owned by root and run as a non-root user.
+//
+// The go command runs in the caller's environment with everything that would make
+// the binary depend on the host reset: GOFLAGS, GOEXPERIMENT and the
+// micro-architecture levels (GOAMD64, GOARM64, GOARM, GO386) come from the platform's
+// variant or Go's defaults. [WithGoEnv] sets variables on purpose.
 type GoBuilder struct {
 	opts *options
 
-	distOnce sync.Once
-	dist     map[string]bool
-	distErr  error
+	distMu sync.Mutex
+	dist   map[string]bool // platforms the toolchain can build; nil until listed
 }
 
 // NewGo returns a Go builder. By default it builds linux/amd64 on [Scratch].
@@ -39,8 +44,8 @@ func NewGo(opts ...Option) (*GoBuilder, error) {
 	return &GoBuilder{opts: o}, nil
 }
 
-// Build compiles src.Path (default ".") inside src.Dir for every platform and
-// returns the index of the images.
+// Build compiles src.Path (default ".") inside src.Dir (default ".") for every
+// platform and returns the index of the images.
 func (g *GoBuilder) Build(ctx context.Context, src Source) (v1.ImageIndex, error) {
 	o := g.opts
 	if src.Path == "" {
@@ -54,7 +59,7 @@ func (g *GoBuilder) Build(ctx context.Context, src Source) (v1.ImageIndex, error
 	if err := g.checkPlatforms(ctx); err != nil {
 		return nil, err
 	}
-	importPath, err := mainPackage(ctx, src)
+	importPath, err := g.mainPackage(ctx, src)
 	if err != nil {
 		return nil, err
 	}
@@ -62,8 +67,7 @@ func (g *GoBuilder) Build(ctx context.Context, src Source) (v1.ImageIndex, error
 	if err != nil {
 		return nil, err
 	}
-
-	images, err := o.forEachPlatform(ctx, "go build", func(p v1.Platform) (v1.Image, error) {
+	images, err := o.forEachPlatform(ctx, "go build", func(ctx context.Context, p v1.Platform) (v1.Image, error) {
 		bin, err := g.compile(ctx, src, p)
 		if err != nil {
 			return nil, err
@@ -81,72 +85,76 @@ func (g *GoBuilder) Build(ctx context.Context, src Source) (v1.ImageIndex, error
 // compile runs go build for one platform and returns the binary.
 func (g *GoBuilder) compile(ctx context.Context, src Source, p v1.Platform) ([]byte, error) {
 	o := g.opts
-	out, cleanup, err := g.outputPath(src, p)
-	if err != nil {
-		return nil, fmt.Errorf("go build %s for %s: %w", src.Path, p, err)
-	}
-	defer cleanup()
-	args := []string{"build", "-trimpath", "-o", out}
+	args := []string{"build", "-trimpath"}
 	if o.ldflags != "" {
 		args = append(args, "-ldflags", o.ldflags)
 	}
 	if len(o.tags) > 0 {
 		args = append(args, "-tags", strings.Join(o.tags, ","))
 	}
-	args = append(args, src.Path)
-	env := append(os.Environ(), "CGO_ENABLED=0", "GOOS="+p.OS, "GOARCH="+p.Architecture)
-	if p.Architecture == "arm" && strings.HasPrefix(p.Variant, "v") {
-		env = append(env, "GOARM="+strings.TrimPrefix(p.Variant, "v"))
+	run := func(out string) error {
+		o.logger.DebugContext(ctx, "go build", "dir", src.Dir, "package", src.Path, "platform", p.String())
+		_, err := goCmd(ctx, src.Dir, g.env(p), append(args, "-o", out, src.Path)...)
+		return err
 	}
-	o.logger.DebugContext(ctx, "go build", "dir", src.Dir, "args", args, "platform", p.String())
-	if _, err := goCmd(ctx, src.Dir, env, args...); err != nil {
-		return nil, fmt.Errorf("go build %s for %s: %w", src.Path, p, err)
+	var bin []byte
+	var err error
+	if o.binCache == "" {
+		bin, err = buildTemp(run)
+	} else {
+		bin, err = buildCached(filepath.Join(o.binCache, g.cacheKey(src, p)), run)
 	}
-	bin, err := os.ReadFile(out)
 	if err != nil {
-		return nil, fmt.Errorf("go build %s for %s: reading binary: %w", src.Path, p, err)
+		return nil, fmt.Errorf("go build %s for %s: %w", src.Path, p, err)
 	}
 	return bin, nil
 }
 
-// outputPath returns where go build writes the binary: a path in the binary cache
-// that depends on every input of the link (so an up-to-date binary there is reused),
-// or a temporary file when the cache is off.
-func (g *GoBuilder) outputPath(src Source, p v1.Platform) (string, func(), error) {
+// cacheKey names the binary cache entry of one package and platform.
+func (g *GoBuilder) cacheKey(src Source, p v1.Platform) string {
 	o := g.opts
-	if o.binCache == "" {
-		tmp, err := os.MkdirTemp("", "shipkit-go-build-")
-		if err != nil {
-			return "", nil, err
-		}
-		return filepath.Join(tmp, "app"), func() { os.RemoveAll(tmp) }, nil
-	}
 	h := sha256.New()
-	for _, s := range []string{src.Dir, src.Path, p.String(), o.ldflags, strings.Join(o.tags, ",")} {
+	for _, s := range []string{src.Dir, src.Path, p.String(), o.ldflags, strings.Join(o.tags, ","), strings.Join(o.goEnv, "\x00")} {
 		fmt.Fprintf(h, "%d:%s;", len(s), s)
 	}
-	dir := filepath.Join(o.binCache, hex.EncodeToString(h.Sum(nil))[:32])
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", nil, fmt.Errorf("binary cache: %w", err)
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// env returns the environment of the go command for platform p.
+func (g *GoBuilder) env(p v1.Platform) []string {
+	set := []string{"CGO_ENABLED=0", "GOOS=" + p.OS, "GOARCH=" + p.Architecture, "GOFLAGS=", "GOEXPERIMENT=",
+		"GOAMD64=v1", "GOARM64=v8.0", "GOARM=7", "GO386=sse2"}
+	if v := p.Variant; v != "" {
+		switch p.Architecture {
+		case "amd64":
+			set = append(set, "GOAMD64="+v)
+		case "arm64": // GOARM64 wants v8.0, an OCI variant says v8
+			if !strings.Contains(v, ".") {
+				v += ".0"
+			}
+			set = append(set, "GOARM64="+v)
+		case "arm":
+			set = append(set, "GOARM="+strings.TrimPrefix(v, "v"))
+		}
 	}
-	return filepath.Join(dir, "app"), func() {}, nil
+	return setEnv(os.Environ(), append(set, g.opts.goEnv...))
 }
 
 // checkPlatforms refuses a platform the Go toolchain cannot build, before any build.
+// The list is cached only once it was read, so a cancelled first build does not
+// spoil the builder.
 func (g *GoBuilder) checkPlatforms(ctx context.Context) error {
-	g.distOnce.Do(func() {
-		out, err := goCmd(ctx, "", os.Environ(), "tool", "dist", "list")
+	g.distMu.Lock()
+	defer g.distMu.Unlock()
+	if g.dist == nil {
+		out, err := goCmd(ctx, "", g.env(g.opts.platforms[0]), "tool", "dist", "list")
 		if err != nil {
-			g.distErr = fmt.Errorf("listing Go platforms: %w", err)
-			return
+			return fmt.Errorf("listing Go platforms: %w", err)
 		}
 		g.dist = map[string]bool{}
 		for _, l := range strings.Fields(string(out)) {
 			g.dist[l] = true
 		}
-	})
-	if g.distErr != nil {
-		return g.distErr
 	}
 	for _, p := range g.opts.platforms {
 		if !g.dist[p.OS+"/"+p.Architecture] {
@@ -160,9 +168,14 @@ func (g *GoBuilder) checkPlatforms(ctx context.Context) error {
 }
 
 // mainPackage returns the import path of src.Path, or an error when it is not a
-// main package.
-func mainPackage(ctx context.Context, src Source) (string, error) {
-	out, err := goCmd(ctx, src.Dir, os.Environ(), "list", "-f", "{{.Name}}\t{{.ImportPath}}", src.Path)
+// main package. It lists the package as the first platform sees it, with the build
+// tags, so a main package behind a build constraint is found.
+func (g *GoBuilder) mainPackage(ctx context.Context, src Source) (string, error) {
+	args := []string{"list", "-f", "{{.Name}}\t{{.ImportPath}}"}
+	if len(g.opts.tags) > 0 {
+		args = append(args, "-tags", strings.Join(g.opts.tags, ","))
+	}
+	out, err := goCmd(ctx, src.Dir, g.env(g.opts.platforms[0]), append(args, src.Path)...)
 	if err != nil {
 		return "", fmt.Errorf("finding Go package %s in %s: %w", src.Path, src.Dir, err)
 	}
@@ -178,13 +191,19 @@ func mainPackage(ctx context.Context, src Source) (string, error) {
 }
 
 // goCmd runs the go command and returns its standard output; on failure the error
-// holds its standard error (the compiler's messages).
+// holds its standard error (the compiler's messages). Cancelling ctx ends the go
+// command and every compiler and linker it started.
 func goCmd(ctx context.Context, dir string, env []string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir, cmd.Env = dir, env
+	killGroup(cmd)
+	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("go %s: %w", args[0], ctx.Err())
+		}
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
 			return nil, fmt.Errorf("%w:\n%s", err, msg)
 		}

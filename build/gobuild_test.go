@@ -2,7 +2,9 @@ package build_test
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
+	"debug/buildinfo"
 	"errors"
 	"io"
 	"os"
@@ -91,13 +93,22 @@ func TestGoBuildReproducible(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "")
 	a, err := buildApp(t, copyApp(t), ".", build.WithPlatforms("linux/amd64", "linux/arm64"))
 	require.NoError(t, err)
+	// A host whose Go environment differs must not change the image.
+	t.Setenv("GOAMD64", "v3")
+	t.Setenv("GOARM64", "v9.0")
+	t.Setenv("GOFLAGS", "-tags=hosttag -ldflags=-X=main.x=y")
 	b, err := buildApp(t, copyApp(t), ".", build.WithPlatforms("linux/arm64", "linux/amd64"))
 	require.NoError(t, err)
 	da, err := a.Digest()
 	require.NoError(t, err)
 	db, err := b.Digest()
 	require.NoError(t, err)
-	assert.Equal(t, da, db, "same source in two directories must give the same digest")
+	assert.Equal(t, da, db, "same source in two directories, and on a host with another Go environment, gives the same digest")
+	bim, err := b.IndexManifest()
+	require.NoError(t, err)
+	bimg, err := b.Image(bim.Manifests[0].Digest)
+	require.NoError(t, err)
+	assert.Empty(t, setting(binaryInfo(t, bimg), "-tags"), "the host's GOFLAGS do not reach the build")
 
 	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
 	c, err := buildApp(t, copyApp(t), ".", build.WithPlatforms("linux/amd64", "linux/arm64"))
@@ -120,12 +131,14 @@ func TestGoBuildOnBase(t *testing.T) {
 	cf.Config.Env = []string{"PATH=/usr/bin", "MODE=dev"}
 	base, err = mutate.ConfigFile(base, cf)
 	require.NoError(t, err)
-	bi, err := build.NewBaseImage("registry.example/base:1", base)
-	require.NoError(t, err)
+	// Official images claim their own source and revision; the built image must not.
+	base = mutate.Annotations(base, map[string]string{build.AnnotationSource: "https://example.com/base.git",
+		build.AnnotationRevision: "base-rev", "vendor.example/x": "y"}).(v1.Image)
+	bi := build.ImageBase("registry.example/base:1", base)
 	baseDigest, err := base.Digest()
 	require.NoError(t, err)
 
-	idx, err := buildApp(t, copyApp(t), ".", build.WithBase(build.ImageBase(bi)), build.WithEnv("MODE=prod"),
+	idx, err := buildApp(t, copyApp(t), ".", build.WithBase(bi), build.WithEnv("MODE=prod"),
 		build.WithUser("1000"))
 	require.NoError(t, err)
 	im, err := idx.IndexManifest()
@@ -137,6 +150,9 @@ func TestGoBuildOnBase(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "registry.example/base:1", m.Annotations[build.AnnotationBaseName])
 	assert.Equal(t, baseDigest.String(), m.Annotations[build.AnnotationBaseDigest])
+	assert.NotContains(t, m.Annotations, build.AnnotationSource, "the base's source is not the image's")
+	assert.NotContains(t, m.Annotations, build.AnnotationRevision)
+	assert.NotContains(t, m.Annotations, "vendor.example/x")
 	layers, err := img.Layers()
 	require.NoError(t, err)
 	assert.Len(t, layers, 3, "two base layers and the binary")
@@ -145,7 +161,7 @@ func TestGoBuildOnBase(t *testing.T) {
 	assert.Equal(t, []string{"PATH=/usr/bin", "MODE=prod"}, got.Config.Env, "WithEnv replaces the base's value")
 	assert.Equal(t, "1000", got.Config.User)
 
-	_, err = buildApp(t, copyApp(t), ".", build.WithBase(build.ImageBase(bi)), build.WithPlatforms("linux/arm64"))
+	_, err = buildApp(t, copyApp(t), ".", build.WithBase(bi), build.WithPlatforms("linux/arm64"))
 	assert.ErrorContains(t, err, "registry.example/base:1 is for platform linux/amd64, not linux/arm64")
 }
 
@@ -161,10 +177,14 @@ func TestGoBuildBadInput(t *testing.T) {
 		{"no such package", "./nope", nil, []string{"./nope", "finding Go package"}},
 		{"unknown platform", ".", []build.Option{build.WithPlatforms("linux/nosucharch")}, []string{"linux/nosucharch", "cannot build"}},
 		{"not linux", ".", []build.Option{build.WithPlatforms("windows/amd64")}, []string{"windows/amd64", "only linux"}},
+		{"go env", ".", []build.Option{build.WithGoEnv("GOOS=darwin")}, []string{"GOOS is set by the builder"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := buildApp(t, dir, tt.path, tt.opts...)
+			b, err := build.NewGo(tt.opts...)
+			if err == nil {
+				_, err = b.Build(context.Background(), build.Source{Dir: dir, Path: tt.path})
+			}
 			require.Error(t, err)
 			for _, w := range tt.want {
 				assert.ErrorContains(t, err, w)
@@ -183,6 +203,8 @@ func TestGoBuildBadInput(t *testing.T) {
 	require.NoError(t, err)
 	_, err = b.Build(ctx, build.Source{Dir: dir})
 	assert.True(t, errors.Is(err, context.Canceled), "a cancelled build fails with context.Canceled, got %v", err)
+	_, err = b.Build(context.Background(), build.Source{Dir: dir})
+	assert.NoError(t, err, "a cancelled build does not spoil the builder")
 }
 
 func tarHeaders(t *testing.T, l v1.Layer) []*tar.Header {
@@ -211,3 +233,90 @@ func names(hdrs []*tar.Header) []string {
 }
 
 func copyTree(dst string) error { return os.CopyFS(dst, os.DirFS("testdata/app")) }
+
+// binaryInfo reads the Go build info of the binary in the top layer of img.
+func binaryInfo(t *testing.T, img v1.Image) *buildinfo.BuildInfo {
+	t.Helper()
+	layers, err := img.Layers()
+	require.NoError(t, err)
+	rc, err := layers[len(layers)-1].Uncompressed()
+	require.NoError(t, err)
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		require.NoError(t, err, "no binary in the top layer")
+		if h.Typeflag == tar.TypeReg {
+			data, err := io.ReadAll(tr)
+			require.NoError(t, err)
+			info, err := buildinfo.Read(bytes.NewReader(data))
+			require.NoError(t, err)
+			return info
+		}
+	}
+}
+
+func setting(info *buildinfo.BuildInfo, key string) string {
+	for _, s := range info.Settings {
+		if s.Key == key {
+			return s.Value
+		}
+	}
+	return ""
+}
+
+func TestGoBuildVariantsAndGoEnv(t *testing.T) {
+	t.Setenv("GOAMD64", "v2") // the host's setting must not leak in
+	idx, err := buildApp(t, copyApp(t), ".", build.WithPlatforms("linux/amd64", "linux/amd64/v3", "linux/arm/v6"),
+		build.WithGoEnv("GOFLAGS=-tags=shipkittest"))
+	require.NoError(t, err)
+	im, err := idx.IndexManifest()
+	require.NoError(t, err)
+	want := map[string][2]string{"linux/amd64": {"GOAMD64", "v1"}, "linux/amd64/v3": {"GOAMD64", "v3"}, "linux/arm/v6": {"GOARM", "6"}}
+	require.Len(t, im.Manifests, 3)
+	for _, d := range im.Manifests {
+		img, err := idx.Image(d.Digest)
+		require.NoError(t, err)
+		info := binaryInfo(t, img)
+		w := want[d.Platform.String()]
+		assert.Equal(t, w[1], setting(info, w[0]), "%s: %s", d.Platform, w[0])
+		assert.Equal(t, "shipkittest", setting(info, "-tags"), "WithGoEnv reaches the go command")
+	}
+}
+
+func TestGoBuildBinaryCache(t *testing.T) {
+	dir, cache := copyApp(t), t.TempDir()
+	first, err := buildApp(t, dir, ".", build.WithBinaryCache(cache))
+	require.NoError(t, err)
+	again, err := buildApp(t, dir, ".", build.WithBinaryCache(cache))
+	require.NoError(t, err)
+	d1, _ := first.Digest()
+	d2, _ := again.Digest()
+	assert.Equal(t, d1, d2)
+
+	// A source change with a warm cache gives a new binary.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "lib", "lib.go"),
+		[]byte("package lib\n\n// Greeting is what the app prints.\nfunc Greeting() string { return \"changed\" }\n"), 0o644))
+	changed, err := buildApp(t, dir, ".", build.WithBinaryCache(cache))
+	require.NoError(t, err)
+	d3, _ := changed.Digest()
+	assert.NotEqual(t, d1, d3, "a changed source must not reuse the cached binary")
+
+	// A cached binary cut short (an interrupted copy) is never put in an image.
+	cached, err := filepath.Glob(filepath.Join(cache, "*", "app"))
+	require.NoError(t, err)
+	require.Len(t, cached, 1)
+	fi, err := os.Stat(cached[0])
+	require.NoError(t, err)
+	require.NoError(t, os.Truncate(cached[0], 64<<10))
+	fixed, err := buildApp(t, dir, ".", build.WithBinaryCache(cache))
+	require.NoError(t, err)
+	d4, _ := fixed.Digest()
+	assert.Equal(t, d3, d4, "a truncated cache entry is rebuilt, not shipped")
+	fi2, err := os.Stat(cached[0])
+	require.NoError(t, err)
+	assert.Equal(t, fi.Size(), fi2.Size(), "the cache holds the whole binary again")
+	leftovers, err := filepath.Glob(filepath.Join(cache, "*", "app.*"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{cached[0] + ".sha256"}, leftovers, "no temporary links are left in the cache")
+}

@@ -2,7 +2,6 @@ package build
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -33,6 +32,9 @@ func (o *options) assemble(base *BaseImage, p v1.Platform, src Source, layers []
 	baseDigest, err := img.Digest()
 	if err != nil {
 		return nil, fmt.Errorf("base %s for %s: digest: %w", base.Name, p, err)
+	}
+	if img, err = withoutAnnotations(img); err != nil {
+		return nil, fmt.Errorf("base %s for %s: %w", base.Name, p, err)
 	}
 	mt := types.OCILayer
 	if m, err := img.MediaType(); err == nil && m == types.DockerManifestSchema2 {
@@ -140,10 +142,12 @@ func (o *options) index(images []v1.Image, base *BaseImage, src Source) (v1.Imag
 }
 
 // forEachPlatform runs f for every platform, o.jobs at a time, and returns the
-// images in the order of o.platforms. It reports each platform's step to the observer.
-func (o *options) forEachPlatform(ctx context.Context, step string, f func(p v1.Platform) (v1.Image, error)) ([]v1.Image, error) {
+// images in the order of o.platforms. The first failure cancels the other platforms'
+// work and is the error returned. It reports each platform's step to the observer.
+func (o *options) forEachPlatform(ctx context.Context, step string, f func(context.Context, v1.Platform) (v1.Image, error)) ([]v1.Image, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	images := make([]v1.Image, len(o.platforms))
-	errs := make([]error, len(o.platforms))
 	sem := make(chan struct{}, o.jobs)
 	var wg sync.WaitGroup
 	for i, p := range o.platforms {
@@ -154,22 +158,57 @@ func (o *options) forEachPlatform(ctx context.Context, step string, f func(p v1.
 			case sem <- struct{}{}:
 				defer func() { <-sem }()
 			case <-ctx.Done():
-				errs[i] = ctx.Err()
+				return
+			}
+			if ctx.Err() != nil {
 				return
 			}
 			name := step + " " + p.String()
 			o.observer.Observe(observe.Event{Stage: "build", Step: name, Phase: observe.Started, Time: time.Now()})
-			images[i], errs[i] = f(p)
-			if errs[i] != nil {
-				o.observer.Observe(observe.Event{Stage: "build", Step: name, Phase: observe.Failed, Err: errs[i], Time: time.Now()})
+			img, err := f(ctx, p)
+			if err != nil {
+				cancel(err) // only the first cause is kept
+				o.observer.Observe(observe.Event{Stage: "build", Step: name, Phase: observe.Failed, Err: err, Time: time.Now()})
 				return
 			}
+			images[i] = img
 			o.observer.Observe(observe.Event{Stage: "build", Step: name, Phase: observe.Finished, Time: time.Now()})
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := context.Cause(ctx); err != nil {
 		return nil, err
 	}
 	return images, nil
+}
+
+// withoutAnnotations returns img with its manifest's annotations removed: a build
+// starts from a base's layers and config, not from its claims (a base's
+// org.opencontainers.image.source is not the built image's source).
+func withoutAnnotations(img v1.Image) (v1.Image, error) {
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	if len(m.Annotations) == 0 {
+		return img, nil
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	out := mutate.ConfigMediaType(mutate.MediaType(empty.Image, m.MediaType), m.Config.MediaType)
+	adds := make([]mutate.Addendum, len(layers))
+	for i, l := range layers {
+		d := m.Layers[i]
+		adds[i] = mutate.Addendum{Layer: l, MediaType: d.MediaType, Annotations: d.Annotations, URLs: d.URLs}
+	}
+	if out, err = mutate.Append(out, adds...); err != nil {
+		return nil, err
+	}
+	return mutate.ConfigFile(out, cf)
 }

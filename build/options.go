@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
-	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +39,8 @@ type options struct {
 	createdSet  bool
 	jobs        int
 	binCache    string
+	goEnv       []string
+	goOnly      []string // names of the Go-only options given, for NewFiles to refuse
 	observer    observe.Observer
 	logger      *slog.Logger
 }
@@ -51,9 +53,6 @@ func newOptions(opts []Option) (*options, error) {
 		jobs:      2,
 		observer:  observe.Discard{},
 		logger:    slog.New(slog.DiscardHandler),
-	}
-	if dir, err := os.UserCacheDir(); err == nil {
-		o.binCache = filepath.Join(dir, "shipkit", "go-bin")
 	}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
@@ -126,11 +125,13 @@ func WithUser(user string) Option { return func(o *options) error { o.user = use
 // WithEntrypoint sets the image's entrypoint. The Go builder sets it to its binary
 // unless this option is given.
 func WithEntrypoint(args ...string) Option {
-	return func(o *options) error { o.entrypoint = args; return nil }
+	return func(o *options) error { o.entrypoint = slices.Clone(args); return nil }
 }
 
 // WithCmd sets the image's default arguments.
-func WithCmd(args ...string) Option { return func(o *options) error { o.cmd = args; return nil } }
+func WithCmd(args ...string) Option {
+	return func(o *options) error { o.cmd = slices.Clone(args); return nil }
+}
 
 // WithWorkdir sets the image's working directory.
 func WithWorkdir(dir string) Option {
@@ -178,13 +179,18 @@ func WithAnnotations(a map[string]string) Option {
 }
 
 // WithLdflags sets the -ldflags passed to go build, e.g. "-s -w -X main.version=1.2".
+// Go builder only.
 func WithLdflags(flags string) Option {
-	return func(o *options) error { o.ldflags = flags; return nil }
+	return func(o *options) error { o.ldflags = flags; o.goOnly = append(o.goOnly, "WithLdflags"); return nil }
 }
 
-// WithBuildTags sets the -tags passed to go build.
+// WithBuildTags sets the -tags passed to go build. Go builder only.
 func WithBuildTags(tags ...string) Option {
-	return func(o *options) error { o.tags = append(o.tags, tags...); return nil }
+	return func(o *options) error {
+		o.tags = append(o.tags, tags...)
+		o.goOnly = append(o.goOnly, "WithBuildTags")
+		return nil
+	}
 }
 
 // WithCreationTime sets the time recorded in the image and its tar entries,
@@ -204,21 +210,55 @@ func WithJobs(n int) Option {
 	}
 }
 
-// WithBinaryCache sets the directory where the Go builder keeps its binaries between
-// builds, so that a rebuild with no source change skips the link step too (go build
-// reuses an up-to-date output). The default is shipkit/go-bin under the user's cache
-// directory; "" turns the cache off.
+// WithBinaryCache keeps the Go builder's binaries in dir between builds, so that a
+// rebuild with no source change skips the link step too: go build leaves an
+// up-to-date output alone. Off by default; the directory is never pruned (one
+// binary per source directory, package, platform and flags). Go builder only.
 func WithBinaryCache(dir string) Option {
-	return func(o *options) error { o.binCache = dir; return nil }
+	return func(o *options) error { o.binCache = dir; o.goOnly = append(o.goOnly, "WithBinaryCache"); return nil }
 }
 
-// WithObserver sends the build's events to obs.
+// WithGoEnv sets KEY=VALUE variables for the go command, e.g. GOCACHE, GOPROXY or
+// GOFLAGS, over the caller's environment and the builder's reproducible defaults.
+// CGO_ENABLED, GOOS and GOARCH stay the builder's. Go builder only.
+func WithGoEnv(env ...string) Option {
+	return func(o *options) error {
+		for _, kv := range env {
+			k, _, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return fmt.Errorf("WithGoEnv(%q): want KEY=VALUE", kv)
+			}
+			if k == "CGO_ENABLED" || k == "GOOS" || k == "GOARCH" {
+				return fmt.Errorf("WithGoEnv(%q): %s is set by the builder", kv, k)
+			}
+		}
+		o.goEnv = append(o.goEnv, env...)
+		o.goOnly = append(o.goOnly, "WithGoEnv")
+		return nil
+	}
+}
+
+// WithObserver sends the build's events to obs (nil: none).
 func WithObserver(obs observe.Observer) Option {
-	return func(o *options) error { o.observer = obs; return nil }
+	return func(o *options) error {
+		o.observer = obs
+		if obs == nil {
+			o.observer = observe.Discard{}
+		}
+		return nil
+	}
 }
 
-// WithLogger logs the commands the builder runs at debug level.
-func WithLogger(l *slog.Logger) Option { return func(o *options) error { o.logger = l; return nil } }
+// WithLogger logs what the builder runs at debug level (nil: nothing).
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		o.logger = l
+		if l == nil {
+			o.logger = slog.New(slog.DiscardHandler)
+		}
+		return nil
+	}
+}
 
 func merge(dst, src map[string]string) map[string]string {
 	if dst == nil {

@@ -49,13 +49,16 @@ func WithPublishObserver(obs observe.Observer) PublishOption {
 }
 
 // WithRemoteOptions passes further options to go-containerregistry's remote package.
+// An explicit authenticator (remote.WithAuth) needs [WithKeychain](nil), since the
+// remote package refuses both at once.
 func WithRemoteOptions(opts ...remote.Option) PublishOption {
 	return func(o *publishOptions) { o.remote = append(o.remote, opts...) }
 }
 
 // Publish pushes idx to repo by digest and returns that digest. Blobs the registry
 // already has are not uploaded again; transient failures are retried. The index is
-// reported as published only when every blob and manifest is in the registry.
+// reported as published only when every blob and manifest is in the registry; when
+// only a tag fails afterwards, the digest is returned with the error.
 func Publish(ctx context.Context, idx v1.ImageIndex, repo name.Repository, opts ...PublishOption) (name.Digest, error) {
 	o := &publishOptions{keychain: authn.DefaultKeychain, jobs: 4, observer: observe.Discard{}}
 	for _, opt := range opts {
@@ -85,7 +88,20 @@ func Publish(ctx context.Context, idx v1.ImageIndex, repo name.Repository, opts 
 						Done: u.Complete, Total: u.Total, Time: time.Now()})
 				}
 			case <-stop:
-				return
+				for { // the write is over: report what is still buffered, then end
+					select {
+					case u, ok := <-progress:
+						if !ok {
+							return
+						}
+						if u.Error == nil {
+							o.observer.Observe(observe.Event{Stage: "build", Step: "push " + repo.String(), Phase: observe.Progress,
+								Done: u.Complete, Total: u.Total, Time: time.Now()})
+						}
+					default:
+						return
+					}
+				}
 			}
 		}
 	}()
@@ -101,7 +117,10 @@ func Publish(ctx context.Context, idx v1.ImageIndex, repo name.Repository, opts 
 	for _, t := range o.tags {
 		tag := repo.Tag(t)
 		if err := remote.Tag(tag, idx, ropts...); err != nil {
-			return name.Digest{}, fmt.Errorf("tagging %s as %s: %w", ref, tag, err)
+			// The index is in the registry: say so, and return its digest with the error.
+			err = fmt.Errorf("pushed %s but tagging it %s failed: %w", ref, tag, err)
+			o.observer.Observe(observe.Event{Stage: "build", Step: "push " + repo.String(), Phase: observe.Failed, Err: err, Time: time.Now()})
+			return ref, err
 		}
 	}
 	o.observer.Observe(observe.Event{Stage: "build", Step: "push " + repo.String(), Phase: observe.Finished,
@@ -112,9 +131,11 @@ func Publish(ctx context.Context, idx v1.ImageIndex, repo name.Repository, opts 
 func (o *publishOptions) remoteOptions(ctx context.Context) []remote.Option {
 	ropts := []remote.Option{
 		remote.WithContext(ctx),
-		remote.WithAuthFromKeychain(o.keychain),
 		remote.WithJobs(o.jobs),
 		remote.WithRetryBackoff(remote.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 4}),
+	}
+	if o.keychain != nil {
+		ropts = append(ropts, remote.WithAuthFromKeychain(o.keychain))
 	}
 	if o.transport != nil {
 		ropts = append(ropts, remote.WithTransport(o.transport))

@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// RebaseOption configures [Rebase] and [CheckBase].
+// RebaseOption configures [Rebase].
 type RebaseOption func(*rebaseOptions)
 
 type rebaseOptions struct {
@@ -98,7 +98,7 @@ func rebaseImage(ctx context.Context, img v1.Image, p v1.Platform, ob, nb *BaseI
 			return nil, fmt.Errorf("old base %q: %w", baseName, err)
 		}
 		d := ref.Context().Digest(baseDigest)
-		if oldImg, err = remote.Image(d, append([]remote.Option{remote.WithContext(ctx)}, o.remote...)...); err != nil {
+		if oldImg, err = remote.Image(d, remoteOptions(ctx, o.remote)...); err != nil {
 			return nil, fmt.Errorf("pulling old base %s: %w", d, err)
 		}
 	}
@@ -159,12 +159,9 @@ type BaseStatus struct {
 }
 
 // CheckBase resolves the base name recorded on idx and reports whether it now
-// points at another digest than the one the images were built on.
-func CheckBase(ctx context.Context, idx v1.ImageIndex, opts ...RebaseOption) (*BaseStatus, error) {
-	o := &rebaseOptions{}
-	for _, opt := range opts {
-		opt(o)
-	}
+// points at another digest than the one the images were built on. Options are
+// passed to go-containerregistry's remote package (default: authn.DefaultKeychain).
+func CheckBase(ctx context.Context, idx v1.ImageIndex, opts ...remote.Option) (*BaseStatus, error) {
 	im, err := idx.IndexManifest()
 	if err != nil {
 		return nil, fmt.Errorf("checking base: reading index: %w", err)
@@ -181,7 +178,7 @@ func CheckBase(ctx context.Context, idx v1.ImageIndex, opts ...RebaseOption) (*B
 	if err != nil {
 		return nil, fmt.Errorf("checking base %q: %w", baseName, err)
 	}
-	desc, err := remote.Head(ref, append([]remote.Option{remote.WithContext(ctx)}, o.remote...)...)
+	desc, err := remote.Head(ref, remoteOptions(ctx, opts)...)
 	if err != nil {
 		return nil, fmt.Errorf("checking base: resolving %s: %w", ref, err)
 	}

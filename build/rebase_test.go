@@ -105,9 +105,8 @@ func TestRebaseOntoPatchedBase(t *testing.T) {
 	}
 
 	// An image that was not built on the given old base is refused.
-	other, err := build.NewBaseIndex("other", pushBase(t, repo.Registry.Repo("other").Tag("1")))
-	require.NoError(t, err)
-	_, err = build.Rebase(ctx, idx, build.RemoteBase(baseTag.String()), build.WithOldBase(build.ImageBase(other)))
+	other := build.IndexBase("other", pushBase(t, repo.Registry.Repo("other").Tag("1")))
+	_, err = build.Rebase(ctx, idx, build.RemoteBase(baseTag.String()), build.WithOldBase(other))
 	assert.ErrorContains(t, err, "not based on")
 }
 

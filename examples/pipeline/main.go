@@ -26,7 +26,7 @@ func main() {
 	flag.StringVar(&cfg.registry, "registry", "", "repository to push to, e.g. registry.example.com/team/hello (default: an in-process registry)")
 	flag.StringVar(&cfg.platforms, "platforms", "linux/amd64,linux/arm64", "comma-separated platforms to build")
 	flag.StringVar(&cfg.base, "base", "", "base image reference (default: scratch)")
-	flag.BoolVar(&cfg.insecure, "insecure", false, "allow plain HTTP to -registry")
+	flag.BoolVar(&cfg.insecure, "insecure", false, "allow plain HTTP to -registry and -base")
 	flag.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "give up after this long")
 	flag.Parse()
 

@@ -37,7 +37,15 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 
 	opts := []build.Option{build.WithPlatforms(strings.Split(cfg.platforms, ",")...)}
 	if cfg.base != "" {
-		opts = append(opts, build.WithBase(build.RemoteBase(cfg.base)))
+		var baseOpts []name.Option
+		if cfg.insecure {
+			baseOpts = append(baseOpts, name.Insecure)
+		}
+		ref, err := name.ParseReference(cfg.base, baseOpts...)
+		if err != nil {
+			return fmt.Errorf("base %q: %w", cfg.base, err)
+		}
+		opts = append(opts, build.WithBase(build.RemoteBaseRef(ref)))
 	}
 	builder, err := build.NewGo(opts...)
 	if err != nil {

@@ -63,9 +63,8 @@ func runBuild(ctx context.Context, cfg buildConfig, out io.Writer) error {
 
 	builders := []builder{
 		{"shipkit", func(ctx context.Context, repo, gocache, cache string) error {
-			os.Setenv("GOCACHE", gocache) // the go command the builder runs inherits it
 			b, err := build.NewGo(build.WithPlatforms(platforms...), build.WithBase(build.RemoteBase(base)),
-				build.WithBinaryCache(cache))
+				build.WithBinaryCache(cache), build.WithGoEnv("GOCACHE="+gocache))
 			if err != nil {
 				return err
 			}
