@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs and builds every part of the integration test bed, idempotently:
-#   - Debian packages: docker-registry (CNCF distribution), prometheus, apache2-utils (htpasswd)
+#   - Debian packages: docker-registry (CNCF distribution), prometheus, ca-certificates
 #   - the Kubernetes control plane (kube-apiserver, kube-controller-manager, kube-scheduler, etcd)
 #     built from the Go module proxy in the nested module hack/tools/kube, plus kwok for fake nodes.
 # Binaries are cached under $SHIPKIT_CACHE (default ~/.cache/shipkit) keyed by their versions, so a
@@ -21,7 +21,7 @@ install_debs() {
   local missing=()
   command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
   command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
-  command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
+  [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates) # the Go module proxy is HTTPS
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing Debian packages: ${missing[*]}"
   local sudo=""
@@ -38,12 +38,12 @@ install_debs() {
 build_control_plane() {
   local bin="$assets"
   if [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kube-controller-manager" ] && [ -x "$bin/kube-scheduler" ] \
-    && [ -x "$bin/etcd" ] && [ -x "$bin/kwok" ] && [ -d "$bin/kwok-stages" ]; then
+    && [ -x "$bin/etcd" ] && [ -x "$bin/kwok" ] && [ -f "$bin/kwok-stages/pod-delete.yaml" ]; then
     return 0
   fi
-  mkdir -p "$bin"
+  mkdir -p "$(dirname "$bin")"
   local tmp; tmp=$(mktemp -d "$bin.build.XXXXXX")
-  trap 'rm -rf "$tmp"' RETURN
+  trap 'rm -rf "${tmp:-}"' RETURN
   local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
   local ldflags="-s -w"
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -69,7 +69,10 @@ build_control_plane() {
     cp "$kwokmod/kustomize/stage/$f.yaml" "$tmp/kwok-stages/"
   done
   chmod -R u+w "$tmp/kwok-stages"
-  mv "$tmp"/* "$bin/"
+  chmod 755 "$tmp"
+  # Replace the whole directory, so a partial cache from an interrupted run cannot remain.
+  rm -rf "$bin"
+  mv "$tmp" "$bin"
 }
 
 install_debs

@@ -3,6 +3,7 @@ package kube
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -71,5 +72,33 @@ func TestNamespacePrefix(t *testing.T) {
 		got := namespacePrefix(in)
 		assert.Equal(t, want, got, in)
 		assert.LessOrEqual(t, len(got), 40, in)
+	}
+}
+
+// TestVersionsMatchTheBuild keeps the versions in assets.go, in hack/testbed.sh
+// (which names the cache directory and stamps the binaries) and in the nested
+// module that builds the control plane in step: a drift would test against other
+// binaries than the ones named.
+func TestVersionsMatchTheBuild(t *testing.T) {
+	script, err := os.ReadFile("../../../hack/testbed.sh")
+	require.NoError(t, err)
+	gomod, err := os.ReadFile("../../../hack/tools/kube/go.mod")
+	require.NoError(t, err)
+	for _, c := range []struct {
+		name, version string
+		script, gomod *regexp.Regexp
+	}{
+		{"Kubernetes", KubernetesVersion, regexp.MustCompile(`(?m)^K8S_VERSION=(\S+)$`), regexp.MustCompile(`(?m)^\s*k8s\.io/kubernetes (v\S+)`)},
+		{"etcd", EtcdVersion, regexp.MustCompile(`(?m)^ETCD_VERSION=(\S+)$`), regexp.MustCompile(`(?m)^\s*go\.etcd\.io/etcd/server/v3 (v\S+)`)},
+		{"kwok", KwokVersion, regexp.MustCompile(`(?m)^KWOK_VERSION=(\S+)$`), nil},
+	} {
+		m := c.script.FindSubmatch(script)
+		require.NotNil(t, m, "%s version not found in hack/testbed.sh", c.name)
+		assert.Equal(t, c.version, string(m[1]), "%s: assets.go and hack/testbed.sh differ", c.name)
+		if c.gomod != nil {
+			m := c.gomod.FindSubmatch(gomod)
+			require.NotNil(t, m, "%s not found in hack/tools/kube/go.mod", c.name)
+			assert.Equal(t, c.version, string(m[1]), "%s: assets.go and hack/tools/kube/go.mod differ", c.name)
+		}
 	}
 }
