@@ -88,7 +88,7 @@ func (b *FilesBuilder) Build(ctx context.Context, src Source) (v1.ImageIndex, er
 		return nil, fmt.Errorf("context dir %q: %w", src.Dir, err)
 	}
 	defer root.Close()
-	specs := make([]layerSpec, 0, len(b.layers))
+	specs := make([]*layerSpec, 0, len(b.layers))
 	for _, l := range b.layers {
 		var entries []entry
 		for _, f := range l.Files {
@@ -101,7 +101,7 @@ func (b *FilesBuilder) Build(ctx context.Context, src Source) (v1.ImageIndex, er
 			}
 			entries = append(entries, es...)
 		}
-		specs = append(specs, layerSpec{entries: entries, createdBy: "shipkit build files: " + l.Name})
+		specs = append(specs, newLayerSpec("shipkit build files: "+l.Name, entries))
 	}
 	base, err := o.base.Load(ctx)
 	if err != nil {

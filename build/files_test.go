@@ -155,3 +155,29 @@ func TestFilesBuilderRefusesEscapes(t *testing.T) {
 	_, err = b.Build(context.Background(), build.Source{Dir: dir, Path: "./cmd"})
 	assert.ErrorContains(t, err, "Source.Path")
 }
+
+func TestFilesBuilderSharesLayersAcrossPlatforms(t *testing.T) {
+	b, err := build.NewFiles(javaLayers, build.WithPlatforms("linux/amd64", "linux/arm64"))
+	require.NoError(t, err)
+	idx, err := b.Build(context.Background(), build.Source{Dir: javaContext(t, "v1")})
+	require.NoError(t, err)
+	im, err := idx.IndexManifest()
+	require.NoError(t, err)
+	require.Len(t, im.Manifests, 2)
+	var digests [][]v1.Hash
+	for _, d := range im.Manifests {
+		img, err := idx.Image(d.Digest)
+		require.NoError(t, err)
+		layers, err := img.Layers()
+		require.NoError(t, err)
+		var ds []v1.Hash
+		for _, l := range layers {
+			h, err := l.Digest()
+			require.NoError(t, err)
+			ds = append(ds, h)
+		}
+		digests = append(digests, ds)
+	}
+	assert.Equal(t, digests[0], digests[1], "the platforms share the same layers")
+	assert.NotEqual(t, im.Manifests[0].Digest, im.Manifests[1].Digest, "but not the same config")
+}

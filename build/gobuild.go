@@ -73,8 +73,8 @@ func (g *GoBuilder) Build(ctx context.Context, src Source) (v1.ImageIndex, error
 			return nil, err
 		}
 		binPath := path.Join(AppDir, binaryName(importPath))
-		layer := layerSpec{entries: []entry{{name: binPath, mode: 0o755, data: bin}}, createdBy: "shipkit build go " + importPath}
-		return o.assemble(base, p, src, []layerSpec{layer}, []string{binPath})
+		layer := newLayerSpec("shipkit build go "+importPath, []entry{{name: binPath, mode: 0o755, data: bin}})
+		return o.assemble(base, p, src, []*layerSpec{layer}, []string{binPath})
 	})
 	if err != nil {
 		return nil, err

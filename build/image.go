@@ -16,15 +16,41 @@ import (
 )
 
 // layerSpec is one layer a builder adds: its files and the history line it records.
+// The same spec on several platforms is tarred and compressed once per media type.
 type layerSpec struct {
 	entries   []entry
 	createdBy string
+
+	mu    sync.Mutex
+	built map[types.MediaType]v1.Layer
+}
+
+func newLayerSpec(createdBy string, entries []entry) *layerSpec {
+	return &layerSpec{entries: entries, createdBy: createdBy}
+}
+
+// layer returns the spec's layer with media type mt, dated created.
+func (ls *layerSpec) layer(created time.Time, mt types.MediaType) (v1.Layer, error) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if l, ok := ls.built[mt]; ok {
+		return l, nil
+	}
+	l, err := reproducibleLayer(ls.entries, created, mt)
+	if err != nil {
+		return nil, err
+	}
+	if ls.built == nil {
+		ls.built = map[types.MediaType]v1.Layer{}
+	}
+	ls.built[mt] = l
+	return l, nil
 }
 
 // assemble puts layers on the base image of platform p and writes the image config
 // and annotations. entrypoint is the builder's default, used unless the options set
 // one.
-func (o *options) assemble(base *BaseImage, p v1.Platform, src Source, layers []layerSpec, entrypoint []string) (v1.Image, error) {
+func (o *options) assemble(base *BaseImage, p v1.Platform, src Source, layers []*layerSpec, entrypoint []string) (v1.Image, error) {
 	img, err := base.ForPlatform(p)
 	if err != nil {
 		return nil, err
@@ -41,7 +67,7 @@ func (o *options) assemble(base *BaseImage, p v1.Platform, src Source, layers []
 		mt = types.DockerLayer
 	}
 	for _, ls := range layers {
-		layer, err := reproducibleLayer(ls.entries, o.created, mt)
+		layer, err := ls.layer(o.created, mt)
 		if err != nil {
 			return nil, fmt.Errorf("%s for %s: %w", ls.createdBy, p, err)
 		}
