@@ -4,12 +4,17 @@
 // server-side in stages, waits for them to become healthy and prunes what a previous
 // apply made and this one no longer has. Every operation can be planned first.
 //
-// Objects move between the steps as []*unstructured.Unstructured.
+// Objects move between the steps as []*unstructured.Unstructured. The steps are
+// interfaces ([Renderer], [Gate], [Applier], [Planner]) so a caller can swap any one;
+// the implementations live in subpackages: deploy/render (kustomize and plain YAML)
+// and deploy/apply (server-side apply, wait, plan and prune). This package itself
+// links no Kubernetes client and no kustomize.
 package deploy
 
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -26,9 +31,17 @@ type Gate interface {
 	Check(ctx context.Context, objs []*unstructured.Unstructured) (*Decision, error)
 }
 
-// Applier makes the cluster match the objects and says what it changed.
+// Applier makes the cluster match the objects and says what it changed. Applying the
+// same objects again changes nothing and reports every object [Unchanged].
 type Applier interface {
 	Apply(ctx context.Context, objs []*unstructured.Unstructured) (*ChangeSet, error)
+}
+
+// Planner says what an [Applier] would do with the objects without changing anything:
+// the ChangeSet's actions are the ones Apply would report, updates carry a field-level
+// [Change.Diff] and objects that someone else changed carry their [Change.Drift].
+type Planner interface {
+	Plan(ctx context.Context, objs []*unstructured.Unstructured) (*ChangeSet, error)
 }
 
 // Decision is a gate's answer.
@@ -50,17 +63,119 @@ const (
 	Pruned     Action = "pruned"
 )
 
-// Change is the action taken on one object.
-type Change struct {
-	// Object names the object as Kind/namespace/name (Kind/name when cluster-scoped).
-	Object string
-	Action Action
+// ObjectRef names one object.
+type ObjectRef struct {
+	Group     string // API group, empty for the core group
+	Kind      string
+	Namespace string // empty for cluster-scoped objects
+	Name      string
 }
+
+// RefOf returns the reference of obj.
+func RefOf(obj *unstructured.Unstructured) ObjectRef {
+	gvk := obj.GroupVersionKind()
+	return ObjectRef{Group: gvk.Group, Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
+}
+
+// String returns Kind/namespace/name, or Kind/name for a cluster-scoped object, the
+// kind qualified by its group unless it is in the core or apps group
+// (Deployment/shop/web, Certificate.cert-manager.io/shop/web).
+func (r ObjectRef) String() string {
+	kind := r.Kind
+	if r.Group != "" && r.Group != "apps" {
+		kind += "." + r.Group
+	}
+	if r.Namespace == "" {
+		return kind + "/" + r.Name
+	}
+	return kind + "/" + r.Namespace + "/" + r.Name
+}
+
+// Change is the action taken, or planned, on one object.
+type Change struct {
+	Object ObjectRef
+	Action Action
+	// Diff lists the fields an update changes (plans only), by path, in path order.
+	Diff []FieldDiff
+	// Drift lists the fields the live object has that differ from what this field
+	// manager last applied because another manager changed them (plans only). A
+	// forced apply takes them back; an apply without force fails on them.
+	Drift []Conflict
+}
+
+// FieldDiff is one changed field. Path is a dotted path with list items by index or,
+// for lists of named items such as containers, by name: spec.template.spec.containers[name=web].image.
+// Before is absent for an added field, After for a removed one.
+type FieldDiff struct {
+	Path          string
+	Before, After any
+}
+
+// String prints "path: before -> after".
+func (d FieldDiff) String() string {
+	return fmt.Sprintf("%s: %s -> %s", d.Path, show(d.Before), show(d.After))
+}
+
+func show(v any) string {
+	if v == nil {
+		return "(none)"
+	}
+	return fmt.Sprintf("%v", v)
+}
+
+// Conflict is a field another field manager owns.
+type Conflict struct {
+	Field   string // e.g. .spec.replicas
+	Manager string // e.g. kubectl-edit
+}
+
+// String prints "field (owned by manager)".
+func (c Conflict) String() string { return fmt.Sprintf("%s (owned by %q)", c.Field, c.Manager) }
 
 // String prints the change the way kubectl does: "Deployment/ns/web configured".
 func (c Change) String() string { return fmt.Sprintf("%s %s", c.Object, c.Action) }
 
-// ChangeSet is the result of an apply, in the order the objects were applied.
+// ChangeSet is the result of an apply or a plan, in the order the objects were (or
+// would be) applied, then pruned.
 type ChangeSet struct {
 	Changes []Change
+}
+
+// Append adds changes to the set.
+func (cs *ChangeSet) Append(c ...Change) { cs.Changes = append(cs.Changes, c...) }
+
+// Changed reports whether any change is not [Unchanged].
+func (cs *ChangeSet) Changed() bool {
+	for _, c := range cs.Changes {
+		if c.Action != Unchanged {
+			return true
+		}
+	}
+	return false
+}
+
+// Count returns how many changes have the action.
+func (cs *ChangeSet) Count(a Action) int {
+	n := 0
+	for _, c := range cs.Changes {
+		if c.Action == a {
+			n++
+		}
+	}
+	return n
+}
+
+// String prints one change a line, each update's diff and drift indented below it.
+func (cs *ChangeSet) String() string {
+	var b strings.Builder
+	for _, c := range cs.Changes {
+		fmt.Fprintln(&b, c)
+		for _, d := range c.Diff {
+			fmt.Fprintf(&b, "  %s\n", d)
+		}
+		for _, d := range c.Drift {
+			fmt.Fprintf(&b, "  drift: %s\n", d)
+		}
+	}
+	return b.String()
 }

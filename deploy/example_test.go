@@ -6,16 +6,22 @@ import (
 	"github.com/shipkit/shipkit/deploy"
 )
 
-// A ChangeSet prints like kubectl's output, one object a line.
+// A ChangeSet prints like kubectl's output, one object a line, with the field-level
+// diff of a plan below each update.
 func ExampleChangeSet() {
 	cs := deploy.ChangeSet{Changes: []deploy.Change{
-		{Object: "Namespace/shop", Action: deploy.Created},
-		{Object: "Deployment/shop/web", Action: deploy.Configured},
+		{Object: deploy.ObjectRef{Kind: "Namespace", Name: "shop"}, Action: deploy.Created},
+		{
+			Object: deploy.ObjectRef{Group: "apps", Kind: "Deployment", Namespace: "shop", Name: "web"},
+			Action: deploy.Configured,
+			Diff:   []deploy.FieldDiff{{Path: "spec.replicas", Before: int64(2), After: int64(3)}},
+		},
 	}}
-	for _, c := range cs.Changes {
-		fmt.Println(c)
-	}
+	fmt.Print(cs.String())
+	fmt.Println(cs.Changed(), cs.Count(deploy.Created))
 	// Output:
 	// Namespace/shop created
 	// Deployment/shop/web configured
+	//   spec.replicas: 2 -> 3
+	// true 1
 }

@@ -2,7 +2,8 @@
 # Installs and builds every part of the integration test bed, idempotently:
 #   - Debian packages: docker-registry (CNCF distribution), prometheus, ca-certificates
 #   - the Kubernetes control plane (kube-apiserver, kube-controller-manager, kube-scheduler, etcd)
-#     built from the Go module proxy in the nested module hack/tools/kube, plus kwok for fake nodes.
+#     built from the Go module proxy in the nested module hack/tools/kube, plus kwok for fake nodes;
+#   - the cosign CLI, for the sign stage's interoperability test.
 # Binaries are cached under $SHIPKIT_CACHE (default ~/.cache/shipkit) keyed by their versions, so a
 # warm run costs nothing. Prints the KUBEBUILDER_ASSETS directory on its last line.
 set -euo pipefail
@@ -10,6 +11,7 @@ set -euo pipefail
 K8S_VERSION=v1.34.4
 ETCD_VERSION=v3.6.4
 KWOK_VERSION=v0.8.0
+COSIGN_VERSION=v2.6.5 # the sign stage's interoperability test runs the cosign CLI
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${SHIPKIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shipkit}
@@ -75,6 +77,15 @@ build_control_plane() {
   mv "$tmp" "$bin"
 }
 
+install_tools() {
+  local bin="$cache/tools/cosign-$COSIGN_VERSION"
+  if [ ! -x "$bin/cosign" ]; then
+    log "installing cosign $COSIGN_VERSION"
+    GOBIN="$bin" go install "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION"
+  fi
+}
+
 install_debs
 build_control_plane
+install_tools
 echo "$assets"

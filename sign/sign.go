@@ -1,8 +1,12 @@
 // Package sign signs images by digest and attaches in-toto attestations to them
 // (SBOM, vulnerability report, SLSA provenance), and verifies both against a policy.
 //
-// The package itself holds only the interfaces and the values that cross stages, so a
-// deploy gate can depend on a [Verifier] without linking a signing implementation.
+// The package itself holds only the interfaces and the values that cross stages: the
+// predicates a pipeline attests ([SPDX], [CycloneDX], [VulnPredicate],
+// [Provenance.Predicate]), the [Policy] a gate verifies against, the [Cache] of
+// verdicts and the [DeniedError] that lists why an image was refused. It links no
+// signing implementation, so a deploy gate can depend on a [Verifier] alone; the
+// cosign-compatible implementation is in package sign/cosign.
 package sign
 
 import (
@@ -10,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -18,6 +23,12 @@ import (
 // Signer signs an image, named by digest: a tag could move after signing.
 type Signer interface {
 	Sign(ctx context.Context, d name.Digest, opts ...SignOption) error
+}
+
+// Attester signs an in-toto statement that says p about the image d and attaches it
+// to the image.
+type Attester interface {
+	Attest(ctx context.Context, d name.Digest, p Predicate, opts ...AttestOption) error
 }
 
 // Verifier checks the signatures and attestations of an image against its policy.
@@ -31,6 +42,9 @@ type Verifier interface {
 type SignOptions struct {
 	// Annotations are signed together with the digest.
 	Annotations map[string]string
+	// Recursive also signs every manifest an image index lists (each platform's
+	// image), as cosign sign --recursive does.
+	Recursive bool
 }
 
 // SignOption sets a field of [SignOptions].
@@ -42,41 +56,144 @@ func WithAnnotations(a map[string]string) SignOption {
 		if o.Annotations == nil {
 			o.Annotations = map[string]string{}
 		}
-		for k, v := range a {
-			o.Annotations[k] = v
-		}
+		maps.Copy(o.Annotations, a)
 	}
 }
+
+// WithRecursive signs an image index and each image it lists.
+func WithRecursive() SignOption { return func(o *SignOptions) { o.Recursive = true } }
+
+// AttestOptions are the settings of one attestation.
+type AttestOptions struct {
+	// Replace removes the image's earlier attestations of the same predicate type
+	// (cosign attest --replace); by default a new attestation is added beside them.
+	Replace bool
+}
+
+// AttestOption sets a field of [AttestOptions].
+type AttestOption func(*AttestOptions)
+
+// WithReplace replaces earlier attestations of the same predicate type.
+func WithReplace() AttestOption { return func(o *AttestOptions) { o.Replace = true } }
 
 // Verified is what a [Verifier] checked for one image.
 type Verified struct {
 	// Digest is the image that was verified.
 	Digest name.Digest
-	// Signers identifies the trusted keys (or identities) whose signatures verified.
+	// Signers names the trusted keys whose signatures of the image verified, sorted.
 	Signers []string
-	// Attestations are the verified in-toto statements, by predicate type.
+	// Attestations are the verified in-toto statements about the image, signed by a
+	// trusted key, sorted by predicate type.
 	Attestations []Attestation
 }
 
 // Attestation is one verified in-toto statement about the image.
 type Attestation struct {
+	// PredicateType is the statement's predicate type URI.
 	PredicateType string
-	Predicate     json.RawMessage
+	// Predicate is the statement's predicate, as signed.
+	Predicate json.RawMessage
+	// Signer names the trusted key that signed the statement.
+	Signer string
+}
+
+// ParseDigest parses a reference that must name an image by digest. A tag is
+// refused: what a tag points to can change after it was checked, so resolve it to a
+// digest first (for example with go-containerregistry's remote.Head) and sign or
+// verify that digest.
+func ParseDigest(ref string, opts ...name.Option) (name.Digest, error) {
+	r, err := name.ParseReference(ref, opts...)
+	if err != nil {
+		return name.Digest{}, fmt.Errorf("parse image reference %q: %w", ref, err)
+	}
+	d, ok := r.(name.Digest)
+	if !ok {
+		return name.Digest{}, fmt.Errorf("image reference %q is a tag, not a digest: resolve the tag to a digest first, then sign or verify the digest: %w", ref, ErrNotDigest)
+	}
+	return d, nil
+}
+
+// ErrNotDigest is matched (errors.Is) by the error for an image named by tag where a
+// digest is required.
+var ErrNotDigest = errors.New("image not named by digest")
+
+// CheckDigest returns an error wrapping [ErrNotDigest] when d holds no digest, as the
+// zero name.Digest does.
+func CheckDigest(d name.Digest) error {
+	if d.DigestStr() == "" {
+		return fmt.Errorf("image reference %q has no digest: resolve it to a digest first: %w", d.String(), ErrNotDigest)
+	}
+	return nil
 }
 
 // ErrDenied is matched (errors.Is) by every [DeniedError].
 var ErrDenied = errors.New("image denied by signature policy")
 
+// ReasonCode classifies a [Reason] so that callers can branch on it.
+type ReasonCode string
+
+// The reasons a policy denies an image.
+const (
+	// ReasonUnsigned: the image has no signature at all.
+	ReasonUnsigned ReasonCode = "unsigned"
+	// ReasonUntrustedSignature: a signature that no trusted key verifies (signed by
+	// another key, or altered after signing).
+	ReasonUntrustedSignature ReasonCode = "untrusted-signature"
+	// ReasonWrongSubject: a signature or attestation, valid under a trusted key, that
+	// is about another image (for example copied from another digest).
+	ReasonWrongSubject ReasonCode = "wrong-subject"
+	// ReasonMalformed: a signature or attestation that cannot be read (garbage or
+	// truncated payload, bad encoding).
+	ReasonMalformed ReasonCode = "malformed"
+	// ReasonThreshold: fewer distinct trusted keys signed the image than the policy
+	// requires.
+	ReasonThreshold ReasonCode = "threshold"
+	// ReasonMissingAttestation: no trusted attestation of a required predicate type.
+	ReasonMissingAttestation ReasonCode = "missing-attestation"
+	// ReasonUntrustedAttestation: an attestation that no trusted key verifies (signed
+	// by another key, or its predicate altered after signing).
+	ReasonUntrustedAttestation ReasonCode = "untrusted-attestation"
+	// ReasonCondition: a trusted attestation's predicate fails a policy condition.
+	ReasonCondition ReasonCode = "condition"
+)
+
+// Reason is one reason a policy denied an image.
+type Reason struct {
+	// Code classifies the reason.
+	Code ReasonCode
+	// Message says what was wrong, for people.
+	Message string
+}
+
+// String returns the message.
+func (r Reason) String() string { return r.Message }
+
 // DeniedError says why a policy denied an image: every reason, not just the first.
 type DeniedError struct {
-	Digest  name.Digest
-	Reasons []string
+	// Digest is the image that was denied.
+	Digest name.Digest
+	// Reasons lists every reason, at least one.
+	Reasons []Reason
 }
 
 // Error lists the reasons.
 func (e *DeniedError) Error() string {
-	return fmt.Sprintf("%s denied: %s", e.Digest, strings.Join(e.Reasons, "; "))
+	msgs := make([]string, len(e.Reasons))
+	for i, r := range e.Reasons {
+		msgs[i] = r.Message
+	}
+	return fmt.Sprintf("%s denied: %s", e.Digest, strings.Join(msgs, "; "))
 }
 
 // Unwrap makes errors.Is(err, ErrDenied) true.
 func (e *DeniedError) Unwrap() error { return ErrDenied }
+
+// Has reports whether one of the reasons has the code c.
+func (e *DeniedError) Has(c ReasonCode) bool {
+	for _, r := range e.Reasons {
+		if r.Code == c {
+			return true
+		}
+	}
+	return false
+}

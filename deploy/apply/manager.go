@@ -1,0 +1,503 @@
+// Package apply makes a cluster match a set of objects with server-side apply, the way
+// a GitOps controller or a Terraform provider needs it: idempotent, staged, observable
+// and plannable.
+//
+//   - [Manager.Apply] applies in stages: CustomResourceDefinitions first (waiting until
+//     they are Established), then namespaces and other cluster-scoped objects, then the
+//     rest. It reports every object as created, configured or unchanged in a
+//     [deploy.ChangeSet], optionally waits for health ([Options.Wait]) and prunes what a
+//     previous apply of the same [ApplySet] made and this one no longer has
+//     ([Options.Prune]).
+//   - [Manager.Plan] answers the same question with a server-side dry run and changes
+//     nothing: creates, updates with a field-level diff, unchanged objects, prunes,
+//     and drift (fields another field manager took over).
+//   - [Manager.Wait] waits until objects are healthy, judged by kstatus
+//     (sigs.k8s.io/cli-utils/pkg/kstatus): Deployments Available with their new
+//     ReplicaSet, Jobs Complete, custom resources by their Ready or Available
+//     conditions. A failed rollout fails at once.
+//
+// A field owned by another manager is a conflict ([ConflictError]) unless
+// [Options.Force] is set. Transient API errors (429, 5xx, timeouts, refused
+// connections) are retried with backoff; any other error names the object it concerns.
+package apply
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/shipkit/shipkit/deploy"
+)
+
+// DefaultFieldManager is the field manager of a zero [Options].
+const DefaultFieldManager = "shipkit"
+
+// Options configure a [Manager]. The zero value applies with field manager "shipkit",
+// without force, without waiting and without an inventory.
+type Options struct {
+	// FieldManager owns the fields this manager applies. Default: "shipkit".
+	FieldManager string
+	// Force takes ownership of fields other managers own instead of failing with a
+	// [ConflictError].
+	Force bool
+	// Namespace is given to namespaced objects that have none. When empty, such an
+	// object is an error.
+	Namespace string
+	// Wait, when positive, makes Apply wait up to this long for every applied object
+	// to become healthy (see [Manager.Wait]).
+	Wait time.Duration
+	// PollInterval is how often Wait looks at the objects. Default: 500ms.
+	PollInterval time.Duration
+	// ApplySet records the applied objects in an inventory so a later apply can
+	// prune; nil keeps no inventory.
+	ApplySet *ApplySet
+	// Prune deletes, after a successful apply (and wait), the objects of ApplySet
+	// that this apply no longer has. It needs ApplySet.
+	Prune bool
+	// Preflight makes Apply check with [Manager.Preflight] that the caller may do
+	// everything it needs before it touches anything.
+	Preflight bool
+	// Concurrency bounds the requests in flight within one stage. Default: 8.
+	Concurrency int
+	// Logger receives debug logs. Default: discard.
+	Logger *slog.Logger
+	// Observer, when set, is called for each object as it is applied, becomes
+	// healthy or is pruned, from the goroutine doing the work (so it must be safe
+	// for concurrent use).
+	Observer func(Event)
+}
+
+// Event reports progress on one object to [Options.Observer].
+type Event struct {
+	Object deploy.ObjectRef
+	// Action is set for applies and prunes; Status for waits ("Current" when healthy).
+	Action deploy.Action
+	Status string
+	// Message is kstatus's message while waiting.
+	Message string
+}
+
+// Manager applies, plans, waits for and prunes objects in one cluster. It is safe
+// for concurrent use; concurrent applies of the same ApplySet are not coordinated.
+type Manager struct {
+	client dynamic.Interface
+	mapper meta.ResettableRESTMapper
+	opts   Options
+	log    *slog.Logger
+}
+
+var (
+	_ deploy.Applier = (*Manager)(nil)
+	_ deploy.Planner = (*Manager)(nil)
+)
+
+// New returns a Manager for the cluster of cfg.
+func New(cfg *rest.Config, opts Options) (*Manager, error) {
+	client, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	return NewWithClient(client, mapper, opts)
+}
+
+// NewWithClient returns a Manager that uses the given client and REST mapper, for
+// callers that share them (or tests that fake them). The mapper is reset after CRDs
+// are applied so their kinds become known.
+func NewWithClient(client dynamic.Interface, mapper meta.ResettableRESTMapper, opts Options) (*Manager, error) {
+	if opts.Prune && opts.ApplySet == nil {
+		return nil, errors.New("apply: Prune needs an ApplySet to know what a previous apply made")
+	}
+	if opts.ApplySet != nil {
+		if err := opts.ApplySet.validate(); err != nil {
+			return nil, err
+		}
+	}
+	opts.FieldManager = cmp.Or(opts.FieldManager, DefaultFieldManager)
+	opts.PollInterval = cmp.Or(opts.PollInterval, 500*time.Millisecond)
+	opts.Concurrency = max(opts.Concurrency, 0)
+	if opts.Concurrency == 0 {
+		opts.Concurrency = 8
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{client: client, mapper: mapper, opts: opts, log: log}, nil
+}
+
+// Options returns the manager's options with defaults filled in.
+func (m *Manager) Options() Options { return m.opts }
+
+// object is one object of the set, resolved against the cluster.
+type object struct {
+	obj     *unstructured.Unstructured // a copy, with namespace and inventory label set
+	ref     deploy.ObjectRef
+	gvk     schema.GroupVersionKind
+	mapping *meta.RESTMapping // nil until known (kinds of CRDs of the same set)
+	crd     bool
+	cluster bool // cluster-scoped
+}
+
+func (o *object) resource(c dynamic.Interface) dynamic.ResourceInterface {
+	r := c.Resource(o.mapping.Resource)
+	if o.cluster {
+		return r
+	}
+	return r.Namespace(o.obj.GetNamespace())
+}
+
+// ObjectError is an error about one object.
+type ObjectError struct {
+	Object deploy.ObjectRef
+	Op     string // what was done: "apply", "get", "map", "delete", ...
+	Err    error
+}
+
+func (e *ObjectError) Error() string { return fmt.Sprintf("%s %s: %v", e.Op, e.Object, e.Err) }
+
+// Unwrap returns the cause.
+func (e *ObjectError) Unwrap() error { return e.Err }
+
+// ErrUnknownKind is wrapped by an [ObjectError] for an object whose kind the cluster
+// does not serve and no CRD of the set defines.
+var ErrUnknownKind = errors.New("kind not served by the cluster (is its CRD installed?)")
+
+// prepare copies the objects and resolves their kinds and scopes. Kinds defined by a
+// CRD of the same set are resolved from the CRD, so an unknown kind or a missing
+// namespace fails here, before anything is applied.
+func (m *Manager) prepare(objs []*unstructured.Unstructured) ([]*object, error) {
+	crdScopes := map[schema.GroupKind]bool{} // kind -> cluster-scoped
+	for _, o := range objs {
+		if isCRD(o) {
+			group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
+			kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
+			scope, _, _ := unstructured.NestedString(o.Object, "spec", "scope")
+			crdScopes[schema.GroupKind{Group: group, Kind: kind}] = scope == "Cluster"
+		}
+	}
+	seen := map[deploy.ObjectRef]bool{}
+	var errs []error
+	out := make([]*object, 0, len(objs))
+	for _, in := range objs {
+		o := &object{obj: in.DeepCopy(), gvk: in.GroupVersionKind(), crd: isCRD(in)}
+		o.ref = deploy.RefOf(in)
+		unstructured.RemoveNestedField(o.obj.Object, "metadata", "managedFields")
+		unstructured.RemoveNestedField(o.obj.Object, "metadata", "resourceVersion")
+		unstructured.RemoveNestedField(o.obj.Object, "metadata", "uid")
+		unstructured.RemoveNestedField(o.obj.Object, "metadata", "creationTimestamp")
+		if o.obj.GetName() == "" {
+			errs = append(errs, &ObjectError{Object: o.ref, Op: "check", Err: errors.New("no metadata.name")})
+			continue
+		}
+		mapping, err := m.mapper.RESTMapping(o.gvk.GroupKind(), o.gvk.Version)
+		switch {
+		case err == nil:
+			o.mapping = mapping
+			o.cluster = mapping.Scope.Name() == meta.RESTScopeNameRoot
+		case meta.IsNoMatchError(err):
+			cluster, ok := crdScopes[o.gvk.GroupKind()]
+			if !ok {
+				errs = append(errs, &ObjectError{Object: o.ref, Op: "map", Err: fmt.Errorf("%s: %w", o.gvk, ErrUnknownKind)})
+				continue
+			}
+			o.cluster = cluster
+		default:
+			errs = append(errs, &ObjectError{Object: o.ref, Op: "map", Err: err})
+			continue
+		}
+		if o.cluster {
+			o.obj.SetNamespace("")
+		} else if o.obj.GetNamespace() == "" {
+			if m.opts.Namespace == "" {
+				errs = append(errs, &ObjectError{Object: o.ref, Op: "check", Err: errors.New("namespaced object without a namespace (and no default namespace in Options)")})
+				continue
+			}
+			o.obj.SetNamespace(m.opts.Namespace)
+		}
+		o.ref = deploy.RefOf(o.obj)
+		if m.opts.ApplySet != nil && o.ref == m.opts.ApplySet.ref() {
+			errs = append(errs, &ObjectError{Object: o.ref, Op: "check", Err: errors.New("is the ApplySet's parent, which cannot be a member")})
+			continue
+		}
+		if seen[o.ref] {
+			errs = append(errs, &ObjectError{Object: o.ref, Op: "check", Err: errors.New("appears twice in the set")})
+			continue
+		}
+		seen[o.ref] = true
+		out = append(out, o)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+func isCRD(o *unstructured.Unstructured) bool {
+	gvk := o.GroupVersionKind()
+	return gvk.Group == "apiextensions.k8s.io" && gvk.Kind == "CustomResourceDefinition"
+}
+
+// stages splits objects into CRDs, cluster-scoped objects (namespaces first) and
+// namespaced objects, keeping the set's order within each stage.
+func stages(objs []*object) [3][]*object {
+	var s [3][]*object
+	var namespaces, cluster []*object
+	for _, o := range objs {
+		switch {
+		case o.crd:
+			s[0] = append(s[0], o)
+		case o.cluster && o.gvk.Group == "" && o.gvk.Kind == "Namespace":
+			namespaces = append(namespaces, o)
+		case o.cluster:
+			cluster = append(cluster, o)
+		default:
+			s[2] = append(s[2], o)
+		}
+	}
+	s[1] = append(namespaces, cluster...)
+	return s
+}
+
+// Apply applies objs in stages and returns what it did, in the order it applied
+// them, followed by the prunes. With [Options.Wait] it waits for every object to be
+// healthy before pruning. On error the ChangeSet holds what was done before it.
+func (m *Manager) Apply(ctx context.Context, objs []*unstructured.Unstructured) (*deploy.ChangeSet, error) {
+	prepared, err := m.prepare(objs)
+	if err != nil {
+		return nil, err
+	}
+	if m.opts.Preflight {
+		if err := m.Preflight(ctx, objs); err != nil {
+			return nil, err
+		}
+	}
+	cs := &deploy.ChangeSet{}
+	var inv *inventory
+	if m.opts.ApplySet != nil {
+		if inv, err = m.openInventory(ctx, prepared); err != nil {
+			return cs, err
+		}
+	}
+	st := stages(prepared)
+	for i, stage := range st {
+		if len(stage) == 0 {
+			continue
+		}
+		if inv != nil && !inv.written {
+			// The parent goes first, unless its namespace is one the set creates.
+			err := m.writeParent(ctx, inv, prepared, true)
+			later := i < 2 && apierrors.IsNotFound(errors.Unwrap(err)) && createsNamespace(st[1], inv.set.Namespace)
+			if err != nil && !later {
+				return cs, err
+			}
+		}
+		changes, err := m.applyStage(ctx, stage, false)
+		cs.Append(changes...)
+		if err != nil {
+			return cs, err
+		}
+		if i == 0 {
+			if err := m.afterCRDs(ctx, stage, st[1:]); err != nil {
+				return cs, err
+			}
+		}
+	}
+	if m.opts.Wait > 0 {
+		if err := m.wait(ctx, prepared, m.opts.Wait); err != nil {
+			return cs, err
+		}
+	}
+	if inv != nil {
+		pruned, err := m.finishInventory(ctx, inv, prepared, m.opts.Prune)
+		cs.Append(pruned...)
+		if err != nil {
+			return cs, err
+		}
+	}
+	return cs, nil
+}
+
+func createsNamespace(stage []*object, ns string) bool {
+	for _, o := range stage {
+		if o.gvk.Group == "" && o.gvk.Kind == "Namespace" && o.obj.GetName() == ns {
+			return true
+		}
+	}
+	return false
+}
+
+// afterCRDs waits until the CRDs are Established, then forgets the cluster's
+// discovery so the new kinds map, and maps the objects that waited for them.
+func (m *Manager) afterCRDs(ctx context.Context, crds []*object, later [][]*object) error {
+	if err := m.wait(ctx, crds, cmp.Or(m.opts.Wait, time.Minute)); err != nil {
+		return err
+	}
+	m.mapper.Reset()
+	for _, stage := range later {
+		for _, o := range stage {
+			if o.mapping != nil {
+				continue
+			}
+			err := retryTransient(ctx, func() error {
+				mapping, err := m.mapper.RESTMapping(o.gvk.GroupKind(), o.gvk.Version)
+				if meta.IsNoMatchError(err) {
+					m.mapper.Reset() // discovery can lag a freshly Established CRD
+					return errRetry
+				}
+				o.mapping = mapping
+				return err
+			})
+			if err != nil {
+				return &ObjectError{Object: o.ref, Op: "map", Err: err}
+			}
+		}
+	}
+	return nil
+}
+
+// applyStage applies the objects of one stage concurrently and returns their
+// changes in the stage's order.
+func (m *Manager) applyStage(ctx context.Context, stage []*object, dryRun bool) ([]deploy.Change, error) {
+	changes := make([]deploy.Change, len(stage))
+	errs := make([]error, len(stage))
+	m.forEach(ctx, len(stage), func(ctx context.Context, i int) {
+		changes[i], errs[i] = m.applyOne(ctx, stage[i], dryRun)
+	})
+	var done []deploy.Change
+	for i, c := range changes {
+		if errs[i] == nil && c.Action != "" {
+			done = append(done, c)
+		}
+	}
+	return done, errors.Join(errs...)
+}
+
+// forEach runs fn for 0..n-1 with at most Concurrency at once, stopping new calls
+// when ctx ends.
+func (m *Manager) forEach(ctx context.Context, n int, fn func(ctx context.Context, i int)) {
+	sem := make(chan struct{}, m.opts.Concurrency)
+	var wg sync.WaitGroup
+	for i := range n {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			fn(ctx, i)
+		})
+	}
+	wg.Wait()
+}
+
+// applyOne applies (or dry-runs) one object and says what happened to it.
+func (m *Manager) applyOne(ctx context.Context, o *object, dryRun bool) (deploy.Change, error) {
+	if dryRun {
+		return m.dryRunDrift(ctx, o)
+	}
+	return m.applyOnce(ctx, o, false, m.opts.Force)
+}
+
+func (m *Manager) applyOnce(ctx context.Context, o *object, dryRun, force bool) (deploy.Change, error) {
+	if err := ctx.Err(); err != nil {
+		return deploy.Change{}, &ObjectError{Object: o.ref, Op: "apply", Err: err}
+	}
+	c := deploy.Change{Object: o.ref}
+	res := o.resource(m.client)
+	var live *unstructured.Unstructured
+	err := retryTransient(ctx, func() error {
+		var err error
+		live, err = res.Get(ctx, o.obj.GetName(), metav1.GetOptions{})
+		return err
+	})
+	switch {
+	case apierrors.IsNotFound(err):
+		live = nil
+	case err != nil:
+		return c, &ObjectError{Object: o.ref, Op: "get", Err: err}
+	}
+	opts := metav1.ApplyOptions{FieldManager: m.opts.FieldManager, Force: force}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	var applied *unstructured.Unstructured
+	err = retryTransient(ctx, func() error {
+		var err error
+		applied, err = res.Apply(ctx, o.obj.GetName(), o.obj, opts)
+		return err
+	})
+	if err != nil {
+		if conflicts := conflictsOf(err); len(conflicts) > 0 {
+			return c, &ConflictError{Object: o.ref, Conflicts: conflicts, Err: err}
+		}
+		return c, &ObjectError{Object: o.ref, Op: "apply", Err: err}
+	}
+	switch {
+	case live == nil:
+		c.Action = deploy.Created
+	case applied.GetResourceVersion() == live.GetResourceVersion():
+		c.Action = deploy.Unchanged
+	default:
+		c.Action = deploy.Configured
+	}
+	if dryRun && live != nil {
+		// A dry run gets no new resourceVersion: compare the objects instead.
+		c.Diff = diffObjects(live.Object, applied.Object)
+		if len(c.Diff) == 0 {
+			c.Action = deploy.Unchanged
+		} else {
+			c.Action = deploy.Configured
+		}
+	}
+	m.log.DebugContext(ctx, "applied", "object", o.ref.String(), "action", c.Action, "dryRun", dryRun)
+	if !dryRun && m.opts.Observer != nil {
+		m.opts.Observer(Event{Object: o.ref, Action: c.Action})
+	}
+	return c, nil
+}
+
+// errRetry asks retryTransient for another attempt.
+var errRetry = errors.New("not yet")
+
+// retryTransient calls fn until it succeeds, fails with an error that is not
+// transient, or five attempts (about 3 s) have been made.
+func retryTransient(ctx context.Context, fn func() error) error {
+	backoff := wait.Backoff{Steps: 5, Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1}
+	err := retry.OnError(backoff, func(err error) bool { return ctx.Err() == nil && transient(err) }, fn)
+	if errors.Is(err, errRetry) {
+		return fmt.Errorf("gave up after retries: %w", err)
+	}
+	return err
+}
+
+func transient(err error) bool {
+	return errors.Is(err, errRetry) ||
+		apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) || apierrors.IsUnexpectedServerError(err) ||
+		utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err)
+}

@@ -1,0 +1,178 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/shipkit/shipkit/deploy"
+)
+
+// Plan says what Apply would do with objs, changing nothing: every object is
+// dry-run applied server-side (so defaulting, admission and validation run as in a
+// real apply) and compared with the live object. Updates carry the changed fields in
+// [deploy.Change.Diff]; fields another manager took over carry [deploy.Change.Drift]
+// (their diff is what a forced apply would do). With [Options.Prune] the plan ends
+// with the objects a prune would delete.
+//
+// Objects whose kind a CRD of the same set defines, and objects in a namespace the
+// set creates, cannot be dry-run before their CRD or namespace exists; they are
+// planned as created.
+func (m *Manager) Plan(ctx context.Context, objs []*unstructured.Unstructured) (*deploy.ChangeSet, error) {
+	prepared, err := m.prepare(objs)
+	if err != nil {
+		return nil, err
+	}
+	var inv *inventory
+	if m.opts.ApplySet != nil {
+		if inv, err = m.openInventory(ctx, prepared); err != nil {
+			return nil, err
+		}
+	}
+	cs := &deploy.ChangeSet{}
+	newNamespaces := map[string]bool{}
+	for _, stage := range stages(prepared) {
+		var run []*object
+		for _, o := range stage {
+			if o.mapping == nil || (!o.cluster && newNamespaces[o.obj.GetNamespace()]) {
+				cs.Append(deploy.Change{Object: o.ref, Action: deploy.Created})
+				continue
+			}
+			run = append(run, o)
+		}
+		changes, err := m.applyStage(ctx, run, true)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range changes {
+			if c.Object.Group == "" && c.Object.Kind == "Namespace" && c.Action == deploy.Created {
+				newNamespaces[c.Object.Name] = true
+			}
+		}
+		cs.Append(changes...)
+	}
+	if inv != nil && m.opts.Prune {
+		pruned, err := m.prune(ctx, inv, prepared, true)
+		if err != nil {
+			return nil, err
+		}
+		cs.Append(pruned...)
+	}
+	return cs, nil
+}
+
+// dryRunDrift is applyOne's dry run: without force first, so fields another manager
+// took over show up as drift, then with force to learn the diff a forced apply makes.
+func (m *Manager) dryRunDrift(ctx context.Context, o *object) (deploy.Change, error) {
+	c, err := m.applyOnce(ctx, o, true, false)
+	var ce *ConflictError
+	if !errors.As(err, &ce) {
+		return c, err
+	}
+	c, err = m.applyOnce(ctx, o, true, true)
+	c.Drift = ce.Conflicts
+	return c, err
+}
+
+// ignoredFields are server-maintained and left out of diffs.
+var ignoredFields = [][]string{
+	{"metadata", "managedFields"},
+	{"metadata", "resourceVersion"},
+	{"metadata", "generation"},
+	{"metadata", "creationTimestamp"},
+	{"metadata", "uid"},
+	{"status"},
+}
+
+// diffObjects returns the fields that differ between two versions of an object,
+// sorted by path.
+func diffObjects(before, after map[string]any) []deploy.FieldDiff {
+	b := (&unstructured.Unstructured{Object: before}).DeepCopy().Object
+	a := (&unstructured.Unstructured{Object: after}).DeepCopy().Object
+	for _, f := range ignoredFields {
+		unstructured.RemoveNestedField(b, f...)
+		unstructured.RemoveNestedField(a, f...)
+	}
+	var out []deploy.FieldDiff
+	diffValue("", b, a, &out)
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+func diffValue(path string, b, a any, out *[]deploy.FieldDiff) {
+	switch bt := b.(type) {
+	case map[string]any:
+		at, ok := a.(map[string]any)
+		if !ok {
+			break
+		}
+		for k, bv := range bt {
+			diffValue(joinPath(path, k), bv, at[k], out)
+		}
+		for k, av := range at {
+			if _, ok := bt[k]; !ok {
+				diffValue(joinPath(path, k), nil, av, out)
+			}
+		}
+		return
+	case []any:
+		at, ok := a.([]any)
+		if !ok {
+			break
+		}
+		bn, an := named(bt), named(at)
+		if bn != nil && an != nil {
+			for n, bv := range bn {
+				diffValue(fmt.Sprintf("%s[name=%s]", path, n), bv, an[n], out)
+			}
+			for n, av := range an {
+				if _, ok := bn[n]; !ok {
+					diffValue(fmt.Sprintf("%s[name=%s]", path, n), nil, av, out)
+				}
+			}
+			return
+		}
+		if len(bt) == len(at) {
+			for i := range bt {
+				diffValue(fmt.Sprintf("%s[%d]", path, i), bt[i], at[i], out)
+			}
+			return
+		}
+	}
+	if !reflect.DeepEqual(b, a) {
+		*out = append(*out, deploy.FieldDiff{Path: path, Before: b, After: a})
+	}
+}
+
+// named indexes a list whose items are all maps with a distinct string "name"
+// (containers, ports, env, volumes), or returns nil.
+func named(list []any) map[string]any {
+	out := make(map[string]any, len(list))
+	for _, v := range list {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		n, ok := m["name"].(string)
+		if !ok || out[n] != nil {
+			return nil
+		}
+		out[n] = m
+	}
+	return out
+}
+
+func joinPath(path, key string) string {
+	if strings.ContainsAny(key, "./[]") {
+		return path + "[" + key + "]"
+	}
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}

@@ -1,0 +1,115 @@
+package sign
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fakeClock is a settable time for the cache's expiry.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (f *fakeClock) Now() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now }
+func (f *fakeClock) Add(d time.Duration) {
+	f.mu.Lock()
+	f.now = f.now.Add(d)
+	f.mu.Unlock()
+}
+
+func TestCacheVerdicts(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1700000000, 0)}
+	c := NewCache(CacheTTL(time.Minute), CacheDeniedTTL(time.Second))
+	c.now = clock.Now
+	ctx := context.Background()
+	var runs atomic.Int64
+	pass := func(context.Context) (*Verified, error) {
+		runs.Add(1)
+		return &Verified{Signers: []string{"a"}}, nil
+	}
+	deny := func(context.Context) (*Verified, error) {
+		runs.Add(1)
+		return nil, &DeniedError{Reasons: []Reason{{Code: ReasonUnsigned, Message: "no signature"}}}
+	}
+	fail := func(context.Context) (*Verified, error) { runs.Add(1); return nil, errors.New("registry down") }
+
+	v, err := c.Do(ctx, "pass", pass)
+	require.NoError(t, err)
+	v.Signers[0] = "changed by the caller"
+	v, err = c.Do(ctx, "pass", pass)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a"}, v.Signers, "a caller's change must not reach the cache")
+	assert.EqualValues(t, 1, runs.Load())
+
+	_, err = c.Do(ctx, "deny", deny)
+	require.ErrorIs(t, err, ErrDenied)
+	_, err = c.Do(ctx, "deny", deny)
+	require.ErrorIs(t, err, ErrDenied)
+	assert.EqualValues(t, 2, runs.Load(), "a denial is kept for its TTL")
+	clock.Add(2 * time.Second)
+	_, _ = c.Do(ctx, "deny", deny)
+	assert.EqualValues(t, 3, runs.Load(), "a denial expires sooner than a pass")
+	_, _ = c.Do(ctx, "pass", pass)
+	assert.EqualValues(t, 3, runs.Load())
+	clock.Add(time.Minute)
+	_, _ = c.Do(ctx, "pass", pass)
+	assert.EqualValues(t, 4, runs.Load(), "a pass expires too")
+
+	_, _ = c.Do(ctx, "fail", fail)
+	_, _ = c.Do(ctx, "fail", fail)
+	assert.EqualValues(t, 6, runs.Load(), "other errors are not kept")
+
+	c.Forget()
+	_, _ = c.Do(ctx, "pass", pass)
+	assert.EqualValues(t, 7, runs.Load())
+
+	var nilCache *Cache
+	_, _ = nilCache.Do(ctx, "pass", pass)
+	assert.EqualValues(t, 8, runs.Load(), "a nil cache runs every time")
+}
+
+func TestCacheSharesConcurrentRuns(t *testing.T) {
+	c := NewCache()
+	release := make(chan struct{})
+	var runs atomic.Int64
+	slow := func(context.Context) (*Verified, error) {
+		runs.Add(1)
+		<-release
+		return &Verified{}, nil
+	}
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.Do(context.Background(), "k", slow)
+			assert.NoError(t, err)
+		}()
+	}
+	// A waiter whose context ends gives up without waiting for the run.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.Eventually(t, func() bool { return runs.Load() == 1 }, 5*time.Second, time.Millisecond)
+	_, err := c.Do(ctx, "k", slow)
+	assert.ErrorIs(t, err, context.Canceled)
+	close(release)
+	wg.Wait()
+	assert.EqualValues(t, 1, runs.Load())
+}
+
+func TestCacheBounded(t *testing.T) {
+	c := NewCache(CacheMaxEntries(3))
+	for _, k := range []string{"a", "b", "c", "d", "e"} {
+		_, err := c.Do(context.Background(), k, func(context.Context) (*Verified, error) { return &Verified{}, nil })
+		require.NoError(t, err)
+	}
+	assert.LessOrEqual(t, len(c.entries), 3)
+}

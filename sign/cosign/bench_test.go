@@ -1,0 +1,109 @@
+package cosign_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/shipkit/shipkit/internal/testbed"
+	"github.com/shipkit/shipkit/sign/cosign"
+)
+
+// benchImages pushes n images, each signed with an SBOM, a vulnerability report and
+// provenance attested, to an in-process registry.
+func benchImages(b *testing.B, n int) []name.Digest {
+	b.Helper()
+	host := newRegistry(b)
+	ds := make([]name.Digest, n)
+	for i := range ds {
+		ds[i] = pushImage(b, host, "team/app", fmt.Sprint(i))
+		signAndAttest(b, trusted, ds[i], sourceRepo)
+	}
+	return ds
+}
+
+// BenchmarkVerify measures one image (signature and 3 attestations) warm (the
+// verdict cached) and cold (every verification reads the registry and checks every
+// signature), and 100 images verified concurrently, cold.
+func BenchmarkVerify(b *testing.B) {
+	ctx := context.Background()
+	policy := fullPolicy(trusted.trustedKey())
+	b.Run("warm", func(b *testing.B) {
+		d := benchImages(b, 1)[0]
+		v := newVerifier(b, policy)
+		if _, err := v.Verify(ctx, d); err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		for b.Loop() {
+			if _, err := v.Verify(ctx, d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("cold", func(b *testing.B) {
+		d := benchImages(b, 1)[0]
+		v := newVerifier(b, policy, cosign.WithCache(nil))
+		b.ResetTimer()
+		for b.Loop() {
+			if _, err := v.Verify(ctx, d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("cold-100-concurrent", func(b *testing.B) {
+		ds := benchImages(b, 100)
+		v := newVerifier(b, policy, cosign.WithCache(nil))
+		b.ResetTimer()
+		for b.Loop() {
+			var wg sync.WaitGroup
+			errs := make([]error, len(ds))
+			for i, d := range ds {
+				wg.Add(1)
+				go func() { defer wg.Done(); _, errs[i] = v.Verify(ctx, d) }()
+			}
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}
+
+// BenchmarkCosignCLI measures the cosign CLI verifying the same image (signature
+// and the 3 attestations: cosign verify, then cosign verify-attestation per type),
+// each run a cold start of the CLI, as an admission script would run it.
+func BenchmarkCosignCLI(b *testing.B) {
+	bin := testbed.ToolPath("cosign", "v2.6.5")
+	if _, err := os.Stat(bin); err != nil {
+		b.Skipf("cosign CLI not installed at %s", bin)
+	}
+	d := benchImages(b, 1)[0]
+	dir := b.TempDir()
+	_, pubPath, err := trusted.pair.WriteFiles(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	runs := [][]string{{"verify", "--key", pubPath, "--insecure-ignore-tlog", d.String()}}
+	for _, typ := range []string{"spdxjson", "vuln", "slsaprovenance1"} {
+		runs = append(runs, []string{"verify-attestation", "--key", pubPath, "--insecure-ignore-tlog", "--type", typ, d.String()})
+	}
+	env := append(os.Environ(), "TUF_ROOT="+filepath.Join(dir, "tuf"), "HOME="+dir, "DOCKER_CONFIG="+dir)
+	for b.Loop() {
+		for _, args := range runs {
+			cmd := exec.CommandContext(context.Background(), bin, args...)
+			cmd.Env = env
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("cosign %v: %v\n%s", args, err, out)
+			}
+		}
+	}
+}

@@ -1,0 +1,143 @@
+package cosign_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shipkit/shipkit/internal/testbed"
+	"github.com/shipkit/shipkit/internal/testbed/registry"
+	"github.com/shipkit/shipkit/sign"
+	"github.com/shipkit/shipkit/sign/cosign"
+)
+
+var distribution = testbed.Lazy[*registry.Distribution]{Start: func() (*registry.Distribution, func(), error) {
+	d, err := registry.StartDistribution(context.Background())
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, d.Stop, nil
+}}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	distribution.Stop()
+	os.Exit(code)
+}
+
+// TestDistribution signs and attests an image in the CNCF distribution registry (TLS
+// from a private CA, htpasswd auth) and verifies it there; without credentials the
+// verifier reports a registry error, not a denial.
+func TestDistribution(t *testing.T) {
+	reg := distribution.Get(t)
+	ctx := context.Background()
+	auth := []cosign.Option{cosign.WithTransport(reg.Transport), cosign.WithKeychain(reg.Keychain())}
+	d := pushImage(t, reg.Host, "team/app", "v1", reg.RemoteOptions()...)
+	signAndAttest(t, trusted, d, sourceRepo, auth...)
+
+	got, err := newVerifier(t, fullPolicy(trusted.trustedKey()), auth...).Verify(ctx, d)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"trusted"}, got.Signers)
+	assert.Len(t, got.Attestations, 3)
+
+	_, err = newVerifier(t, fullPolicy(trusted.trustedKey()), cosign.WithTransport(reg.Transport),
+		cosign.WithKeychain(authn.NewMultiKeychain())).Verify(ctx, d)
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, sign.ErrDenied, "a registry that refuses us is not a verdict")
+	assert.Contains(t, err.Error(), "UNAUTHORIZED")
+}
+
+// cosignCLI returns the path of the cosign CLI that hack/testbed.sh installs.
+func cosignCLI(t *testing.T) string {
+	t.Helper()
+	bin := testbed.ToolPath("cosign", "v2.6.5")
+	if _, err := os.Stat(bin); err != nil {
+		testbed.Check(t, testbed.Missingf("cosign CLI v2.6.5 not at %s (GOBIN=%s go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5)", bin, filepath.Dir(bin)))
+	}
+	return bin
+}
+
+// TestCosignCLIInterop checks compatibility both ways against the distribution
+// registry: the cosign CLI verifies what this package signed and attested, and this
+// package verifies what the CLI signed and attested with a key this package made.
+func TestCosignCLIInterop(t *testing.T) {
+	bin := cosignCLI(t)
+	reg := distribution.Get(t)
+	ctx := context.Background()
+	auth := []cosign.Option{cosign.WithTransport(reg.Transport), cosign.WithKeychain(reg.Keychain())}
+
+	dir := t.TempDir()
+	privPath, pubPath, err := trusted.pair.WriteFiles(dir)
+	require.NoError(t, err)
+	caPath := filepath.Join(dir, "ca.crt")
+	require.NoError(t, os.WriteFile(caPath, reg.CACertPEM, 0o600))
+	dockerDir := filepath.Join(dir, "docker")
+	require.NoError(t, os.Mkdir(dockerDir, 0o700))
+	cfg, err := json.Marshal(map[string]any{"auths": map[string]any{reg.Host: map[string]string{
+		"auth": base64.StdEncoding.EncodeToString([]byte(reg.Username + ":" + reg.Password))}}})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dockerDir, "config.json"), cfg, 0o600))
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dockerDir, "SSL_CERT_FILE="+caPath,
+			"COSIGN_PASSWORD="+string(password), "TUF_ROOT="+filepath.Join(dir, "tuf"), "HOME="+dir)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "cosign %v:\n%s", args, out)
+		return string(out)
+	}
+
+	// This package signs; the CLI verifies.
+	d := pushImage(t, reg.Host, "team/app", "ours", reg.RemoteOptions()...)
+	signAndAttest(t, trusted, d, sourceRepo, auth...)
+	out := run("verify", "--key", pubPath, "--insecure-ignore-tlog", d.String())
+	assert.Contains(t, out, d.DigestStr())
+	out = run("verify-attestation", "--key", pubPath, "--insecure-ignore-tlog", "--type", "slsaprovenance1", d.String())
+	assert.Contains(t, out, "The signatures were verified against the specified public key")
+	assert.Contains(t, envelopeStatements(t, out), `"predicateType":"https://slsa.dev/provenance/v1"`)
+	run("verify-attestation", "--key", pubPath, "--insecure-ignore-tlog", "--type", "vuln", d.String())
+
+	// The CLI signs and attests with this package's key; this package verifies.
+	theirs := pushImage(t, reg.Host, "team/app", "theirs", reg.RemoteOptions()...)
+	run("sign", "--key", privPath, "--tlog-upload=false", "--yes", theirs.String())
+	_, vuln, prov := predicates(t, sourceRepo)
+	for typ, p := range map[string]sign.Predicate{"slsaprovenance1": prov, "vuln": vuln} {
+		f := filepath.Join(dir, typ+".json")
+		require.NoError(t, os.WriteFile(f, p.Body, 0o600))
+		run("attest", "--key", privPath, "--tlog-upload=false", "--yes", "--type", typ, "--predicate", f, theirs.String())
+	}
+	policy := fullPolicy(trusted.trustedKey())
+	policy.Conditions = policy.Conditions[1:] // the CLI attested no SBOM
+	got, err := newVerifier(t, policy, auth...).Verify(ctx, theirs)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"trusted"}, got.Signers)
+	assert.Len(t, got.Attestations, 2)
+}
+
+// envelopeStatements decodes the in-toto statements of the DSSE envelopes that
+// cosign verify-attestation prints, one JSON object a line.
+func envelopeStatements(t *testing.T, out string) string {
+	t.Helper()
+	var sb strings.Builder
+	for _, line := range strings.Split(out, "\n") {
+		var env struct {
+			Payload []byte `json:"payload"`
+		}
+		if !strings.HasPrefix(line, "{") || json.Unmarshal([]byte(line), &env) != nil {
+			continue
+		}
+		sb.Write(env.Payload)
+		sb.WriteString("\n")
+	}
+	require.NotEmpty(t, sb.String(), "no envelope in cosign's output:\n%s", out)
+	return sb.String()
+}

@@ -1,0 +1,79 @@
+package cosign
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
+
+	"github.com/shipkit/shipkit/sign"
+)
+
+// Option configures a [Signer] or a [Verifier].
+type Option func(*options)
+
+type options struct {
+	remote   []remote.Option
+	keychain authn.Keychain
+	rt       http.RoundTripper
+	log      *slog.Logger
+	cache    *sign.Cache
+	noCache  bool
+}
+
+func newOptions(opts []Option) options {
+	o := options{keychain: authn.DefaultKeychain, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// WithRemoteOptions adds go-containerregistry remote options to every registry call
+// (after the keychain and transport of [WithKeychain] and [WithTransport]).
+func WithRemoteOptions(opts ...remote.Option) Option {
+	return func(o *options) { o.remote = append(o.remote, opts...) }
+}
+
+// WithKeychain sets where registry credentials come from; the default is
+// authn.DefaultKeychain (the Docker config).
+func WithKeychain(k authn.Keychain) Option { return func(o *options) { o.keychain = k } }
+
+// WithTransport sets the HTTP transport to the registry, e.g. one that trusts a
+// private CA.
+func WithTransport(rt http.RoundTripper) Option { return func(o *options) { o.rt = rt } }
+
+// WithLogger logs to l (default: nowhere). Keys and passwords are never logged.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.log = l
+		}
+	}
+}
+
+// WithCache makes a [Verifier] keep its verdicts in c, which verifiers can share; by
+// default each verifier has its own cache with [sign.DefaultCacheTTL]. WithCache(nil)
+// turns caching off. Signers ignore it.
+func WithCache(c *sign.Cache) Option {
+	return func(o *options) { o.cache, o.noCache = c, c == nil }
+}
+
+// remoteOptions returns the go-containerregistry options for one call.
+func (o *options) remoteOptions(ctx context.Context) []remote.Option {
+	ro := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(o.keychain)}
+	if o.rt != nil {
+		ro = append(ro, remote.WithTransport(o.rt))
+	}
+	return append(ro, o.remote...)
+}
+
+// ociOptions returns cosign's registry options for one call. They replace cosign's
+// defaults (which read the Docker config) with ours.
+func (o *options) ociOptions(ctx context.Context) []ociremote.Option {
+	return []ociremote.Option{ociremote.WithRemoteOptions(o.remoteOptions(ctx)...)}
+}

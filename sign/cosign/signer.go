@@ -1,0 +1,249 @@
+package cosign
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	cremote "github.com/sigstore/cosign/v2/pkg/cosign/remote"
+	"github.com/sigstore/cosign/v2/pkg/oci"
+	"github.com/sigstore/cosign/v2/pkg/oci/mutate"
+	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
+	"github.com/sigstore/cosign/v2/pkg/oci/static"
+	"github.com/sigstore/cosign/v2/pkg/types"
+	"github.com/sigstore/sigstore/pkg/signature/dsse"
+	sigopts "github.com/sigstore/sigstore/pkg/signature/options"
+	sigpayload "github.com/sigstore/sigstore/pkg/signature/payload"
+
+	"github.com/shipkit/shipkit/sign"
+)
+
+// Signer signs images and attests statements about them with one private key,
+// offline. It implements [sign.Signer] and [sign.Attester] and is safe for concurrent
+// use (two writers of the same image's signatures race as with the cosign CLI: the
+// last push of the .sig tag wins).
+type Signer struct {
+	key  *PrivateKey
+	opts options
+}
+
+var (
+	_ sign.Signer   = (*Signer)(nil)
+	_ sign.Attester = (*Signer)(nil)
+)
+
+// NewSigner returns a Signer that signs with key.
+func NewSigner(key *PrivateKey, opts ...Option) (*Signer, error) {
+	if key == nil {
+		return nil, errors.New("cosign signer: no private key")
+	}
+	return &Signer{key: key, opts: newOptions(opts)}, nil
+}
+
+// Sign signs the image d and pushes the signature to d's repository in cosign's
+// layout, next to any signatures already there (an identical one is not added
+// twice). The signed payload is cosign's simple signing payload: d's digest and
+// repository, and the annotations of [sign.WithAnnotations].
+func (s *Signer) Sign(ctx context.Context, d name.Digest, opts ...sign.SignOption) error {
+	var o sign.SignOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := sign.CheckDigest(d); err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	return s.sign(ctx, d, o, 0)
+}
+
+// maxDepth bounds how deep recursive signing descends into nested indexes.
+const maxDepth = 4
+
+func (s *Signer) sign(ctx context.Context, d name.Digest, o sign.SignOptions, depth int) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("sign %s: %w", d, err)
+	}
+	se, err := signedEntity(ctx, d, &s.opts)
+	if err != nil {
+		return fmt.Errorf("sign %s: %w", d, err)
+	}
+	ann := make(map[string]any, len(o.Annotations))
+	for k, v := range o.Annotations {
+		ann[k] = v
+	}
+	if len(ann) == 0 {
+		ann = nil
+	}
+	payload, err := sigpayload.Cosign{Image: d, Annotations: ann}.MarshalJSON()
+	if err != nil {
+		return fmt.Errorf("sign %s: encode payload: %w", d, err)
+	}
+	raw, err := s.key.sv.SignMessage(bytes.NewReader(payload), sigopts.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("sign %s: %w", d, err)
+	}
+	sig, err := static.NewSignature(payload, base64.StdEncoding.EncodeToString(raw))
+	if err != nil {
+		return fmt.Errorf("sign %s: %w", d, err)
+	}
+	se, err = mutate.AttachSignatureToEntity(se, sig, mutate.WithDupeDetector(cremote.NewDupeDetector(s.key.sv)))
+	if err != nil {
+		return fmt.Errorf("sign %s: attach signature: %w", d, err)
+	}
+	if err := ociremote.WriteSignatures(d.Repository, se, s.opts.ociOptions(ctx)...); err != nil {
+		return fmt.Errorf("sign %s: push signature: %w", d, err)
+	}
+	s.opts.log.DebugContext(ctx, "signed image", "digest", d.String(), "key", s.key.String())
+
+	idx, ok := se.(oci.SignedImageIndex)
+	if !o.Recursive || !ok {
+		return nil
+	}
+	if depth >= maxDepth {
+		return fmt.Errorf("sign %s: image indexes nested deeper than %d", d, maxDepth)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return fmt.Errorf("sign %s: read index manifest: %w", d, err)
+	}
+	for _, m := range im.Manifests {
+		if err := s.sign(ctx, d.Context().Digest(m.Digest.String()), o, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// statement is an in-toto statement (v0.1, as cosign attest writes it).
+type statement struct {
+	Type          string          `json:"_type"`
+	PredicateType string          `json:"predicateType"`
+	Subject       []subject       `json:"subject"`
+	Predicate     json.RawMessage `json:"predicate"`
+}
+
+type subject struct {
+	Name   string            `json:"name"`
+	Digest map[string]string `json:"digest"`
+}
+
+const statementV01 = "https://in-toto.io/Statement/v0.1"
+
+// Attest signs an in-toto statement that says p about the image d (subject: d's
+// repository and digest) as a DSSE envelope and pushes it to d's repository in
+// cosign's layout (the .att tag), as cosign attest does. [sign.WithReplace] removes
+// earlier attestations of the same predicate type.
+func (s *Signer) Attest(ctx context.Context, d name.Digest, p sign.Predicate, opts ...sign.AttestOption) error {
+	var o sign.AttestOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := sign.CheckDigest(d); err != nil {
+		return fmt.Errorf("attest: %w", err)
+	}
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("attest %s: %w", d, err)
+	}
+	alg, hex, _ := strings.Cut(d.DigestStr(), ":")
+	st, err := json.Marshal(statement{
+		Type:          statementV01,
+		PredicateType: p.Type,
+		Subject:       []subject{{Name: d.Context().Name(), Digest: map[string]string{alg: hex}}},
+		Predicate:     p.Body,
+	})
+	if err != nil {
+		return fmt.Errorf("attest %s: encode statement: %w", d, err)
+	}
+	envelope, err := dsse.WrapSigner(s.key.sv, types.IntotoPayloadType).SignMessage(bytes.NewReader(st), sigopts.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("attest %s: sign statement: %w", d, err)
+	}
+	att, err := static.NewAttestation(envelope,
+		static.WithLayerMediaType(types.DssePayloadType),
+		static.WithAnnotations(map[string]string{"predicateType": p.Type}))
+	if err != nil {
+		return fmt.Errorf("attest %s: %w", d, err)
+	}
+	se, err := signedEntity(ctx, d, &s.opts)
+	if err != nil {
+		return fmt.Errorf("attest %s: %w", d, err)
+	}
+	mopts := []mutate.SignOption{mutate.WithDupeDetector(cremote.NewDupeDetector(s.key.sv))}
+	if o.Replace {
+		mopts = append(mopts, mutate.WithReplaceOp(replaceOp{predicateType: p.Type}))
+	}
+	se, err = mutate.AttachAttestationToEntity(se, att, mopts...)
+	if err != nil {
+		return fmt.Errorf("attest %s: attach attestation: %w", d, err)
+	}
+	if err := ociremote.WriteAttestations(d.Repository, se, s.opts.ociOptions(ctx)...); err != nil {
+		return fmt.Errorf("attest %s: push attestation: %w", d, err)
+	}
+	s.opts.log.DebugContext(ctx, "attested image", "digest", d.String(), "predicateType", p.Type, "key", s.key.String())
+	return nil
+}
+
+// signedEntity fetches the image or index d with its signatures and attestations.
+func signedEntity(ctx context.Context, d name.Digest, o *options) (oci.SignedEntity, error) {
+	se, err := ociremote.SignedEntity(d, o.ociOptions(ctx)...)
+	var nf *ociremote.EntityNotFoundError
+	if errors.As(err, &nf) {
+		return nil, fmt.Errorf("image not found in the registry (push it before signing): %w", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch image: %w", err)
+	}
+	return se, nil
+}
+
+// replaceOp drops the attestations of one predicate type before the new one is
+// added. cosign's own (remote.NewReplaceOp) prints to os.Stderr and fails on an
+// attestation it cannot read; this one is quiet and keeps what it cannot read.
+type replaceOp struct{ predicateType string }
+
+func (r replaceOp) Replace(atts oci.Signatures, add oci.Signature) (oci.Signatures, error) {
+	list, err := atts.Get()
+	if err != nil {
+		return nil, err
+	}
+	keep := []oci.Signature{add}
+	for _, a := range list {
+		if predicateTypeOf(a) != r.predicateType {
+			keep = append(keep, a)
+		}
+	}
+	return &replaced{Signatures: atts, list: keep}, nil
+}
+
+type replaced struct {
+	oci.Signatures
+	list []oci.Signature
+}
+
+func (r *replaced) Get() ([]oci.Signature, error) { return r.list, nil }
+
+// predicateTypeOf returns the predicate type of the in-toto statement in an
+// attestation's DSSE envelope, "" when it cannot be read.
+func predicateTypeOf(att oci.Signature) string {
+	payload, err := att.Payload()
+	if err != nil {
+		return ""
+	}
+	var env struct {
+		Payload []byte `json:"payload"` // base64, decoded by encoding/json
+	}
+	if json.Unmarshal(payload, &env) != nil {
+		return ""
+	}
+	var st struct {
+		PredicateType string `json:"predicateType"`
+	}
+	if json.Unmarshal(env.Payload, &st) != nil {
+		return ""
+	}
+	return st.PredicateType
+}

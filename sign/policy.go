@@ -1,0 +1,265 @@
+package sign
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/shipkit/shipkit/scan/report"
+)
+
+// Policy says which signatures and attestations an image needs.
+//
+// An image passes when at least Threshold distinct trusted keys signed it, every
+// required predicate type is attested by a trusted key, and every condition holds on
+// the trusted attestations. Signatures and attestations by other keys are ignored
+// unless they are why the image fails (then they are named in the reasons).
+type Policy struct {
+	// TrustedKeys are the public keys whose signatures count. At least one.
+	TrustedKeys []TrustedKey
+	// Threshold is how many distinct trusted keys must have signed the image; 0 means 1
+	// (any one of the keys).
+	Threshold int
+	// RequiredPredicates are predicate types (e.g. [PredicateSLSAProvenance]) that a
+	// trusted key must have attested.
+	RequiredPredicates []string
+	// Conditions must hold on the trusted attestations.
+	Conditions []Condition
+}
+
+// TrustedKey is a public key a policy trusts.
+type TrustedKey struct {
+	// Name identifies the key in [Verified.Signers] and in reasons; empty means its
+	// fingerprint ("sha256:" and the first 16 hex digits of the key's DER hash).
+	Name string
+	// PEM is the PEM-encoded public key (PKIX), as cosign.pub holds it.
+	PEM []byte
+}
+
+// Fingerprint returns the SHA-256 of the key's DER encoding, hex encoded.
+func (k TrustedKey) Fingerprint() (string, error) {
+	block, _ := pem.Decode(k.PEM)
+	if block == nil {
+		return "", errors.New("trusted key: no PEM block")
+	}
+	if _, err := x509.ParsePKIXPublicKey(block.Bytes); err != nil {
+		return "", fmt.Errorf("trusted key: parse public key: %w", err)
+	}
+	sum := sha256.Sum256(block.Bytes)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// DisplayName returns Name, or a name made from the fingerprint when Name is empty.
+func (k TrustedKey) DisplayName() string {
+	if k.Name != "" {
+		return k.Name
+	}
+	fp, err := k.Fingerprint()
+	if err != nil {
+		return "invalid key"
+	}
+	return "sha256:" + fp[:16]
+}
+
+// Condition is a check on the trusted attestations of an image.
+type Condition interface {
+	// String describes the condition. Two conditions that describe themselves alike
+	// must check alike: the description is part of the policy's cache key.
+	String() string
+	// Check returns why the attestations fail the condition, nothing when they pass.
+	Check(atts []Attestation) []string
+}
+
+// Key returns a string that identifies what the policy checks, for cache keys: equal
+// policies have equal keys, whatever the order of their keys, predicate types and
+// conditions. It fails when a trusted key cannot be parsed or the threshold is
+// impossible.
+func (p *Policy) Key() (string, error) {
+	if err := p.Validate(); err != nil {
+		return "", err
+	}
+	var parts struct {
+		Keys       []string `json:"keys"`
+		Threshold  int      `json:"threshold"`
+		Predicates []string `json:"predicates"`
+		Conditions []string `json:"conditions"`
+	}
+	for _, k := range p.TrustedKeys {
+		fp, _ := k.Fingerprint() // Validate parsed it
+		parts.Keys = append(parts.Keys, fp+" "+k.DisplayName())
+	}
+	parts.Threshold = p.threshold()
+	parts.Predicates = slices.Clone(p.RequiredPredicates)
+	for _, c := range p.Conditions {
+		parts.Conditions = append(parts.Conditions, c.String())
+	}
+	slices.Sort(parts.Keys)
+	slices.Sort(parts.Predicates)
+	slices.Sort(parts.Conditions)
+	b, err := json.Marshal(parts)
+	if err != nil {
+		return "", fmt.Errorf("policy key: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// Validate checks that the policy has trusted keys that parse and a threshold they
+// can meet.
+func (p *Policy) Validate() error {
+	if len(p.TrustedKeys) == 0 {
+		return errors.New("policy: no trusted keys")
+	}
+	seen := map[string]bool{}
+	for i, k := range p.TrustedKeys {
+		fp, err := k.Fingerprint()
+		if err != nil {
+			return fmt.Errorf("policy: trusted key %d (%s): %w", i, k.Name, err)
+		}
+		seen[fp] = true
+	}
+	if p.Threshold < 0 || p.threshold() > len(seen) {
+		return fmt.Errorf("policy: threshold %d cannot be met by %d distinct trusted keys", p.Threshold, len(seen))
+	}
+	for i, c := range p.Conditions {
+		if c == nil {
+			return fmt.Errorf("policy: condition %d is nil", i)
+		}
+	}
+	return nil
+}
+
+func (p *Policy) threshold() int {
+	if p.Threshold == 0 {
+		return 1
+	}
+	return p.Threshold
+}
+
+// EffectiveThreshold returns how many distinct trusted keys must sign: p.Threshold, or 1 when
+// it is 0.
+func (p *Policy) EffectiveThreshold() int { return p.threshold() }
+
+// SBOMExists requires a trusted SBOM attestation, SPDX or CycloneDX.
+func SBOMExists() Condition { return sbomExists{} }
+
+type sbomExists struct{}
+
+func (sbomExists) String() string { return "an SBOM (SPDX or CycloneDX) is attested" }
+
+func (sbomExists) Check(atts []Attestation) []string {
+	for _, a := range atts {
+		if a.PredicateType == PredicateSPDX || a.PredicateType == PredicateCycloneDX {
+			return nil
+		}
+	}
+	return []string{"no SBOM attestation (" + PredicateSPDX + " or " + PredicateCycloneDX + ") by a trusted key"}
+}
+
+// ProvenanceFrom requires SLSA provenance v1 by a trusted key, every one of which
+// names repo as the source: buildDefinition.externalParameters.source.repository as
+// [Provenance] writes it, or externalParameters.workflow.repository as GitHub's SLSA
+// generator does. Repository URIs compare without a "git+" prefix, a ".git" suffix
+// and a trailing slash.
+func ProvenanceFrom(repo string) Condition { return provenanceFrom{repo: repo} }
+
+type provenanceFrom struct{ repo string }
+
+func (c provenanceFrom) String() string { return "SLSA provenance names source " + c.repo }
+
+func (c provenanceFrom) Check(atts []Attestation) []string {
+	want := normalizeRepo(c.repo)
+	var reasons []string
+	found := false
+	for _, a := range atts {
+		if a.PredicateType != PredicateSLSAProvenance {
+			continue
+		}
+		found = true
+		var pred struct {
+			BuildDefinition struct {
+				ExternalParameters struct {
+					Source   struct{ Repository string } `json:"source"`
+					Workflow struct{ Repository string } `json:"workflow"`
+				} `json:"externalParameters"`
+			} `json:"buildDefinition"`
+		}
+		if err := json.Unmarshal(a.Predicate, &pred); err != nil {
+			reasons = append(reasons, fmt.Sprintf("SLSA provenance signed by %s cannot be read: %v", a.Signer, err))
+			continue
+		}
+		ext := pred.BuildDefinition.ExternalParameters
+		got := ext.Source.Repository
+		if got == "" {
+			got = ext.Workflow.Repository
+		}
+		if normalizeRepo(got) != want {
+			if got == "" {
+				got = "no repository"
+			}
+			reasons = append(reasons, fmt.Sprintf("SLSA provenance signed by %s names source %s, want %s", a.Signer, got, c.repo))
+		}
+	}
+	if !found {
+		return []string{"no SLSA provenance (" + PredicateSLSAProvenance + ") by a trusted key to check the source repository"}
+	}
+	return reasons
+}
+
+func normalizeRepo(s string) string {
+	s = strings.TrimPrefix(strings.TrimSpace(s), "git+")
+	s = strings.TrimSuffix(s, "/")
+	return strings.TrimSuffix(s, ".git")
+}
+
+// NoVulnerabilitiesAtOrAbove requires a trusted vulnerability report
+// ([PredicateVuln], with a shipkit report as scanner.result) whose newest instance
+// (by metadata.scanFinishedOn) has no finding at or above s.
+func NoVulnerabilitiesAtOrAbove(s report.Severity) Condition { return maxSeverity{s} }
+
+type maxSeverity struct{ threshold report.Severity }
+
+func (c maxSeverity) String() string {
+	return "no vulnerability at or above " + c.threshold.String()
+}
+
+func (c maxSeverity) Check(atts []Attestation) []string {
+	var newest *vulnPredicate
+	var signer string
+	var unreadable []string
+	for _, a := range atts {
+		if a.PredicateType != PredicateVuln {
+			continue
+		}
+		var v vulnPredicate
+		if err := json.Unmarshal(a.Predicate, &v); err != nil {
+			unreadable = append(unreadable, fmt.Sprintf("vulnerability report signed by %s cannot be read: %v", a.Signer, err))
+			continue
+		}
+		if newest == nil || v.Metadata.ScanFinishedOn.After(newest.Metadata.ScanFinishedOn) {
+			newest, signer = &v, a.Signer
+		}
+	}
+	if newest == nil {
+		if len(unreadable) > 0 {
+			return unreadable
+		}
+		return []string{"no vulnerability report (" + PredicateVuln + ") by a trusted key"}
+	}
+	var r report.Report
+	if err := json.Unmarshal(newest.Scanner.Result, &r); err != nil {
+		return []string{fmt.Sprintf("vulnerability report signed by %s (scan of %s) has no readable shipkit report: %v",
+			signer, newest.Metadata.ScanFinishedOn.Format(time.RFC3339), err)}
+	}
+	if err := r.FailOn(c.threshold); err != nil {
+		return []string{fmt.Sprintf("vulnerability report signed by %s: %v", signer, err)}
+	}
+	return nil
+}

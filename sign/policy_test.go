@@ -1,0 +1,97 @@
+package sign
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shipkit/shipkit/scan/report"
+)
+
+func publicPEM(t *testing.T) []byte {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	der, err := x509.MarshalPKIXPublicKey(k.Public())
+	require.NoError(t, err)
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+func TestPolicyKey(t *testing.T) {
+	a, b := TrustedKey{Name: "a", PEM: publicPEM(t)}, TrustedKey{Name: "b", PEM: publicPEM(t)}
+	p1 := Policy{TrustedKeys: []TrustedKey{a, b}, RequiredPredicates: []string{PredicateVuln, PredicateSPDX},
+		Conditions: []Condition{SBOMExists(), NoVulnerabilitiesAtOrAbove(report.High)}}
+	p2 := Policy{TrustedKeys: []TrustedKey{b, a}, Threshold: 1, RequiredPredicates: []string{PredicateSPDX, PredicateVuln},
+		Conditions: []Condition{NoVulnerabilitiesAtOrAbove(report.High), SBOMExists()}}
+	k1, err := p1.Key()
+	require.NoError(t, err)
+	k2, err := p2.Key()
+	require.NoError(t, err)
+	assert.Equal(t, k1, k2, "order and an explicit threshold of 1 do not matter")
+
+	for _, p := range []Policy{
+		{TrustedKeys: []TrustedKey{a, b}, Threshold: 2},
+		{TrustedKeys: []TrustedKey{a}},
+		{TrustedKeys: []TrustedKey{a, b}, Conditions: []Condition{NoVulnerabilitiesAtOrAbove(report.Critical)}},
+		{TrustedKeys: []TrustedKey{a, b}, Conditions: []Condition{ProvenanceFrom("https://x")}},
+	} {
+		k, err := p.Key()
+		require.NoError(t, err)
+		assert.NotEqual(t, k1, k)
+	}
+}
+
+func TestPolicyValidate(t *testing.T) {
+	a := TrustedKey{PEM: publicPEM(t)}
+	for _, tc := range []struct {
+		p    Policy
+		text string
+	}{
+		{Policy{}, "no trusted keys"},
+		{Policy{TrustedKeys: []TrustedKey{{PEM: []byte("garbage")}}}, "no PEM block"},
+		{Policy{TrustedKeys: []TrustedKey{a, a}, Threshold: 2}, "threshold 2 cannot be met by 1 distinct trusted keys"},
+		{Policy{TrustedKeys: []TrustedKey{a}, Threshold: -1}, "threshold -1"},
+		{Policy{TrustedKeys: []TrustedKey{a}, Conditions: []Condition{nil}}, "condition 0 is nil"},
+	} {
+		assert.ErrorContains(t, tc.p.Validate(), tc.text)
+	}
+	assert.Regexp(t, `^sha256:[0-9a-f]{16}$`, a.DisplayName())
+}
+
+func TestConditionsOnUnreadablePredicates(t *testing.T) {
+	atts := []Attestation{
+		{PredicateType: PredicateSLSAProvenance, Predicate: []byte(`"not an object"`), Signer: "k"},
+		{PredicateType: PredicateVuln, Predicate: []byte(`{"scanner":{"result":"not a report"}}`), Signer: "k"},
+	}
+	assert.Contains(t, ProvenanceFrom("https://x").Check(atts)[0], "cannot be read")
+	assert.Contains(t, NoVulnerabilitiesAtOrAbove(report.High).Check(atts)[0], "has no readable shipkit report")
+	assert.Len(t, SBOMExists().Check(atts), 1)
+}
+
+func TestProvenancePredicateErrors(t *testing.T) {
+	_, err := Provenance{SourceRepository: "r", SourceRevision: "x"}.Predicate()
+	assert.ErrorContains(t, err, "no builder id")
+	_, err = Provenance{BuilderID: "b"}.Predicate()
+	assert.ErrorContains(t, err, "source repository and revision are required")
+	_, err = Provenance{BuilderID: "b", SourceRepository: "r", SourceRevision: "x", BaseDigest: "nocolon"}.Predicate()
+	assert.ErrorContains(t, err, "not ALGORITHM:HEX")
+	_, err = VulnPredicate(nil, Scanner{})
+	assert.Error(t, err)
+}
+
+// The scan stage writes the same vuln predicate (report.Report.VulnPredicate); the
+// condition must read it.
+func TestConditionReadsScanStagePredicate(t *testing.T) {
+	r := &report.Report{Target: "app", Findings: []report.Finding{{ID: "CVE-1", Package: "p", Version: "1", Severity: report.Critical}}}
+	body, err := r.VulnPredicate()
+	require.NoError(t, err)
+	atts := []Attestation{{PredicateType: report.PredicateTypeVuln, Predicate: body, Signer: "ci"}}
+	assert.Equal(t, PredicateVuln, report.PredicateTypeVuln)
+	assert.Contains(t, NoVulnerabilitiesAtOrAbove(report.High).Check(atts)[0], "CVE-1 (Critical, p@1)")
+}
