@@ -6,6 +6,16 @@
 // value in memory into an [SBOM] (no Docker daemon, no second pull) and a [Scanner]
 // matches an SBOM against a vulnerability database into a [Report]. The report types
 // live in package report, which a gate can import without linking any scanner.
+//
+// The implementations live in subpackages, so this package links neither:
+//   - scan/sbom: a syft [Cataloger] for image values, image indexes (one SBOM per
+//     platform), OCI layouts and registry references; SPDX 2.3, CycloneDX 1.6 and
+//     syft JSON writers.
+//   - scan/vuln: a grype [Scanner] over a v6 database on local disk, loaded once,
+//     checked for schema and age, safe for concurrent scans.
+//   - scan/suppress: ignore rules with expiry dates and OpenVEX documents.
+//   - scan/report: the report, its gate (FailOn) and its JSON, SARIF 2.1.0, table
+//     and cosign vulnerability predicate writers.
 package scan
 
 import (

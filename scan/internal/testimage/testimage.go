@@ -1,0 +1,220 @@
+// Package testimage builds small container images in memory for the scan tests: a
+// Debian 12 root with libc6 2.36-9+deb12u2 in the dpkg database, a Go binary linked
+// against golang.org/x/text v0.3.6 and a Java archive, and layers with hostile tar
+// entries.
+package testimage
+
+import (
+	"archive/tar"
+	"archive/zip"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/stretchr/testify/require"
+)
+
+// OSRelease is /etc/os-release of Debian 12.
+const OSRelease = `PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
+NAME="Debian GNU/Linux"
+VERSION_ID="12"
+VERSION="12 (bookworm)"
+VERSION_CODENAME=bookworm
+ID=debian
+HOME_URL="https://www.debian.org/"
+`
+
+// DpkgStatus is /var/lib/dpkg/status listing libc6 2.36-9+deb12u2 (source glibc).
+const DpkgStatus = `Package: libc6
+Status: install ok installed
+Priority: optional
+Section: libs
+Installed-Size: 12985
+Maintainer: GNU Libc Maintainers <debian-glibc@lists.debian.org>
+Architecture: amd64
+Multi-Arch: same
+Source: glibc
+Version: 2.36-9+deb12u2
+Description: GNU C Library: Shared libraries
+
+`
+
+// Paths of the files in the image built by [Debian].
+const (
+	GoBinaryPath = "/usr/local/bin/hello"
+	JarPath      = "/opt/app/lib/commons-text-1.9.jar"
+)
+
+// File is one tar entry of a layer.
+type File struct {
+	Name     string
+	Body     []byte
+	Mode     int64
+	Typeflag byte // tar.TypeReg when zero
+	Linkname string
+	Size     int64 // header size when not len(Body) (sparse or lying headers)
+}
+
+// Tar returns the bytes of a tar stream holding files, in order.
+func Tar(t testing.TB, files ...File) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range files {
+		h := &tar.Header{Name: f.Name, Mode: f.Mode, Typeflag: f.Typeflag, Linkname: f.Linkname,
+			ModTime: time.Unix(0, 0), Size: int64(len(f.Body)), Format: tar.FormatPAX}
+		if h.Typeflag == 0 {
+			h.Typeflag = tar.TypeReg
+		}
+		if h.Mode == 0 {
+			h.Mode = 0o644
+		}
+		if h.Typeflag != tar.TypeReg {
+			h.Size = 0
+		}
+		require.NoError(t, tw.WriteHeader(h), f.Name)
+		if h.Typeflag == tar.TypeReg {
+			_, err := tw.Write(f.Body)
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, tw.Close())
+	return buf.Bytes()
+}
+
+// Layer returns a gzip layer of a tar stream.
+func Layer(t testing.TB, tarBytes []byte) v1.Layer {
+	t.Helper()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(tarBytes)), nil
+	})
+	require.NoError(t, err)
+	return l
+}
+
+// Image returns a linux image of the given architecture with the layers.
+func Image(t testing.TB, arch string, layers ...v1.Layer) v1.Image {
+	t.Helper()
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	require.NoError(t, err)
+	cf, err := img.ConfigFile()
+	require.NoError(t, err)
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", arch
+	cf.Created = v1.Time{Time: time.Unix(0, 0)}
+	img, err = mutate.ConfigFile(img, cf)
+	require.NoError(t, err)
+	return img
+}
+
+var (
+	binOnce sync.Once
+	binData []byte
+	binErr  error
+)
+
+// GoBinary returns a linux/amd64 Go binary whose build info names golang.org/x/text
+// v0.3.6, built once per test process from testdata/gobin (a module with that
+// dependency vendored, so nothing is downloaded).
+func GoBinary(t testing.TB) []byte {
+	t.Helper()
+	binOnce.Do(func() {
+		_, self, _, _ := runtime.Caller(0)
+		src := filepath.Join(filepath.Dir(self), "..", "..", "testdata", "gobin")
+		dir, err := os.MkdirTemp("", "shipkit-gobin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		out := filepath.Join(dir, "hello")
+		cmd := exec.CommandContext(context.Background(), "go", "build", "-trimpath", "-o", out, ".")
+		cmd.Dir = src
+		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=vendor -buildvcs=false",
+			"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			binErr = &buildError{err: err, out: string(b)}
+			return
+		}
+		binData, binErr = os.ReadFile(out)
+	})
+	require.NoError(t, binErr)
+	return binData
+}
+
+type buildError struct {
+	err error
+	out string
+}
+
+func (e *buildError) Error() string {
+	return "go build testdata/gobin: " + e.err.Error() + "\n" + e.out
+}
+
+// Jar returns a Java archive of org.apache.commons:commons-text 1.9 (manifest and
+// pom.properties only).
+func Jar(t testing.TB) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	add := func(name, body string) {
+		w, err := zw.Create(name)
+		require.NoError(t, err)
+		_, err = io.WriteString(w, body)
+		require.NoError(t, err)
+	}
+	add("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\nImplementation-Title: Apache Commons Text\r\n"+
+		"Implementation-Version: 1.9\r\nBundle-SymbolicName: org.apache.commons.commons-text\r\n\r\n")
+	add("META-INF/maven/org.apache.commons/commons-text/pom.properties",
+		"groupId=org.apache.commons\nartifactId=commons-text\nversion=1.9\n")
+	require.NoError(t, zw.Close())
+	return buf.Bytes()
+}
+
+// DebianFiles are the files of the Debian 12 base layer.
+func DebianFiles() []File {
+	return []File{
+		{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "etc/os-release", Body: []byte(OSRelease)},
+		{Name: "var/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "var/lib/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "var/lib/dpkg/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "var/lib/dpkg/status", Body: []byte(DpkgStatus)},
+	}
+}
+
+// Debian returns an image of arch with two layers: the Debian 12 base (os-release,
+// dpkg status with libc6) and an application layer with the Go binary and the jar.
+func Debian(t testing.TB, arch string) v1.Image {
+	t.Helper()
+	base := Layer(t, Tar(t, DebianFiles()...))
+	app := Layer(t, Tar(t,
+		File{Name: "usr/local/bin/hello", Body: GoBinary(t), Mode: 0o755},
+		File{Name: "opt/app/lib/commons-text-1.9.jar", Body: Jar(t)},
+	))
+	return Image(t, arch, base, app)
+}
+
+// Index returns an index of [Debian] images for amd64 and arm64.
+func Index(t testing.TB) v1.ImageIndex {
+	t.Helper()
+	var adds []mutate.IndexAddendum
+	for _, arch := range []string{"amd64", "arm64"} {
+		adds = append(adds, mutate.IndexAddendum{
+			Add:        Debian(t, arch),
+			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}},
+		})
+	}
+	return mutate.AppendManifests(empty.Index, adds...)
+}

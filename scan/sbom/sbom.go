@@ -1,0 +1,359 @@
+// Package sbom catalogs the packages of an image value in memory into a
+// [scan.SBOM] with syft, and writes SBOMs as SPDX 2.3, CycloneDX 1.6 and syft JSON
+// with syft's own encoders.
+//
+// The image is read through stereoscope straight from the go-containerregistry value
+// the build stage holds: no Docker daemon, no registry, no second pull. Layers are
+// unpacked into a temporary directory that is removed before Catalog returns; tar
+// entries are indexed, never extracted, so hostile paths ("../", absolute paths,
+// symlinks out of the image, device files) cannot write or read outside it.
+package sbom
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+
+	"github.com/anchore/stereoscope/pkg/file"
+	"github.com/anchore/stereoscope/pkg/image"
+	"github.com/anchore/syft/syft"
+	"github.com/anchore/syft/syft/source/stereoscopesource"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	// syft's RPM and Nix catalogers open SQLite through database/sql under the
+	// driver name "sqlite" and fail every scan when none is registered. This is the
+	// driver grype links (via gorm), so a program using both registers it once.
+	_ "github.com/glebarez/go-sqlite"
+
+	"github.com/shipkit/shipkit/scan"
+)
+
+// DefaultMaxImageSize is the default limit on the uncompressed size of all layers of
+// one image (see [WithMaxImageSize]).
+const DefaultMaxImageSize int64 = 16 << 30
+
+// ErrImageTooLarge is returned (wrapped) when an image's uncompressed layers exceed
+// the limit set with [WithMaxImageSize].
+var ErrImageTooLarge = errors.New("image layers exceed the size limit")
+
+// Option configures a [Cataloger].
+type Option func(*Cataloger)
+
+// WithTempDir sets the directory under which the cataloger unpacks layers (default:
+// os.TempDir()). Everything it writes there is removed before Catalog returns.
+// stereoscope and syft keep their own scratch directories under os.TempDir() (set
+// TMPDIR to move them); those are removed too.
+func WithTempDir(dir string) Option { return func(c *Cataloger) { c.tempDir = dir } }
+
+// WithMaxImageSize limits the uncompressed size of all layers of one image, so a
+// hostile image (a layer that inflates without end, huge sparse files) cannot fill
+// the disk; zero or less means [DefaultMaxImageSize].
+func WithMaxImageSize(n int64) Option { return func(c *Cataloger) { c.maxSize = n } }
+
+// WithLogger sets the logger for the cataloger's own messages (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(c *Cataloger) { c.log = l } }
+
+// WithConfig replaces syft's default cataloging configuration, e.g. to select
+// catalogers or to change the search scope. The function receives the default
+// configuration and returns the one to use.
+func WithConfig(f func(*syft.CreateSBOMConfig) *syft.CreateSBOMConfig) Option {
+	return func(c *Cataloger) { c.config = f }
+}
+
+// Cataloger reads images into SBOMs with syft. The zero value is not usable; make
+// one with [New]. It is safe for concurrent use.
+type Cataloger struct {
+	tempDir string
+	maxSize int64
+	log     *slog.Logger
+	config  func(*syft.CreateSBOMConfig) *syft.CreateSBOMConfig
+}
+
+var _ scan.Cataloger = (*Cataloger)(nil)
+
+// New returns a cataloger with syft's default catalogers: among others, Go module
+// build info in binaries, dpkg, apk and RPM databases, and Java archives.
+func New(opts ...Option) *Cataloger {
+	c := &Cataloger{}
+	for _, o := range opts {
+		if o != nil {
+			o(c)
+		}
+	}
+	if c.maxSize <= 0 {
+		c.maxSize = DefaultMaxImageSize
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Catalog reads the packages of img into an SBOM whose subject is the image's
+// digest. The image is read from the value, layer by layer, once.
+func (c *Cataloger) Catalog(ctx context.Context, img v1.Image) (_ *scan.SBOM, err error) {
+	if img == nil {
+		return nil, errors.New("catalog: no image")
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("catalog: image digest: %w", err)
+	}
+	raw, err := img.RawManifest()
+	if err != nil {
+		return nil, fmt.Errorf("catalog %s: manifest: %w", digest, err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("catalog %s: config: %w", digest, err)
+	}
+	if cfg == nil {
+		return nil, fmt.Errorf("catalog %s: image has no config", digest)
+	}
+	var platform *v1.Platform
+	if p := cfg.Platform(); p != nil && p.OS != "" {
+		platform = p
+	}
+
+	dir, err := os.MkdirTemp(c.tempDir, "shipkit-sbom-")
+	if err != nil {
+		return nil, fmt.Errorf("catalog %s: %w", digest, err)
+	}
+	defer func() {
+		if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
+			err = fmt.Errorf("catalog %s: remove temp dir: %w", digest, rerr)
+		}
+	}()
+	layers := filepath.Join(dir, "layers")
+	if err := os.Mkdir(layers, 0o700); err != nil {
+		return nil, fmt.Errorf("catalog %s: %w", digest, err)
+	}
+
+	limited := &limitedImage{Image: img, budget: &atomic.Int64{}}
+	limited.budget.Store(c.maxSize)
+	gen := file.NewTempDirGenerator("shipkit-stereoscope")
+	simg := image.New(limited, gen, layers,
+		image.WithManifestDigest(digest.String()), image.WithManifest(raw))
+	// Cleanup closes the layer files and removes gen's directories and layers
+	// (the source's Close calls it too; it is safe twice).
+	defer func() {
+		if cerr := simg.Cleanup(); cerr != nil && err == nil {
+			err = fmt.Errorf("catalog %s: clean up: %w", digest, cerr)
+		}
+	}()
+
+	c.log.DebugContext(ctx, "reading image", "digest", digest.String())
+	if err := simg.Read(ctx); err != nil {
+		return nil, fmt.Errorf("catalog %s: read image: %w", digest, err)
+	}
+	src := stereoscopesource.New(simg, stereoscopesource.ImageConfig{Reference: digest.String()})
+	conf := syft.DefaultCreateSBOMConfig().WithTool("shipkit", "")
+	if c.config != nil {
+		conf = c.config(conf)
+	}
+	s, err := syft.CreateSBOM(ctx, src, conf)
+	if err != nil {
+		return nil, fmt.Errorf("catalog %s: %w", digest, err)
+	}
+	c.log.DebugContext(ctx, "cataloged image", "digest", digest.String(), "packages", s.Artifacts.Packages.PackageCount())
+	return scan.NewSBOM(digest, platform, *s), nil
+}
+
+// CatalogIndex catalogs every platform image of an index, in the index's order, and
+// returns one SBOM per platform. Entries that are not images (nested indexes,
+// attestation manifests with platform unknown/unknown) are skipped.
+func (c *Cataloger) CatalogIndex(ctx context.Context, idx v1.ImageIndex) ([]*scan.SBOM, error) {
+	if idx == nil {
+		return nil, errors.New("catalog index: no index")
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("catalog index: %w", err)
+	}
+	var out []*scan.SBOM
+	for _, desc := range m.Manifests {
+		if !desc.MediaType.IsImage() {
+			continue
+		}
+		if p := desc.Platform; p != nil && p.OS == "unknown" {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("catalog index: %w", err)
+		}
+		img, err := idx.Image(desc.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("catalog index: image %s: %w", desc.Digest, err)
+		}
+		s, err := c.Catalog(ctx, img)
+		if err != nil {
+			return nil, fmt.Errorf("catalog index: %w", err)
+		}
+		if desc.Platform != nil {
+			s.Platform = desc.Platform
+		}
+		out = append(out, s)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("catalog index: index holds no platform image")
+	}
+	return out, nil
+}
+
+// CatalogLayout catalogs the images of an OCI image layout directory (as written by
+// go-containerregistry's layout package, `crane pull --format=oci` or `skopeo copy
+// oci:`), one SBOM per platform image, nested indexes included.
+func (c *Cataloger) CatalogLayout(ctx context.Context, path string) ([]*scan.SBOM, error) {
+	idx, err := layout.ImageIndexFromPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("catalog OCI layout %s: %w", path, err)
+	}
+	var out []*scan.SBOM
+	if err := c.walk(ctx, idx, &out, 0); err != nil {
+		return nil, fmt.Errorf("catalog OCI layout %s: %w", path, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("catalog OCI layout %s: no image", path)
+	}
+	return out, nil
+}
+
+// CatalogRemote catalogs the image or image index that ref names in a registry:
+// one SBOM per platform image. Each layer is fetched once, as stereoscope reads it;
+// pass remote options for authentication and transport (e.g.
+// remote.WithAuthFromKeychain(authn.DefaultKeychain)). The context is passed to the
+// registry calls.
+func (c *Cataloger) CatalogRemote(ctx context.Context, ref name.Reference, opts ...remote.Option) ([]*scan.SBOM, error) {
+	opts = append([]remote.Option{remote.WithContext(ctx)}, opts...)
+	desc, err := remote.Get(ref, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("catalog %s: %w", ref, err)
+	}
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return nil, fmt.Errorf("catalog %s: %w", ref, err)
+		}
+		out, err := c.CatalogIndex(ctx, idx)
+		if err != nil {
+			return nil, fmt.Errorf("catalog %s: %w", ref, err)
+		}
+		return out, nil
+	}
+	img, err := desc.Image()
+	if err != nil {
+		return nil, fmt.Errorf("catalog %s: %w", ref, err)
+	}
+	s, err := c.Catalog(ctx, img)
+	if err != nil {
+		return nil, fmt.Errorf("catalog %s: %w", ref, err)
+	}
+	return []*scan.SBOM{s}, nil
+}
+
+// walk catalogs the images of idx and of the indexes it nests, to a bounded depth.
+func (c *Cataloger) walk(ctx context.Context, idx v1.ImageIndex, out *[]*scan.SBOM, depth int) error {
+	if depth > 4 {
+		return errors.New("image indexes nested too deep")
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return err
+	}
+	for _, desc := range m.Manifests {
+		switch {
+		case desc.MediaType.IsIndex():
+			child, err := idx.ImageIndex(desc.Digest)
+			if err != nil {
+				return fmt.Errorf("index %s: %w", desc.Digest, err)
+			}
+			if err := c.walk(ctx, child, out, depth+1); err != nil {
+				return err
+			}
+		case desc.MediaType.IsImage():
+			if p := desc.Platform; p != nil && p.OS == "unknown" {
+				continue
+			}
+			img, err := idx.Image(desc.Digest)
+			if err != nil {
+				return fmt.Errorf("image %s: %w", desc.Digest, err)
+			}
+			s, err := c.Catalog(ctx, img)
+			if err != nil {
+				return err
+			}
+			if desc.Platform != nil {
+				s.Platform = desc.Platform
+			}
+			*out = append(*out, s)
+		}
+	}
+	return nil
+}
+
+// limitedImage is an image whose layers' uncompressed streams share a byte budget.
+type limitedImage struct {
+	v1.Image
+	budget *atomic.Int64
+}
+
+func (i *limitedImage) Layers() ([]v1.Layer, error) {
+	ls, err := i.Image.Layers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Layer, len(ls))
+	for n, l := range ls {
+		out[n] = &limitedLayer{Layer: l, budget: i.budget}
+	}
+	return out, nil
+}
+
+// limitedLayer charges what its uncompressed stream yields to the image's budget.
+type limitedLayer struct {
+	v1.Layer
+	budget *atomic.Int64
+}
+
+func (l *limitedLayer) Uncompressed() (io.ReadCloser, error) {
+	rc, err := l.Layer.Uncompressed()
+	if err != nil {
+		return nil, err
+	}
+	return &budgetReader{ReadCloser: rc, budget: l.budget}, nil
+}
+
+type budgetReader struct {
+	io.ReadCloser
+	budget *atomic.Int64
+}
+
+func (r *budgetReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	if n > 0 && r.budget.Add(-int64(n)) < 0 {
+		return n, ErrImageTooLarge
+	}
+	return n, err
+}
+
+// Summary counts the packages of an SBOM by syft package type, e.g.
+// {"deb": 1, "go-module": 2}.
+func Summary(s *scan.SBOM) map[string]int {
+	out := map[string]int{}
+	if s == nil || s.Syft().Artifacts.Packages == nil {
+		return out
+	}
+	for p := range s.Syft().Artifacts.Packages.Enumerate() {
+		out[strings.TrimSpace(string(p.Type))]++
+	}
+	return out
+}

@@ -1,0 +1,350 @@
+// Package vuln matches SBOMs against a grype v6 vulnerability database on local disk
+// and reports the findings as a [scan.Report].
+//
+// A [Scanner] opens the database once, checks its schema and age, and then scans any
+// number of SBOMs, concurrently if the caller likes. It never downloads anything
+// unless the caller opts in with [WithUpdate].
+package vuln
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/anchore/grype/grype"
+	v6 "github.com/anchore/grype/grype/db/v6"
+	"github.com/anchore/grype/grype/db/v6/distribution"
+	"github.com/anchore/grype/grype/db/v6/installation"
+	"github.com/anchore/grype/grype/distro"
+	"github.com/anchore/grype/grype/match"
+	"github.com/anchore/grype/grype/matcher"
+	grypepkg "github.com/anchore/grype/grype/pkg"
+	"github.com/anchore/grype/grype/vulnerability"
+
+	"github.com/shipkit/shipkit/scan"
+	"github.com/shipkit/shipkit/scan/report"
+)
+
+// Errors a caller may branch on with errors.Is.
+var (
+	// ErrDBTooOld: the database was built longer ago than the maximum age (see
+	// [WithMaxAge]); the error is a *[DBAgeError].
+	ErrDBTooOld = errors.New("vulnerability database too old")
+	// ErrSchema: the database's schema is not one this build of grype reads.
+	ErrSchema = errors.New("unsupported vulnerability database schema")
+	// ErrClosed: the scanner was closed.
+	ErrClosed = errors.New("vulnerability scanner closed")
+)
+
+// DBAgeError says how old a refused database is.
+type DBAgeError struct {
+	Path   string
+	Built  time.Time
+	Age    time.Duration
+	MaxAge time.Duration
+}
+
+// Error names the database, its build time and the limit.
+func (e *DBAgeError) Error() string {
+	return fmt.Sprintf("vulnerability database %s was built %s (%s ago), more than the maximum age %s: update it (grype db update, or an air-gapped import)",
+		e.Path, e.Built.UTC().Format(time.RFC3339), e.Age.Round(time.Minute), e.MaxAge)
+}
+
+// Unwrap makes errors.Is(err, ErrDBTooOld) true.
+func (e *DBAgeError) Unwrap() error { return ErrDBTooOld }
+
+// DBStatus describes the database a [Scanner] has open.
+type DBStatus struct {
+	// Path is the SQLite file, <root>/6/vulnerability.db.
+	Path string
+	// Schema is the database's schema version, e.g. "v6.1.10".
+	Schema string
+	// Built is when the database was built.
+	Built time.Time
+	// From is where the database came from, as recorded when it was installed.
+	From string
+}
+
+// Option configures [Open].
+type Option func(*config)
+
+type config struct {
+	maxAge   time.Duration
+	update   *distribution.Config
+	now      func() time.Time
+	log      *slog.Logger
+	matchers matcher.Config
+}
+
+// WithMaxAge refuses a database built longer than d ago, at Open and at every Scan
+// (a long-lived scanner does not keep using a database that has gone stale). Zero,
+// the default, checks no age.
+func WithMaxAge(d time.Duration) Option { return func(c *config) { c.maxAge = d } }
+
+// WithUpdate lets Open check for a newer database with the given distribution
+// settings (grype's listing URL, timeouts) and download it into the root before
+// loading. Without it nothing is ever downloaded.
+func WithUpdate(dist distribution.Config) Option {
+	return func(c *config) { c.update = &dist }
+}
+
+// WithClock sets the clock that database ages and scan times are measured with
+// (default time.Now).
+func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
+
+// WithLogger sets the logger for the scanner's own messages (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
+
+// WithMatcherConfig sets grype's matcher settings, e.g. whether CPEs are used for
+// language packages (default: grype's zero config, no CPE matching for them).
+func WithMatcherConfig(mc matcher.Config) Option { return func(c *config) { c.matchers = mc } }
+
+// Scanner matches SBOMs against a grype v6 database opened once. It is safe for
+// concurrent use; Close it when done.
+type Scanner struct {
+	cfg     config
+	status  DBStatus
+	version string
+
+	mu     sync.RWMutex // held for reading by scans, for writing by Close
+	prov   vulnerability.Provider
+	closed bool
+}
+
+var _ scan.Scanner = (*Scanner)(nil)
+
+// Open loads the grype v6 database under root (the directory holding 6/, as grype's
+// db.cache-dir) with its checksum verified, checks its schema and, with
+// [WithMaxAge], its age. A missing, corrupt, stale or foreign database is a clear
+// error.
+func Open(ctx context.Context, root string, opts ...Option) (*Scanner, error) {
+	c := config{now: time.Now}
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if root == "" {
+		return nil, errors.New("open vulnerability database: no directory given")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("open vulnerability database: %w", err)
+	}
+	inst := installation.Config{DBRootDir: root, ValidateChecksum: true}
+	dist := distribution.Config{}
+	if c.update != nil {
+		dist = *c.update
+	}
+	prov, st, err := grype.LoadVulnerabilityDB(dist, inst, c.update != nil)
+	if err != nil {
+		return nil, fmt.Errorf("open vulnerability database under %s: %w", root, err)
+	}
+	s := &Scanner{cfg: c, prov: prov, version: grypeVersion()}
+	if st != nil {
+		s.status = DBStatus{Path: st.Path, Schema: st.SchemaVersion, Built: st.Built.UTC(), From: st.From}
+	}
+	if err := checkSchema(s.status.Schema); err != nil {
+		_ = prov.Close()
+		return nil, fmt.Errorf("open vulnerability database %s: %w", s.status.Path, err)
+	}
+	if err := s.checkAge(); err != nil {
+		_ = prov.Close()
+		return nil, err
+	}
+	c.log.DebugContext(ctx, "opened vulnerability database", "path", s.status.Path, "schema", s.status.Schema, "built", s.status.Built)
+	return s, nil
+}
+
+// checkSchema accepts "vM.R.A" with M and R this grype's model and revision (any
+// addition, which is backwards compatible by grype's rules).
+func checkSchema(schema string) error {
+	parts := strings.Split(strings.TrimPrefix(schema, "v"), ".")
+	nums := make([]int, 0, 3)
+	for _, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			break
+		}
+		nums = append(nums, n)
+	}
+	if len(parts) != 3 || len(nums) != 3 {
+		return fmt.Errorf("%w: schema version %q is not of the form v6.R.A", ErrSchema, schema)
+	}
+	if nums[0] != v6.ModelVersion || nums[1] > v6.Revision {
+		return fmt.Errorf("%w: schema %s, this build reads v%d.%d.x and older revisions of v%d", ErrSchema, schema, v6.ModelVersion, v6.Revision, v6.ModelVersion)
+	}
+	return nil
+}
+
+func (s *Scanner) checkAge() error {
+	if s.cfg.maxAge <= 0 {
+		return nil
+	}
+	age := s.cfg.now().Sub(s.status.Built)
+	if s.status.Built.IsZero() || age > s.cfg.maxAge {
+		return &DBAgeError{Path: s.status.Path, Built: s.status.Built, Age: age, MaxAge: s.cfg.maxAge}
+	}
+	return nil
+}
+
+// Status describes the open database: path, schema and build time.
+func (s *Scanner) Status() DBStatus { return s.status }
+
+// Close releases the database; it waits for scans in flight.
+func (s *Scanner) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.prov.Close()
+}
+
+// Scan matches the packages of sb against the database. Packages of the image's
+// operating system (deb, rpm, apk) are matched with the distro that the SBOM's
+// os-release names, which grype's own conversion leaves unset.
+func (s *Scanner) Scan(ctx context.Context, sb *scan.SBOM) (*scan.Report, error) {
+	if sb == nil {
+		return nil, errors.New("scan: no SBOM")
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	target := target(sb)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("scan %s: %w", target, err)
+	}
+	if err := s.checkAge(); err != nil {
+		return nil, fmt.Errorf("scan %s: %w", target, err)
+	}
+	started := s.cfg.now()
+	sy := sb.Syft()
+	d := distro.FromRelease(sy.Artifacts.LinuxDistribution, distro.DefaultFixChannels())
+	var pkgs []grypepkg.Package
+	if sy.Artifacts.Packages != nil {
+		for _, p := range grypepkg.FromCollection(sy.Artifacts.Packages, sy.Relationships, grypepkg.SynthesisConfig{}) {
+			if p.Distro == nil {
+				p.Distro = d
+			}
+			pkgs = append(pkgs, *p)
+		}
+	}
+	desc := sy.Source
+	vm := &grype.VulnerabilityMatcher{
+		VulnerabilityProvider: s.prov,
+		Matchers:              matcher.NewDefaultMatchers(s.cfg.matchers),
+	}
+	found, _, err := vm.FindMatchesContext(ctx, pkgs, grypepkg.Context{
+		Source:                &desc,
+		Distro:                d,
+		DistroDetectionFailed: sy.Artifacts.LinuxDistribution != nil && d == nil,
+	})
+	if err == nil {
+		err = ctx.Err() // grype checks the context only between packages
+	}
+	if err != nil {
+		return nil, fmt.Errorf("scan %s: %w", target, err)
+	}
+	r := &report.Report{
+		Target:   target,
+		Findings: []report.Finding{},
+		Scanner: &report.Scanner{
+			Name: "grype", Version: s.version,
+			DBSchema: s.status.Schema, DBBuilt: s.status.Built,
+			StartedOn: started, FinishedOn: s.cfg.now(),
+		},
+	}
+	if found != nil {
+		for _, m := range found.Sorted() {
+			r.Findings = append(r.Findings, finding(m))
+		}
+	}
+	sort.SliceStable(r.Findings, func(i, j int) bool {
+		a, b := r.Findings[i], r.Findings[j]
+		if a.Package != b.Package {
+			return a.Package < b.Package
+		}
+		if a.Version != b.Version {
+			return a.Version < b.Version
+		}
+		return a.ID < b.ID
+	})
+	s.cfg.log.DebugContext(ctx, "scanned SBOM", "target", target, "packages", len(pkgs), "findings", len(r.Findings))
+	return r, nil
+}
+
+// target names what an SBOM describes: its subject digest, else syft's source name.
+func target(sb *scan.SBOM) string {
+	if sb.Subject.Hex != "" {
+		return sb.Subject.String()
+	}
+	if n := sb.Syft().Source.Name; n != "" {
+		return n
+	}
+	return "unknown"
+}
+
+// finding turns a grype match into a report finding.
+func finding(m match.Match) report.Finding {
+	v := m.Vulnerability
+	f := report.Finding{
+		ID:       v.ID,
+		Package:  m.Package.Name,
+		Version:  m.Package.Version,
+		Type:     string(m.Package.Type),
+		PURL:     m.Package.PURL,
+		FixedIn:  slices.Clone(v.Fix.Versions),
+		FixState: string(v.Fix.State),
+	}
+	for _, rel := range v.RelatedVulnerabilities {
+		if rel.ID != "" && rel.ID != f.ID && !slices.Contains(f.Aliases, rel.ID) {
+			f.Aliases = append(f.Aliases, rel.ID)
+		}
+	}
+	for _, l := range m.Package.Locations.ToSlice() {
+		if p := l.RealPath; p != "" && !slices.Contains(f.Locations, p) {
+			f.Locations = append(f.Locations, p)
+		}
+	}
+	if md := v.Metadata; md != nil {
+		if sev, err := report.ParseSeverity(md.Severity); err == nil {
+			f.Severity = sev
+		}
+		for _, c := range md.Cvss {
+			f.CVSS = append(f.CVSS, report.CVSS{Version: c.Version, Vector: c.Vector, Score: c.Metrics.BaseScore})
+		}
+		f.DataSource = md.DataSource
+		f.URLs = slices.Clone(md.URLs)
+		f.Description = md.Description
+	}
+	return f
+}
+
+// grypeVersion returns the version of the grype module linked into this program.
+func grypeVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/anchore/grype" {
+				if d.Replace != nil {
+					return d.Replace.Version
+				}
+				return d.Version
+			}
+		}
+	}
+	return "unknown"
+}
