@@ -16,13 +16,7 @@ import (
 	"github.com/shipkit/shipkit/internal/testbed/registry"
 )
 
-var distribution = testbed.Lazy[*registry.Distribution]{Start: func() (*registry.Distribution, func(), error) {
-	d, err := registry.StartDistribution(context.Background())
-	if err != nil {
-		return nil, nil, err
-	}
-	return d, d.Stop, nil
-}}
+var distribution = testbed.Lazy[*registry.Distribution]{Start: registry.Start}
 
 func TestMain(m *testing.M) {
 	code := m.Run()

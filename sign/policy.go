@@ -231,14 +231,14 @@ func (c maxSeverity) String() string {
 }
 
 func (c maxSeverity) Check(atts []Attestation) []string {
-	var newest *vulnPredicate
+	var newest *report.CosignVuln
 	var signer string
 	var unreadable []string
 	for _, a := range atts {
 		if a.PredicateType != PredicateVuln {
 			continue
 		}
-		var v vulnPredicate
+		var v report.CosignVuln
 		if err := json.Unmarshal(a.Predicate, &v); err != nil {
 			unreadable = append(unreadable, fmt.Sprintf("vulnerability report signed by %s cannot be read: %v", a.Signer, err))
 			continue

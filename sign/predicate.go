@@ -75,7 +75,7 @@ func VulnPredicate(r *report.Report, s Scanner) (Predicate, error) {
 	if err != nil {
 		return Predicate{}, fmt.Errorf("vulnerability predicate: encode report: %w", err)
 	}
-	v := vulnPredicate{}
+	v := report.CosignVuln{}
 	v.Scanner.URI, v.Scanner.Version = s.URI, s.Version
 	v.Scanner.DB.URI, v.Scanner.DB.Version = s.DBURI, s.DBVersion
 	v.Scanner.Result = result
@@ -85,29 +85,6 @@ func VulnPredicate(r *report.Report, s Scanner) (Predicate, error) {
 		return Predicate{}, fmt.Errorf("vulnerability predicate: %w", err)
 	}
 	return Predicate{Type: PredicateVuln, Body: b}, nil
-}
-
-// vulnPredicate is cosign's vulnerability predicate, field for field.
-type vulnPredicate struct {
-	Invocation struct {
-		Parameters any    `json:"parameters"`
-		URI        string `json:"uri"`
-		EventID    string `json:"event_id"`
-		BuilderID  string `json:"builder.id"`
-	} `json:"invocation"`
-	Scanner struct {
-		URI     string `json:"uri"`
-		Version string `json:"version"`
-		DB      struct {
-			URI     string `json:"uri"`
-			Version string `json:"version"`
-		} `json:"db"`
-		Result json.RawMessage `json:"result"`
-	} `json:"scanner"`
-	Metadata struct {
-		ScanStartedOn  time.Time `json:"scanStartedOn"`
-		ScanFinishedOn time.Time `json:"scanFinishedOn"`
-	} `json:"metadata"`
 }
 
 // OCI annotation keys the build stage writes on the images it builds, read by

@@ -255,7 +255,7 @@ func (r *Report) VulnPredicate() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vulnerability predicate: encode report: %w", err)
 	}
-	var p cosignVuln
+	var p CosignVuln
 	p.Invocation.Parameters = []string{}
 	if s := r.Scanner; s != nil {
 		p.Scanner.URI = "pkg:golang/github.com/anchore/" + s.Name
@@ -275,8 +275,10 @@ func (r *Report) VulnPredicate() ([]byte, error) {
 	return b, nil
 }
 
-// cosignVuln is cosign's vulnerability predicate, field for field.
-type cosignVuln struct {
+// CosignVuln is cosign's vulnerability predicate
+// (https://cosign.sigstore.dev/attestation/vuln/v1), field for field; Scanner.Result
+// holds a [Report] as JSON.
+type CosignVuln struct {
 	Invocation struct {
 		Parameters any    `json:"parameters"`
 		URI        string `json:"uri"`

@@ -45,6 +45,17 @@ type Distribution struct {
 	stopOnce sync.Once
 }
 
+// Start starts a distribution registry in the shape testbed.Lazy wants:
+//
+//	var reg = testbed.Lazy[*registry.Distribution]{Start: registry.Start}
+func Start() (*Distribution, func(), error) {
+	d, err := StartDistribution(context.Background())
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, d.Stop, nil
+}
+
 // StartDistribution starts docker-registry as a child process on 127.0.0.1 with a random
 // port, its configuration, certificates, htpasswd file and storage in a new temporary
 // directory, and waits until it answers /v2/. The process lives until Stop is called or

@@ -6,13 +6,7 @@
 // Both listen on 127.0.0.1 with a random port. Share one per test package with
 // [testbed.Lazy]:
 //
-//	var reg = testbed.Lazy[*registry.Distribution]{Start: func() (*registry.Distribution, func(), error) {
-//		d, err := registry.StartDistribution(context.Background())
-//		if err != nil {
-//			return nil, nil, err
-//		}
-//		return d, d.Stop, nil
-//	}}
+//	var reg = testbed.Lazy[*registry.Distribution]{Start: registry.Start}
 package registry
 
 import (

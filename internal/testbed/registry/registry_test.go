@@ -26,13 +26,7 @@ var (
 	inProcess = testbed.Lazy[string]{Start: func() (string, func(), error) {
 		return registry.NewInProcess()
 	}}
-	distribution = testbed.Lazy[*registry.Distribution]{Start: func() (*registry.Distribution, func(), error) {
-		d, err := registry.StartDistribution(context.Background())
-		if err != nil {
-			return nil, nil, err
-		}
-		return d, d.Stop, nil
-	}}
+	distribution = testbed.Lazy[*registry.Distribution]{Start: registry.Start}
 )
 
 func TestMain(m *testing.M) {
