@@ -70,9 +70,21 @@ func Publish(ctx context.Context, idx v1.ImageIndex, repo name.Repository, opts 
 	}
 	ref := repo.Digest(d.String())
 	ropts := o.remoteOptions(ctx)
-	// remote closes progress when the write ends, except when it fails before
-	// starting; stop ends the reader in that case.
+	step := "push " + repo.String()
+	emit := func(e observe.Event) {
+		e.Stage, e.Step, e.Time = "build", step, time.Now()
+		o.observer.Observe(e)
+	}
+	// forward reports one update; it returns false once remote closed the channel.
 	progress, stop := make(chan v1.Update, 16), make(chan struct{})
+	forward := func(u v1.Update, ok bool) bool {
+		if ok && u.Error == nil {
+			emit(observe.Event{Phase: observe.Progress, Done: u.Complete, Total: u.Total})
+		}
+		return ok
+	}
+	// remote closes progress when the write ends, except when it fails before
+	// starting; stop ends the reader in that case, after what is still buffered.
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -80,23 +92,15 @@ func Publish(ctx context.Context, idx v1.ImageIndex, repo name.Repository, opts 
 		for {
 			select {
 			case u, ok := <-progress:
-				if !ok {
+				if !forward(u, ok) {
 					return
 				}
-				if u.Error == nil {
-					o.observer.Observe(observe.Event{Stage: "build", Step: "push " + repo.String(), Phase: observe.Progress,
-						Done: u.Complete, Total: u.Total, Time: time.Now()})
-				}
 			case <-stop:
-				for { // the write is over: report what is still buffered, then end
+				for {
 					select {
 					case u, ok := <-progress:
-						if !ok {
+						if !forward(u, ok) {
 							return
-						}
-						if u.Error == nil {
-							o.observer.Observe(observe.Event{Stage: "build", Step: "push " + repo.String(), Phase: observe.Progress,
-								Done: u.Complete, Total: u.Total, Time: time.Now()})
 						}
 					default:
 						return
@@ -105,13 +109,13 @@ func Publish(ctx context.Context, idx v1.ImageIndex, repo name.Repository, opts 
 			}
 		}
 	}()
-	o.observer.Observe(observe.Event{Stage: "build", Step: "push " + repo.String(), Phase: observe.Started, Time: time.Now()})
+	emit(observe.Event{Phase: observe.Started})
 	err = remote.WriteIndex(ref, idx, append(ropts, remote.WithProgress(progress))...)
 	close(stop)
 	wg.Wait()
 	if err != nil {
 		err = fmt.Errorf("pushing %s: %w", ref, err)
-		o.observer.Observe(observe.Event{Stage: "build", Step: "push " + repo.String(), Phase: observe.Failed, Err: err, Time: time.Now()})
+		emit(observe.Event{Phase: observe.Failed, Err: err})
 		return name.Digest{}, err
 	}
 	for _, t := range o.tags {
@@ -119,12 +123,11 @@ func Publish(ctx context.Context, idx v1.ImageIndex, repo name.Repository, opts 
 		if err := remote.Tag(tag, idx, ropts...); err != nil {
 			// The index is in the registry: say so, and return its digest with the error.
 			err = fmt.Errorf("pushed %s but tagging it %s failed: %w", ref, tag, err)
-			o.observer.Observe(observe.Event{Stage: "build", Step: "push " + repo.String(), Phase: observe.Failed, Err: err, Time: time.Now()})
+			emit(observe.Event{Phase: observe.Failed, Err: err})
 			return ref, err
 		}
 	}
-	o.observer.Observe(observe.Event{Stage: "build", Step: "push " + repo.String(), Phase: observe.Finished,
-		Message: ref.String(), Time: time.Now()})
+	emit(observe.Event{Phase: observe.Finished, Message: ref.String()})
 	return ref, nil
 }
 
