@@ -21,27 +21,60 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"sort"
 )
 
+// command is one benchmark scenario: it parses its own flags from args and prints
+// its medians and ratios to out.
+type command struct {
+	summary string
+	run     func(ctx context.Context, args []string, out io.Writer) error
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"build":  {"shipkit build vs ko build", buildCmd},
+		"scan":   {"shipkit scan vs the syft and grype CLIs", scanCmd},
+		"sign":   {"shipkit sign vs the cosign CLI", signCmd},
+		"deploy": {"shipkit deploy vs kubectl apply --server-side", deployCmd},
+		"chain":  {"the whole job in process vs the chain of CLIs", chainCmd},
+	}
+}
+
 func main() {
-	if len(os.Args) < 2 || os.Args[1] != "build" {
-		fmt.Fprintln(os.Stderr, "usage: bench build [flags]")
+	cmds := commands()
+	if len(os.Args) < 2 || cmds[os.Args[1]].run == nil {
+		fmt.Fprintln(os.Stderr, "usage: bench <scenario> [flags]\n\nscenarios:")
+		names := make([]string, 0, len(cmds))
+		for name := range cmds {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			fmt.Fprintf(os.Stderr, "  %-7s %s\n", name, cmds[name].summary)
+		}
 		os.Exit(2)
 	}
-	fs := flag.NewFlagSet("build", flag.ExitOnError)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := cmds[os.Args[1]].run(ctx, os.Args[2:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func buildCmd(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("build", flag.ContinueOnError)
 	cfg := buildConfig{}
 	fs.IntVar(&cfg.rounds, "rounds", 5, "rounds of the warm scenarios")
 	fs.IntVar(&cfg.coldRounds, "cold-rounds", 2, "rounds with an empty Go build cache (slow)")
 	fs.StringVar(&cfg.ko, "ko", defaultTool("ko"), "path of the ko binary (hack/bench/setup.sh installs it)")
 	fs.StringVar(&cfg.source, "source", "examples/hello", "Go main package directory to build")
-	_ = fs.Parse(os.Args[2:])
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := runBuild(ctx, cfg, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+	if err := fs.Parse(args); err != nil {
+		return err
 	}
+	return runBuild(ctx, cfg, out)
 }
