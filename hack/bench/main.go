@@ -71,7 +71,7 @@ func buildCmd(ctx context.Context, args []string, out io.Writer) error {
 	cfg := buildConfig{}
 	fs.IntVar(&cfg.rounds, "rounds", 5, "rounds of the warm scenarios")
 	fs.IntVar(&cfg.coldRounds, "cold-rounds", 2, "rounds with an empty Go build cache (slow)")
-	fs.StringVar(&cfg.ko, "ko", defaultTool("ko"), "path of the ko binary (hack/bench/setup.sh installs it)")
+	fs.StringVar(&cfg.ko, "ko", defaultTool("ko", koVersion), "path of the ko binary (hack/bench/setup.sh installs it)")
 	fs.StringVar(&cfg.source, "source", "examples/hello", "Go main package directory to build")
 	if err := fs.Parse(args); err != nil {
 		return err

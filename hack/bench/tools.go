@@ -5,11 +5,12 @@ import (
 	"path/filepath"
 )
 
-// Versions of the peer tools; hack/bench/setup.sh installs the same.
+// Versions of the peer tools; the scripts under hack/bench/setup install the same.
 const koVersion = "v0.19.1"
 
-// defaultTool returns where setup.sh installs a tool.
-func defaultTool(name string) string {
+// defaultTool returns where hack/bench/setup/<name>.sh installs a tool:
+// $SHIPKIT_CACHE/tools/<name>-<version>/<name>.
+func defaultTool(name, version string) string {
 	cache := os.Getenv("SHIPKIT_CACHE")
 	if cache == "" {
 		dir, err := os.UserCacheDir()
@@ -18,9 +19,5 @@ func defaultTool(name string) string {
 		}
 		cache = filepath.Join(dir, "shipkit")
 	}
-	switch name {
-	case "ko":
-		return filepath.Join(cache, "tools", "ko-"+koVersion, "ko")
-	}
-	return name
+	return filepath.Join(cache, "tools", name+"-"+version, name)
 }
