@@ -76,16 +76,45 @@ func StartContext(ctx context.Context) (*Cluster, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	dir, err := os.MkdirTemp("", "shipkit-kube-")
+	var c *Cluster
+	err = testbed.RetryOnPortTaken(func() error {
+		c, err = startOnce(ctx, a)
+		return err
+	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("kube: %w", err)
-	}
-	c := &Cluster{Context: "shipkit-testbed", LogDir: dir}
-	if err := c.start(ctx, a); err != nil {
-		c.stop()
 		return nil, nil, err
 	}
 	return c, c.stop, nil
+}
+
+// startOnce starts a cluster in a new directory. When a component could not listen
+// because another process took its port after it was picked (test packages start
+// clusters in parallel), the error wraps [testbed.ErrPortTaken].
+func startOnce(ctx context.Context, a assets) (*Cluster, error) {
+	dir, err := os.MkdirTemp("", "shipkit-kube-")
+	if err != nil {
+		return nil, fmt.Errorf("kube: %w", err)
+	}
+	c := &Cluster{Context: "shipkit-testbed", LogDir: dir}
+	if err := c.start(ctx, a); err != nil {
+		taken := c.portTaken()
+		c.stop()
+		if taken && ctx.Err() == nil {
+			return nil, fmt.Errorf("%w: %w", testbed.ErrPortTaken, err)
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// portTaken reports whether a component's log says that its address was in use.
+func (c *Cluster) portTaken() bool {
+	for _, p := range c.procs {
+		if strings.Contains(p.Tail(50), "address already in use") {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Cluster) start(ctx context.Context, a assets) error {
