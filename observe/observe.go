@@ -9,6 +9,7 @@ package observe
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -79,6 +80,21 @@ func (Discard) Observe(Event) {}
 // Provider answers a metrics query with one number, the way a rollout analysis
 // compares it with its conditions. The query language is the provider's own
 // (PromQL for Prometheus).
+//
+// A query that matches nothing returns an error wrapping [ErrNoData]; a query that
+// matches more than one number is an error too. Query may return NaN or ±Inf as the
+// backend computed them (0/0 when a workload served no request); an analysis treats
+// those, like every error, as inconclusive, never as success.
 type Provider interface {
 	Query(ctx context.Context, query string) (float64, error)
 }
+
+// ErrNoData is wrapped by the errors of a [Provider] whose query matched no data
+// (an empty Prometheus vector, a JSON path that leads to null).
+var ErrNoData = errors.New("no data")
+
+// ProviderFunc adapts a function to a [Provider].
+type ProviderFunc func(ctx context.Context, query string) (float64, error)
+
+// Query calls f(ctx, query).
+func (f ProviderFunc) Query(ctx context.Context, query string) (float64, error) { return f(ctx, query) }
