@@ -61,7 +61,8 @@ type Check struct {
 	// check (Argo's failureLimit). 0 fails the check on the first failed measurement.
 	FailureLimit int
 	// InconclusiveLimit is the number of Inconclusive measurements tolerated: one more
-	// makes the check Inconclusive.
+	// makes the check Inconclusive. A check that took its count without one Successful
+	// measurement is Inconclusive whatever its limits.
 	InconclusiveLimit int
 }
 

@@ -89,30 +89,26 @@ func Run(ctx context.Context, checks []Check, opts ...Option) (*Result, error) {
 		res.Checks[i] = CheckResult{Name: checks[i].Name, Phase: Running}
 	}
 	var err error
-	for pending := len(checks); pending > 0 && err == nil; {
+	pending, stop := len(checks), false
+	for pending > 0 && !stop {
 		select {
 		case cr := <-done:
 			res.Checks[index[cr.Name]] = cr
 			pending--
-			if cr.Phase != Successful {
-				// Take what else has already ended, then stop the rest.
-				for drained := false; !drained && pending > 0; {
-					select {
-					case cr := <-done:
-						res.Checks[index[cr.Name]] = cr
-						pending--
-					default:
-						drained = true
-					}
-				}
-				pending = 0
-			}
+			stop = cr.Phase != Successful
 		case <-ctx.Done():
 			err = fmt.Errorf("analysis: %w", context.Cause(ctx))
+			stop = true
 		}
 	}
-	cancel()
+	// Stop the other checks: they record nothing more and return at once (a query in
+	// flight is abandoned), with the counts of what they measured.
 	res.Measurements = rec.close()
+	cancel()
+	for ; pending > 0; pending-- {
+		cr := <-done
+		res.Checks[index[cr.Name]] = cr
+	}
 	res.Phase, res.Message = summarize(res.Checks, err)
 	return res, err
 }
@@ -227,6 +223,11 @@ func runCheck(ctx context.Context, c *Check, rec *recorder) CheckResult {
 			res.Message = fmt.Sprintf("%d inconclusive measurements exceed the inconclusive limit %d; last %s", res.Inconclusive, c.InconclusiveLimit, describe(c, m))
 			break
 		}
+	}
+	if res.Phase == Running && res.Successful == 0 {
+		// Limits that tolerate every measurement do not make missing data a success.
+		res.Phase = Inconclusive
+		res.Message = fmt.Sprintf("no successful measurement in %d (%d failed, %d inconclusive)", c.count(), res.Failed, res.Inconclusive)
 	}
 	if res.Phase == Running {
 		res.Phase = Successful
