@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,7 +19,8 @@ import (
 //	http_request_duration_seconds{version}      histogram (default buckets)
 //
 // Tests drive them with [App.Record], [App.Succeed] and [App.Fail] instead of sending
-// requests, so they know exactly what Prometheus must report.
+// requests, so they know exactly what Prometheus must report, or simulate steady load
+// per version with [App.SetTraffic].
 type App struct {
 	// Addr is "127.0.0.1:PORT", the target to scrape.
 	Addr string
@@ -27,6 +29,8 @@ type App struct {
 	duration *prometheus.HistogramVec
 	srv      *http.Server
 	done     chan struct{}
+	traffic  traffic
+	closing  sync.Once
 }
 
 // NewApp starts an App on a random port of 127.0.0.1. Call Close to stop it.
@@ -41,7 +45,8 @@ func NewApp() (*App, error) {
 			Help:    "Time taken to serve HTTP requests, by version of the app.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"version"}),
-		done: make(chan struct{}),
+		done:    make(chan struct{}),
+		traffic: traffic{stop: make(chan struct{}), stopped: make(chan struct{})},
 	}
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(a.requests); err != nil {
@@ -86,8 +91,18 @@ func (a *App) Fail(version string, n int, latency time.Duration) {
 	a.Record(version, http.StatusInternalServerError, n, latency)
 }
 
-// Close stops the app. It is safe to call more than once.
+// Close stops the app and its traffic. It is safe to call more than once.
 func (a *App) Close() {
-	_ = a.srv.Close() // its only error is the listener's
+	a.closing.Do(func() {
+		close(a.traffic.stop)
+		a.traffic.mu.Lock()
+		started := a.traffic.started
+		a.traffic.started = true // a later SetTraffic starts no generator
+		a.traffic.mu.Unlock()
+		if started {
+			<-a.traffic.stopped
+		}
+		_ = a.srv.Close() // its only error is the listener's
+	})
 	<-a.done
 }
