@@ -175,8 +175,12 @@ func (c *Check) validate() error {
 	return errors.Join(errs...)
 }
 
-// validate checks every check and that their names are unique.
-func validate(checks []Check) error {
+// Validate reports, in one error wrapping [ErrInvalidCheck], every reason [Run] would
+// refuse checks: no checks, names missing or used twice, and what each check lacks
+// (provider, query, success condition) or has wrong (negative count, limit or
+// duration, Count > 1 without an Interval, an unknown operator). It measures nothing,
+// so a caller can check its configuration before any traffic moves.
+func Validate(checks []Check) error {
 	if len(checks) == 0 {
 		return fmt.Errorf("analysis: no checks: %w", ErrInvalidCheck)
 	}

@@ -69,7 +69,7 @@ func Run(ctx context.Context, checks []Check, opts ...Option) (*Result, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if err := validate(checks); err != nil {
+	if err := Validate(checks); err != nil {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(ctx)

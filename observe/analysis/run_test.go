@@ -332,6 +332,8 @@ func TestRunInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			require.ErrorIs(t, analysis.Validate(tt.checks), analysis.ErrInvalidCheck)
+			assert.ErrorContains(t, analysis.Validate(tt.checks), tt.want)
 			res, err := analysis.Run(t.Context(), tt.checks)
 			require.ErrorIs(t, err, analysis.ErrInvalidCheck)
 			assert.ErrorContains(t, err, tt.want)
@@ -339,6 +341,14 @@ func TestRunInvalid(t *testing.T) {
 			assert.Empty(t, p.Calls(), "nothing measured")
 		})
 	}
+}
+
+func TestValidate(t *testing.T) {
+	assert.NoError(t, analysis.Validate([]analysis.Check{
+		{Name: "a", Provider: constant(1), Query: "q", Success: analysis.AtLeast(1)},
+		analysis.SuccessRate(constant(1), `version="v2"`, 0.99),
+		analysis.LatencyP99(constant(1), `version="v2"`, time.Second),
+	}))
 }
 
 func TestRunReportsEveryProblem(t *testing.T) {
