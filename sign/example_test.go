@@ -17,7 +17,7 @@ func ExampleDeniedError() {
 	d, _ := name.NewDigest("registry.example.com/app@sha256:" + fmt.Sprintf("%064d", 0))
 	var err error = &sign.DeniedError{Digest: d, Reasons: []sign.Reason{
 		{Code: sign.ReasonUnsigned, Message: "no signature"},
-		{Code: sign.ReasonMissingAttestation, Message: "no attestation of predicate type " + sign.PredicateSLSAProvenance + " by a trusted key"},
+		{Code: sign.ReasonMissingAttestation, Message: "no attestation of predicate type " + sign.PredicateSLSAProvenance + " by a trusted signer"},
 	}}
 	fmt.Println(errors.Is(err, sign.ErrDenied))
 	var denied *sign.DeniedError
@@ -28,7 +28,7 @@ func ExampleDeniedError() {
 	// Output:
 	// true
 	// true
-	// registry.example.com/app@sha256:0000000000000000000000000000000000000000000000000000000000000000 denied: no signature; no attestation of predicate type https://slsa.dev/provenance/v1 by a trusted key
+	// registry.example.com/app@sha256:0000000000000000000000000000000000000000000000000000000000000000 denied: no signature; no attestation of predicate type https://slsa.dev/provenance/v1 by a trusted signer
 }
 
 // Tags are refused where a digest is required: resolve the tag first.

@@ -17,18 +17,25 @@ import (
 
 // Policy says which signatures and attestations an image needs.
 //
-// An image passes when at least Threshold distinct trusted keys signed it, every
-// required predicate type is attested by a trusted key, and every condition holds on
-// the trusted attestations. Signatures and attestations by other keys are ignored
-// unless they are why the image fails (then they are named in the reasons).
+// An image passes when at least Threshold distinct trusted signers (keys and
+// identities) signed it, every required predicate type is attested by a trusted
+// signer, and every condition holds on the trusted attestations. Signatures and
+// attestations by others are ignored unless they are why the image fails (then they
+// are named in the reasons).
+//
+// A signature that carries a certificate is judged by the trusted identities, one
+// without by the trusted keys.
 type Policy struct {
-	// TrustedKeys are the public keys whose signatures count. At least one.
+	// TrustedKeys are the public keys whose signatures count.
 	TrustedKeys []TrustedKey
-	// Threshold is how many distinct trusted keys must have signed the image; 0 means 1
-	// (any one of the keys).
+	// TrustedIdentities are the certificate identities whose signatures count. A
+	// policy needs at least one trusted key or identity.
+	TrustedIdentities []TrustedIdentity
+	// Threshold is how many distinct trusted signers must have signed the image; 0
+	// means 1 (any one of them).
 	Threshold int
 	// RequiredPredicates are predicate types (e.g. [PredicateSLSAProvenance]) that a
-	// trusted key must have attested.
+	// trusted signer must have attested.
 	RequiredPredicates []string
 	// Conditions must hold on the trusted attestations.
 	Conditions []Condition
@@ -78,15 +85,15 @@ type Condition interface {
 }
 
 // Key returns a string that identifies what the policy checks, for cache keys: equal
-// policies have equal keys, whatever the order of their keys, predicate types and
-// conditions. It fails when a trusted key cannot be parsed or the threshold is
-// impossible.
+// policies have equal keys, whatever the order of their keys, identities, predicate
+// types and conditions. It fails when the policy does not validate.
 func (p *Policy) Key() (string, error) {
 	if err := p.Validate(); err != nil {
 		return "", err
 	}
 	var parts struct {
 		Keys       []string `json:"keys"`
+		Identities []string `json:"identities,omitempty"`
 		Threshold  int      `json:"threshold"`
 		Predicates []string `json:"predicates"`
 		Conditions []string `json:"conditions"`
@@ -95,12 +102,17 @@ func (p *Policy) Key() (string, error) {
 		fp, _ := k.Fingerprint() // Validate parsed it
 		parts.Keys = append(parts.Keys, fp+" "+k.DisplayName())
 	}
+	for _, id := range p.TrustedIdentities {
+		fp, _ := id.Fingerprint() // Validate checked it
+		parts.Identities = append(parts.Identities, fp+" "+id.DisplayName())
+	}
 	parts.Threshold = p.threshold()
 	parts.Predicates = slices.Clone(p.RequiredPredicates)
 	for _, c := range p.Conditions {
 		parts.Conditions = append(parts.Conditions, c.String())
 	}
 	slices.Sort(parts.Keys)
+	slices.Sort(parts.Identities)
 	slices.Sort(parts.Predicates)
 	slices.Sort(parts.Conditions)
 	b, err := json.Marshal(parts)
@@ -111,11 +123,11 @@ func (p *Policy) Key() (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// Validate checks that the policy has trusted keys that parse and a threshold they
-// can meet.
+// Validate checks that the policy has trusted keys that parse or identities that
+// validate, and a threshold they can meet.
 func (p *Policy) Validate() error {
-	if len(p.TrustedKeys) == 0 {
-		return errors.New("policy: no trusted keys")
+	if len(p.TrustedKeys) == 0 && len(p.TrustedIdentities) == 0 {
+		return errors.New("policy: no trusted keys or identities")
 	}
 	seen := map[string]bool{}
 	for i, k := range p.TrustedKeys {
@@ -123,10 +135,17 @@ func (p *Policy) Validate() error {
 		if err != nil {
 			return fmt.Errorf("policy: trusted key %d (%s): %w", i, k.Name, err)
 		}
-		seen[fp] = true
+		seen["key "+fp] = true
+	}
+	for i, id := range p.TrustedIdentities {
+		fp, err := id.Fingerprint()
+		if err != nil {
+			return fmt.Errorf("policy: trusted identity %d: %w", i, err)
+		}
+		seen["identity "+fp] = true
 	}
 	if p.Threshold < 0 || p.threshold() > len(seen) {
-		return fmt.Errorf("policy: threshold %d cannot be met by %d distinct trusted keys", p.Threshold, len(seen))
+		return fmt.Errorf("policy: threshold %d cannot be met by %d distinct trusted signers", p.Threshold, len(seen))
 	}
 	for i, c := range p.Conditions {
 		if c == nil {
@@ -143,8 +162,8 @@ func (p *Policy) threshold() int {
 	return p.Threshold
 }
 
-// EffectiveThreshold returns how many distinct trusted keys must sign: p.Threshold, or 1 when
-// it is 0.
+// EffectiveThreshold returns how many distinct trusted signers must sign:
+// p.Threshold, or 1 when it is 0.
 func (p *Policy) EffectiveThreshold() int { return p.threshold() }
 
 // SBOMExists requires a trusted SBOM attestation, SPDX or CycloneDX.
@@ -160,10 +179,10 @@ func (sbomExists) Check(atts []Attestation) []string {
 			return nil
 		}
 	}
-	return []string{"no SBOM attestation (" + PredicateSPDX + " or " + PredicateCycloneDX + ") by a trusted key"}
+	return []string{"no SBOM attestation (" + PredicateSPDX + " or " + PredicateCycloneDX + ") by a trusted signer"}
 }
 
-// ProvenanceFrom requires SLSA provenance v1 by a trusted key, every one of which
+// ProvenanceFrom requires SLSA provenance v1 by a trusted signer, every one of which
 // names repo as the source: buildDefinition.externalParameters.source.repository as
 // [Provenance] writes it, or externalParameters.workflow.repository as GitHub's SLSA
 // generator does. Repository URIs compare without a "git+" prefix, a ".git" suffix
@@ -208,7 +227,7 @@ func (c provenanceFrom) Check(atts []Attestation) []string {
 		}
 	}
 	if !found {
-		return []string{"no SLSA provenance (" + PredicateSLSAProvenance + ") by a trusted key to check the source repository"}
+		return []string{"no SLSA provenance (" + PredicateSLSAProvenance + ") by a trusted signer to check the source repository"}
 	}
 	return reasons
 }
@@ -251,7 +270,7 @@ func (c maxSeverity) Check(atts []Attestation) []string {
 		if len(unreadable) > 0 {
 			return unreadable
 		}
-		return []string{"no vulnerability report (" + PredicateVuln + ") by a trusted key"}
+		return []string{"no vulnerability report (" + PredicateVuln + ") by a trusted signer"}
 	}
 	var r report.Report
 	if err := json.Unmarshal(newest.Scanner.Result, &r); err != nil {

@@ -53,9 +53,9 @@ func TestPolicyValidate(t *testing.T) {
 		p    Policy
 		text string
 	}{
-		{Policy{}, "no trusted keys"},
+		{Policy{}, "no trusted keys or identities"},
 		{Policy{TrustedKeys: []TrustedKey{{PEM: []byte("garbage")}}}, "no PEM block"},
-		{Policy{TrustedKeys: []TrustedKey{a, a}, Threshold: 2}, "threshold 2 cannot be met by 1 distinct trusted keys"},
+		{Policy{TrustedKeys: []TrustedKey{a, a}, Threshold: 2}, "threshold 2 cannot be met by 1 distinct trusted signers"},
 		{Policy{TrustedKeys: []TrustedKey{a}, Threshold: -1}, "threshold -1"},
 		{Policy{TrustedKeys: []TrustedKey{a}, Conditions: []Condition{nil}}, "condition 0 is nil"},
 	} {

@@ -80,10 +80,11 @@ func WithReplace() AttestOption { return func(o *AttestOptions) { o.Replace = tr
 type Verified struct {
 	// Digest is the image that was verified.
 	Digest name.Digest
-	// Signers names the trusted keys whose signatures of the image verified, sorted.
+	// Signers names the trusted signers (keys and identities) whose signatures of the
+	// image verified, sorted.
 	Signers []string
 	// Attestations are the verified in-toto statements about the image, signed by a
-	// trusted key, sorted by predicate type.
+	// trusted signer, sorted by predicate type.
 	Attestations []Attestation
 }
 
@@ -93,7 +94,7 @@ type Attestation struct {
 	PredicateType string
 	// Predicate is the statement's predicate, as signed.
 	Predicate json.RawMessage
-	// Signer names the trusted key that signed the statement.
+	// Signer names the trusted key or identity that signed the statement.
 	Signer string
 }
 
@@ -137,21 +138,29 @@ const (
 	// ReasonUnsigned: the image has no signature at all.
 	ReasonUnsigned ReasonCode = "unsigned"
 	// ReasonUntrustedSignature: a signature that no trusted key verifies (signed by
-	// another key, or altered after signing).
+	// another key, or altered after signing), or whose certificate was not issued
+	// under a trusted identity's roots.
 	ReasonUntrustedSignature ReasonCode = "untrusted-signature"
-	// ReasonWrongSubject: a signature or attestation, valid under a trusted key, that
+	// ReasonWrongIdentity: a signature or attestation whose certificate was issued
+	// under trusted roots to a subject or OIDC issuer that no trusted identity names.
+	ReasonWrongIdentity ReasonCode = "wrong-identity"
+	// ReasonExpiredCertificate: a signature or attestation whose certificate (or a
+	// certificate of its chain) is not valid at the time of verification.
+	ReasonExpiredCertificate ReasonCode = "expired-certificate"
+	// ReasonWrongSubject: a signature or attestation, valid under a trusted signer, that
 	// is about another image (for example copied from another digest).
 	ReasonWrongSubject ReasonCode = "wrong-subject"
 	// ReasonMalformed: a signature or attestation that cannot be read (garbage or
 	// truncated payload, bad encoding).
 	ReasonMalformed ReasonCode = "malformed"
-	// ReasonThreshold: fewer distinct trusted keys signed the image than the policy
-	// requires.
+	// ReasonThreshold: fewer distinct trusted signers signed the image than the
+	// policy requires.
 	ReasonThreshold ReasonCode = "threshold"
 	// ReasonMissingAttestation: no trusted attestation of a required predicate type.
 	ReasonMissingAttestation ReasonCode = "missing-attestation"
 	// ReasonUntrustedAttestation: an attestation that no trusted key verifies (signed
-	// by another key, or its predicate altered after signing).
+	// by another key, or its predicate altered after signing), or whose certificate
+	// was not issued under a trusted identity's roots.
 	ReasonUntrustedAttestation ReasonCode = "untrusted-attestation"
 	// ReasonCondition: a trusted attestation's predicate fails a policy condition.
 	ReasonCondition ReasonCode = "condition"

@@ -5,10 +5,25 @@
 // (cosign verify --key cosign.pub --insecure-ignore-tlog) and this package verifies
 // what the CLI signs.
 //
-// Keys are cosign key pairs: a private key encrypted with a password in cosign's PEM
-// format (the CLI's cosign.key) and a PEM public key (cosign.pub). Signing is offline:
-// nothing is sent to a transparency log (Rekor) or certificate authority (Fulcio),
-// and verification does not ask for one.
+// Signing keys are cosign key pairs (a private key encrypted with a password in
+// cosign's PEM format, the CLI's cosign.key, and a PEM public key, cosign.pub), keys
+// in a KMS ([LoadKMSKey], with the provider the program links), or any sigstore
+// signer ([NewPrivateKey]). A key may carry a certificate and its chain
+// ([PrivateKey.WithCertificate]), as cosign sign --certificate --certificate-chain
+// attaches them; a policy then trusts the certificate's identity under given roots
+// ([sign.TrustedIdentity]). That is how a company PKI signs, and where a
+// certificate from Fulcio plugs in.
+//
+// Nothing is sent to a transparency log (Rekor), a timestamp authority or a
+// certificate authority, and verification asks none: signing and verifying work
+// offline. Without a log or timestamp, nothing proves when a signature was made, so
+// a signature with a certificate verifies only while the certificate is valid (as
+// with cosign verify --insecure-ignore-tlog). Uploading to Rekor and verifying
+// inclusion proofs are not provided; a Fulcio certificate, valid for minutes, is
+// therefore of use here only for a verification that follows the signing at once.
+//
+// Signing, attesting and verifying report their steps to an [observe.Observer]
+// ([WithObserver]).
 //
 // Private keys and passwords never appear in errors, logs or the String of any value.
 package cosign

@@ -102,6 +102,6 @@ func Example() {
 	}
 	fmt.Println("signed by", verified.Signers, "with", len(verified.Attestations), "attestations")
 	// Output:
-	// condition - no SBOM attestation (https://spdx.dev/Document or https://cyclonedx.org/bom) by a trusted key
+	// condition - no SBOM attestation (https://spdx.dev/Document or https://cyclonedx.org/bom) by a trusted signer
 	// signed by [ci] with 3 attestations
 }

@@ -60,35 +60,76 @@ func cosignCLI(t *testing.T) string {
 	return bin
 }
 
+// cosignRun runs the cosign CLI with a home, TUF root and Docker config of its own
+// (credentials for reg when it is not nil) and the password of the test keys.
+type cosignRun struct {
+	t   *testing.T
+	bin string
+	dir string
+	env []string
+}
+
+func newCosignRun(t *testing.T, reg *registry.Distribution) *cosignRun {
+	t.Helper()
+	c := &cosignRun{t: t, bin: cosignCLI(t), dir: t.TempDir()}
+	dockerDir := filepath.Join(c.dir, "docker")
+	require.NoError(t, os.Mkdir(dockerDir, 0o700))
+	c.env = append(os.Environ(), "DOCKER_CONFIG="+dockerDir, "COSIGN_PASSWORD="+string(password),
+		"TUF_ROOT="+filepath.Join(c.dir, "tuf"), "HOME="+c.dir)
+	if reg != nil {
+		caPath := filepath.Join(c.dir, "ca.crt")
+		require.NoError(t, os.WriteFile(caPath, reg.CACertPEM, 0o600))
+		cfg, err := json.Marshal(map[string]any{"auths": map[string]any{reg.Host: map[string]string{
+			"auth": base64.StdEncoding.EncodeToString([]byte(reg.Username + ":" + reg.Password))}}})
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dockerDir, "config.json"), cfg, 0o600))
+		c.env = append(c.env, "SSL_CERT_FILE="+caPath)
+	}
+	return c
+}
+
+// file writes data to a file of the run's directory and returns its path.
+func (c *cosignRun) file(name string, data []byte) string {
+	c.t.Helper()
+	p := filepath.Join(c.dir, name)
+	require.NoError(c.t, os.WriteFile(p, data, 0o600))
+	return p
+}
+
+func (c *cosignRun) exec(args ...string) (string, error) {
+	cmd := exec.CommandContext(c.t.Context(), c.bin, args...)
+	cmd.Env = c.env
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// ok runs cosign and requires it to succeed.
+func (c *cosignRun) ok(args ...string) string {
+	c.t.Helper()
+	out, err := c.exec(args...)
+	require.NoError(c.t, err, "cosign %v:\n%s", args, out)
+	return out
+}
+
+// fails runs cosign and requires it to fail.
+func (c *cosignRun) fails(args ...string) string {
+	c.t.Helper()
+	out, err := c.exec(args...)
+	require.Error(c.t, err, "cosign %v accepted:\n%s", args, out)
+	return out
+}
+
 // TestCosignCLIInterop checks compatibility both ways against the distribution
 // registry: the cosign CLI verifies what this package signed and attested, and this
 // package verifies what the CLI signed and attested with a key this package made.
 func TestCosignCLIInterop(t *testing.T) {
-	bin := cosignCLI(t)
 	reg := distribution.Get(t)
 	ctx := context.Background()
 	auth := []cosign.Option{cosign.WithTransport(reg.Transport), cosign.WithKeychain(reg.Keychain())}
-
-	dir := t.TempDir()
-	privPath, pubPath, err := trusted.pair.WriteFiles(dir)
+	c := newCosignRun(t, reg)
+	privPath, pubPath, err := trusted.pair.WriteFiles(c.dir)
 	require.NoError(t, err)
-	caPath := filepath.Join(dir, "ca.crt")
-	require.NoError(t, os.WriteFile(caPath, reg.CACertPEM, 0o600))
-	dockerDir := filepath.Join(dir, "docker")
-	require.NoError(t, os.Mkdir(dockerDir, 0o700))
-	cfg, err := json.Marshal(map[string]any{"auths": map[string]any{reg.Host: map[string]string{
-		"auth": base64.StdEncoding.EncodeToString([]byte(reg.Username + ":" + reg.Password))}}})
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dockerDir, "config.json"), cfg, 0o600))
-	run := func(args ...string) string {
-		t.Helper()
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dockerDir, "SSL_CERT_FILE="+caPath,
-			"COSIGN_PASSWORD="+string(password), "TUF_ROOT="+filepath.Join(dir, "tuf"), "HOME="+dir)
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "cosign %v:\n%s", args, out)
-		return string(out)
-	}
+	run := c.ok
 
 	// This package signs; the CLI verifies.
 	d := pushImage(t, reg.Host, "team/app", "ours", reg.RemoteOptions()...)
@@ -105,8 +146,7 @@ func TestCosignCLIInterop(t *testing.T) {
 	run("sign", "--key", privPath, "--tlog-upload=false", "--yes", theirs.String())
 	_, vuln, prov := predicates(t, sourceRepo)
 	for typ, p := range map[string]sign.Predicate{"slsaprovenance1": prov, "vuln": vuln} {
-		f := filepath.Join(dir, typ+".json")
-		require.NoError(t, os.WriteFile(f, p.Body, 0o600))
+		f := c.file(typ+".json", p.Body)
 		run("attest", "--key", privPath, "--tlog-upload=false", "--yes", "--type", typ, "--predicate", f, theirs.String())
 	}
 	policy := fullPolicy(trusted.trustedKey())

@@ -1,6 +1,9 @@
 package cosign
 
 import (
+	"bytes"
+	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -8,11 +11,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
 	cosignlib "github.com/sigstore/cosign/v2/pkg/cosign"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
+	sigopts "github.com/sigstore/sigstore/pkg/signature/options"
 
 	"github.com/shipkit/shipkit/sign"
 )
@@ -87,11 +93,43 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 	return f.Close()
 }
 
-// PrivateKey is a decrypted signing key. It never shows its key material: String and
-// GoString name it by its public key's fingerprint.
+// PrivateKey is a signing key: a decrypted cosign key, a key in a KMS
+// ([LoadKMSKey]) or any sigstore signature.SignerVerifier ([NewPrivateKey]),
+// optionally with a certificate that names its holder ([PrivateKey.WithCertificate]).
+// It never shows its key material: String and GoString name it by its public key's
+// fingerprint.
 type PrivateKey struct {
 	sv     signature.SignerVerifier
+	pub    crypto.PublicKey
 	pubPEM []byte
+	kind   string // what the key is, for String: "cosign private key", "KMS key REF"
+	// certPEM and chainPEM are the key's certificate and its issuers (up to the
+	// root), attached to every signature; empty without a certificate.
+	certPEM, chainPEM []byte
+	cert              *x509.Certificate
+}
+
+// NewPrivateKey makes a signing key of sv, any sigstore signer: a KMS key (see
+// [LoadKMSKey]), a hardware token, or a key in memory. Signatures are made by
+// sv.SignMessage over cosign's payloads, so sv must hash with SHA-256 as cosign's
+// verifiers expect (every sigstore signer loaded with crypto.SHA256 does).
+func NewPrivateKey(ctx context.Context, sv signature.SignerVerifier) (*PrivateKey, error) {
+	return newPrivateKey(ctx, sv, "signing key")
+}
+
+func newPrivateKey(ctx context.Context, sv signature.SignerVerifier, kind string) (*PrivateKey, error) {
+	if sv == nil {
+		return nil, errors.New("signing key: no signer")
+	}
+	pub, err := sv.PublicKey(sigopts.WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("%s: public key: %w", kind, err)
+	}
+	pubPEM, err := cryptoutils.MarshalPublicKeyToPEM(pub)
+	if err != nil {
+		return nil, fmt.Errorf("%s: encode public key: %w", kind, err)
+	}
+	return &PrivateKey{sv: sv, pub: pub, pubPEM: pubPEM, kind: kind}, nil
 }
 
 // LoadPrivateKey decrypts a cosign private key (PEM of type "ENCRYPTED SIGSTORE
@@ -124,15 +162,7 @@ func LoadPrivateKey(privatePEM, password []byte) (*PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load cosign private key: %w", err)
 	}
-	pub, err := sv.PublicKey()
-	if err != nil {
-		return nil, fmt.Errorf("load cosign private key: public key: %w", err)
-	}
-	pubPEM, err := cryptoutils.MarshalPublicKeyToPEM(pub)
-	if err != nil {
-		return nil, fmt.Errorf("load cosign private key: encode public key: %w", err)
-	}
-	return &PrivateKey{sv: sv, pubPEM: pubPEM}, nil
+	return newPrivateKey(context.Background(), sv, "cosign private key")
 }
 
 // LoadPrivateKeyFile reads and decrypts a cosign private key file (cosign.key).
@@ -170,9 +200,14 @@ func (k *PrivateKey) TrustedKey(name string) sign.TrustedKey {
 	return sign.TrustedKey{Name: name, PEM: k.PublicKeyPEM()}
 }
 
-// String names the key by its public key's fingerprint.
+// String names the key by what it is and its public key's fingerprint, and the
+// certificate's subject when it has one.
 func (k PrivateKey) String() string {
-	return "cosign private key " + sign.TrustedKey{PEM: k.pubPEM}.DisplayName()
+	s := k.kind + " " + sign.TrustedKey{PEM: k.pubPEM}.DisplayName()
+	if k.cert != nil {
+		s += " with certificate for " + strings.Join(sign.SubjectAlternativeNames(k.cert), ", ")
+	}
+	return s
 }
 
 // GoString is String, so that %#v shows no key material either.
@@ -181,6 +216,77 @@ func (k PrivateKey) GoString() string { return k.String() }
 // Format writes String for every verb, so that no fmt verb (%+v, %x, …) prints the
 // key's fields.
 func (k PrivateKey) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, k.String()) }
+
+// WithCertificate returns a copy of the key that attaches certPEM, a certificate
+// for the key's public key, and chainPEM, the certificates of its issuers from the
+// intermediate up to the root (PEM; may be empty), to every signature and
+// attestation, as cosign sign --certificate --certificate-chain does. A policy then
+// trusts the signatures by the certificate's identity ([sign.TrustedIdentity]), and
+// cosign verify --certificate-chain accepts them.
+//
+// This is also where a keyless signer plugs in: generate a key
+// (signature.NewDefaultECDSASignerVerifier), have Fulcio certify it for an OIDC
+// token (for example with github.com/sigstore/fulcio/pkg/api's SigningCert, which
+// returns the certificate and its chain), and pass both here. Nothing is uploaded to
+// a transparency log, so verifiers accept the signatures only while the
+// certificate is valid (minutes, for Fulcio's).
+//
+// The certificate must be for the key, and chain to the last certificate of
+// chainPEM through the others for code signing (as the cosign CLI checks).
+func (k *PrivateKey) WithCertificate(certPEM, chainPEM []byte) (*PrivateKey, error) {
+	certs, err := sign.ParseCertificates(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("signing certificate: %w", err)
+	}
+	if len(certs) != 1 {
+		return nil, fmt.Errorf("signing certificate: %d certificates, want 1 (put its issuers in the chain)", len(certs))
+	}
+	leaf := certs[0]
+	if err := cryptoutils.EqualKeys(leaf.PublicKey, k.pub); err != nil {
+		return nil, fmt.Errorf("signing certificate for %s is not for this key (%s)", strings.Join(sign.SubjectAlternativeNames(leaf), ", "), k)
+	}
+	chain, err := sign.ParseCertificates(chainPEM)
+	if err != nil {
+		return nil, fmt.Errorf("certificate chain: %w", err)
+	}
+	if len(chain) > 0 {
+		opts := x509.VerifyOptions{Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool(),
+			CurrentTime: leaf.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}}
+		opts.Roots.AddCert(chain[len(chain)-1])
+		for _, c := range chain[:len(chain)-1] {
+			opts.Intermediates.AddCert(c)
+		}
+		if _, err := leaf.Verify(opts); err != nil {
+			return nil, fmt.Errorf("signing certificate does not chain to the root of its chain (the chain's last certificate): %w", err)
+		}
+	}
+	c := *k
+	c.certPEM, c.chainPEM, c.cert = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}), nil, leaf
+	for _, cc := range chain {
+		c.chainPEM = append(c.chainPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cc.Raw})...)
+	}
+	return &c, nil
+}
+
+// CertificatePEM returns the key's certificate, nil without one.
+func (k *PrivateKey) CertificatePEM() []byte { return bytes.Clone(k.certPEM) }
+
+// ChainPEM returns the issuers of the key's certificate, nil without them.
+func (k *PrivateKey) ChainPEM() []byte { return bytes.Clone(k.chainPEM) }
+
+// checkCertificate returns an error when the key has a certificate that is not
+// valid at now: its signatures would be refused by every verifier.
+func (k *PrivateKey) checkCertificate(now time.Time) error {
+	if k.cert == nil {
+		return nil
+	}
+	if now.Before(k.cert.NotBefore) || now.After(k.cert.NotAfter) {
+		return fmt.Errorf("signing certificate for %s is valid from %s to %s, not now (%s): verifiers would refuse the signature",
+			strings.Join(sign.SubjectAlternativeNames(k.cert), ", "), k.cert.NotBefore.UTC().Format(time.RFC3339),
+			k.cert.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
 
 // LoadTrustedKeyFile reads a PEM public key file (cosign.pub) as a trusted key named
 // name (empty: named by its fingerprint).

@@ -5,11 +5,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 
+	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/sign"
 )
 
@@ -23,10 +25,11 @@ type options struct {
 	log      *slog.Logger
 	cache    *sign.Cache
 	noCache  bool
+	observer observe.Observer
 }
 
 func newOptions(opts []Option) options {
-	o := options{keychain: authn.DefaultKeychain, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	o := options{keychain: authn.DefaultKeychain, log: slog.New(slog.NewTextHandler(io.Discard, nil)), observer: observe.Discard{}}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -54,6 +57,47 @@ func WithLogger(l *slog.Logger) Option {
 			o.log = l
 		}
 	}
+}
+
+// WithObserver reports each signature, attestation and verification to obs as a
+// step of the "sign" stage: "sign REPO@DIGEST", "attest PREDICATE-TYPE
+// REPO@DIGEST" and "verify REPO@DIGEST" start, then finish or fail (with the
+// error: a verification the policy denies fails with the *[sign.DeniedError]).
+// Messages name keys by fingerprint and certificates by subject; they never hold
+// key material or passwords. The default drops every event.
+func WithObserver(obs observe.Observer) Option {
+	return func(o *options) {
+		if obs == nil {
+			obs = observe.Discard{}
+		}
+		o.observer = obs
+	}
+}
+
+// stage is the observe.Event Stage of this package's steps.
+const stage = "sign"
+
+// step reports one step to the observer: it has started; end it with finish or
+// fail.
+type step struct {
+	obs  observe.Observer
+	name string
+}
+
+func (o *options) start(name string) step {
+	s := step{obs: o.observer, name: name}
+	s.obs.Observe(observe.Event{Stage: stage, Step: name, Phase: observe.Started, Time: time.Now()})
+	return s
+}
+
+func (s step) finish(msg string) {
+	s.obs.Observe(observe.Event{Stage: stage, Step: s.name, Phase: observe.Finished, Message: msg, Time: time.Now()})
+}
+
+// fail reports err and returns it.
+func (s step) fail(err error) error {
+	s.obs.Observe(observe.Event{Stage: stage, Step: s.name, Phase: observe.Failed, Message: err.Error(), Err: err, Time: time.Now()})
+	return err
 }
 
 // WithCache makes a [Verifier] keep its verdicts in c, which verifiers can share; by

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	cremote "github.com/sigstore/cosign/v2/pkg/cosign/remote"
@@ -23,8 +24,9 @@ import (
 	"github.com/shipkit/shipkit/sign"
 )
 
-// Signer signs images and attests statements about them with one private key,
-// offline. It implements [sign.Signer] and [sign.Attester] and is safe for concurrent
+// Signer signs images and attests statements about them with one signing key (a
+// cosign key, a KMS key, any sigstore signer; with or without a certificate),
+// without a transparency log. It implements [sign.Signer] and [sign.Attester] and is safe for concurrent
 // use (two writers of the same image's signatures race as with the cosign CLI: the
 // last push of the .sig tag wins).
 type Signer struct {
@@ -48,7 +50,9 @@ func NewSigner(key *PrivateKey, opts ...Option) (*Signer, error) {
 // Sign signs the image d and pushes the signature to d's repository in cosign's
 // layout, next to any signatures already there (an identical one is not added
 // twice). The signed payload is cosign's simple signing payload: d's digest and
-// repository, and the annotations of [sign.WithAnnotations].
+// repository, and the annotations of [sign.WithAnnotations]. A key with a
+// certificate attaches it and its chain; a certificate that is not valid now is an
+// error, since every verifier would refuse the signature.
 func (s *Signer) Sign(ctx context.Context, d name.Digest, opts ...sign.SignOption) error {
 	var o sign.SignOptions
 	for _, opt := range opts {
@@ -64,39 +68,12 @@ func (s *Signer) Sign(ctx context.Context, d name.Digest, opts ...sign.SignOptio
 const maxDepth = 4
 
 func (s *Signer) sign(ctx context.Context, d name.Digest, o sign.SignOptions, depth int) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("sign %s: %w", d, err)
-	}
-	se, err := signedEntity(ctx, d, &s.opts)
+	st := s.opts.start("sign " + d.String())
+	se, err := s.signOne(ctx, d, o)
 	if err != nil {
-		return fmt.Errorf("sign %s: %w", d, err)
+		return st.fail(fmt.Errorf("sign %s: %w", d, err))
 	}
-	ann := make(map[string]any, len(o.Annotations))
-	for k, v := range o.Annotations {
-		ann[k] = v
-	}
-	if len(ann) == 0 {
-		ann = nil
-	}
-	payload, err := sigpayload.Cosign{Image: d, Annotations: ann}.MarshalJSON()
-	if err != nil {
-		return fmt.Errorf("sign %s: encode payload: %w", d, err)
-	}
-	raw, err := s.key.sv.SignMessage(bytes.NewReader(payload), sigopts.WithContext(ctx))
-	if err != nil {
-		return fmt.Errorf("sign %s: %w", d, err)
-	}
-	sig, err := static.NewSignature(payload, base64.StdEncoding.EncodeToString(raw))
-	if err != nil {
-		return fmt.Errorf("sign %s: %w", d, err)
-	}
-	se, err = mutate.AttachSignatureToEntity(se, sig, mutate.WithDupeDetector(cremote.NewDupeDetector(s.key.sv)))
-	if err != nil {
-		return fmt.Errorf("sign %s: attach signature: %w", d, err)
-	}
-	if err := ociremote.WriteSignatures(d.Repository, se, s.opts.ociOptions(ctx)...); err != nil {
-		return fmt.Errorf("sign %s: push signature: %w", d, err)
-	}
+	st.finish("signed by " + s.key.String())
 	s.opts.log.DebugContext(ctx, "signed image", "digest", d.String(), "key", s.key.String())
 
 	idx, ok := se.(oci.SignedImageIndex)
@@ -116,6 +93,56 @@ func (s *Signer) sign(ctx context.Context, d name.Digest, o sign.SignOptions, de
 		}
 	}
 	return nil
+}
+
+// signOne signs d and pushes the signature; it returns d with its signatures.
+func (s *Signer) signOne(ctx context.Context, d name.Digest, o sign.SignOptions) (oci.SignedEntity, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := s.key.checkCertificate(time.Now()); err != nil {
+		return nil, err
+	}
+	se, err := signedEntity(ctx, d, &s.opts)
+	if err != nil {
+		return nil, err
+	}
+	ann := make(map[string]any, len(o.Annotations))
+	for k, v := range o.Annotations {
+		ann[k] = v
+	}
+	if len(ann) == 0 {
+		ann = nil
+	}
+	payload, err := sigpayload.Cosign{Image: d, Annotations: ann}.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("encode payload: %w", err)
+	}
+	raw, err := s.key.sv.SignMessage(bytes.NewReader(payload), sigopts.WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.key, err)
+	}
+	sig, err := static.NewSignature(payload, base64.StdEncoding.EncodeToString(raw), s.key.staticOptions()...)
+	if err != nil {
+		return nil, err
+	}
+	se, err = mutate.AttachSignatureToEntity(se, sig, mutate.WithDupeDetector(cremote.NewDupeDetector(s.key.sv)))
+	if err != nil {
+		return nil, fmt.Errorf("attach signature: %w", err)
+	}
+	if err := ociremote.WriteSignatures(d.Repository, se, s.opts.ociOptions(ctx)...); err != nil {
+		return nil, fmt.Errorf("push signature: %w", err)
+	}
+	return se, nil
+}
+
+// staticOptions attaches the key's certificate and chain to a signature or
+// attestation, in cosign's annotations.
+func (k *PrivateKey) staticOptions() []static.Option {
+	if k.cert == nil {
+		return nil
+	}
+	return []static.Option{static.WithCertChain(k.CertificatePEM(), k.ChainPEM())}
 }
 
 // statement is an in-toto statement (v0.1, as cosign attest writes it).
@@ -145,8 +172,21 @@ func (s *Signer) Attest(ctx context.Context, d name.Digest, p sign.Predicate, op
 	if err := sign.CheckDigest(d); err != nil {
 		return fmt.Errorf("attest: %w", err)
 	}
+	st := s.opts.start("attest " + p.Type + " " + d.String())
+	if err := s.attest(ctx, d, p, o); err != nil {
+		return st.fail(fmt.Errorf("attest %s: %w", d, err))
+	}
+	st.finish("attested " + p.Type + " signed by " + s.key.String())
+	s.opts.log.DebugContext(ctx, "attested image", "digest", d.String(), "predicateType", p.Type, "key", s.key.String())
+	return nil
+}
+
+func (s *Signer) attest(ctx context.Context, d name.Digest, p sign.Predicate, o sign.AttestOptions) error {
 	if err := p.Validate(); err != nil {
-		return fmt.Errorf("attest %s: %w", d, err)
+		return err
+	}
+	if err := s.key.checkCertificate(time.Now()); err != nil {
+		return err
 	}
 	alg, hex, _ := strings.Cut(d.DigestStr(), ":")
 	st, err := json.Marshal(statement{
@@ -156,21 +196,22 @@ func (s *Signer) Attest(ctx context.Context, d name.Digest, p sign.Predicate, op
 		Predicate:     p.Body,
 	})
 	if err != nil {
-		return fmt.Errorf("attest %s: encode statement: %w", d, err)
+		return fmt.Errorf("encode statement: %w", err)
 	}
 	envelope, err := dsse.WrapSigner(s.key.sv, types.IntotoPayloadType).SignMessage(bytes.NewReader(st), sigopts.WithContext(ctx))
 	if err != nil {
-		return fmt.Errorf("attest %s: sign statement: %w", d, err)
+		return fmt.Errorf("sign statement with %s: %w", s.key, err)
 	}
-	att, err := static.NewAttestation(envelope,
+	att, err := static.NewAttestation(envelope, append([]static.Option{
 		static.WithLayerMediaType(types.DssePayloadType),
-		static.WithAnnotations(map[string]string{"predicateType": p.Type}))
+		static.WithAnnotations(map[string]string{"predicateType": p.Type}),
+	}, s.key.staticOptions()...)...)
 	if err != nil {
-		return fmt.Errorf("attest %s: %w", d, err)
+		return err
 	}
 	se, err := signedEntity(ctx, d, &s.opts)
 	if err != nil {
-		return fmt.Errorf("attest %s: %w", d, err)
+		return err
 	}
 	mopts := []mutate.SignOption{mutate.WithDupeDetector(cremote.NewDupeDetector(s.key.sv))}
 	if o.Replace {
@@ -178,12 +219,11 @@ func (s *Signer) Attest(ctx context.Context, d name.Digest, p sign.Predicate, op
 	}
 	se, err = mutate.AttachAttestationToEntity(se, att, mopts...)
 	if err != nil {
-		return fmt.Errorf("attest %s: attach attestation: %w", d, err)
+		return fmt.Errorf("attach attestation: %w", err)
 	}
 	if err := ociremote.WriteAttestations(d.Repository, se, s.opts.ociOptions(ctx)...); err != nil {
-		return fmt.Errorf("attest %s: push attestation: %w", d, err)
+		return fmt.Errorf("push attestation: %w", err)
 	}
-	s.opts.log.DebugContext(ctx, "attested image", "digest", d.String(), "predicateType", p.Type, "key", s.key.String())
 	return nil
 }
 

@@ -2,6 +2,7 @@ package cosign
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -30,15 +31,24 @@ import (
 //
 // The cryptographic checks are cosign's own (cosign.VerifyImageSignature and
 // cosign.VerifyBlobAttestation with their claim verifiers, without a transparency
-// log), so an image passes here exactly when cosign verify --key and cosign
-// verify-attestation --key accept its signatures and attestations; the policy on
-// top (thresholds, required predicates, conditions) is this package's.
+// log), so a signature by a trusted key passes here exactly when cosign verify --key
+// and cosign verify-attestation --key accept it. A signature with a certificate
+// passes when cosign verify --certificate-chain ROOTS --certificate-identity …
+// --certificate-oidc-issuer … --insecure-ignore-tlog --insecure-ignore-sct accepts
+// it and, stricter than cosign, every certificate of its chain is valid now and the
+// identity's regular expressions match whole values (see [sign.TrustedIdentity]).
+// The policy on top (thresholds, required predicates, conditions) is this
+// package's.
+//
+// A verdict is cached (see [WithCache]): a certificate that expires while its
+// passing verdict is cached is noticed when the verdict expires.
 type Verifier struct {
-	policy    sign.Policy
-	policyKey string
-	keys      []trustedKey
-	opts      options
-	cache     *sign.Cache
+	policy     sign.Policy
+	policyKey  string
+	keys       []trustedKey
+	identities []trustedIdentity
+	opts       options
+	cache      *sign.Cache
 }
 
 var _ sign.Verifier = (*Verifier)(nil)
@@ -46,6 +56,12 @@ var _ sign.Verifier = (*Verifier)(nil)
 type trustedKey struct {
 	name, fingerprint string
 	verifier          signature.Verifier
+}
+
+type trustedIdentity struct {
+	name, fingerprint string
+	id                sign.TrustedIdentity
+	roots, inter      []*x509.Certificate
 }
 
 // NewVerifier returns a Verifier for policy p.
@@ -67,7 +83,13 @@ func NewVerifier(p sign.Policy, opts ...Option) (*Verifier, error) {
 			return nil, fmt.Errorf("cosign verifier: trusted key %s: %w", k.DisplayName(), err)
 		}
 		fp, _ := k.Fingerprint() // p.Key parsed it
-		v.keys = append(v.keys, trustedKey{name: k.DisplayName(), fingerprint: fp, verifier: sv})
+		v.keys = append(v.keys, trustedKey{name: k.DisplayName(), fingerprint: "key " + fp, verifier: sv})
+	}
+	for _, id := range p.TrustedIdentities {
+		fp, _ := id.Fingerprint() // p.Key validated it
+		roots, _ := sign.ParseCertificates(id.RootsPEM)
+		inter, _ := sign.ParseCertificates(id.IntermediatesPEM)
+		v.identities = append(v.identities, trustedIdentity{name: id.DisplayName(), fingerprint: "identity " + fp, id: id, roots: roots, inter: inter})
 	}
 	switch {
 	case v.opts.noCache:
@@ -88,9 +110,21 @@ func (v *Verifier) Verify(ctx context.Context, d name.Digest) (*sign.Verified, e
 	if err := sign.CheckDigest(d); err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
-	return v.cache.Do(ctx, d.String()+" "+v.policyKey, func(ctx context.Context) (*sign.Verified, error) {
+	st := v.opts.start("verify " + d.String())
+	ran := false
+	out, err := v.cache.Do(ctx, d.String()+" "+v.policyKey, func(ctx context.Context) (*sign.Verified, error) {
+		ran = true
 		return v.verify(ctx, d)
 	})
+	if err != nil {
+		return nil, st.fail(err)
+	}
+	msg := fmt.Sprintf("verified: signed by %s, %d attestations", strings.Join(out.Signers, ", "), len(out.Attestations))
+	if !ran {
+		msg += " (verdict from the cache)"
+	}
+	st.finish(msg)
+	return out, nil
 }
 
 // problem is a signature or attestation that did not verify, and why.
@@ -122,13 +156,13 @@ func (v *Verifier) verify(ctx context.Context, d name.Digest) (*sign.Verified, e
 	signers := map[string]string{} // fingerprint → name
 	var sigProblems []problem
 	for i, sig := range sigs {
-		k, p := v.checkSignature(ctx, sig, h)
+		who, p := v.checkSignature(ctx, sig, h)
 		if p != nil {
 			p.msg = fmt.Sprintf("signature %d: %s", i+1, p.msg)
 			sigProblems = append(sigProblems, *p)
 			continue
 		}
-		signers[k.fingerprint] = k.name
+		signers[who.fingerprint] = who.name
 	}
 	var attProblems []problem
 	for i, att := range atts {
@@ -170,7 +204,7 @@ func (v *Verifier) judge(out *sign.Verified, nSigners int, sigs []layer, sigProb
 		}
 		if threshold > 1 || len(sigProblems) == 0 {
 			reasons = append(reasons, sign.Reason{Code: sign.ReasonThreshold, Message: fmt.Sprintf(
-				"signed by %d of the %d trusted keys required (%s)", nSigners, threshold, strings.Join(out.Signers, ", "))})
+				"signed by %d of the %d trusted signers required (%s)", nSigners, threshold, strings.Join(out.Signers, ", "))})
 		}
 	}
 
@@ -183,7 +217,7 @@ func (v *Verifier) judge(out *sign.Verified, nSigners int, sigs []layer, sigProb
 		if !attested[t] {
 			attFailed = true
 			reasons = append(reasons, sign.Reason{Code: sign.ReasonMissingAttestation,
-				Message: "no attestation of predicate type " + t + " by a trusted key"})
+				Message: "no attestation of predicate type " + t + " by a trusted signer"})
 		}
 	}
 	for _, c := range v.policy.Conditions {
@@ -250,9 +284,9 @@ type layer struct {
 	err error
 }
 
-// checkSignature verifies one signature with every trusted key; it returns the key
-// that verified it, or the problem.
-func (v *Verifier) checkSignature(ctx context.Context, l layer, h v1.Hash) (*trustedKey, *problem) {
+// checkSignature verifies one signature with every trusted signer; it returns the
+// signer that verified it, or the problem.
+func (v *Verifier) checkSignature(ctx context.Context, l layer, h v1.Hash) (*signer, *problem) {
 	if l.err != nil {
 		return nil, &problem{code: sign.ReasonMalformed, msg: "cannot be read: " + l.err.Error()}
 	}
@@ -279,35 +313,18 @@ func (v *Verifier) checkSignature(ctx context.Context, l layer, h v1.Hash) (*tru
 	if _, err := base64.StdEncoding.DecodeString(b64); err != nil || b64 == "" {
 		return nil, &problem{code: sign.ReasonMalformed, msg: "signature value is not base64"}
 	}
-	if cert, err := sig.Cert(); err == nil && cert != nil {
-		// A keyless signature carries its certificate; a key policy does not trust it.
-		return nil, &problem{code: sign.ReasonUntrustedSignature, msg: "keyless (certificate) signature; the policy trusts keys only"}
-	}
-	for i := range v.keys {
-		k := &v.keys[i]
-		verifiedCrypto := false
-		_, err := cosignlib.VerifyImageSignature(ctx, sig, h, &cosignlib.CheckOpts{
-			SigVerifier: k.verifier,
-			IgnoreTlog:  true,
-			ClaimVerifier: func(sig oci.Signature, h v1.Hash, ann map[string]any) error {
-				verifiedCrypto = true // cosign runs claim checks only after the signature verified
-				return cosignlib.SimpleClaimVerifier(sig, h, ann)
-			},
-		})
-		if err == nil {
-			return k, nil
-		}
-		if verifiedCrypto {
-			return nil, &problem{code: sign.ReasonWrongSubject, msg: fmt.Sprintf(
-				"signed by trusted key %s for image %s, not this image (copied from another digest?)", k.name, simple.Critical.Image.Digest)}
-		}
-	}
-	return nil, &problem{code: sign.ReasonUntrustedSignature,
-		msg: "not signed by a trusted key (signed by another key, or altered after signing)"}
+	return v.trust(ctx, sig, h, trustCheck{
+		verify: cosignlib.VerifyImageSignature, claims: cosignlib.SimpleClaimVerifier,
+		untrusted: sign.ReasonUntrustedSignature,
+		wrongSubject: func(signer string) string {
+			return fmt.Sprintf("signed by trusted %s for image %s, not this image (copied from another digest?)", signer, simple.Critical.Image.Digest)
+		},
+		notTrusted: "not signed by a trusted key (signed by another key, or altered after signing)",
+	})
 }
 
-// checkAttestation verifies one attestation with every trusted key; it returns the
-// verified statement, or the problem.
+// checkAttestation verifies one attestation with every trusted signer; it returns
+// the verified statement, or the problem.
 func (v *Verifier) checkAttestation(ctx context.Context, l layer, h v1.Hash) (*sign.Attestation, *problem) {
 	if l.err != nil {
 		return nil, &problem{code: sign.ReasonMalformed, msg: "cannot be read: " + l.err.Error()}
@@ -344,29 +361,17 @@ func (v *Verifier) checkAttestation(ctx context.Context, l layer, h v1.Hash) (*s
 	if len(env.Signatures) == 0 {
 		return nil, &problem{code: sign.ReasonMalformed, predicateType: st.PredicateType, msg: "DSSE envelope has no signature"}
 	}
-	if cert, err := att.Cert(); err == nil && cert != nil {
-		return nil, &problem{code: sign.ReasonUntrustedAttestation, predicateType: st.PredicateType,
-			msg: "keyless (certificate) attestation of " + st.PredicateType + "; the policy trusts keys only"}
+	a, p := v.trust(ctx, att, h, trustCheck{
+		verify: cosignlib.VerifyBlobAttestation, claims: cosignlib.IntotoSubjectClaimVerifier,
+		untrusted: sign.ReasonUntrustedAttestation, prefix: "attestation of " + st.PredicateType + ": ",
+		wrongSubject: func(signer string) string {
+			return fmt.Sprintf("attestation of %s signed by trusted %s is about another image (copied from another digest?)", st.PredicateType, signer)
+		},
+		notTrusted: fmt.Sprintf("attestation of %s is not signed by a trusted key (signed by another key, or altered after signing)", st.PredicateType),
+	})
+	if p != nil {
+		p.predicateType = st.PredicateType
+		return nil, p
 	}
-	for i := range v.keys {
-		k := &v.keys[i]
-		verifiedCrypto := false
-		_, err := cosignlib.VerifyBlobAttestation(ctx, att, h, &cosignlib.CheckOpts{
-			SigVerifier: k.verifier,
-			IgnoreTlog:  true,
-			ClaimVerifier: func(sig oci.Signature, h v1.Hash, ann map[string]any) error {
-				verifiedCrypto = true
-				return cosignlib.IntotoSubjectClaimVerifier(sig, h, ann)
-			},
-		})
-		if err == nil {
-			return &sign.Attestation{PredicateType: st.PredicateType, Predicate: st.Predicate, Signer: k.name}, nil
-		}
-		if verifiedCrypto {
-			return nil, &problem{code: sign.ReasonWrongSubject, predicateType: st.PredicateType, msg: fmt.Sprintf(
-				"attestation of %s signed by trusted key %s is about another image (copied from another digest?)", st.PredicateType, k.name)}
-		}
-	}
-	return nil, &problem{code: sign.ReasonUntrustedAttestation, predicateType: st.PredicateType, msg: fmt.Sprintf(
-		"attestation of %s is not signed by a trusted key (signed by another key, or altered after signing)", st.PredicateType)}
+	return &sign.Attestation{PredicateType: st.PredicateType, Predicate: st.Predicate, Signer: a.name}, nil
 }

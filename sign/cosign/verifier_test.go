@@ -113,7 +113,7 @@ func TestAttacks(t *testing.T) {
 		{"required attestation missing", func(t *testing.T, _ string, d name.Digest) name.Digest {
 			require.NoError(t, newSigner(t, trusted).Sign(context.Background(), d))
 			return d
-		}, sign.ReasonMissingAttestation, "no attestation of predicate type https://slsa.dev/provenance/v1 by a trusted key"},
+		}, sign.ReasonMissingAttestation, "no attestation of predicate type https://slsa.dev/provenance/v1 by a trusted signer"},
 		{"attestation signed by an untrusted key", func(t *testing.T, _ string, d name.Digest) name.Digest {
 			require.NoError(t, newSigner(t, trusted).Sign(context.Background(), d))
 			_, vuln, prov := predicates(t, sourceRepo)
@@ -202,7 +202,7 @@ func TestThreshold(t *testing.T) {
 	var denied *sign.DeniedError
 	require.ErrorAs(t, err, &denied)
 	assert.True(t, denied.Has(sign.ReasonThreshold))
-	assert.Contains(t, err.Error(), "signed by 1 of the 2 trusted keys required (trusted)")
+	assert.Contains(t, err.Error(), "signed by 1 of the 2 trusted signers required (trusted)")
 
 	require.NoError(t, newSigner(t, trusted2).Sign(ctx, d))
 	got, err = newVerifier(t, sign.Policy{TrustedKeys: keys, Threshold: 2}).Verify(ctx, d)
@@ -210,7 +210,7 @@ func TestThreshold(t *testing.T) {
 	assert.Equal(t, []string{"trusted", "trusted2"}, got.Signers)
 
 	_, err = cosign.NewVerifier(sign.Policy{TrustedKeys: keys, Threshold: 3})
-	assert.ErrorContains(t, err, "threshold 3 cannot be met by 2 distinct trusted keys")
+	assert.ErrorContains(t, err, "threshold 3 cannot be met by 2 distinct trusted signers")
 }
 
 // TestIndex signs an image index and its images, attests each, and verifies the
