@@ -13,11 +13,16 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
+
+// RevisionAnnotation names the revision an object belongs to. deploy/render sets it
+// (WithRevision); deploy/apply names the revision it keeps for rollback by it.
+const RevisionAnnotation = "deploy.shipkit.dev/revision"
 
 // Renderer produces the objects to deploy.
 type Renderer interface {
@@ -44,13 +49,119 @@ type Planner interface {
 	Plan(ctx context.Context, objs []*unstructured.Unstructured) (*ChangeSet, error)
 }
 
-// Decision is a gate's answer.
+// Decision is a gate's answer: allowed when it has no reason, else denied with
+// every reason. The zero Decision allows.
 type Decision struct {
-	// Allowed is true when no reason denies the objects.
-	Allowed bool
-	// Reasons lists every denial, each naming the object and image it concerns.
-	Reasons []string
+	// Reasons lists every denial, each naming the object and, where it concerns one,
+	// the image.
+	Reasons []Reason
 }
+
+// Allowed reports whether no reason denies the objects.
+func (d *Decision) Allowed() bool { return len(d.Reasons) == 0 }
+
+// Deny adds reasons to the decision.
+func (d *Decision) Deny(r ...Reason) { d.Reasons = append(d.Reasons, r...) }
+
+// String prints "allowed", or "denied:" and one reason a line.
+func (d *Decision) String() string {
+	if d.Allowed() {
+		return "allowed"
+	}
+	var b strings.Builder
+	b.WriteString("denied:")
+	for _, r := range d.Reasons {
+		b.WriteString("\n  ")
+		b.WriteString(r.String())
+	}
+	return b.String()
+}
+
+// Err returns nil when the objects are allowed, else a *[DeniedError] with the
+// reasons, for callers that treat a denial as an error.
+func (d *Decision) Err() error {
+	if d.Allowed() {
+		return nil
+	}
+	return &DeniedError{Reasons: d.Reasons}
+}
+
+// ReasonCode classifies a [Reason] so that callers can branch on it. Codes of the
+// signature policy (package sign's ReasonCode values, such as "unsigned" or
+// "missing-attestation") pass through unchanged.
+type ReasonCode string
+
+// The reasons a gate denies objects for, besides the signature policy's own.
+const (
+	// ReasonNotPinned: an image named by tag (or by nothing but its repository), not
+	// by digest: what a tag points to can change after the gate looked.
+	ReasonNotPinned ReasonCode = "not-pinned"
+	// ReasonBadImage: an image reference that cannot be parsed.
+	ReasonBadImage ReasonCode = "bad-image"
+	// ReasonMissingAttestation: no verified attestation of a required predicate type.
+	ReasonMissingAttestation ReasonCode = "missing-attestation"
+	// ReasonNoVulnReport: a severity limit is set but the image has no verified
+	// vulnerability report, or none that can be read.
+	ReasonNoVulnReport ReasonCode = "no-vulnerability-report"
+	// ReasonVulnerable: the image's newest verified vulnerability report has findings
+	// at or above the severity limit.
+	ReasonVulnerable ReasonCode = "vulnerable"
+	// ReasonPolicy: a manifest policy rule (Pod Security, hardening) fails.
+	ReasonPolicy ReasonCode = "policy"
+)
+
+// Reason is one reason a gate denied objects.
+type Reason struct {
+	// Object is the object the reason concerns.
+	Object ObjectRef
+	// Image is the image as the object names it, empty for a reason about the
+	// manifest itself.
+	Image string
+	// Container names the container (or init or ephemeral container) that runs Image.
+	Container string
+	// Code classifies the reason.
+	Code ReasonCode
+	// Rule names the manifest policy rule, for [ReasonPolicy].
+	Rule string
+	// Message says what is wrong, for people.
+	Message string
+}
+
+// String prints "object: image: message", or "object: message" for a reason about
+// the manifest itself.
+func (r Reason) String() string {
+	var b strings.Builder
+	b.WriteString(r.Object.String())
+	if r.Container != "" {
+		fmt.Fprintf(&b, ": container %s", r.Container)
+	}
+	if r.Image != "" {
+		fmt.Fprintf(&b, ": image %s", r.Image)
+	}
+	b.WriteString(": ")
+	b.WriteString(r.Message)
+	return b.String()
+}
+
+// ErrDenied is matched (errors.Is) by every [DeniedError].
+var ErrDenied = errors.New("denied by the deploy gate")
+
+// DeniedError is a denial as an error, from [Decision.Err].
+type DeniedError struct {
+	Reasons []Reason
+}
+
+// Error lists the reasons.
+func (e *DeniedError) Error() string {
+	msgs := make([]string, len(e.Reasons))
+	for i, r := range e.Reasons {
+		msgs[i] = r.String()
+	}
+	return fmt.Sprintf("%s: %s", ErrDenied, strings.Join(msgs, "; "))
+}
+
+// Unwrap makes errors.Is(err, ErrDenied) true.
+func (e *DeniedError) Unwrap() error { return ErrDenied }
 
 // Action is what an apply did, or would do, to one object.
 type Action string

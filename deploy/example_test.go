@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/shipkit/shipkit/deploy"
@@ -24,4 +25,24 @@ func ExampleChangeSet() {
 	// Deployment/shop/web configured
 	//   spec.replicas: 2 -> 3
 	// true 1
+}
+
+// A Decision lists every reason a gate denied the objects for; Err turns a denial
+// into an error for callers that stop on it.
+func ExampleDecision() {
+	d := &deploy.Decision{}
+	fmt.Println(d.Allowed(), d.Err())
+	web := deploy.ObjectRef{Group: "apps", Kind: "Deployment", Namespace: "shop", Name: "web"}
+	d.Deny(
+		deploy.Reason{Object: web, Container: "app", Image: "nginx:latest", Code: deploy.ReasonNotPinned, Message: "not pinned by digest"},
+		deploy.Reason{Object: web, Code: deploy.ReasonPolicy, Rule: "pss/privileged", Message: "[pss/privileged] privileged container"},
+	)
+	fmt.Println(d.Allowed(), errors.Is(d.Err(), deploy.ErrDenied))
+	fmt.Println(d)
+	// Output:
+	// true <nil>
+	// false true
+	// denied:
+	//   Deployment/shop/web: container app: image nginx:latest: not pinned by digest
+	//   Deployment/shop/web: [pss/privileged] privileged container
 }

@@ -70,6 +70,8 @@ type inventory struct {
 	kinds      map[schema.GroupKind]bool // recorded by previous applies
 	namespaces map[string]bool           // recorded, besides the parent's
 	written    bool
+	// good is the last good revision (base64 of gzipped JSON), goodRevision its name.
+	good, goodRevision string
 }
 
 // openInventory reads the parent, refuses one another tool owns, and labels every
@@ -100,6 +102,7 @@ func (m *Manager) openInventory(ctx context.Context, objs []*object) (*inventory
 		for _, ns := range splitList(parent.GetAnnotations()[ApplySetNamespacesAnnotation]) {
 			inv.namespaces[ns] = true
 		}
+		inv.readRevision(parent)
 	}
 	for _, o := range objs {
 		labels := o.obj.GetLabels()
@@ -136,11 +139,17 @@ func (m *Manager) writeParent(ctx context.Context, inv *inventory, objs []*objec
 	parent.SetName(inv.set.Name)
 	parent.SetNamespace(inv.set.Namespace)
 	parent.SetLabels(map[string]string{ApplySetIDLabel: inv.id})
-	parent.SetAnnotations(map[string]string{
+	annotations := map[string]string{
 		ApplySetToolingAnnotation:    Tooling,
 		ApplySetGroupKindsAnnotation: joinList(gks),
 		ApplySetNamespacesAnnotation: joinList(keys(namespaces)),
-	})
+	}
+	if inv.good != "" {
+		// Written every time: server-side apply would drop a field it no longer gets.
+		annotations[LastGoodRevisionAnnotation] = inv.goodRevision
+		parent.Object["binaryData"] = map[string]any{RevisionDataKey: inv.good}
+	}
+	parent.SetAnnotations(annotations)
 	err := retryTransient(ctx, func() error {
 		_, err := m.client.Resource(configMaps).Namespace(inv.set.Namespace).Apply(ctx, inv.set.Name, parent,
 			metav1.ApplyOptions{FieldManager: m.opts.FieldManager, Force: true})
@@ -158,16 +167,18 @@ func (m *Manager) finishInventory(ctx context.Context, inv *inventory, objs []*o
 	if !prune {
 		return nil, m.writeParent(ctx, inv, objs, true)
 	}
-	pruned, err := m.prune(ctx, inv, objs, false)
-	if err != nil {
-		return pruned, err
+	st := m.step("prune", 0)
+	pruned, err := m.prune(ctx, inv, objs, false, st)
+	if err == nil {
+		err = m.writeParent(ctx, inv, objs, false)
 	}
-	return pruned, m.writeParent(ctx, inv, objs, false)
+	st.end(err, fmt.Sprintf("%d pruned", len(pruned)))
+	return pruned, err
 }
 
 // prune deletes (or, in a dry run, lists) the members of the ApplySet that are not
 // in objs: namespaced objects first, then cluster-scoped ones, CRDs last.
-func (m *Manager) prune(ctx context.Context, inv *inventory, objs []*object, dryRun bool) ([]deploy.Change, error) {
+func (m *Manager) prune(ctx context.Context, inv *inventory, objs []*object, dryRun bool, st *step) ([]deploy.Change, error) {
 	keep := map[deploy.ObjectRef]bool{}
 	kinds := clone(inv.kinds)
 	namespaces := clone(inv.namespaces)
@@ -259,9 +270,7 @@ func (m *Manager) prune(ctx context.Context, inv *inventory, objs []*object, dry
 			if err != nil && !apierrors.IsNotFound(err) {
 				return changes, &ObjectError{Object: ref, Op: "prune", Err: err}
 			}
-			if m.opts.Observer != nil {
-				m.opts.Observer(Event{Object: ref, Action: deploy.Pruned})
-			}
+			st.object(ref.String() + " " + string(deploy.Pruned))
 		}
 		changes = append(changes, deploy.Change{Object: ref, Action: deploy.Pruned})
 	}

@@ -15,6 +15,13 @@
 //     (sigs.k8s.io/cli-utils/pkg/kstatus): Deployments Available with their new
 //     ReplicaSet, Jobs Complete, custom resources by their Ready or Available
 //     conditions. A failed rollout fails at once.
+//   - With an [ApplySet], the parent keeps the last revision that applied and became
+//     healthy; [Options.Rollback] re-applies it when a wait fails, and
+//     [Manager.Rollback] does so on demand, from any process.
+//
+// Progress goes to an observe.Observer ([Options.Observer]) as stage "deploy" events.
+// Lists replace per-object reads where a set has many objects of one kind in one
+// namespace, so an apply costs about one request per object.
 //
 // A field owned by another manager is a conflict ([ConflictError]) unless
 // [Options.Force] is set. Transient API errors (429, 5xx, timeouts, refused
@@ -45,6 +52,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/observe"
 )
 
 // DefaultFieldManager is the field manager of a zero [Options].
@@ -79,20 +87,16 @@ type Options struct {
 	Concurrency int
 	// Logger receives debug logs. Default: discard.
 	Logger *slog.Logger
-	// Observer, when set, is called for each object as it is applied, becomes
-	// healthy or is pruned, from the goroutine doing the work (so it must be safe
-	// for concurrent use).
-	Observer func(Event)
-}
-
-// Event reports progress on one object to [Options.Observer].
-type Event struct {
-	Object deploy.ObjectRef
-	// Action is set for applies and prunes; Status for waits ("Current" when healthy).
-	Action deploy.Action
-	Status string
-	// Message is kstatus's message while waiting.
-	Message string
+	// Observer receives progress events (stage "deploy"; steps "apply", "plan",
+	// "wait", "prune" and "rollback"; one Progress event per object). It must be safe
+	// for concurrent use. Default: observe.Discard{}.
+	Observer observe.Observer
+	// Rollback, after a failed wait (a rollout that failed or timed out), re-applies
+	// the last revision of the ApplySet that applied and became healthy, and waits for
+	// it; the error is then a [*RolledBackError]. It needs ApplySet and Wait. The
+	// revision is kept in the ApplySet's parent, so [Manager.Rollback] in a new
+	// process can roll back too.
+	Rollback bool
 }
 
 // Manager applies, plans, waits for and prunes objects in one cluster. It is safe
@@ -109,8 +113,22 @@ var (
 	_ deploy.Planner = (*Manager)(nil)
 )
 
-// New returns a Manager for the cluster of cfg.
+// Client-side rate limits New uses when cfg sets none. client-go's own default (5
+// requests a second) would make an apply of a few hundred objects take minutes; the
+// API server protects itself with priority and fairness.
+const (
+	DefaultQPS   = 50
+	DefaultBurst = 300
+)
+
+// New returns a Manager for the cluster of cfg. When cfg sets no QPS and no rate
+// limiter, the Manager's clients allow [DefaultQPS] requests a second in bursts of
+// [DefaultBurst].
 func New(cfg *rest.Config, opts Options) (*Manager, error) {
+	if cfg.QPS == 0 && cfg.RateLimiter == nil {
+		cfg = rest.CopyConfig(cfg)
+		cfg.QPS, cfg.Burst = DefaultQPS, max(cfg.Burst, DefaultBurst)
+	}
 	client, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("apply: %w", err)
@@ -134,6 +152,12 @@ func NewWithClient(client dynamic.Interface, mapper meta.ResettableRESTMapper, o
 		if err := opts.ApplySet.validate(); err != nil {
 			return nil, err
 		}
+	}
+	if opts.Rollback && (opts.ApplySet == nil || opts.Wait <= 0) {
+		return nil, errors.New("apply: Rollback needs an ApplySet (which keeps the last good revision) and Wait (which tells a failed rollout)")
+	}
+	if opts.Observer == nil {
+		opts.Observer = observe.Discard{}
 	}
 	opts.FieldManager = cmp.Or(opts.FieldManager, DefaultFieldManager)
 	opts.PollInterval = cmp.Or(opts.PollInterval, 500*time.Millisecond)
@@ -283,8 +307,13 @@ func stages(objs []*object) [3][]*object {
 
 // Apply applies objs in stages and returns what it did, in the order it applied
 // them, followed by the prunes. With [Options.Wait] it waits for every object to be
-// healthy before pruning. On error the ChangeSet holds what was done before it.
+// healthy before pruning; with [Options.Rollback] a failed wait re-applies the last
+// good revision. On error the ChangeSet holds what was done before it.
 func (m *Manager) Apply(ctx context.Context, objs []*unstructured.Unstructured) (*deploy.ChangeSet, error) {
+	return m.apply(ctx, objs, m.opts.Rollback)
+}
+
+func (m *Manager) apply(ctx context.Context, objs []*unstructured.Unstructured, rollback bool) (*deploy.ChangeSet, error) {
 	prepared, err := m.prepare(objs)
 	if err != nil {
 		return nil, err
@@ -301,36 +330,22 @@ func (m *Manager) Apply(ctx context.Context, objs []*unstructured.Unstructured) 
 			return cs, err
 		}
 	}
-	st := stages(prepared)
-	for i, stage := range st {
-		if len(stage) == 0 {
-			continue
-		}
-		if inv != nil && !inv.written {
-			// The parent goes first, unless its namespace is one the set creates.
-			err := m.writeParent(ctx, inv, prepared, true)
-			later := i < 2 && apierrors.IsNotFound(errors.Unwrap(err)) && createsNamespace(st[1], inv.set.Namespace)
-			if err != nil && !later {
-				return cs, err
-			}
-		}
-		changes, err := m.applyStage(ctx, stage, false)
-		cs.Append(changes...)
-		if err != nil {
-			return cs, err
-		}
-		if i == 0 {
-			if err := m.afterCRDs(ctx, stage, st[1:]); err != nil {
-				return cs, err
-			}
-		}
+	st := m.step("apply", len(prepared))
+	err = m.applyStages(ctx, inv, prepared, cs, st)
+	st.end(err, summary(cs))
+	if err != nil {
+		return cs, err
 	}
 	if m.opts.Wait > 0 {
 		if err := m.wait(ctx, prepared, m.opts.Wait); err != nil {
+			if rollback && isRolloutFailure(err) {
+				return cs, m.rollBack(ctx, inv, err)
+			}
 			return cs, err
 		}
 	}
 	if inv != nil {
+		inv.keep(ctx, m.log, prepared)
 		pruned, err := m.finishInventory(ctx, inv, prepared, m.opts.Prune)
 		cs.Append(pruned...)
 		if err != nil {
@@ -338,6 +353,36 @@ func (m *Manager) Apply(ctx context.Context, objs []*unstructured.Unstructured) 
 		}
 	}
 	return cs, nil
+}
+
+// applyStages applies the prepared objects stage by stage, writing the ApplySet's
+// parent before the first member.
+func (m *Manager) applyStages(ctx context.Context, inv *inventory, prepared []*object, cs *deploy.ChangeSet, st *step) error {
+	stages := stages(prepared)
+	for i, stage := range stages {
+		if len(stage) == 0 {
+			continue
+		}
+		if inv != nil && !inv.written {
+			// The parent goes first, unless its namespace is one the set creates.
+			err := m.writeParent(ctx, inv, prepared, true)
+			later := i < 2 && apierrors.IsNotFound(errors.Unwrap(err)) && createsNamespace(stages[1], inv.set.Namespace)
+			if err != nil && !later {
+				return err
+			}
+		}
+		changes, err := m.applyStage(ctx, stage, false, st)
+		cs.Append(changes...)
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			if err := m.afterCRDs(ctx, stage, stages[1:]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func createsNamespace(stage []*object, ns string) bool {
@@ -380,11 +425,21 @@ func (m *Manager) afterCRDs(ctx context.Context, crds []*object, later [][]*obje
 
 // applyStage applies the objects of one stage concurrently and returns their
 // changes in the stage's order.
-func (m *Manager) applyStage(ctx context.Context, stage []*object, dryRun bool) ([]deploy.Change, error) {
+func (m *Manager) applyStage(ctx context.Context, stage []*object, dryRun bool, st *step) ([]deploy.Change, error) {
+	live := m.prefetch(ctx, stage)
 	changes := make([]deploy.Change, len(stage))
 	errs := make([]error, len(stage))
 	m.forEach(ctx, len(stage), func(ctx context.Context, i int) {
-		changes[i], errs[i] = m.applyOne(ctx, stage[i], dryRun)
+		o := stage[i]
+		l, known := live[o.ref]
+		if dryRun {
+			changes[i], errs[i] = m.dryRunDrift(ctx, o, l, known)
+		} else {
+			changes[i], errs[i] = m.applyOnce(ctx, o, l, known, false, m.opts.Force)
+		}
+		if errs[i] == nil {
+			st.object(changes[i].String())
+		}
 	})
 	var done []deploy.Change
 	for i, c := range changes {
@@ -415,38 +470,34 @@ func (m *Manager) forEach(ctx context.Context, n int, fn func(ctx context.Contex
 	wg.Wait()
 }
 
-// applyOne applies (or dry-runs) one object and says what happened to it.
-func (m *Manager) applyOne(ctx context.Context, o *object, dryRun bool) (deploy.Change, error) {
-	if dryRun {
-		return m.dryRunDrift(ctx, o)
-	}
-	return m.applyOnce(ctx, o, false, m.opts.Force)
-}
-
-func (m *Manager) applyOnce(ctx context.Context, o *object, dryRun, force bool) (deploy.Change, error) {
+// applyOnce applies (or dry-runs) one object and says what happened to it. live is
+// the object as it was before, when known (a nil live that is known means absent);
+// otherwise applyOnce reads it.
+func (m *Manager) applyOnce(ctx context.Context, o *object, live *unstructured.Unstructured, known, dryRun, force bool) (deploy.Change, error) {
 	if err := ctx.Err(); err != nil {
 		return deploy.Change{}, &ObjectError{Object: o.ref, Op: "apply", Err: err}
 	}
 	c := deploy.Change{Object: o.ref}
 	res := o.resource(m.client)
-	var live *unstructured.Unstructured
-	err := retryTransient(ctx, func() error {
-		var err error
-		live, err = res.Get(ctx, o.obj.GetName(), metav1.GetOptions{})
-		return err
-	})
-	switch {
-	case apierrors.IsNotFound(err):
-		live = nil
-	case err != nil:
-		return c, &ObjectError{Object: o.ref, Op: "get", Err: err}
+	if !known {
+		err := retryTransient(ctx, func() error {
+			var err error
+			live, err = res.Get(ctx, o.obj.GetName(), metav1.GetOptions{})
+			return err
+		})
+		switch {
+		case apierrors.IsNotFound(err):
+			live = nil
+		case err != nil:
+			return c, &ObjectError{Object: o.ref, Op: "get", Err: err}
+		}
 	}
 	opts := metav1.ApplyOptions{FieldManager: m.opts.FieldManager, Force: force}
 	if dryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
 	var applied *unstructured.Unstructured
-	err = retryTransient(ctx, func() error {
+	err := retryTransient(ctx, func() error {
 		var err error
 		applied, err = res.Apply(ctx, o.obj.GetName(), o.obj, opts)
 		return err
@@ -475,9 +526,6 @@ func (m *Manager) applyOnce(ctx context.Context, o *object, dryRun, force bool) 
 		}
 	}
 	m.log.DebugContext(ctx, "applied", "object", o.ref.String(), "action", c.Action, "dryRun", dryRun)
-	if !dryRun && m.opts.Observer != nil {
-		m.opts.Observer(Event{Object: o.ref, Action: c.Action})
-	}
 	return c, nil
 }
 

@@ -34,6 +34,13 @@ func (m *Manager) Plan(ctx context.Context, objs []*unstructured.Unstructured) (
 			return nil, err
 		}
 	}
+	st := m.step("plan", len(prepared))
+	cs, err := m.plan(ctx, inv, prepared, st)
+	st.end(err, summary(cs))
+	return cs, err
+}
+
+func (m *Manager) plan(ctx context.Context, inv *inventory, prepared []*object, st *step) (*deploy.ChangeSet, error) {
 	cs := &deploy.ChangeSet{}
 	newNamespaces := map[string]bool{}
 	for _, stage := range stages(prepared) {
@@ -41,11 +48,12 @@ func (m *Manager) Plan(ctx context.Context, objs []*unstructured.Unstructured) (
 		for _, o := range stage {
 			if o.mapping == nil || (!o.cluster && newNamespaces[o.obj.GetNamespace()]) {
 				cs.Append(deploy.Change{Object: o.ref, Action: deploy.Created})
+				st.object(o.ref.String() + " " + string(deploy.Created))
 				continue
 			}
 			run = append(run, o)
 		}
-		changes, err := m.applyStage(ctx, run, true)
+		changes, err := m.applyStage(ctx, run, true, st)
 		if err != nil {
 			return nil, err
 		}
@@ -57,7 +65,7 @@ func (m *Manager) Plan(ctx context.Context, objs []*unstructured.Unstructured) (
 		cs.Append(changes...)
 	}
 	if inv != nil && m.opts.Prune {
-		pruned, err := m.prune(ctx, inv, prepared, true)
+		pruned, err := m.prune(ctx, inv, prepared, true, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -68,13 +76,13 @@ func (m *Manager) Plan(ctx context.Context, objs []*unstructured.Unstructured) (
 
 // dryRunDrift is applyOne's dry run: without force first, so fields another manager
 // took over show up as drift, then with force to learn the diff a forced apply makes.
-func (m *Manager) dryRunDrift(ctx context.Context, o *object) (deploy.Change, error) {
-	c, err := m.applyOnce(ctx, o, true, false)
+func (m *Manager) dryRunDrift(ctx context.Context, o *object, live *unstructured.Unstructured, known bool) (deploy.Change, error) {
+	c, err := m.applyOnce(ctx, o, live, known, true, false)
 	var ce *ConflictError
 	if !errors.As(err, &ce) {
 		return c, err
 	}
-	c, err = m.applyOnce(ctx, o, true, true)
+	c, err = m.applyOnce(ctx, o, live, known, true, true)
 	c.Drift = ce.Conflicts
 	return c, err
 }

@@ -68,6 +68,13 @@ func (m *Manager) Wait(ctx context.Context, objs []*unstructured.Unstructured, t
 }
 
 func (m *Manager) wait(ctx context.Context, objs []*object, timeout time.Duration) error {
+	st := m.step("wait", len(objs))
+	err := m.waitFor(ctx, objs, timeout, st)
+	st.end(err, fmt.Sprintf("%d objects healthy", len(objs)))
+	return err
+}
+
+func (m *Manager) waitFor(ctx context.Context, objs []*object, timeout time.Duration, step *step) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	pending := map[int]string{}
@@ -97,9 +104,7 @@ func (m *Manager) wait(ctx context.Context, objs []*object, timeout time.Duratio
 			case err != nil:
 			case st == status.CurrentStatus:
 				delete(pending, idx[k])
-				if m.opts.Observer != nil {
-					m.opts.Observer(Event{Object: o.ref, Status: string(st), Message: msg})
-				}
+				step.object(o.ref.String() + " " + string(st))
 			case st == status.FailedStatus:
 				failed = append(failed, &RolloutError{Object: o.ref, Message: msg})
 			default:

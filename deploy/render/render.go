@@ -27,7 +27,7 @@ import (
 )
 
 // RevisionAnnotation is the annotation [WithRevision] sets on every object.
-const RevisionAnnotation = "deploy.shipkit.dev/revision"
+const RevisionAnnotation = deploy.RevisionAnnotation
 
 // The standard labels [WithApp] sets (https://kubernetes.io/docs/concepts/overview/working-with-objects/common-labels/).
 const (

@@ -1,0 +1,257 @@
+// Package admission serves a [deploy.Gate] as a Kubernetes ValidatingAdmissionWebhook,
+// so a team runs the same policy in CI (before apply) and in the cluster (at
+// admission, for whatever applies objects: kubectl, Argo CD, a controller).
+//
+// A [Handler] takes an AdmissionReview (admission.k8s.io/v1) by POST, judges the
+// request's object with the gate and answers with an AdmissionReview whose response
+// echoes the request's UID, allows or denies it and, when it denies, lists every
+// reason in its status message, which the API server passes on to the client:
+//
+//	admission webhook "gate.shipkit.dev" denied the request: Deployment/shop/web: container app: image nginx:latest: not pinned by digest ...
+//
+// The handler has no side effects, so register it with sideEffects: None. Dry-run
+// requests (kubectl apply --dry-run=server, deploy/apply's Plan) are judged like real
+// ones, so a plan shows what admission would refuse; they are marked as dry runs in
+// the handler's events and logs. A request body larger than the limit, or one that is
+// not an AdmissionReview v1, gets a 400 (413 when too large) that says what is wrong.
+// When the gate cannot decide (a registry that cannot be reached) the request is
+// denied with code 500: the webhook fails closed, whatever its failurePolicy says
+// about a webhook that cannot be reached.
+package admission
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/observe"
+)
+
+// Defaults of a [Handler].
+const (
+	// DefaultMaxBodyBytes bounds a request body: the API server stores objects of up
+	// to about 3 MiB, and an update's review carries the old object too.
+	DefaultMaxBodyBytes = 8 << 20
+	// DefaultTimeout bounds one decision when the request does not say how long the
+	// API server waits (its ?timeout= parameter, 10s by default).
+	DefaultTimeout = 10 * time.Second
+	// MaxMessageBytes bounds the status message; the reasons past it are counted.
+	MaxMessageBytes = 16 << 10
+)
+
+// Handler is an http.Handler for a ValidatingAdmissionWebhook. It is safe for
+// concurrent use when its gate is.
+type Handler struct {
+	gate    deploy.Gate
+	maxBody int64
+	timeout time.Duration
+	obs     observe.Observer
+	log     *slog.Logger
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// Option configures a [Handler].
+type Option func(*Handler)
+
+// WithMaxBodyBytes bounds the request body (default [DefaultMaxBodyBytes]).
+func WithMaxBodyBytes(n int64) Option { return func(h *Handler) { h.maxBody = n } }
+
+// WithTimeout bounds a decision when the request names no timeout (default
+// [DefaultTimeout]).
+func WithTimeout(d time.Duration) Option { return func(h *Handler) { h.timeout = d } }
+
+// WithObserver reports each decision to o: stage "deploy", step "admission".
+func WithObserver(o observe.Observer) Option { return func(h *Handler) { h.obs = o } }
+
+// WithLogger logs to l (default: nowhere).
+func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
+
+// NewHandler returns a handler that judges admission requests with g.
+func NewHandler(g deploy.Gate, opts ...Option) *Handler {
+	h := &Handler{gate: g, maxBody: DefaultMaxBodyBytes, timeout: DefaultTimeout}
+	for _, o := range opts {
+		o(h)
+	}
+	if h.obs == nil {
+		h.obs = observe.Discard{}
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	return h
+}
+
+// ServeHTTP judges one AdmissionReview.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "admission: an AdmissionReview is sent by POST", http.StatusMethodNotAllowed)
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			http.Error(w, fmt.Sprintf("admission: content type %q, want application/json", ct), http.StatusUnsupportedMediaType)
+			return
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		http.Error(w, fmt.Sprintf("admission: request body larger than %d bytes", tooBig.Limit), http.StatusRequestEntityTooLarge)
+		return
+	case err != nil:
+		http.Error(w, "admission: read request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	review, err := decodeReview(body)
+	if err != nil {
+		h.log.WarnContext(r.Context(), "bad admission request", "err", err)
+		http.Error(w, "admission: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout(r, h.timeout))
+	defer cancel()
+	resp := h.judge(ctx, review.Request)
+	out := admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: resp}
+	b, err := json.Marshal(out)
+	if err != nil {
+		http.Error(w, "admission: encode response: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// decodeReview reads an AdmissionReview v1 with a request that has a UID.
+func decodeReview(body []byte) (*admissionv1.AdmissionReview, error) {
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return nil, errors.New("empty request body, want an AdmissionReview")
+	}
+	var review admissionv1.AdmissionReview
+	if err := json.Unmarshal(body, &review); err != nil {
+		return nil, fmt.Errorf("request body is not an AdmissionReview: %w", err)
+	}
+	gv := admissionv1.SchemeGroupVersion.String()
+	if review.APIVersion != gv || review.Kind != "AdmissionReview" {
+		return nil, fmt.Errorf("request is apiVersion %q kind %q, want %s AdmissionReview (set admissionReviewVersions: [v1])", review.APIVersion, review.Kind, gv)
+	}
+	if review.Request == nil {
+		return nil, errors.New("AdmissionReview has no request")
+	}
+	if review.Request.UID == "" {
+		return nil, errors.New("AdmissionReview request has no uid")
+	}
+	return &review, nil
+}
+
+// requestTimeout is the API server's ?timeout= (how long it waits for us) less a
+// margin to answer in, or def.
+func requestTimeout(r *http.Request, def time.Duration) time.Duration {
+	d, err := time.ParseDuration(r.URL.Query().Get("timeout"))
+	if err != nil || d <= 0 {
+		return def
+	}
+	return max(d-d/10, d/2)
+}
+
+// judge answers one request.
+func (h *Handler) judge(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+	resp := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true}
+	dryRun := req.DryRun != nil && *req.DryRun
+	subject := fmt.Sprintf("%s %s %s", req.Operation, req.Kind.Kind, objectName(req.Namespace, req.Name))
+	if dryRun {
+		subject += " (dry run)"
+	}
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update || len(req.Object.Raw) == 0 {
+		h.decided(ctx, subject, "allowed: nothing to judge", nil)
+		return resp
+	}
+	obj := &unstructured.Unstructured{}
+	if err := obj.UnmarshalJSON(req.Object.Raw); err != nil {
+		return h.deny(ctx, resp, subject, http.StatusBadRequest, "admission: the request's object cannot be read: "+err.Error(), err)
+	}
+	if obj.GetNamespace() == "" && req.Namespace != "" {
+		obj.SetNamespace(req.Namespace)
+	}
+	if obj.GetName() == "" && req.Name != "" {
+		obj.SetName(req.Name)
+	}
+	d, err := h.gate.Check(ctx, []*unstructured.Unstructured{obj})
+	if err != nil {
+		return h.deny(ctx, resp, subject, http.StatusInternalServerError, "the deploy gate could not decide: "+err.Error(), err)
+	}
+	if d.Allowed() {
+		h.decided(ctx, subject, "allowed", nil)
+		return resp
+	}
+	return h.deny(ctx, resp, subject, http.StatusForbidden, message(d.Reasons), nil)
+}
+
+func (h *Handler) deny(ctx context.Context, resp *admissionv1.AdmissionResponse, subject string, code int32, msg string, err error) *admissionv1.AdmissionResponse {
+	resp.Allowed = false
+	reason := metav1.StatusReasonForbidden
+	switch code {
+	case http.StatusBadRequest:
+		reason = metav1.StatusReasonBadRequest
+	case http.StatusInternalServerError:
+		reason = metav1.StatusReasonInternalError
+	}
+	resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: code, Reason: reason, Message: msg}
+	h.decided(ctx, subject, "denied: "+msg, err)
+	return resp
+}
+
+func (h *Handler) decided(ctx context.Context, subject, verdict string, err error) {
+	e := observe.Event{Stage: "deploy", Step: "admission", Phase: observe.Finished, Message: subject + ": " + verdict, Time: time.Now()}
+	if err != nil {
+		e.Phase, e.Err = observe.Failed, err
+	}
+	h.obs.Observe(e)
+	h.log.InfoContext(ctx, "admission", "request", subject, "verdict", verdict)
+}
+
+// message lists the reasons, as many as fit in MaxMessageBytes.
+func message(reasons []deploy.Reason) string {
+	var b strings.Builder
+	if len(reasons) == 1 {
+		b.WriteString("denied by the deploy gate: ")
+	} else {
+		fmt.Fprintf(&b, "denied by the deploy gate (%d reasons): ", len(reasons))
+	}
+	for i, r := range reasons {
+		s := r.String()
+		if i > 0 {
+			s = "; " + s
+		}
+		if b.Len()+len(s) > MaxMessageBytes {
+			fmt.Fprintf(&b, "; and %d more", len(reasons)-i)
+			break
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+func objectName(ns, name string) string {
+	if name == "" {
+		name = "(generated name)"
+	}
+	if ns == "" {
+		return name
+	}
+	return ns + "/" + name
+}

@@ -1,0 +1,271 @@
+// Package gate decides whether objects may be deployed: the one check between render
+// and apply that no other tool offers as a library. For every container image in the
+// objects (containers, init containers and ephemeral containers, wherever a pod spec
+// sits) it checks that
+//
+//   - the image is pinned by digest (a tag can move after the gate looked);
+//   - its signatures and attestations pass a [sign.Verifier]'s policy;
+//   - the verified attestations include every required predicate type;
+//   - its newest verified vulnerability report has no finding at or above a severity;
+//
+// and it runs a manifest policy (Pod Security level and hardening rules) on the
+// objects. The answer is one [deploy.Decision] with every reason, each naming the
+// object, the container and the image.
+//
+// The gate links no signing implementation: the caller passes a [sign.Verifier]
+// (package sign/cosign has one), so a program that gates does not carry sigstore
+// unless it chooses to. Each distinct digest is verified once per Check, several at a
+// time. Package deploy/admission serves the same gate as a Kubernetes admission
+// webhook.
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/observe"
+	"github.com/shipkit/shipkit/scan/report"
+	"github.com/shipkit/shipkit/sign"
+)
+
+// DefaultConcurrency is how many digests a gate verifies at once unless
+// [WithConcurrency] says otherwise.
+const DefaultConcurrency = 4
+
+// Gate checks objects before they are deployed. It implements [deploy.Gate]; it is
+// immutable and safe for concurrent use when its verifier and policy are.
+type Gate struct {
+	verifier    sign.Verifier
+	required    []string
+	failOn      report.Severity
+	hasFailOn   bool
+	policy      ManifestPolicy
+	concurrency int
+	obs         observe.Observer
+	log         *slog.Logger
+}
+
+var _ deploy.Gate = (*Gate)(nil)
+
+// Option configures a [Gate].
+type Option func(*Gate)
+
+// WithVerifier verifies the signatures and attestations of every pinned image with
+// v; a denial of v's policy becomes reasons of the decision (their codes are sign's
+// reason codes). Without a verifier the gate checks pinning and the manifest policy
+// only.
+func WithVerifier(v sign.Verifier) Option { return func(g *Gate) { g.verifier = v } }
+
+// RequireAttestations denies an image unless its verified attestations include each
+// predicate type (for example sign.PredicateSLSAProvenance). It needs a verifier.
+func RequireAttestations(predicateTypes ...string) Option {
+	return func(g *Gate) { g.required = append(g.required, predicateTypes...) }
+}
+
+// FailOn denies an image whose newest verified vulnerability report (cosign's vuln
+// predicate holding a shipkit report, see scan/report.CosignVuln) has a finding at or
+// above s, or that has no such report. It needs a verifier.
+func FailOn(s report.Severity) Option {
+	return func(g *Gate) { g.failOn, g.hasFailOn = s, true }
+}
+
+// WithManifestPolicy checks the objects' manifests with p (for example scan/policy's
+// Checker at a Pod Security level); every finding becomes a reason.
+func WithManifestPolicy(p ManifestPolicy) Option { return func(g *Gate) { g.policy = p } }
+
+// WithConcurrency bounds how many digests are verified at once (default
+// [DefaultConcurrency]).
+func WithConcurrency(n int) Option { return func(g *Gate) { g.concurrency = n } }
+
+// WithObserver reports the gate's progress to o: stage "deploy", step "gate", one
+// Progress event per verified digest.
+func WithObserver(o observe.Observer) Option { return func(g *Gate) { g.obs = o } }
+
+// WithLogger logs to l (default: nowhere).
+func WithLogger(l *slog.Logger) Option { return func(g *Gate) { g.log = l } }
+
+// New returns a gate with the options.
+func New(opts ...Option) (*Gate, error) {
+	g := &Gate{concurrency: DefaultConcurrency}
+	for _, o := range opts {
+		o(g)
+	}
+	if g.verifier == nil && (len(g.required) > 0 || g.hasFailOn) {
+		return nil, errors.New("gate: RequireAttestations and FailOn read verified attestations: add WithVerifier")
+	}
+	if g.concurrency < 1 {
+		return nil, fmt.Errorf("gate: concurrency %d, want at least 1", g.concurrency)
+	}
+	if g.obs == nil {
+		g.obs = observe.Discard{}
+	}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	return g, nil
+}
+
+// verdict is what the verifier said about one digest.
+type verdict struct {
+	verified *sign.Verified
+	denied   *sign.DeniedError
+	err      error
+}
+
+// Check judges objs. It returns a decision with every reason; the error is for a
+// failure to decide (a registry that cannot be reached, a policy that fails to run),
+// never for a denial, and names the image or step that failed.
+func (g *Gate) Check(ctx context.Context, objs []*unstructured.Unstructured) (*deploy.Decision, error) {
+	start := time.Now()
+	all := uses(objs)
+	var digests []name.Digest
+	seen := map[string]bool{}
+	for _, u := range all {
+		if u.reason == nil && !seen[u.digest.Name()] {
+			seen[u.digest.Name()] = true
+			digests = append(digests, u.digest)
+		}
+	}
+	g.event(observe.Event{Phase: observe.Started, Total: int64(len(digests)),
+		Message: fmt.Sprintf("%d objects, %d images, %d digests", len(objs), len(all), len(digests))})
+	d, err := g.check(ctx, objs, all, digests)
+	if err != nil {
+		g.event(observe.Event{Phase: observe.Failed, Err: err, Message: err.Error()})
+		return nil, err
+	}
+	msg := "allowed"
+	if !d.Allowed() {
+		msg = fmt.Sprintf("denied: %d reasons", len(d.Reasons))
+	}
+	g.log.DebugContext(ctx, "gate decided", "decision", msg, "images", len(all), "took", time.Since(start))
+	g.event(observe.Event{Phase: observe.Finished, Done: int64(len(digests)), Total: int64(len(digests)), Message: msg})
+	return d, nil
+}
+
+func (g *Gate) check(ctx context.Context, objs []*unstructured.Unstructured, all []use, digests []name.Digest) (*deploy.Decision, error) {
+	verdicts, err := g.verifyAll(ctx, digests)
+	if err != nil {
+		return nil, err
+	}
+	d := &deploy.Decision{}
+	for _, u := range all {
+		if u.reason != nil {
+			d.Deny(*u.reason)
+			continue
+		}
+		v, ok := verdicts[u.digest.Name()]
+		if !ok {
+			continue // no verifier
+		}
+		deny := func(code deploy.ReasonCode, msg string) {
+			d.Deny(deploy.Reason{Object: u.object, Container: u.container, Image: u.image, Code: code, Message: msg})
+		}
+		if v.denied != nil {
+			for _, r := range v.denied.Reasons {
+				deny(deploy.ReasonCode(r.Code), r.Message)
+			}
+			continue
+		}
+		for _, pt := range g.required {
+			if !slices.ContainsFunc(v.verified.Attestations, func(a sign.Attestation) bool { return a.PredicateType == pt }) {
+				deny(deploy.ReasonMissingAttestation, "no verified attestation of predicate type "+pt)
+			}
+		}
+		if g.hasFailOn {
+			if code, msg := vulnReasons(v.verified.Attestations, g.failOn); code != "" {
+				deny(code, msg)
+			}
+		}
+	}
+	if g.policy != nil {
+		reasons, err := g.policyReasons(ctx, objs)
+		if err != nil {
+			return nil, err
+		}
+		d.Deny(reasons...)
+	}
+	return d, nil
+}
+
+// verifyAll verifies each digest once, at most g.concurrency at a time, and returns
+// the verdicts by digest name. A digest the verifier could not judge is an error;
+// the first one cancels the verifications still to start.
+func (g *Gate) verifyAll(ctx context.Context, digests []name.Digest) (map[string]verdict, error) {
+	out := map[string]verdict{}
+	if g.verifier == nil || len(digests) == 0 {
+		return out, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		errs []error
+		done int64
+	)
+	sem := make(chan struct{}, g.concurrency)
+	for _, dg := range digests {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			verified, err := g.verifier.Verify(ctx, dg)
+			var v verdict
+			var denied *sign.DeniedError
+			switch {
+			case errors.As(err, &denied):
+				v.denied = denied
+			case err != nil:
+				v.err = fmt.Errorf("gate: verify image %s: %w", dg, err)
+			case verified == nil:
+				v.err = fmt.Errorf("gate: verify image %s: the verifier returned neither a verdict nor an error", dg)
+			default:
+				v.verified = verified
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			out[dg.Name()] = v
+			done++
+			if v.err != nil {
+				// After the first failure the others mostly fail because it cancelled them.
+				if len(errs) == 0 || !errors.Is(err, context.Canceled) {
+					errs = append(errs, v.err)
+				}
+				cancel()
+				return
+			}
+			msg := "verified " + dg.String()
+			if v.denied != nil {
+				msg = "denied " + dg.String()
+			}
+			g.event(observe.Event{Phase: observe.Progress, Done: done, Total: int64(len(digests)), Message: msg})
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("gate: %w", err)
+	}
+	return out, nil
+}
+
+func (g *Gate) event(e observe.Event) {
+	e.Stage, e.Step, e.Time = "deploy", "gate", time.Now()
+	g.obs.Observe(e)
+}
