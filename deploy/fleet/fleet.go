@@ -1,0 +1,233 @@
+// Package fleet applies the same objects to several clusters at once: one result per
+// cluster, a bound on how many clusters are worked on concurrently, and, when asked,
+// a stop at the first failure that cancels the clusters still running and skips the
+// ones not started.
+//
+// A [Cluster] pairs a name with any [deploy.Applier] (deploy/apply's Manager, or a
+// caller's own), so a fleet can mix implementations; [FromKubeconfig] makes one
+// Manager per kubeconfig context.
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/observe"
+)
+
+// DefaultConcurrency is how many clusters are worked on at once unless
+// [Options.Concurrency] says otherwise.
+const DefaultConcurrency = 4
+
+// Cluster is one target of a fleet.
+type Cluster struct {
+	// Name identifies the cluster in results, errors and events (e.g. the kubeconfig
+	// context).
+	Name string
+	// Applier applies to the cluster. [Plan] needs it to be a [deploy.Planner] too,
+	// as deploy/apply's Manager is.
+	Applier deploy.Applier
+}
+
+// Options configure [Apply] and [Plan]. The zero value works on
+// [DefaultConcurrency] clusters at once and does not stop at a failure.
+type Options struct {
+	// Concurrency bounds how many clusters are worked on at once.
+	Concurrency int
+	// StopOnFailure cancels the clusters still running at the first failure and
+	// skips those not started; their results say so ([ErrSkipped], or the
+	// cancellation).
+	StopOnFailure bool
+	// Observer receives one event per cluster as it starts and ends (stage
+	// "deploy", step "fleet"). Default: observe.Discard{}.
+	Observer observe.Observer
+}
+
+// Result is what happened in one cluster.
+type Result struct {
+	// Cluster is the cluster's name.
+	Cluster string
+	// Changes are what was applied or planned; on error, what was done before it.
+	Changes *deploy.ChangeSet
+	// Err is the cluster's failure, nil when it succeeded.
+	Err error
+	// Duration is how long the cluster took.
+	Duration time.Duration
+}
+
+// ErrSkipped is the error of a cluster that was not started because another failed
+// first and [Options.StopOnFailure] was set.
+var ErrSkipped = errors.New("skipped after another cluster failed")
+
+// Error lists the clusters that failed.
+type Error struct {
+	// Failed are the results of the clusters that failed or were skipped, in the
+	// order of the clusters given.
+	Failed []Result
+	// Total is how many clusters there were.
+	Total int
+}
+
+func (e *Error) Error() string {
+	parts := make([]string, len(e.Failed))
+	skipped := 0
+	for i, r := range e.Failed {
+		parts[i] = fmt.Sprintf("%s: %v", r.Cluster, r.Err)
+		if errors.Is(r.Err, ErrSkipped) {
+			skipped++
+		}
+	}
+	counts := fmt.Sprintf("%d of %d clusters failed", len(e.Failed)-skipped, e.Total)
+	if skipped > 0 {
+		counts += fmt.Sprintf(", %d skipped", skipped)
+	}
+	return "fleet: " + counts + ": " + strings.Join(parts, "; ")
+}
+
+// Unwrap returns each failed cluster's error, so errors.As finds, say, an
+// apply.ConflictError in any of them.
+func (e *Error) Unwrap() []error {
+	out := make([]error, len(e.Failed))
+	for i, r := range e.Failed {
+		out[i] = r.Err
+	}
+	return out
+}
+
+// Apply applies objs to every cluster and returns a result per cluster, in the
+// order given. The error is nil when every cluster succeeded, else an *[Error].
+func Apply(ctx context.Context, clusters []Cluster, objs []*unstructured.Unstructured, opts Options) ([]Result, error) {
+	return run(ctx, "apply", clusters, opts, func(ctx context.Context, c Cluster) (*deploy.ChangeSet, error) {
+		return c.Applier.Apply(ctx, objs)
+	})
+}
+
+// Plan plans objs in every cluster (each Applier must be a [deploy.Planner]) and
+// returns a result per cluster, in the order given.
+func Plan(ctx context.Context, clusters []Cluster, objs []*unstructured.Unstructured, opts Options) ([]Result, error) {
+	return run(ctx, "plan", clusters, opts, func(ctx context.Context, c Cluster) (*deploy.ChangeSet, error) {
+		p, ok := c.Applier.(deploy.Planner)
+		if !ok {
+			return nil, fmt.Errorf("its applier (%T) cannot plan", c.Applier)
+		}
+		return p.Plan(ctx, objs)
+	})
+}
+
+func run(ctx context.Context, verb string, clusters []Cluster, opts Options, do func(context.Context, Cluster) (*deploy.ChangeSet, error)) ([]Result, error) {
+	if err := validate(clusters); err != nil {
+		return nil, err
+	}
+	n := opts.Concurrency
+	if n <= 0 {
+		n = DefaultConcurrency
+	}
+	obs := opts.Observer
+	if obs == nil {
+		obs = observe.Discard{}
+	}
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make([]Result, len(clusters))
+	sem := make(chan struct{}, n)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		done int64
+	)
+	event := func(e observe.Event) {
+		e.Stage, e.Step, e.Total, e.Time = "deploy", "fleet", int64(len(clusters)), time.Now()
+		obs.Observe(e)
+	}
+	for i, c := range clusters {
+		results[i].Cluster = c.Name
+		acquired := false
+		select {
+		case sem <- struct{}{}:
+			acquired = true
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil { // a failure stopped the fleet, or the caller did
+			if acquired {
+				<-sem
+			}
+			results[i].Err = ErrSkipped
+			if err := parent.Err(); err != nil {
+				results[i].Err = fmt.Errorf("not started: %w", err)
+			}
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			event(observe.Event{Phase: observe.Started, Message: fmt.Sprintf("%s %s", verb, c.Name)})
+			start := time.Now()
+			cs, err := do(ctx, c)
+			r := Result{Cluster: c.Name, Changes: cs, Err: err, Duration: time.Since(start)}
+			mu.Lock()
+			results[i] = r
+			done++
+			e := observe.Event{Phase: observe.Progress, Done: done, Message: fmt.Sprintf("%s: %s", c.Name, describe(cs))}
+			if err != nil {
+				e.Err, e.Message = err, fmt.Sprintf("%s: %v", c.Name, err)
+				if opts.StopOnFailure {
+					cancel()
+				}
+			}
+			mu.Unlock()
+			event(e)
+		})
+	}
+	wg.Wait()
+	fe := &Error{Total: len(clusters)}
+	for _, r := range results {
+		if r.Err != nil {
+			fe.Failed = append(fe.Failed, r)
+		}
+	}
+	if len(fe.Failed) > 0 {
+		event(observe.Event{Phase: observe.Failed, Done: done, Err: fe, Message: fe.Error()})
+		return results, fe
+	}
+	event(observe.Event{Phase: observe.Finished, Done: done, Message: fmt.Sprintf("%s done in %d clusters", verb, len(clusters))})
+	return results, nil
+}
+
+func validate(clusters []Cluster) error {
+	seen := map[string]bool{}
+	for i, c := range clusters {
+		switch {
+		case c.Name == "":
+			return fmt.Errorf("fleet: cluster %d has no name", i)
+		case c.Applier == nil:
+			return fmt.Errorf("fleet: cluster %s has no applier", c.Name)
+		case seen[c.Name]:
+			return fmt.Errorf("fleet: cluster %s appears twice", c.Name)
+		}
+		seen[c.Name] = true
+	}
+	return nil
+}
+
+func describe(cs *deploy.ChangeSet) string {
+	if cs == nil {
+		return "nothing done"
+	}
+	counts := []string{}
+	for _, a := range []deploy.Action{deploy.Created, deploy.Configured, deploy.Unchanged, deploy.Pruned} {
+		if n := cs.Count(a); n > 0 {
+			counts = append(counts, fmt.Sprintf("%d %s", n, a))
+		}
+	}
+	if len(counts) == 0 {
+		return "no objects"
+	}
+	return strings.Join(counts, ", ")
+}
