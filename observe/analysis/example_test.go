@@ -20,6 +20,7 @@ func ExampleRun() {
 	})
 	check := analysis.SuccessRate(provider, `version="v2"`, 0.99)
 	check.Count, check.Interval, check.FailureLimit = 3, 10*time.Millisecond, 1
+	check.Timeout = time.Second // by default a query may take at most the interval
 
 	res, err := analysis.Run(context.Background(), []analysis.Check{check})
 	if err != nil {

@@ -2,6 +2,7 @@ package prometheus_test
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -29,17 +30,19 @@ func TestBreachDetection(t *testing.T) {
 		{time.Second, 20 * time.Second},
 	}
 	p, app := scraped(t)
+	// Versions of their own: a shared Prometheus still holds the series of earlier runs.
+	name := func(i int) string { return fmt.Sprintf("canary-%d-%s", i, app.Addr) }
 	// Healthy traffic for the longest window first, so that each rate is computed
 	// over a full window of it.
 	var warm time.Duration
 	for i, tt := range tests {
-		app.SetTraffic(fmt.Sprintf("canary-%d", i), prom.Traffic{RPS: 200, Latency: 10 * time.Millisecond})
+		app.SetTraffic(name(i), prom.Traffic{RPS: 200, Latency: 10 * time.Millisecond})
 		warm = max(warm, tt.window)
 	}
 	time.Sleep(warm)
 	for i, tt := range tests {
 		t.Run(fmt.Sprintf("interval %v window %v", tt.interval, tt.window), func(t *testing.T) {
-			version := fmt.Sprintf("canary-%d", i)
+			version := name(i)
 			check := analysis.SuccessRate(p, `version="`+version+`"`, threshold, analysis.Window(tt.window))
 			check.Interval, check.Count, check.InconclusiveLimit = tt.interval, 1000, 3
 			settles(t, p, check.Query, 1, 0)
@@ -64,6 +67,8 @@ func TestBreachDetection(t *testing.T) {
 				}
 			}
 
+			// Breach at a random moment between two measurements, not right after one.
+			time.Sleep(rand.N(tt.interval))
 			breach := time.Now()
 			app.SetTraffic(version, prom.Traffic{RPS: 200, ErrorRate: 0.5, Latency: 10 * time.Millisecond})
 			go func() {

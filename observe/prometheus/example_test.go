@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"time"
 
 	"github.com/shipkit/shipkit/observe/analysis"
@@ -12,11 +13,15 @@ import (
 )
 
 // A canary's success rate and p99 latency, judged by the analysis. The server here
-// stands in for Prometheus and answers every query with one sample; point New at your
-// Prometheus instead.
+// stands in for Prometheus and answers a latency query with 0.2 s and any other with
+// 0.995; point New at your Prometheus instead.
 func ExampleNew() {
-	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"0.2"]}]}}`)
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		value := "0.995"
+		if strings.HasPrefix(r.FormValue("query"), "histogram_quantile") {
+			value = "0.2"
+		}
+		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,%q]}]}}`, value)
 	}))
 	defer fake.Close()
 
@@ -35,11 +40,11 @@ func ExampleNew() {
 		return
 	}
 	fmt.Println(res.Phase)
-	for _, c := range res.Checks {
-		fmt.Println(c.Name, c.Phase)
+	for _, m := range res.Checks {
+		fmt.Println(m.Name, m.Phase)
 	}
 	// Output:
-	// Failed
-	// success-rate Failed
+	// Successful
+	// success-rate Successful
 	// latency-p99 Successful
 }

@@ -67,8 +67,12 @@ func settles(t *testing.T, p observe.Provider, query string, want, delta float64
 func TestTemplates(t *testing.T) {
 	p, app := scraped(t)
 	window := analysis.Window(5 * time.Second)
-	rate := func(v string) string { return analysis.SuccessRate(p, `version="`+v+`"`, 0.99, window).Query }
-	p99 := func(v string) string { return analysis.LatencyP99(p, `version="`+v+`"`, time.Second, window).Query }
+	// The app's own series: Prometheus may hold those of an earlier run's app.
+	sel := func(v string) string {
+		return analysis.MatchLabels(map[string]string{"instance": app.Addr, "version": v})
+	}
+	rate := func(v string) string { return analysis.SuccessRate(p, sel(v), 0.99, window).Query }
+	p99 := func(v string) string { return analysis.LatencyP99(p, sel(v), time.Second, window).Query }
 
 	app.SetTraffic("v1", prom.Traffic{RPS: 100, Latency: 20 * time.Millisecond})
 	app.SetTraffic("v2", prom.Traffic{RPS: 100, Latency: 20 * time.Millisecond})
@@ -88,12 +92,12 @@ func TestTemplates(t *testing.T) {
 	settles(t, p, rate("v3"), 0, 0)
 
 	t.Run("checks", func(t *testing.T) {
-		rate, p99 := analysis.SuccessRate(p, `version="v1"`, 0.99, window), analysis.LatencyP99(p, `version="v1"`, 100*time.Millisecond, window)
+		rate, p99 := analysis.SuccessRate(p, sel("v1"), 0.99, window), analysis.LatencyP99(p, sel("v1"), 100*time.Millisecond, window)
 		res, err := analysis.Run(t.Context(), []analysis.Check{rate, p99})
 		require.NoError(t, err)
 		assert.Equal(t, analysis.Successful, res.Phase, res.Message)
 
-		rate, p99 = analysis.SuccessRate(p, `version="v2"`, 0.99, window), analysis.LatencyP99(p, `version="v2"`, 100*time.Millisecond, window)
+		rate, p99 = analysis.SuccessRate(p, sel("v2"), 0.99, window), analysis.LatencyP99(p, sel("v2"), 100*time.Millisecond, window)
 		res, err = analysis.Run(t.Context(), []analysis.Check{rate, p99})
 		require.NoError(t, err)
 		assert.Equal(t, analysis.Failed, res.Phase, res.Message)
