@@ -1,0 +1,132 @@
+// Package kube holds what the routers of mesh share to talk to the API server:
+// checks that a kind is served and an object exists (as [mesh.PrerequisiteError]),
+// server-side apply under the router's field manager, and retries of
+// read-modify-apply cycles that lost a race.
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+
+	"github.com/shipkit/shipkit/mesh"
+)
+
+// Kind is one API kind a router reads or writes.
+type Kind struct {
+	GVR  schema.GroupVersionResource
+	Kind string
+}
+
+// The kinds the routers use from Kubernetes itself.
+var (
+	Services    = Kind{schema.GroupVersionResource{Version: "v1", Resource: "services"}, "Service"}
+	Deployments = Kind{schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, "Deployment"}
+)
+
+// APIVersion returns the kind's apiVersion ("group/version", or "v1").
+func (k Kind) APIVersion() string { return k.GVR.GroupVersion().String() }
+
+// Client reads and applies objects for one router.
+type Client struct {
+	Dynamic   dynamic.Interface
+	Discovery discovery.DiscoveryInterface
+	// FieldManager owns what the router applies.
+	FieldManager string
+}
+
+// NewClient returns a Client for the cluster of cfg.
+func NewClient(cfg *rest.Config, fieldManager string) (*Client, error) {
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{Dynamic: dyn, Discovery: disc, FieldManager: fieldManager}, nil
+}
+
+// Served returns a [mesh.PrerequisiteError] unless the cluster serves kind, which a
+// CRD defines.
+func (c *Client) Served(ctx context.Context, k Kind) error {
+	crd := "CustomResourceDefinition " + k.GVR.GroupResource().String()
+	list, err := discovery.ToDiscoveryInterfaceWithContext(c.Discovery).
+		ServerResourcesForGroupVersionWithContext(ctx, k.APIVersion())
+	switch {
+	case apierrors.IsNotFound(err):
+		return &mesh.PrerequisiteError{Object: crd, Problem: fmt.Sprintf("not installed (the cluster serves no %s)", k.APIVersion())}
+	case err != nil:
+		return fmt.Errorf("discover %s: %w", k.APIVersion(), err)
+	}
+	if !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == k.GVR.Resource }) {
+		return &mesh.PrerequisiteError{Object: crd, Problem: fmt.Sprintf("not installed (the cluster serves no %s %s)", k.APIVersion(), k.Kind)}
+	}
+	return nil
+}
+
+// Get reads an object; one that does not exist is a [mesh.PrerequisiteError].
+func (c *Client) Get(ctx context.Context, k Kind, namespace, name string) (*unstructured.Unstructured, error) {
+	obj, err := c.Dynamic.Resource(k.GVR).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, &mesh.PrerequisiteError{Object: Name(k.Kind, namespace, name), Problem: "not found"}
+	case err != nil:
+		return nil, fmt.Errorf("get %s: %w", Name(k.Kind, namespace, name), err)
+	}
+	return obj, nil
+}
+
+// Apply applies obj server-side under the client's field manager. Force takes the
+// fields obj sets from other managers: a router applies lists that the CRDs declare
+// atomic (route rules, subsets) and must own them whole; it sets the object's
+// resourceVersion to the one it read, so a concurrent change fails with a conflict
+// instead of being overwritten (see [RetryOnConflict]).
+func (c *Client) Apply(ctx context.Context, k Kind, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	obj.SetAPIVersion(k.APIVersion())
+	obj.SetKind(k.Kind)
+	out, err := c.Dynamic.Resource(k.GVR).Namespace(obj.GetNamespace()).Apply(ctx, obj.GetName(), obj,
+		metav1.ApplyOptions{FieldManager: c.FieldManager, Force: true})
+	if err != nil {
+		return nil, fmt.Errorf("apply %s: %w", Name(k.Kind, obj.GetNamespace(), obj.GetName()), err)
+	}
+	return out, nil
+}
+
+// Name returns "Kind namespace/name".
+func Name(kind, namespace, name string) string { return kind + " " + namespace + "/" + name }
+
+// conflictAttempts bounds [RetryOnConflict].
+const conflictAttempts = 8
+
+// RetryOnConflict calls fn until it returns an error that is not a conflict (409),
+// which happens when another writer changed the object between fn's read and its
+// apply. It waits a little longer after each conflict and stops when ctx ends.
+func RetryOnConflict(ctx context.Context, fn func() error) error {
+	delay := 10 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil || !apierrors.IsConflict(err) || attempt == conflictAttempts {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+		delay *= 2
+	}
+}
