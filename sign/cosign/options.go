@@ -121,3 +121,19 @@ func (o *options) remoteOptions(ctx context.Context) []remote.Option {
 func (o *options) ociOptions(ctx context.Context) []ociremote.Option {
 	return []ociremote.Option{ociremote.WithRemoteOptions(o.remoteOptions(ctx)...)}
 }
+
+// newPuller returns a go-containerregistry Puller with the registry options: calls
+// made through it share each repository's authentication and ping, which a new
+// transport per call would repeat (a TLS handshake and a token exchange each time).
+func (o *options) newPuller() (*remote.Puller, error) {
+	ro := []remote.Option{remote.WithAuthFromKeychain(o.keychain)}
+	if o.rt != nil {
+		ro = append(ro, remote.WithTransport(o.rt))
+	}
+	return remote.NewPuller(append(ro, o.remote...)...)
+}
+
+// pullOptions returns cosign's registry options for one read through p.
+func pullOptions(ctx context.Context, p *remote.Puller) []ociremote.Option {
+	return []ociremote.Option{ociremote.WithRemoteOptions(remote.WithContext(ctx), remote.Reuse(p))}
+}

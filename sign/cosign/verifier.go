@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	cosignlib "github.com/sigstore/cosign/v2/pkg/cosign"
 	"github.com/sigstore/cosign/v2/pkg/oci"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
@@ -41,7 +42,10 @@ import (
 // package's.
 //
 // A verdict is cached (see [WithCache]): a certificate that expires while its
-// passing verdict is cached is noticed when the verdict expires.
+// passing verdict is cached is noticed when the verdict expires. Registry
+// authentication is kept per repository for the Verifier's life (one ping and
+// token exchange per repository, refreshed when the registry asks), so make one
+// Verifier per policy and keep it.
 type Verifier struct {
 	policy     sign.Policy
 	policyKey  string
@@ -49,6 +53,8 @@ type Verifier struct {
 	identities []trustedIdentity
 	opts       options
 	cache      *sign.Cache
+	// puller keeps each repository's authentication and ping between reads.
+	puller *remote.Puller
 }
 
 var _ sign.Verifier = (*Verifier)(nil)
@@ -90,6 +96,9 @@ func NewVerifier(p sign.Policy, opts ...Option) (*Verifier, error) {
 		roots, _ := sign.ParseCertificates(id.RootsPEM)
 		inter, _ := sign.ParseCertificates(id.IntermediatesPEM)
 		v.identities = append(v.identities, trustedIdentity{name: id.DisplayName(), fingerprint: "identity " + fp, id: id, roots: roots, inter: inter})
+	}
+	if v.puller, err = v.opts.newPuller(); err != nil {
+		return nil, fmt.Errorf("cosign verifier: %w", err)
 	}
 	switch {
 	case v.opts.noCache:
@@ -236,7 +245,7 @@ func (v *Verifier) judge(out *sign.Verified, nSigners int, sigs []layer, sigProb
 
 // fetch reads the signatures (or attestations) of d, each with its payload in memory.
 func (v *Verifier) fetch(ctx context.Context, d name.Digest, tagFn func(name.Reference, ...ociremote.Option) (name.Tag, error)) ([]layer, error) {
-	oo := v.opts.ociOptions(ctx)
+	oo := pullOptions(ctx, v.puller)
 	tag, err := tagFn(d, oo...)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -393,4 +394,45 @@ func alterAttestations(t *testing.T, d name.Digest, f func(statement map[string]
 		out = append(out, na)
 	}
 	writeLayers(t, d, ociremote.AttestationTag, out...)
+}
+
+// pathLog records the paths of the registry requests.
+type pathLog struct {
+	mu    sync.Mutex
+	paths []string
+}
+
+func (l *pathLog) RoundTrip(r *http.Request) (*http.Response, error) {
+	l.mu.Lock()
+	l.paths = append(l.paths, r.URL.Path)
+	l.mu.Unlock()
+	return remote.DefaultTransport.RoundTrip(r)
+}
+
+func (l *pathLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := l.paths
+	l.paths = nil
+	return p
+}
+
+// TestVerifyReusesAuth checks that a verifier pings a repository and exchanges its
+// token once, not per verification: after the first image, verifying another one of
+// the same repository reads only its two manifests and four layers.
+func TestVerifyReusesAuth(t *testing.T) {
+	host := newRegistry(t)
+	d1, d2 := pushImage(t, host, "team/app", "v1"), pushImage(t, host, "team/app", "v2")
+	signAndAttest(t, trusted, d1, sourceRepo)
+	signAndAttest(t, trusted, d2, sourceRepo)
+	log := &pathLog{}
+	v := newVerifier(t, fullPolicy(trusted.trustedKey()), cosign.WithTransport(log), cosign.WithCache(nil))
+	_, err := v.Verify(context.Background(), d1)
+	require.NoError(t, err)
+	assert.Contains(t, log.take(), "/v2/", "the first verification pings the registry")
+	_, err = v.Verify(context.Background(), d2)
+	require.NoError(t, err)
+	paths := log.take()
+	assert.NotContains(t, paths, "/v2/")
+	assert.Len(t, paths, 6, "2 manifests (.sig, .att) and 4 layers: %v", paths)
 }
