@@ -44,11 +44,10 @@ const DefaultFieldManager = "shipkit-mesh"
 // DefaultHeaderRule names the rule that [Router.SetHeaderMatch] adds.
 const DefaultHeaderRule = "canary-header"
 
-// HTTPRoutes is the kind the router writes.
-var HTTPRoutes = kube.Kind{
-	GVR:  schema.GroupVersionResource{Group: gatewayv1.GroupName, Version: "v1", Resource: "httproutes"},
-	Kind: "HTTPRoute",
-}
+// HTTPRoutes is the resource the router writes.
+var HTTPRoutes = schema.GroupVersionResource{Group: gatewayv1.GroupName, Version: "v1", Resource: "httproutes"}
+
+var httpRoutes = kube.Kind{GVR: HTTPRoutes, Kind: "HTTPRoute"}
 
 // Route names the HTTPRoute and the two Services, in the route's namespace, between
 // which it splits traffic.
@@ -61,7 +60,7 @@ type Route struct {
 }
 
 // String returns "HTTPRoute namespace/name".
-func (r Route) String() string { return kube.Name(HTTPRoutes.Kind, r.Namespace, r.Name) }
+func (r Route) String() string { return kube.Name(httpRoutes.Kind, r.Namespace, r.Name) }
 
 // Options configure a [Router]. The zero value works.
 type Options struct {
@@ -146,10 +145,10 @@ func (r *Router) Check(ctx context.Context) error {
 }
 
 func (r *Router) check(ctx context.Context) error {
-	if err := r.c.Served(ctx, HTTPRoutes); err != nil {
+	if err := r.c.Served(ctx, httpRoutes); err != nil {
 		return err
 	}
-	obj, err := r.c.Get(ctx, HTTPRoutes, r.route.Namespace, r.route.Name)
+	obj, err := r.c.Get(ctx, httpRoutes, r.route.Namespace, r.route.Name)
 	if err != nil {
 		return err
 	}
@@ -207,7 +206,7 @@ func (r *Router) Reset(ctx context.Context) error {
 // Weight returns the canary's share of the first rule that routes to the Services,
 // in percent rounded down.
 func (r *Router) Weight(ctx context.Context) (int32, error) {
-	obj, err := r.c.Get(ctx, HTTPRoutes, r.route.Namespace, r.route.Name)
+	obj, err := r.c.Get(ctx, httpRoutes, r.route.Namespace, r.route.Name)
 	if err != nil {
 		return 0, fmt.Errorf("gateway: %w", err)
 	}
@@ -227,7 +226,7 @@ func (r *Router) update(ctx context.Context, what string, change func(*rules) er
 		}
 	}
 	err := kube.RetryOnConflict(ctx, func() error {
-		obj, err := r.c.Get(ctx, HTTPRoutes, r.route.Namespace, r.route.Name)
+		obj, err := r.c.Get(ctx, httpRoutes, r.route.Namespace, r.route.Name)
 		if err != nil {
 			return err
 		}
@@ -247,7 +246,7 @@ func (r *Router) update(ctx context.Context, what string, change func(*rules) er
 		apply.SetName(r.route.Name)
 		apply.SetNamespace(r.route.Namespace)
 		apply.SetResourceVersion(obj.GetResourceVersion())
-		if _, err := r.c.Apply(ctx, HTTPRoutes, apply); err != nil {
+		if _, err := r.c.Apply(ctx, httpRoutes, apply); err != nil {
 			return err
 		}
 		r.log.DebugContext(ctx, "route applied", "route", r.route.String(), "change", what)

@@ -81,7 +81,7 @@ func (e *env) route(t *testing.T, name string, rules ...gatewayv1.HTTPRouteRule)
 	}
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(rt)
 	require.NoError(t, err)
-	_, err = e.dyn.Resource(gateway.HTTPRoutes.GVR).Namespace(e.ns).Apply(t.Context(), name,
+	_, err = e.dyn.Resource(gateway.HTTPRoutes).Namespace(e.ns).Apply(t.Context(), name,
 		&unstructured.Unstructured{Object: m}, metav1.ApplyOptions{FieldManager: "author"})
 	require.NoError(t, err)
 }
@@ -89,7 +89,7 @@ func (e *env) route(t *testing.T, name string, rules ...gatewayv1.HTTPRouteRule)
 // get reads the route back, typed, with its resourceVersion.
 func (e *env) get(t *testing.T, name string) *gatewayv1.HTTPRoute {
 	t.Helper()
-	u, err := e.dyn.Resource(gateway.HTTPRoutes.GVR).Namespace(e.ns).Get(t.Context(), name, metav1.GetOptions{})
+	u, err := e.dyn.Resource(gateway.HTTPRoutes).Namespace(e.ns).Get(t.Context(), name, metav1.GetOptions{})
 	require.NoError(t, err)
 	var rt gatewayv1.HTTPRoute
 	require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &rt))
