@@ -6,9 +6,18 @@
 //
 // Objects move between the steps as []*unstructured.Unstructured. The steps are
 // interfaces ([Renderer], [Gate], [Applier], [Planner]) so a caller can swap any one;
-// the implementations live in subpackages: deploy/render (kustomize and plain YAML)
-// and deploy/apply (server-side apply, wait, plan and prune). This package itself
-// links no Kubernetes client and no kustomize.
+// the implementations live in subpackages:
+//
+//   - deploy/render: kustomize and plain YAML, images pinned to digests;
+//   - deploy/gate: the [Gate] (pinning, signatures through a sign.Verifier,
+//     attestations, vulnerability severity, scan/policy's Pod Security rules), whose
+//     [Decision] lists every [Reason];
+//   - deploy/admission: the same gate as a ValidatingAdmissionWebhook handler;
+//   - deploy/apply: server-side apply in stages, wait, plan with field diffs and
+//     drift, ApplySet prune, RBAC preflight, rollback to the last good revision;
+//   - deploy/fleet: one set applied to several clusters at once.
+//
+// This package itself links no Kubernetes client, no kustomize and no signing code.
 package deploy
 
 import (
