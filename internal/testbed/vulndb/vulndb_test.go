@@ -135,96 +135,24 @@ func TestGrypeMatchesFixtures(t *testing.T) {
 	})
 }
 
-func TestLoaderChecks(t *testing.T) {
-	old := time.Now().Add(-10 * 24 * time.Hour)
-	tests := []struct {
-		name    string
-		opts    []vulndb.Option
-		maxAge  time.Duration
-		mutate  func(t *testing.T, db *vulndb.Database)
-		wantErr string
-	}{
-		{name: "fresh", maxAge: grypeMaxAge},
-		{name: "too old", opts: []vulndb.Option{vulndb.WithBuildTime(old)}, maxAge: grypeMaxAge, wantErr: "was built"},
-		{name: "old, age check off", opts: []vulndb.Option{vulndb.WithBuildTime(old)}},
-		{
-			name: "checksum mismatch", maxAge: grypeMaxAge, wantErr: "bad db checksum",
-			mutate: func(t *testing.T, db *vulndb.Database) {
-				meta := `{"digest":"xxh64:0000000000000000","client_version":"v6.0.0"}`
-				require.NoError(t, os.WriteFile(filepath.Join(db.Dir, "import.json"), []byte(meta), 0o644))
-			},
-		},
-		{
-			name: "no import metadata", maxAge: grypeMaxAge, wantErr: "import metadata",
-			mutate: func(t *testing.T, db *vulndb.Database) {
-				require.NoError(t, os.Remove(filepath.Join(db.Dir, "import.json")))
-			},
-		},
+func TestParseOSVFixtures(t *testing.T) {
+	fixtures := map[string]vulndb.Record{}
+	for _, r := range vulndb.Fixtures() {
+		fixtures[r.ID] = r
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			db := writeFixtures(t, tt.opts...)
-			if tt.mutate != nil {
-				tt.mutate(t, db)
-			}
-			_, status, err := load(t, db, tt.maxAge)
-			if tt.wantErr != "" {
-				require.Error(t, err)
-				assert.Contains(t, err.Error(), tt.wantErr)
-				return
-			}
+	files, err := filepath.Glob(filepath.Join("testdata", "GHSA-*.json"))
+	require.NoError(t, err)
+	require.Len(t, files, 2)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
 			require.NoError(t, err)
-			assert.True(t, db.Built.Equal(status.Built), "built %s, loader says %s", db.Built, status.Built)
+			got, err := vulndb.ParseOSV(data)
+			require.NoError(t, err)
+			require.Len(t, got, 1)
+			want, ok := fixtures[got[0].ID]
+			require.True(t, ok, "no fixture %s", got[0].ID)
+			assert.Equal(t, want, got[0])
 		})
 	}
-}
-
-func TestWriteBuildTime(t *testing.T) {
-	built := time.Date(2024, 1, 2, 3, 4, 5, 600_000_000, time.FixedZone("CET", 3600))
-	db := writeFixtures(t, vulndb.WithBuildTime(built))
-	assert.Equal(t, time.Date(2024, 1, 2, 2, 4, 6, 0, time.UTC), db.Built.UTC())
-	assert.Equal(t, filepath.Join(db.RootDir, "6", "vulnerability.db"), db.Path)
-	assert.FileExists(t, filepath.Join(db.Dir, "import.json"))
-}
-
-func TestWriteRejectsBadRecords(t *testing.T) {
-	good := vulndb.Fixtures()[0]
-	tests := []struct {
-		name    string
-		mutate  func(r *vulndb.Record)
-		wantErr string
-	}{
-		{"no id", func(r *vulndb.Record) { r.ID = "" }, "no ID"},
-		{"no package", func(r *vulndb.Record) { r.Package = "" }, "no package"},
-		{"no ranges", func(r *vulndb.Record) { r.Ranges = nil }, "no version range"},
-		{"unknown type", func(r *vulndb.Record) { r.Type = "cobol" }, `package type "cobol"`},
-		{"bad severity", func(r *vulndb.Record) { r.Severity = "urgent" }, `unknown severity "urgent"`},
-		{"bad distro", func(r *vulndb.Record) { r.Distro = "debian" }, "not of the form name:version"},
-		{"unknown distro", func(r *vulndb.Record) { r.Distro = "plan9:4" }, `grype does not know "plan9"`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := good
-			tt.mutate(&r)
-			_, err := vulndb.Write(context.Background(), t.TempDir(), []vulndb.Record{r})
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), tt.wantErr)
-		})
-	}
-}
-
-func TestWriteHonoursContext(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_, err := vulndb.Write(ctx, t.TempDir(), vulndb.Fixtures())
-	require.ErrorIs(t, err, context.Canceled)
-}
-
-func TestWriteEmpty(t *testing.T) {
-	db, err := vulndb.Write(context.Background(), t.TempDir(), nil)
-	require.NoError(t, err)
-	prov, _, err := load(t, db, grypeMaxAge)
-	require.NoError(t, err)
-	got, _ := matchIDs(t, prov, goModule("v0.3.6"))
-	assert.Empty(t, got)
 }

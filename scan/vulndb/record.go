@@ -1,14 +1,16 @@
-// Package vulndb writes a small, offline grype v6 vulnerability database for tests.
+// Package vulndb writes a grype v6 vulnerability database from advisories you
+// bring, with no network: air-gapped users feed it their own OSV records (or any
+// feed they turn into [Record] values), and tests get a small database of exactly
+// the advisories they need.
 //
-// A test describes the advisories it needs as [Record] values (or parses them from OSV
-// JSON with [ParseOSV]), and [Write] turns them into a database directory that grype's
-// own loader (grype.LoadVulnerabilityDB) accepts with update checks off and checksum and
-// age validation on. Nothing is downloaded: the database is built with grype's own v6
-// store writer, hydrated and stamped with import metadata exactly as grype does after a
-// download.
+// [Write] builds the database with grype's own v6 store writer, rehydrates its
+// indexes and stamps import metadata exactly as grype does after a download, so
+// grype's loader (and scan/vuln, and the grype CLI pointed at the same directory
+// with GRYPE_DB_CACHE_DIR) accepts it with checksum and age validation on. [FromOSV]
+// reads OSV JSON (https://ossf.github.io/osv-schema/) into records.
 //
-// [Fixtures] returns a default set of advisories for golang.org/x/text and for glibc on
-// Debian 12 that shipkit's scan tests can rely on.
+// For a real grype database archive (from `grype db list`), use grype's own
+// `grype db import` instead.
 package vulndb
 
 import (
@@ -137,59 +139,4 @@ func (r Record) validate() error {
 		}
 	}
 	return nil
-}
-
-// Fixtures returns the default advisories: two GitHub advisories for golang.org/x/text
-// (GHSA-69ch-w2m2-3vjp, fixed in 0.3.8, and GHSA-ppp9-7jff-5vj2, fixed in 0.3.7) and
-// CVE-2023-4911 for the glibc source package on Debian 12 (fixed in 2.36-9+deb12u3).
-// The two GitHub advisories are also in testdata/ as OSV JSON. Each call returns new
-// values.
-func Fixtures() []Record {
-	const availabilityVector = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"
-	return []Record{
-		{
-			ID:          "GHSA-69ch-w2m2-3vjp",
-			Aliases:     []string{"CVE-2022-32149"},
-			Type:        "go-module",
-			Package:     "golang.org/x/text",
-			Ranges:      []Range{{Vulnerable: "< 0.3.8", FixedIn: "0.3.8"}},
-			Severity:    "high",
-			CVSS:        []CVSS{{Version: "3.1", Vector: availabilityVector}},
-			Description: "golang.org/x/text/language Denial of service via crafted Accept-Language header",
-			URLs: []string{
-				"https://github.com/advisories/GHSA-69ch-w2m2-3vjp",
-				"https://nvd.nist.gov/vuln/detail/CVE-2022-32149",
-				"https://pkg.go.dev/vuln/GO-2022-1059",
-			},
-		},
-		{
-			ID:          "GHSA-ppp9-7jff-5vj2",
-			Aliases:     []string{"CVE-2021-38561"},
-			Type:        "go-module",
-			Package:     "golang.org/x/text",
-			Ranges:      []Range{{Vulnerable: "< 0.3.7", FixedIn: "0.3.7"}},
-			Severity:    "high",
-			CVSS:        []CVSS{{Version: "3.1", Vector: availabilityVector}},
-			Description: "golang.org/x/text/language Out-of-bounds Read vulnerability",
-			URLs: []string{
-				"https://github.com/advisories/GHSA-ppp9-7jff-5vj2",
-				"https://nvd.nist.gov/vuln/detail/CVE-2021-38561",
-				"https://pkg.go.dev/vuln/GO-2021-0113",
-			},
-		},
-		{
-			ID:          "CVE-2023-4911",
-			Type:        "deb",
-			Distro:      "debian:12",
-			Package:     "glibc",
-			Ranges:      []Range{{Vulnerable: "< 2.36-9+deb12u3", FixedIn: "2.36-9+deb12u3"}},
-			Severity:    "high",
-			CVSS:        []CVSS{{Version: "3.1", Vector: "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H"}},
-			Description: "glibc: buffer overflow in ld.so leading to privilege escalation (Looney Tunables)",
-			URLs: []string{
-				"https://security-tracker.debian.org/tracker/CVE-2023-4911",
-				"https://www.debian.org/security/2023/dsa-5514",
-			},
-		},
-	}
 }

@@ -1,15 +1,18 @@
 package vulndb
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	syftpkg "github.com/anchore/syft/syft/pkg"
 )
 
 // osvRecord is the part of the OSV schema (https://ossf.github.io/osv-schema/) that
-// ParseOSV reads.
+// FromOSV reads.
 type osvRecord struct {
 	ID       string   `json:"id"`
 	Aliases  []string `json:"aliases"`
@@ -32,9 +35,8 @@ type osvRecord struct {
 	References []struct {
 		URL string `json:"url"`
 	} `json:"references"`
-	DatabaseSpecific struct {
-		Severity string `json:"severity"`
-	} `json:"database_specific"`
+	DatabaseSpecific json.RawMessage `json:"database_specific"`
+	Withdrawn        string          `json:"withdrawn"`
 }
 
 // osvEcosystems maps OSV ecosystem names to syft package types.
@@ -49,17 +51,87 @@ var osvEcosystems = map[string]syftpkg.Type{
 	"Packagist": syftpkg.PhpComposerPkg,
 	"Debian":    syftpkg.DebPkg,
 	"Alpine":    syftpkg.ApkPkg,
+	"Ubuntu":    syftpkg.DebPkg,
 }
 
-// ParseOSV parses one OSV JSON document into one [Record] per affected package.
+// FromOSV reads OSV JSON (https://ossf.github.io/osv-schema/) from r: one
+// document, a JSON array of documents, or documents one after another (JSON
+// Lines, or files concatenated), and returns one [Record] per affected package.
+// Withdrawn advisories give no records.
 //
-// It reads id, aliases, summary (details when there is no summary), references,
-// database_specific.severity, severity[] entries of type CVSS_V2, CVSS_V3 and CVSS_V4,
-// and for each affected[] entry the package and its SEMVER and ECOSYSTEM ranges, whose
-// introduced/fixed/last_affected/limit events become [Range] values. Distro ecosystems
-// are read as "Debian:12" and "Alpine:v3.18". Unknown fields are ignored; a document
-// without an id, with no affected package, with an ecosystem it does not know or with
-// no usable range is an error.
+// Of each document it reads id, aliases, summary (details when there is no
+// summary), references, database_specific.severity, severity[] entries of type
+// CVSS_V2, CVSS_V3 and CVSS_V4, and for each affected[] entry the package and its
+// SEMVER and ECOSYSTEM ranges, whose introduced/fixed/last_affected/limit events
+// become [Range] values; GIT ranges name commits, not versions, and are skipped.
+// The ecosystems are Go, npm, PyPI, Maven, crates.io, RubyGems, NuGet, Packagist
+// and the distributions "Debian:12", "Ubuntu:22.04:LTS" and "Alpine:v3.18".
+// Unknown fields are ignored. A document without an id, with no affected package,
+// with an ecosystem it does not know or with no usable range is an error that
+// names the document (its position and id) and the field; nothing is returned
+// then, so a bad feed is not half loaded.
+func FromOSV(r io.Reader) ([]Record, error) {
+	br := bufio.NewReader(r)
+	first, err := peekNonSpace(br)
+	if errors.Is(err, io.EOF) {
+		return nil, errors.New("parse OSV: no document")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("parse OSV: %w", err)
+	}
+	dec := json.NewDecoder(br)
+	var docs []json.RawMessage
+	if first == '[' {
+		if err := dec.Decode(&docs); err != nil {
+			return nil, fmt.Errorf("parse OSV JSON array: %w", err)
+		}
+		if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+			return nil, errors.New("parse OSV: data after the JSON array")
+		}
+	} else {
+		for n := 0; ; n++ {
+			var raw json.RawMessage
+			err := dec.Decode(&raw)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("parse OSV JSON document %d: %w", n, err)
+			}
+			docs = append(docs, raw)
+		}
+	}
+	var out []Record
+	for i, raw := range docs {
+		rs, err := ParseOSV(raw)
+		if err != nil {
+			if len(docs) > 1 {
+				return nil, fmt.Errorf("OSV document %d: %w", i, err)
+			}
+			return nil, err
+		}
+		out = append(out, rs...)
+	}
+	return out, nil
+}
+
+// peekNonSpace skips JSON white space and returns the next byte, unread.
+func peekNonSpace(br *bufio.Reader) (byte, error) {
+	for {
+		b, err := br.ReadByte()
+		if err != nil {
+			return 0, err
+		}
+		switch b {
+		case ' ', '\t', '\n', '\r':
+			continue
+		}
+		return b, br.UnreadByte()
+	}
+}
+
+// ParseOSV parses one OSV JSON document into one [Record] per affected package, as
+// [FromOSV] does; a withdrawn advisory gives none.
 func ParseOSV(data []byte) ([]Record, error) {
 	var doc osvRecord
 	if err := json.Unmarshal(data, &doc); err != nil {
@@ -68,10 +140,26 @@ func ParseOSV(data []byte) ([]Record, error) {
 	if doc.ID == "" {
 		return nil, fmt.Errorf("parse OSV: record has no id")
 	}
+	if doc.Withdrawn != "" {
+		return nil, nil
+	}
 	if len(doc.Affected) == 0 {
 		return nil, fmt.Errorf("parse OSV %s: no affected packages", doc.ID)
 	}
-	severity, err := normalizeSeverity(doc.DatabaseSpecific.Severity)
+	var dbSeverity string
+	if len(doc.DatabaseSpecific) > 0 {
+		var ds struct {
+			Severity any `json:"severity"`
+		}
+		if err := json.Unmarshal(doc.DatabaseSpecific, &ds); err == nil && ds.Severity != nil {
+			s, ok := ds.Severity.(string)
+			if !ok {
+				return nil, fmt.Errorf("parse OSV %s: database_specific.severity is not a string", doc.ID)
+			}
+			dbSeverity = s
+		}
+	}
+	severity, err := normalizeSeverity(dbSeverity)
 	if err != nil {
 		return nil, fmt.Errorf("parse OSV %s: database_specific.severity: %w", doc.ID, err)
 	}
@@ -147,11 +235,20 @@ func osvEcosystem(ecosystem string) (syftpkg.Type, string, error) {
 		}
 		return t, "", nil
 	}
-	release = strings.TrimPrefix(release, "v")
-	if release == "" {
+	// "Debian:12", "Alpine:v3.18", "Ubuntu:22.04:LTS", "Ubuntu:Pro:18.04:LTS":
+	// the release is the first part that starts with a digit.
+	var version string
+	for _, part := range strings.Split(release, ":") {
+		part = strings.TrimPrefix(part, "v")
+		if part != "" && part[0] >= '0' && part[0] <= '9' {
+			version = part
+			break
+		}
+	}
+	if version == "" {
 		return "", "", fmt.Errorf("OSV ecosystem %q has no release (want e.g. %q)", ecosystem, name+":12")
 	}
-	return t, strings.ToLower(name) + ":" + release, nil
+	return t, strings.ToLower(name) + ":" + version, nil
 }
 
 // osvRanges turns the events of one OSV range into version ranges.

@@ -23,7 +23,7 @@ const SchemaModel = v6.ModelVersion
 
 // importSource is recorded in import.json as where the database came from; grype
 // reports it as the database's origin.
-const importSource = "shipkit testbed vulndb"
+const importSource = "shipkit vulndb"
 
 // Database describes a database written by [Write].
 type Database struct {
@@ -71,13 +71,16 @@ func WithBuildTime(t time.Time) Option {
 	return func(o *options) { o.built = t }
 }
 
-// Write writes records as a grype v6 database under root, in root/6 (see [Database]),
-// replacing any database there. It uses grype's own store writer, then rehydrates the
-// indexes and writes import.json the way grype does after downloading a database.
-// Records that share an ID and a source (a distro, or GitHub for GHSA IDs) become one
-// vulnerability with several affected packages; its description, aliases, severity and
-// references are taken from the first of them. An empty record list gives an empty,
-// valid database.
+// Write writes records as a grype v6 database under root, in root/6 (see
+// [Database]), replacing any database there; a failed or cancelled write leaves
+// that one as it was. It uses grype's own store writer, then rehydrates the indexes
+// and writes import.json the way grype does after downloading a database. Records
+// that share an ID and a source (a distro, or GitHub for GHSA IDs) become one
+// vulnerability with several affected packages; its description, aliases, severity
+// and references are taken from the first of them. An empty record list gives an
+// empty, valid database. Every record is checked before anything is written.
+// A process that has the previous database open goes on reading it until it loads
+// the database again.
 func Write(ctx context.Context, root string, records []Record, opts ...Option) (*Database, error) {
 	o := options{built: time.Now()}
 	for _, opt := range opts {
@@ -97,20 +100,27 @@ func Write(ctx context.Context, root string, records []Record, opts ...Option) (
 
 	dir := filepath.Join(root, strconv.Itoa(v6.ModelVersion))
 	path := filepath.Join(dir, v6.VulnerabilityDBFileName)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("write grype DB: %w", err)
 	}
-	if err := writeStore(ctx, dir, records, built); err != nil {
+	// Build the database beside its final place and move it there whole, so a
+	// failed or cancelled write leaves the previous database as it was.
+	tmp, err := os.MkdirTemp(root, ".vulndb-")
+	if err != nil {
+		return nil, fmt.Errorf("write grype DB: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := build(ctx, tmp, records, built); err != nil {
 		return nil, fmt.Errorf("write grype DB %s: %w", path, err)
 	}
-	if err := setBuildTime(path, built); err != nil {
-		return nil, fmt.Errorf("write grype DB %s: set build time: %w", path, err)
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return nil, fmt.Errorf("write grype DB: %w", err)
 	}
-	if err := v6.Hydrater()(dir); err != nil {
-		return nil, fmt.Errorf("write grype DB %s: hydrate: %w", path, err)
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("write grype DB: removing the previous database: %w", err)
 	}
-	if _, err := v6.WriteImportMetadata(afero.NewOsFs(), dir, importSource); err != nil {
-		return nil, fmt.Errorf("write grype DB %s: import metadata: %w", path, err)
+	if err := os.Rename(tmp, dir); err != nil {
+		return nil, fmt.Errorf("write grype DB: %w", err)
 	}
 	desc, err := v6.ReadDescription(path)
 	if err != nil {
@@ -123,6 +133,27 @@ func Write(ctx context.Context, root string, records []Record, opts ...Option) (
 		Built:         desc.Built.Time,
 		SchemaVersion: desc.SchemaVersion.String(),
 	}, nil
+}
+
+// build writes the database files into dir.
+func build(ctx context.Context, dir string, records []Record, built time.Time) error {
+	path := filepath.Join(dir, v6.VulnerabilityDBFileName)
+	if err := writeStore(ctx, dir, records, built); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := setBuildTime(path, built); err != nil {
+		return fmt.Errorf("set build time: %w", err)
+	}
+	if err := v6.Hydrater()(dir); err != nil {
+		return fmt.Errorf("hydrate: %w", err)
+	}
+	if _, err := v6.WriteImportMetadata(afero.NewOsFs(), dir, importSource); err != nil {
+		return fmt.Errorf("import metadata: %w", err)
+	}
+	return nil
 }
 
 // writeStore writes the vulnerability and package rows with grype's store writer.

@@ -1,37 +1,14 @@
 package vulndb_test
 
 import (
-	"os"
-	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/shipkit/shipkit/internal/testbed/vulndb"
+	"github.com/shipkit/shipkit/scan/vulndb"
 )
-
-func TestParseOSVFixtures(t *testing.T) {
-	fixtures := map[string]vulndb.Record{}
-	for _, r := range vulndb.Fixtures() {
-		fixtures[r.ID] = r
-	}
-	files, err := filepath.Glob(filepath.Join("testdata", "GHSA-*.json"))
-	require.NoError(t, err)
-	require.Len(t, files, 2)
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			data, err := os.ReadFile(f)
-			require.NoError(t, err)
-			got, err := vulndb.ParseOSV(data)
-			require.NoError(t, err)
-			require.Len(t, got, 1)
-			want, ok := fixtures[got[0].ID]
-			require.True(t, ok, "no fixture %s", got[0].ID)
-			assert.Equal(t, want, got[0])
-		})
-	}
-}
 
 func TestParseOSVRanges(t *testing.T) {
 	tests := []struct {
@@ -113,6 +90,77 @@ func TestParseOSVErrors(t *testing.T) {
 			require.Error(t, err)
 			assert.Nil(t, got)
 			assert.Contains(t, err.Error(), tt.wantErr)
+		})
+	}
+}
+
+func TestFromOSV(t *testing.T) {
+	doc := func(id, pkg string) string {
+		return `{"id":"` + id + `","affected":[{"package":{"ecosystem":"Go","name":"` + pkg + `"},` +
+			`"ranges":[{"type":"SEMVER","events":[{"introduced":"0"},{"fixed":"1.0.0"}]}]}]}`
+	}
+	withdrawn := `{"id":"GHSA-gone","withdrawn":"2024-01-01T00:00:00Z","affected":[]}`
+	tests := []struct {
+		name  string
+		input string
+		want  []string
+	}{
+		{"one document", doc("GHSA-a", "example.com/a"), []string{"GHSA-a"}},
+		{"JSON lines", doc("GHSA-a", "example.com/a") + "\n" + doc("GHSA-b", "example.com/b") + "\n", []string{"GHSA-a", "GHSA-b"}},
+		{"concatenated", doc("GHSA-a", "example.com/a") + doc("GHSA-b", "example.com/b"), []string{"GHSA-a", "GHSA-b"}},
+		{"array", " [" + doc("GHSA-a", "example.com/a") + "," + withdrawn + "," + doc("GHSA-b", "example.com/b") + "]\n", []string{"GHSA-a", "GHSA-b"}},
+		{"withdrawn only", withdrawn, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := vulndb.FromOSV(strings.NewReader(tt.input))
+			require.NoError(t, err)
+			var ids []string
+			for _, r := range got {
+				ids = append(ids, r.ID)
+			}
+			assert.Equal(t, tt.want, ids)
+		})
+	}
+}
+
+func TestFromOSVErrors(t *testing.T) {
+	good := `{"id":"GHSA-a","affected":[{"package":{"ecosystem":"Go","name":"a"},"ranges":[{"type":"SEMVER","events":[{"introduced":"0"}]}]}]}`
+	tests := []struct{ name, input, wantErr string }{
+		{"empty", " \n", "parse OSV: no document"},
+		{"truncated second document", good + `{"id":"GHSA-b","aff`, "parse OSV JSON document 1"},
+		{"bad second document", good + `{"id":"GHSA-b","affected":[]}`, "OSV document 1: parse OSV GHSA-b: no affected packages"},
+		{"data after array", "[" + good + "] {}", "data after the JSON array"},
+		{"array of non-objects", `[1]`, "parse OSV JSON"},
+		{"severity not a string", `{"id":"GHSA-a","database_specific":{"severity":5},"affected":[{"package":{"ecosystem":"Go","name":"a"},"ranges":[{"type":"SEMVER","events":[{"introduced":"0"}]}]}]}`,
+			"database_specific.severity is not a string"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := vulndb.FromOSV(strings.NewReader(tt.input))
+			require.Error(t, err)
+			assert.Nil(t, got, "a bad feed is not half loaded")
+			assert.Contains(t, err.Error(), tt.wantErr)
+		})
+	}
+}
+
+func TestFromOSVDistroReleases(t *testing.T) {
+	tests := []struct{ ecosystem, typ, distro string }{
+		{"Debian:12", "deb", "debian:12"},
+		{"Ubuntu:22.04:LTS", "deb", "ubuntu:22.04"},
+		{"Ubuntu:Pro:18.04:LTS", "deb", "ubuntu:18.04"},
+		{"Alpine:v3.18", "apk", "alpine:3.18"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.ecosystem, func(t *testing.T) {
+			doc := `{"id":"CVE-2024-0001","affected":[{"package":{"ecosystem":"` + tt.ecosystem + `","name":"openssl"},` +
+				`"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"3.0.13-1"}]}]}]}`
+			got, err := vulndb.FromOSV(strings.NewReader(doc))
+			require.NoError(t, err)
+			require.Len(t, got, 1)
+			assert.Equal(t, tt.typ, got[0].Type)
+			assert.Equal(t, tt.distro, got[0].Distro)
 		})
 	}
 }
