@@ -191,6 +191,9 @@ func (h *Handler) judge(ctx context.Context, req *admissionv1.AdmissionRequest) 
 		obj.SetName(req.Name)
 	}
 	d, err := h.gate.Check(ctx, []*unstructured.Unstructured{obj})
+	if err == nil && d == nil {
+		err = errors.New("the gate returned neither a decision nor an error")
+	}
 	if err != nil {
 		return h.deny(ctx, resp, subject, http.StatusInternalServerError, "the deploy gate could not decide: "+err.Error(), err)
 	}
