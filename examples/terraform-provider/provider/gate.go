@@ -1,0 +1,165 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-framework/types/basetypes"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/shipkit/shipkit/deploy/gate"
+	"github.com/shipkit/shipkit/scan/report"
+	"github.com/shipkit/shipkit/sign"
+	"github.com/shipkit/shipkit/sign/cosign"
+)
+
+// gateModel is shipkit_release's gate attribute.
+type gateModel struct {
+	PublicKeys          types.List   `tfsdk:"public_keys"`
+	Threshold           types.Int64  `tfsdk:"threshold"`
+	RequireAttestations types.List   `tfsdk:"require_attestations"`
+	FailOn              types.String `tfsdk:"fail_on"`
+}
+
+func gateSchema() schema.Attribute {
+	return schema.SingleNestedAttribute{
+		Optional: true,
+		Description: "Check the objects with shipkit's deploy gate before every apply: every container image " +
+			"must be pinned by digest and, with public_keys, signed. A denial fails the apply with every reason, " +
+			"and nothing is applied. A plan whose images are known runs the gate too and warns about a denial " +
+			"(other resources of the same apply may still sign the image).",
+		Attributes: map[string]schema.Attribute{
+			"public_keys": schema.ListAttribute{
+				ElementType: types.StringType, Optional: true,
+				Description: "Trusted cosign public keys, PEM (e.g. file(\"cosign.pub\")): every image must be signed by one.",
+			},
+			"threshold": schema.Int64Attribute{
+				Optional:    true,
+				Description: "How many distinct trusted keys must have signed each image (default 1).",
+			},
+			"require_attestations": schema.ListAttribute{
+				ElementType: types.StringType, Optional: true,
+				Description: "Predicate types a trusted key must have attested, e.g. https://slsa.dev/provenance/v1.",
+			},
+			"fail_on": schema.StringAttribute{
+				Optional: true,
+				Description: "Deny an image whose newest attested vulnerability report has a finding at or above " +
+					"this severity (negligible, low, medium, high, critical), or that has none.",
+			},
+		},
+	}
+}
+
+// gateKnown reports whether the gate settings are known (or absent).
+func gateKnown(o types.Object) bool {
+	if o.IsNull() {
+		return true
+	}
+	if o.IsUnknown() {
+		return false
+	}
+	for _, v := range o.Attributes() {
+		if v.IsUnknown() {
+			return false
+		}
+		if l, ok := v.(types.List); ok {
+			for _, e := range l.Elements() {
+				if e.IsUnknown() {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// validateGate checks the gate settings that are known.
+func validateGate(ctx context.Context, o types.Object) diag.Diagnostics {
+	if !gateKnown(o) || o.IsNull() {
+		return nil
+	}
+	_, diags := newGate(ctx, o, nil)
+	return diags
+}
+
+// checkGate runs the gate, when configured, on objs: a denial or a failure to decide
+// is an error naming every reason.
+func (r *ReleaseResource) checkGate(ctx context.Context, o types.Object, objs []*unstructured.Unstructured) diag.Diagnostics {
+	if o.IsNull() {
+		return nil
+	}
+	g, diags := newGate(ctx, o, r.c)
+	if diags.HasError() {
+		return diags
+	}
+	d, err := g.Check(ctx, objs)
+	if err != nil {
+		diags.AddError("shipkit_release: gate", err.Error())
+		return diags
+	}
+	if !d.Allowed() {
+		diags.AddAttributeError(path.Root("gate"), "shipkit_release: denied by the deploy gate", d.String())
+	}
+	return diags
+}
+
+// newGate makes the gate of the settings; c gives the registry access of the
+// verifier (nil: only validate).
+func newGate(ctx context.Context, o types.Object, c *clients) (*gate.Gate, diag.Diagnostics) {
+	var m gateModel
+	diags := o.As(ctx, &m, basetypes.ObjectAsOptions{})
+	if diags.HasError() {
+		return nil, diags
+	}
+	var keys, predicates []string
+	diags.Append(m.PublicKeys.ElementsAs(ctx, &keys, true)...)
+	diags.Append(m.RequireAttestations.ElementsAs(ctx, &predicates, true)...)
+	if diags.HasError() {
+		return nil, diags
+	}
+	var opts []gate.Option
+	if len(keys) > 0 {
+		p := sign.Policy{Threshold: int(m.Threshold.ValueInt64())}
+		for _, k := range keys {
+			p.TrustedKeys = append(p.TrustedKeys, sign.TrustedKey{PEM: []byte(k)})
+		}
+		var vopts []cosign.Option
+		if c != nil {
+			vopts = append(vopts, cosign.WithKeychain(c.keychain))
+		}
+		v, err := cosign.NewVerifier(p, vopts...)
+		if err != nil {
+			diags.AddAttributeError(path.Root("gate").AtName("public_keys"), "Invalid gate keys", err.Error())
+			return nil, diags
+		}
+		opts = append(opts, gate.WithVerifier(v))
+	} else if !m.Threshold.IsNull() {
+		diags.AddAttributeError(path.Root("gate").AtName("threshold"), "Invalid gate", "threshold needs public_keys")
+	}
+	if len(predicates) > 0 {
+		opts = append(opts, gate.RequireAttestations(predicates...))
+	}
+	if !m.FailOn.IsNull() {
+		s, err := report.ParseSeverity(m.FailOn.ValueString())
+		if err != nil {
+			diags.AddAttributeError(path.Root("gate").AtName("fail_on"), "Invalid severity", err.Error())
+		}
+		opts = append(opts, gate.FailOn(s))
+	}
+	if diags.HasError() {
+		return nil, diags
+	}
+	if c != nil {
+		opts = append(opts, gate.WithObserver(logObserver{ctx}))
+	}
+	g, err := gate.New(opts...)
+	if err != nil {
+		diags.AddAttributeError(path.Root("gate"), "Invalid gate", fmt.Sprintf("%v (require_attestations and fail_on need public_keys)", err))
+		return nil, diags
+	}
+	return g, diags
+}
