@@ -233,7 +233,10 @@ func TestAccImageAndRelease(t *testing.T) {
 					},
 					k.checkDeployment(2),
 					checkInRegistry(),
-					func(s *terraform.State) error { current = s.RootModule().Resources[image].Primary.Attributes["image"]; return nil },
+					func(s *terraform.State) error {
+						current = s.RootModule().Resources[image].Primary.Attributes["image"]
+						return nil
+					},
 				),
 			},
 			{
