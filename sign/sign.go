@@ -3,7 +3,8 @@
 //
 // The package itself holds only the interfaces and the values that cross stages: the
 // predicates a pipeline attests ([SPDX], [CycloneDX], [VulnPredicate],
-// [Provenance.Predicate]), the [Policy] a gate verifies against, the [Cache] of
+// [Provenance.Predicate]), the [Policy] a gate verifies against (trusted keys, and
+// [TrustedIdentity] for signatures made with a certificate), the [Cache] of
 // verdicts and the [DeniedError] that lists why an image was refused. It links no
 // signing implementation, so a deploy gate can depend on a [Verifier] alone; the
 // cosign-compatible implementation is in package sign/cosign.

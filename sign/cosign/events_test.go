@@ -88,7 +88,7 @@ func TestObserverEvents(t *testing.T) {
 	}
 	assert.Equal(t, "signed by "+trusted.key.String(), rec.events[1].Message)
 	assert.Equal(t, "verified: signed by trusted, 1 attestations", rec.events[5].Message)
-	assert.Equal(t, "verified: signed by trusted, 1 attestations (verdict from the cache)", rec.events[7].Message)
+	assert.Equal(t, "verified: signed by trusted, 1 attestations (verdict from the cache, or shared with a concurrent verification)", rec.events[7].Message)
 	var denied *sign.DeniedError
 	assert.ErrorAs(t, rec.events[9].Err, &denied)
 	assert.Contains(t, rec.events[11].Message, "image not found in the registry")

@@ -130,7 +130,7 @@ func (v *Verifier) Verify(ctx context.Context, d name.Digest) (*sign.Verified, e
 	}
 	msg := fmt.Sprintf("verified: signed by %s, %d attestations", strings.Join(out.Signers, ", "), len(out.Attestations))
 	if !ran {
-		msg += " (verdict from the cache)"
+		msg += " (verdict from the cache, or shared with a concurrent verification)"
 	}
 	st.finish(msg)
 	return out, nil
