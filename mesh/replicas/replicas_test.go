@@ -3,8 +3,8 @@ package replicas_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
