@@ -1,0 +1,297 @@
+package rollout_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/shipkit/shipkit/deploy/rollout"
+	"github.com/shipkit/shipkit/internal/testbed/prom"
+	"github.com/shipkit/shipkit/observe"
+	"github.com/shipkit/shipkit/observe/analysis"
+)
+
+// plan is the canary of the integration tests: 10% → 50% → 100%, judged by the
+// canary's success rate in Prometheus after each weight.
+func (e *env) plan(analysisCount int) []rollout.Step {
+	return []rollout.Step{
+		rollout.SetWeight(10), rollout.Analysis(e.successRate(3)),
+		rollout.SetWeight(50), rollout.Analysis(e.successRate(analysisCount)),
+		rollout.SetWeight(100), rollout.Analysis(e.successRate(2)),
+	}
+}
+
+func TestCanaryHealthyIsPromoted(t *testing.T) {
+	e := newEnv(t)
+	r := e.canary(t, e.plan(3))
+	res, err := r.Run(t.Context())
+	require.NoError(t, err)
+	t.Log(res)
+	require.Equal(t, rollout.Promoted, res.Phase, res.String())
+	assert.Equal(t, []int{0, 10, 50, 100, 0}, e.router.weights())
+	e.assertPromoted(t, r)
+
+	require.Len(t, res.Steps, 6)
+	for i, want := range []int32{10, 10, 50, 50, 100, 100} {
+		assert.Equal(t, want, res.Steps[i].Weight, "step %d", i+1)
+	}
+	for _, i := range []int{1, 3, 5} {
+		a := res.Steps[i].Analysis
+		require.NotNil(t, a)
+		assert.Equal(t, analysis.Successful, a.Phase)
+		for _, m := range a.Measurements {
+			assert.InDelta(t, 1, m.Value, 0.001, "the canary serves no errors")
+		}
+	}
+	reasons := eventReasons(t, e.client, e.ns, "web-canary")
+	assert.Equal(t, 6, count(reasons, rollout.ReasonStepCompleted), reasons)
+	assert.Equal(t, 1, count(reasons, rollout.ReasonPromoted), reasons)
+}
+
+func count(list []string, s string) int {
+	n := 0
+	for _, x := range list {
+		if x == s {
+			n++
+		}
+	}
+	return n
+}
+
+// A canary whose error rate rises is rolled back within one analysis interval of the
+// breach: from the moment Prometheus reports the success rate below the threshold
+// (seen by a poller every 50 ms) to the moment the API server holds weight 0.
+func TestCanaryErrorRateRisesIsRolledBack(t *testing.T) {
+	e := newEnv(t)
+	r := e.canary(t, e.plan(60))
+	changes := e.router.watchWeight(t)
+
+	type outcome struct {
+		res *rollout.Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := r.Run(t.Context())
+		done <- outcome{res, err}
+	}()
+
+	// Wait for the analysis at 50% to have measured a healthy canary for a while.
+	for atStep4 := false; !atStep4; {
+		select {
+		case out := <-done:
+			require.FailNow(t, "the rollout ended before step 4", "%v\n%v", out.err, out.res)
+		case <-time.After(100 * time.Millisecond):
+		}
+		st, err := r.Status(t.Context())
+		require.NoError(t, err)
+		atStep4 = st != nil && st.Step == 3
+	}
+	time.Sleep(2500 * time.Millisecond)
+	raised := time.Now()
+	e.app.SetTraffic("v2", prom.Traffic{RPS: 100, ErrorRate: 0.5, Latency: 10 * time.Millisecond})
+
+	var mu sync.Mutex
+	var breach time.Time
+	stopPoll := make(chan struct{})
+	go func() {
+		q := e.successRate(1).Query
+		for {
+			select {
+			case <-stopPoll:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if v, err := e.metrics.Query(context.Background(), q); err == nil && v < threshold {
+				mu.Lock()
+				breach = time.Now()
+				mu.Unlock()
+				return
+			}
+		}
+	}()
+
+	var out outcome
+	select {
+	case out = <-done:
+	case <-time.After(time.Minute):
+		require.FailNow(t, "the rollout did not end")
+	}
+	close(stopPoll)
+	require.NoError(t, out.err)
+	t.Log(out.res)
+	assert.Equal(t, rollout.Aborted, out.res.Phase)
+	assert.Contains(t, out.res.Message, "step 4 analysis failed")
+
+	var back time.Time
+	for drained := false; !drained; {
+		select {
+		case c := <-changes:
+			if c.Weight == 0 && c.At.After(raised) {
+				back = c.At
+			}
+		default:
+			drained = true
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.False(t, breach.IsZero(), "the poller saw no breach")
+	require.False(t, back.IsZero(), "the API server never held weight 0 after the breach")
+	latency := back.Sub(breach)
+	t.Logf("ROLLBACK LATENCY breach → weight 0 in the API server: %v (interval %v; error rate raised → weight 0: %v; breach seen %v after the raise)",
+		latency.Round(time.Millisecond), interval, back.Sub(raised).Round(time.Millisecond), breach.Sub(raised).Round(time.Millisecond))
+	assert.LessOrEqual(t, latency, interval+time.Second, "rolled back within one analysis interval + 1 s of the breach")
+
+	assert.Equal(t, 0, e.router.live(t))
+	assert.Equal(t, []int{0, 10, 50, 0}, e.router.weights())
+	waitFor(t, 30*time.Second, func(c *assert.CollectT) {
+		d, err := e.client.AppsV1().Deployments(e.ns).Get(t.Context(), "web-canary", metav1.GetOptions{})
+		require.NoError(c, err)
+		assert.Equal(c, int32(0), *d.Spec.Replicas)
+		assert.Equal(c, int32(0), d.Status.Replicas, "canary pods gone")
+	})
+	assert.Equal(t, "registry.example/web:v1", image(t, e.client, e.ns, "web"))
+	reasons := eventReasons(t, e.client, e.ns, "web-canary")
+	assert.Contains(t, reasons, rollout.ReasonStepFailed)
+	assert.Contains(t, reasons, rollout.ReasonAborted)
+}
+
+// Killing the rollout after step 2 and starting it again, from another process, ends
+// in the same state as an uninterrupted rollout, and never sends the canary more than
+// the plan allows.
+func TestCanaryKilledAfterStep2Resumes(t *testing.T) {
+	e := newEnv(t)
+	ctx, kill := context.WithCancel(t.Context())
+	defer kill()
+	crash := observe.ObserverFunc(func(ev observe.Event) {
+		if ev.Stage == rollout.Stage && ev.Phase == observe.Finished && strings.HasPrefix(ev.Step, "step 2/") {
+			kill()
+		}
+	})
+	first := e.canary(t, e.plan(3), rollout.WithObserver(crash), rollout.WithIdentity("process-1"))
+	res, err := first.Run(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, rollout.Progressing, res.Phase)
+	st, err := first.Status(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, 2, st.Step)
+	assert.Equal(t, int32(10), st.Weight)
+	assert.Equal(t, 10, e.router.live(t), "the canary keeps its share while no process runs the rollout")
+
+	second := e.canary(t, e.plan(3), rollout.WithIdentity("process-2"))
+	res, err = second.Run(t.Context())
+	require.NoError(t, err)
+	t.Log(res)
+	assert.Equal(t, rollout.Promoted, res.Phase, res.String())
+	assert.True(t, res.Resumed)
+	assert.Equal(t, 2, res.ResumedAt)
+	assert.Equal(t, []int{0, 10, 10, 50, 100, 0}, e.router.weights(), "resumed at the recorded 10%, then the plan")
+	e.assertPromoted(t, second)
+}
+
+// A process that dies without releasing its Lease keeps others out until the Lease
+// expires; then the next one resumes.
+func TestCanaryCrashedHolderLeaseExpires(t *testing.T) {
+	e := newEnv(t)
+	steps := []rollout.Step{rollout.SetWeight(10), rollout.PauseUntilPromoted(), rollout.SetWeight(100)}
+	ctx, kill := context.WithCancel(t.Context())
+	first := e.canary(t, steps, rollout.WithIdentity("process-1"))
+	go func() {
+		waitFor(t, time.Minute, func(c *assert.CollectT) {
+			st, err := first.Status(t.Context())
+			require.NoError(c, err)
+			require.NotNil(c, st)
+			assert.Equal(c, 1, st.Step)
+		})
+		kill()
+	}()
+	_, err := first.Run(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+	// What a crash leaves: the Lease still names process-1, renewed just now.
+	l, err := e.client.CoordinationV1().Leases(e.ns).Get(t.Context(), "web-rollout", metav1.GetOptions{})
+	require.NoError(t, err)
+	holder, now := "process-1", metav1.NewMicroTime(time.Now())
+	l.Spec.HolderIdentity, l.Spec.RenewTime = &holder, &now
+	_, err = e.client.CoordinationV1().Leases(e.ns).Update(t.Context(), l, metav1.UpdateOptions{})
+	require.NoError(t, err)
+
+	second := e.canary(t, steps, rollout.WithIdentity("process-2"))
+	_, err = second.Run(t.Context())
+	var locked *rollout.LockedError
+	require.ErrorAs(t, err, &locked)
+	assert.Equal(t, "process-1", locked.Holder)
+
+	time.Sleep(time.Until(locked.Until) + 100*time.Millisecond)
+	go func() {
+		waitFor(t, time.Minute, func(c *assert.CollectT) {
+			st, err := second.Status(t.Context())
+			require.NoError(c, err)
+			assert.Equal(c, "process-2", st.Holder)
+		})
+		assert.NoError(t, second.Promote(t.Context()))
+	}()
+	res, err := second.Run(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, rollout.Promoted, res.Phase)
+	assert.Equal(t, 1, res.ResumedAt)
+	e.assertPromoted(t, second)
+}
+
+// A second process cannot run a rollout that one runs; a process whose Lease is taken
+// stops without moving traffic again.
+func TestCanaryLease(t *testing.T) {
+	e := newEnv(t)
+	steps := []rollout.Step{rollout.SetWeight(10), rollout.PauseUntilPromoted(), rollout.SetWeight(100)}
+	first := e.canary(t, steps, rollout.WithIdentity("process-1"))
+	done := make(chan error, 1)
+	go func() {
+		_, err := first.Run(t.Context())
+		done <- err
+	}()
+	waitFor(t, time.Minute, func(c *assert.CollectT) {
+		st, err := first.Status(t.Context())
+		require.NoError(c, err)
+		require.NotNil(c, st)
+		assert.Equal(c, 1, st.Step)
+	})
+
+	second := e.canary(t, steps, rollout.WithIdentity("process-2"))
+	_, err := second.Run(t.Context())
+	require.ErrorIs(t, err, rollout.ErrLocked)
+	var locked *rollout.LockedError
+	require.ErrorAs(t, err, &locked)
+	assert.Equal(t, "process-1", locked.Holder)
+	assert.Equal(t, []int{0, 10}, e.router.weights(), "the refused run moved nothing")
+
+	// Another process takes the Lease (as if process-1 had stalled past its expiry).
+	l, err := e.client.CoordinationV1().Leases(e.ns).Get(t.Context(), "web-rollout", metav1.GetOptions{})
+	require.NoError(t, err)
+	intruder, now := "intruder", metav1.NewMicroTime(time.Now())
+	l.Spec.HolderIdentity, l.Spec.RenewTime = &intruder, &now
+	_, err = e.client.CoordinationV1().Leases(e.ns).Update(t.Context(), l, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	taken := time.Now()
+	require.NoError(t, first.Promote(t.Context())) // would move traffic to 100% if process-1 went on
+
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		require.FailNow(t, "process-1 did not stop")
+	}
+	require.ErrorIs(t, err, rollout.ErrLeaseLost)
+	t.Logf("process-1 stopped %v after losing its lease", time.Since(taken).Round(time.Millisecond))
+	assert.Equal(t, []int{0, 10}, e.router.weights(), "no traffic moved after the lease was lost")
+	assert.Equal(t, 10, e.router.live(t))
+}
+
+func waitFor(t *testing.T, d time.Duration, f func(c *assert.CollectT)) {
+	t.Helper()
+	require.EventuallyWithT(t, f, d, 50*time.Millisecond)
+}

@@ -1,0 +1,228 @@
+package rollout
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+)
+
+// The keys of the state ConfigMap.
+const (
+	keyState   = "state"   // the Status, JSON
+	keyPromote = "promote" // a request to go past the current pause, RFC 3339 time
+	keyAbort   = "abort"   // a request to abort, with its reason
+)
+
+// maxHistory bounds the steps and decisions a Status keeps.
+const maxHistory = 100
+
+// Status is the state of a rollout as recorded in its ConfigMap (key "state", JSON),
+// written before and after each action so that another process can resume it. Intent
+// is written before traffic moves: Weight is the weight being set, so a resumed run
+// never sets more than the plan allowed at the recorded step.
+type Status struct {
+	// Strategy is "canary" or "blueGreen".
+	Strategy string `json:"strategy"`
+	// Revision identifies the version being rolled out (see [Result.Revision]).
+	Revision string `json:"revision"`
+	// Phase is where the rollout is.
+	Phase Phase `json:"phase"`
+	// Step is the index of the step being run; len(steps) once all have run.
+	Step int `json:"step"`
+	// Weight is the canary weight set (or being set) at Step.
+	Weight int32 `json:"weight"`
+	// StepStarted is when Step began; a resumed Pause waits only for the rest.
+	StepStarted time.Time `json:"stepStarted,omitzero"`
+	// Message explains the phase.
+	Message string `json:"message,omitempty"`
+	// Holder is the identity of the process that wrote the Status.
+	Holder string `json:"holder"`
+	// Updated is when the Status was written.
+	Updated time.Time `json:"updated"`
+	// Steps and Decisions are the history, newest last, at most maxHistory each.
+	Steps     []StepRecord `json:"steps,omitempty"`
+	Decisions []Decision   `json:"decisions,omitempty"`
+
+	// Blue/green: what the active Service selected before promotion, the Deployment it
+	// selected and its replicas, and when promotion switched the Service.
+	PreviousSelector map[string]string `json:"previousSelector,omitempty"`
+	Previous         string            `json:"previous,omitempty"`
+	PreviousReplicas int32             `json:"previousReplicas,omitempty"`
+	PromotedAt       time.Time         `json:"promotedAt,omitzero"`
+}
+
+// StepRecord is the short form of a [StepResult] kept in the cluster.
+type StepRecord struct {
+	// Index, Step (its String form), Weight, Phase and Message are those of the StepResult.
+	Index   int       `json:"index"`
+	Step    string    `json:"step"`
+	Weight  int32     `json:"weight"`
+	Phase   StepPhase `json:"phase"`
+	Message string    `json:"message,omitempty"`
+	// Started and Finished time the step.
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+}
+
+func (r *Status) addStep(s StepResult) {
+	r.Steps = append(r.Steps, StepRecord{Index: s.Index, Step: s.Step.String(), Weight: s.Weight,
+		Phase: s.Phase, Message: s.Message, Started: s.Started, Finished: s.Finished})
+	if n := len(r.Steps); n > maxHistory {
+		r.Steps = r.Steps[n-maxHistory:]
+	}
+}
+
+func (r *Status) addDecision(d Decision) {
+	r.Decisions = append(r.Decisions, d)
+	if n := len(r.Decisions); n > maxHistory {
+		r.Decisions = r.Decisions[n-maxHistory:]
+	}
+}
+
+// requests are what other processes asked of a running rollout.
+type requests struct {
+	Promote bool
+	Abort   string // reason; empty when no abort was asked
+}
+
+// store keeps a rollout's Status in a ConfigMap of its own.
+type store struct {
+	client    kubernetes.Interface
+	namespace string
+	name      string
+	cm        *corev1.ConfigMap // last read or written; nil when none exists
+	// held, when set, says whether this process may still write (its lease is valid).
+	held func() error
+}
+
+func (s *store) ref() string { return "ConfigMap/" + s.namespace + "/" + s.name }
+
+// load reads the Status (nil when there is none) and the pending requests.
+func (s *store) load(ctx context.Context) (*Status, requests, error) {
+	cm, err := s.client.CoreV1().ConfigMaps(s.namespace).Get(ctx, s.name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		s.cm = nil
+		return nil, requests{}, nil
+	}
+	if err != nil {
+		return nil, requests{}, fmt.Errorf("read rollout state %s: %w", s.ref(), err)
+	}
+	s.cm = cm
+	req := requests{Abort: cm.Data[keyAbort]}
+	_, req.Promote = cm.Data[keyPromote]
+	if _, ok := cm.Data[keyAbort]; ok && req.Abort == "" {
+		req.Abort = "abort requested"
+	}
+	raw, ok := cm.Data[keyState]
+	if !ok {
+		return nil, req, nil
+	}
+	var r Status
+	if err := json.Unmarshal([]byte(raw), &r); err != nil {
+		return nil, req, fmt.Errorf("rollout state %s: key %q is not a rollout Status: %w", s.ref(), keyState, err)
+	}
+	return &r, req, nil
+}
+
+// save writes rec, and removes the request keys in consume (requests it acted on). A
+// conflict with a request written meanwhile by another process is resolved by keeping
+// that request and writing rec again; transient API errors are retried briefly.
+func (s *store) save(ctx context.Context, rec *Status, consume ...string) error {
+	if s.held != nil {
+		if err := s.held(); err != nil {
+			return fmt.Errorf("write rollout state %s: %w", s.ref(), err)
+		}
+	}
+	rec.Updated = time.Now().UTC()
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode rollout state: %w", err)
+	}
+	write := func() error {
+		if s.cm == nil {
+			cm := &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, Labels: managedLabels()},
+				Data:       map[string]string{keyState: string(raw)},
+			}
+			got, err := s.client.CoreV1().ConfigMaps(s.namespace).Create(ctx, cm, metav1.CreateOptions{})
+			if err == nil {
+				s.cm = got
+			}
+			return err
+		}
+		cm := s.cm.DeepCopy()
+		if cm.Data == nil {
+			cm.Data = map[string]string{}
+		}
+		cm.Data[keyState] = string(raw)
+		for _, k := range consume {
+			delete(cm.Data, k)
+		}
+		got, err := s.client.CoreV1().ConfigMaps(s.namespace).Update(ctx, cm, metav1.UpdateOptions{})
+		if err == nil {
+			s.cm = got
+		}
+		return err
+	}
+	var takenBy string
+	err = retry.OnError(retry.DefaultBackoff, func(err error) bool {
+		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+			// Someone wrote a request (or our own write landed without its answer):
+			// read again and write on top, unless another process now runs the rollout.
+			cur, _, lerr := s.load(ctx)
+			if lerr != nil {
+				return false
+			}
+			if cur != nil && cur.Holder != rec.Holder {
+				takenBy = cur.Holder
+				return false
+			}
+			return true
+		}
+		return transient(err) && ctx.Err() == nil
+	}, write)
+	if takenBy != "" {
+		return fmt.Errorf("write rollout state %s: %w: %q wrote it meanwhile", s.ref(), ErrLeaseLost, takenBy)
+	}
+	if err != nil {
+		return fmt.Errorf("write rollout state %s (step %d, %s): %w", s.ref(), rec.Step, rec.Phase, err)
+	}
+	return nil
+}
+
+// request writes a request key for the process running the rollout.
+func (s *store) request(ctx context.Context, key, value string) error {
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		cm, err := s.client.CoreV1().ConfigMaps(s.namespace).Get(ctx, s.name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if _, ok := cm.Data[keyState]; !ok {
+			return errNoState
+		}
+		cm.Data[key] = value
+		_, err = s.client.CoreV1().ConfigMaps(s.namespace).Update(ctx, cm, metav1.UpdateOptions{})
+		return err
+	})
+	if apierrors.IsNotFound(err) || errors.Is(err, errNoState) {
+		return fmt.Errorf("%s: no rollout recorded in %s: %w", key, s.ref(), ErrNotStarted)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: write request to %s: %w", key, s.ref(), err)
+	}
+	return nil
+}
+
+var errNoState = errors.New("no state")
+
+// ErrNotStarted is wrapped by the errors of Promote and Abort for a rollout that has
+// no recorded state.
+var ErrNotStarted = errors.New("rollout not started")
