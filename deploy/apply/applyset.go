@@ -70,8 +70,9 @@ type inventory struct {
 	kinds      map[schema.GroupKind]bool // recorded by previous applies
 	namespaces map[string]bool           // recorded, besides the parent's
 	written    bool
-	// good is the last good revision (base64 of gzipped JSON), goodRevision its name.
-	good, goodRevision string
+	// good is the last good revision (base64 of gzipped JSON), goodRevision its
+	// name, kept what the revision Secret holds; all empty without Options.Rollback.
+	good, goodRevision, kept string
 }
 
 // openInventory reads the parent, refuses one another tool owns, and labels every
@@ -102,7 +103,6 @@ func (m *Manager) openInventory(ctx context.Context, objs []*object) (*inventory
 		for _, ns := range splitList(parent.GetAnnotations()[ApplySetNamespacesAnnotation]) {
 			inv.namespaces[ns] = true
 		}
-		inv.readRevision(parent)
 	}
 	for _, o := range objs {
 		labels := o.obj.GetLabels()
@@ -143,11 +143,6 @@ func (m *Manager) writeParent(ctx context.Context, inv *inventory, objs []*objec
 		ApplySetToolingAnnotation:    Tooling,
 		ApplySetGroupKindsAnnotation: joinList(gks),
 		ApplySetNamespacesAnnotation: joinList(keys(namespaces)),
-	}
-	if inv.good != "" {
-		// Written every time: server-side apply would drop a field it no longer gets.
-		annotations[LastGoodRevisionAnnotation] = inv.goodRevision
-		parent.Object["binaryData"] = map[string]any{RevisionDataKey: inv.good}
 	}
 	parent.SetAnnotations(annotations)
 	err := retryTransient(ctx, func() error {

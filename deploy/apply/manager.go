@@ -93,9 +93,11 @@ type Options struct {
 	Observer observe.Observer
 	// Rollback, after a failed wait (a rollout that failed or timed out), re-applies
 	// the last revision of the ApplySet that applied and became healthy, and waits for
-	// it; the error is then a [*RolledBackError]. It needs ApplySet and Wait. The
-	// revision is kept in the ApplySet's parent, so [Manager.Rollback] in a new
-	// process can roll back too.
+	// it; the error is then a [*RolledBackError]. It needs ApplySet and Wait. Each
+	// healthy revision is kept, gzipped, in a Secret beside the ApplySet's parent
+	// (named with [RevisionSecretSuffix]; a Secret because the set may hold Secrets),
+	// so [Manager.Rollback] in a new process can roll back too. [Manager.Preflight]
+	// then also checks access to that Secret.
 	Rollback bool
 }
 
@@ -329,6 +331,11 @@ func (m *Manager) apply(ctx context.Context, objs []*unstructured.Unstructured, 
 		if inv, err = m.openInventory(ctx, prepared); err != nil {
 			return cs, err
 		}
+		if m.opts.Rollback {
+			if err := m.readRevision(ctx, inv); err != nil {
+				return cs, err
+			}
+		}
 	}
 	st := m.step("apply", len(prepared))
 	err = m.applyStages(ctx, inv, prepared, cs, st)
@@ -345,11 +352,16 @@ func (m *Manager) apply(ctx context.Context, objs []*unstructured.Unstructured, 
 		}
 	}
 	if inv != nil {
-		inv.keep(ctx, m.log, prepared)
 		pruned, err := m.finishInventory(ctx, inv, prepared, m.opts.Prune)
 		cs.Append(pruned...)
 		if err != nil {
 			return cs, err
+		}
+		if m.opts.Rollback {
+			inv.keep(ctx, m.log, prepared)
+			if err := m.writeRevision(ctx, inv); err != nil {
+				return cs, fmt.Errorf("applied, but cannot keep the revision for a rollback: %w", err)
+			}
 		}
 	}
 	return cs, nil

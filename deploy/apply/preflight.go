@@ -76,6 +76,9 @@ func (m *Manager) Preflight(ctx context.Context, objs []*unstructured.Unstructur
 	if s := m.opts.ApplySet; s != nil {
 		for _, v := range []string{"get", "create", "patch"} {
 			want.Insert(Permission{Verb: v, Resource: "configmaps", Namespace: s.Namespace})
+			if m.opts.Rollback {
+				want.Insert(Permission{Verb: v, Resource: "secrets", Namespace: s.Namespace})
+			}
 		}
 	}
 	perms := want.UnsortedList()

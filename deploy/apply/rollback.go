@@ -13,19 +13,27 @@ import (
 	"io"
 	"log/slog"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/shipkit/shipkit/deploy"
 )
 
-// Where the ApplySet's parent keeps the last good revision.
+// Where an ApplySet keeps its last good revision: a Secret beside the parent (a
+// Secret, because the set's own Secrets are part of the revision), named after it.
 const (
-	// RevisionDataKey is the parent's binaryData key that holds the objects of the
-	// last apply that succeeded (and, with Wait, became healthy), as gzipped JSON.
-	RevisionDataKey = "shipkit-last-good.json.gz"
-	// LastGoodRevisionAnnotation on the parent names that revision: the objects'
+	// RevisionSecretSuffix makes the Secret's name: the parent's name and this.
+	RevisionSecretSuffix = "-shipkit-revision"
+	// RevisionDataKey is the Secret's data key that holds the objects of the last
+	// apply that succeeded and became healthy, as gzipped JSON.
+	RevisionDataKey = "last-good.json.gz"
+	// LastGoodRevisionAnnotation on the Secret names that revision: the objects'
 	// common deploy.RevisionAnnotation, or the sha256 of their JSON.
 	LastGoodRevisionAnnotation = "deploy.shipkit.dev/last-good-revision"
+	// revisionSecretType is the type of the Secret.
+	revisionSecretType = "deploy.shipkit.dev/revision"
 	// maxRevisionBytes bounds the gzipped revision, well below a ConfigMap's 1 MiB.
 	maxRevisionBytes = 768 << 10
 	// maxRevisionJSON bounds what a kept revision may decompress to.
@@ -77,14 +85,17 @@ func isRolloutFailure(err error) bool {
 // Rollback re-applies the last good revision the ApplySet keeps (see
 // [Options.Rollback]) with the manager's options: it waits with Wait and prunes
 // with Prune, so objects the failed revision added go away. It works from a new
-// process: the revision is read from the ApplySet's parent. It returns
-// [ErrNoRevision] when none is kept.
+// process: the revision is read from the Secret beside the ApplySet's parent. It
+// returns [ErrNoRevision] when none is kept.
 func (m *Manager) Rollback(ctx context.Context) (*deploy.ChangeSet, error) {
 	if m.opts.ApplySet == nil {
 		return nil, errors.New("apply: Rollback needs an ApplySet")
 	}
 	inv, err := m.openInventory(ctx, nil)
 	if err != nil {
+		return nil, err
+	}
+	if err := m.readRevision(ctx, inv); err != nil {
 		return nil, err
 	}
 	objs, err := inv.goodObjects()
@@ -112,13 +123,61 @@ func (m *Manager) rollBack(ctx context.Context, inv *inventory, cause error) err
 	return rbe
 }
 
-// readRevision takes the kept revision from the parent's data.
-func (inv *inventory) readRevision(parent *unstructured.Unstructured) {
-	data, _, _ := unstructured.NestedString(parent.Object, "binaryData", RevisionDataKey)
-	if data == "" {
-		return
+var secrets = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
+
+// revisionRef names the Secret that keeps the set's last good revision.
+func (s *ApplySet) revisionRef() deploy.ObjectRef {
+	return deploy.ObjectRef{Kind: "Secret", Namespace: s.Namespace, Name: s.Name + RevisionSecretSuffix}
+}
+
+// readRevision reads the kept revision, if any.
+func (m *Manager) readRevision(ctx context.Context, inv *inventory) error {
+	ref := inv.set.revisionRef()
+	var sec *unstructured.Unstructured
+	err := retryTransient(ctx, func() error {
+		var err error
+		sec, err = m.client.Resource(secrets).Namespace(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		return err
+	})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return &ObjectError{Object: ref, Op: "read kept revision", Err: err}
 	}
-	inv.good, inv.goodRevision = data, parent.GetAnnotations()[LastGoodRevisionAnnotation]
+	if id := sec.GetLabels()[ApplySetIDLabel]; id != inv.id {
+		return &ObjectError{Object: ref, Op: "read kept revision", Err: fmt.Errorf("not the revision of ApplySet %s (its id label is %q)", inv.id, id)}
+	}
+	inv.good, _, _ = unstructured.NestedString(sec.Object, "data", RevisionDataKey)
+	inv.goodRevision = sec.GetAnnotations()[LastGoodRevisionAnnotation]
+	inv.kept = inv.good
+	return nil
+}
+
+// writeRevision stores the revision keep recorded, unless it is the one already kept.
+func (m *Manager) writeRevision(ctx context.Context, inv *inventory) error {
+	if inv.good == "" || inv.good == inv.kept {
+		return nil
+	}
+	ref := inv.set.revisionRef()
+	sec := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "Secret", "type": revisionSecretType,
+		"data": map[string]any{RevisionDataKey: inv.good},
+	}}
+	sec.SetName(ref.Name)
+	sec.SetNamespace(ref.Namespace)
+	sec.SetLabels(map[string]string{ApplySetIDLabel: inv.id})
+	sec.SetAnnotations(map[string]string{LastGoodRevisionAnnotation: inv.goodRevision})
+	err := retryTransient(ctx, func() error {
+		_, err := m.client.Resource(secrets).Namespace(ref.Namespace).Apply(ctx, ref.Name, sec,
+			metav1.ApplyOptions{FieldManager: m.opts.FieldManager, Force: true})
+		return err
+	})
+	if err != nil {
+		return &ObjectError{Object: ref, Op: "keep revision " + inv.goodRevision, Err: err}
+	}
+	inv.kept = inv.good
+	return nil
 }
 
 // goodObjects decodes the kept revision.
@@ -155,7 +214,7 @@ func (inv *inventory) goodObjects() ([]*unstructured.Unstructured, error) {
 	return out, nil
 }
 
-// keep records objs as the last good revision, to be written with the parent. A
+// keep records objs as the last good revision, for writeRevision. A
 // set too large to keep drops the revision (a rollback would otherwise go back
 // further than the caller expects) and logs why.
 func (inv *inventory) keep(ctx context.Context, log *slog.Logger, objs []*object) {

@@ -78,12 +78,16 @@ func TestRollback(t *testing.T) {
 	m, err := apply.New(c.RESTConfig(), opts)
 	require.NoError(t, err)
 
+	_, err = m.Rollback(ctx)
+	require.ErrorIs(t, err, apply.ErrNoRevision, "nothing applied yet")
+
 	_, err = m.Apply(ctx, revision(t, "1", false))
 	require.NoError(t, err)
-	parent, err := c.Clientset().CoreV1().ConfigMaps(ns).Get(ctx, "web", metav1.GetOptions{})
+	kept, err := c.Clientset().CoreV1().Secrets(ns).Get(ctx, "web"+apply.RevisionSecretSuffix, metav1.GetOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, "1", parent.Annotations[apply.LastGoodRevisionAnnotation])
-	assert.NotEmpty(t, parent.BinaryData[apply.RevisionDataKey])
+	assert.Equal(t, "1", kept.Annotations[apply.LastGoodRevisionAnnotation])
+	assert.NotEmpty(t, kept.Data[apply.RevisionDataKey])
+	assert.Empty(t, kept.Labels[apply.ApplySetPartOfLabel], "the kept revision is not a member, so never pruned")
 
 	start := time.Now()
 	_, err = m.Apply(ctx, revision(t, "2", true))
@@ -114,7 +118,8 @@ func TestRollback(t *testing.T) {
 		"rollback started", "apply started", "apply finished", "wait started", "wait finished", "rollback finished",
 	}, steps), "%v", steps)
 
-	// Without Rollback the failed rollout stays; a new process rolls it back.
+	// Without Rollback the failed rollout stays (and keeps nothing); a new process
+	// rolls it back to what the last Manager with Rollback kept.
 	noRollback := opts
 	noRollback.Rollback, noRollback.Observer = false, nil
 	m2, err := apply.New(c.RESTConfig(), noRollback)
