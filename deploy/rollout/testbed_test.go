@@ -2,10 +2,8 @@ package rollout_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +20,7 @@ import (
 	"github.com/shipkit/shipkit/internal/testbed"
 	"github.com/shipkit/shipkit/internal/testbed/kube"
 	"github.com/shipkit/shipkit/internal/testbed/prom"
+	"github.com/shipkit/shipkit/mesh/replicas"
 	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/observe/analysis"
 	"github.com/shipkit/shipkit/observe/prometheus"
@@ -48,14 +47,14 @@ func TestMain(m *testing.M) {
 }
 
 // env is one test's namespace with a stable (v1) and a canary (v2) Deployment of
-// "web", a Service, a router, and the app whose per-version metrics Prometheus scrapes.
+// "web", a Service over both, mesh/replicas's router, and the app whose per-version metrics Prometheus scrapes.
 type env struct {
 	cluster *kube.Cluster
 	client  kubernetes.Interface
 	ns      string
 	app     *prom.App
 	metrics observe.Provider
-	router  *annotationRouter
+	router  *loggedRouter
 }
 
 const (
@@ -77,7 +76,7 @@ func newEnv(t *testing.T) *env {
 	e.metrics, err = prometheus.New(srv.URL, prometheus.WithTimeout(2*time.Second))
 	require.NoError(t, err)
 
-	stable := deployment("web", stableLabels, "registry.example/web:v1", 2, false)
+	stable := deployment("web", stableLabels, "registry.example/web:v1", total, false)
 	stable.Spec.Template.Labels = map[string]string{"app": "web", "track": "stable", "version": "v1"}
 	canary := deployment("web-canary", canaryLabels, "registry.example/web:v2", 0, false)
 	canary.Spec.Template.Labels = map[string]string{"app": "web", "track": "canary", "version": "v2"}
@@ -91,7 +90,7 @@ func newEnv(t *testing.T) *env {
 	svc.Spec.Ports = []corev1.ServicePort{{Port: 80}}
 	_, err = e.client.CoreV1().Services(e.ns).Create(t.Context(), svc, metav1.CreateOptions{})
 	require.NoError(t, err)
-	e.router = newAnnotationRouter(t, e.client, e.ns)
+	e.router = newRouter(t, cl, e.ns)
 	e.waitReady(t, "web")
 
 	// Both versions serve steady, healthy traffic: the test changes the canary's
@@ -141,7 +140,7 @@ func (e *env) canary(t *testing.T, steps []rollout.Step, opts ...rollout.Option)
 	r, err := rollout.NewCanary(e.client, rollout.Canary{
 		Name: "web", Namespace: e.ns,
 		StableSelector: stableLabels, CanarySelector: canaryLabels,
-		Router: e.router, Services: []string{"web"}, CanaryReplicas: 2, Steps: steps,
+		Router: e.router, Services: []string{"web"}, Steps: steps,
 	}, append([]rollout.Option{rollout.WithPollInterval(100 * time.Millisecond), rollout.WithReadyTimeout(time.Minute),
 		rollout.WithLeaseDuration(3 * time.Second)}, opts...)...)
 	require.NoError(t, err)
@@ -158,98 +157,79 @@ func (e *env) assertPromoted(t *testing.T, r *rollout.CanaryRollout) {
 	assert.Equal(t, "registry.example/web:v2", stable.Spec.Template.Spec.Containers[0].Image)
 	assert.Equal(t, "stable", stable.Spec.Template.Labels["track"], "the promoted pods keep the stable selector's labels")
 	e.waitReady(t, "web")
-	assert.Equal(t, int32(0), replicasOf(t, e.client, e.ns, "web-canary"))
+	assert.Equal(t, int32(total), *stable.Spec.Replicas)
 	assert.Equal(t, 0, e.router.live(t), "all traffic on stable")
 	st, err := r.Status(t.Context())
 	require.NoError(t, err)
 	assert.Equal(t, rollout.Promoted, st.Phase)
 }
 
-// annotationRouter is a router of the tests: it writes the weight and header match to
-// annotations of a ConfigMap, so the traffic split lives in the API server like a real
-// router's, and it remembers every weight it was asked for.
-type annotationRouter struct {
+// total is the number of replicas the stable and the canary Deployment share.
+const total = 10
+
+// loggedRouter is mesh/replicas's router, remembering every weight it was asked for;
+// the split itself lives in the API server, as the Deployments' replicas.
+type loggedRouter struct {
+	*replicas.Router
 	client kubernetes.Interface
 	ns     string
 	mu     sync.Mutex
 	set    []int
 }
 
-const weightKey = "rollout.test/canary-weight"
-
-func newAnnotationRouter(t *testing.T, c kubernetes.Interface, ns string) *annotationRouter {
+func newRouter(t *testing.T, cl *kube.Cluster, ns string) *loggedRouter {
 	t.Helper()
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "web-route", Namespace: ns, Annotations: map[string]string{weightKey: "0"}}}
-	_, err := c.CoreV1().ConfigMaps(ns).Create(t.Context(), cm, metav1.CreateOptions{})
+	r, err := replicas.New(cl.RESTConfig(), replicas.Workload{Namespace: ns, Service: "web", Stable: "web", Canary: "web-canary"},
+		replicas.Options{Total: total})
 	require.NoError(t, err)
-	return &annotationRouter{client: c, ns: ns}
+	return &loggedRouter{Router: r, client: cl.Clientset(), ns: ns}
 }
 
-func (r *annotationRouter) annotate(ctx context.Context, key, value string) error {
-	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, key, value)
-	_, err := r.client.CoreV1().ConfigMaps(r.ns).Patch(ctx, "web-route", "application/merge-patch+json", []byte(patch), metav1.PatchOptions{})
-	return err
-}
-
-func (r *annotationRouter) SetWeight(ctx context.Context, w int32) error {
+func (r *loggedRouter) SetWeight(ctx context.Context, w int32) error {
 	r.mu.Lock()
 	r.set = append(r.set, int(w))
 	r.mu.Unlock()
-	return r.annotate(ctx, weightKey, strconv.Itoa(int(w)))
+	return r.Router.SetWeight(ctx, w)
 }
 
-func (r *annotationRouter) SetHeaderMatch(ctx context.Context, name, value string) error {
-	return r.annotate(ctx, "rollout.test/header", name+"="+value)
-}
-
-func (r *annotationRouter) Reset(ctx context.Context) error {
+func (r *loggedRouter) Reset(ctx context.Context) error {
 	r.mu.Lock()
 	r.set = append(r.set, 0)
 	r.mu.Unlock()
-	return r.annotate(ctx, weightKey, "0")
-}
-
-func (r *annotationRouter) Check(ctx context.Context) error {
-	_, err := r.client.CoreV1().ConfigMaps(r.ns).Get(ctx, "web-route", metav1.GetOptions{})
-	return err
+	return r.Router.Reset(ctx)
 }
 
 // weights returns every weight the router was asked for, resets as 0.
-func (r *annotationRouter) weights() []int {
+func (r *loggedRouter) weights() []int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.set)
 }
 
-// live returns the weight recorded in the API server.
-func (r *annotationRouter) live(t *testing.T) int {
+// live returns the canary's percent of the replicas in the API server.
+func (r *loggedRouter) live(t *testing.T) int {
 	t.Helper()
-	cm, err := r.client.CoreV1().ConfigMaps(r.ns).Get(t.Context(), "web-route", metav1.GetOptions{})
-	require.NoError(t, err)
-	w, err := strconv.Atoi(cm.Annotations[weightKey])
-	require.NoError(t, err)
-	return w
+	s, c := replicasOf(t, r.client, r.ns, "web"), replicasOf(t, r.client, r.ns, "web-canary")
+	require.Equal(t, int32(total), s+c, "the router keeps the total")
+	return int(c * 100 / total)
 }
 
-// watchWeight reports the time of each change of the weight in the API server.
-func (r *annotationRouter) watchWeight(t *testing.T) <-chan weightChange {
+// watchWeight reports the time of each change of the canary's replicas in the API
+// server, as a percent of the total.
+func (r *loggedRouter) watchWeight(t *testing.T) <-chan weightChange {
 	t.Helper()
-	w, err := r.client.CoreV1().ConfigMaps(r.ns).Watch(t.Context(), metav1.ListOptions{FieldSelector: "metadata.name=web-route"})
+	w, err := r.client.AppsV1().Deployments(r.ns).Watch(t.Context(), metav1.ListOptions{FieldSelector: "metadata.name=web-canary"})
 	require.NoError(t, err)
-	out := make(chan weightChange, 100)
+	out := make(chan weightChange, 1000)
 	go func() {
 		defer w.Stop()
 		for ev := range w.ResultChan() {
-			if ev.Type != watch.Modified {
+			d, ok := ev.Object.(*appsv1.Deployment)
+			if !ok || ev.Type != watch.Modified {
 				continue
 			}
-			cm, ok := ev.Object.(*corev1.ConfigMap)
-			if !ok {
-				continue
-			}
-			n, _ := strconv.Atoi(cm.Annotations[weightKey])
 			select {
-			case out <- weightChange{Weight: n, At: time.Now()}:
+			case out <- weightChange{Weight: int(*d.Spec.Replicas * 100 / total), At: time.Now()}:
 			default:
 			}
 		}
