@@ -154,11 +154,16 @@ func (id TrustedIdentity) Verify(leaf *x509.Certificate, chain []*x509.Certifica
 	// not understand and so leaves as an unhandled critical extension.
 	leaf = withoutSANCriticality(leaf)
 
-	// Trust first, at a time the leaf was valid, so that an expired certificate from
-	// another CA is reported as untrusted, not as expired.
-	opts.CurrentTime = leaf.NotBefore
-	if _, err := leaf.Verify(opts); err != nil {
-		return fmt.Errorf("%w: certificate %s issued by %q: %w", ErrCertificateNotTrusted, describe(leaf), leaf.Issuer.String(), err)
+	// Valid now, through a trusted chain: the common case, one chain building.
+	opts.CurrentTime = now
+	_, errNow := leaf.Verify(opts)
+	if errNow != nil {
+		// Trust first, at a time the leaf was valid, so that an expired certificate
+		// from another CA is reported as untrusted, not as expired.
+		opts.CurrentTime = leaf.NotBefore
+		if _, err := leaf.Verify(opts); err != nil {
+			return fmt.Errorf("%w: certificate %s issued by %q: %w", ErrCertificateNotTrusted, describe(leaf), leaf.Issuer.String(), err)
+		}
 	}
 	sans := SubjectAlternativeNames(leaf)
 	if !id.matchSubject(sans) {
@@ -171,11 +176,10 @@ func (id TrustedIdentity) Verify(leaf *x509.Certificate, chain []*x509.Certifica
 	if !id.matchIssuer(issuer) {
 		return fmt.Errorf("%w: certificate names issuer %q, want %s", ErrIdentityMismatch, issuer, firstNonEmpty(id.Issuer, id.IssuerRegexp))
 	}
-	opts.CurrentTime = now
-	if _, err := leaf.Verify(opts); err != nil {
+	if errNow != nil {
 		return fmt.Errorf("%w: certificate %s is valid from %s to %s, it is now %s (without a transparency log or timestamp nothing proves it signed while valid): %w",
 			ErrCertificateExpired, describe(leaf), leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339),
-			now.UTC().Format(time.RFC3339), err)
+			now.UTC().Format(time.RFC3339), errNow)
 	}
 	return nil
 }

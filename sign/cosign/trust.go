@@ -2,6 +2,8 @@ package cosign
 
 import (
 	"context"
+	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	cosignlib "github.com/sigstore/cosign/v2/pkg/cosign"
 	"github.com/sigstore/cosign/v2/pkg/oci"
+	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/shipkit/shipkit/sign"
 )
@@ -34,6 +37,29 @@ type trustCheck struct {
 	// key for another image, and of one no trusted key made.
 	wrongSubject func(signer string) string
 	notTrusted   string
+	// memo keeps the certificate checks of one verification.
+	memo certMemo
+}
+
+// certMemo keeps the verdicts of [sign.TrustedIdentity.Verify] by identity and
+// certificate chain, so that an image's signature and attestations, made with one
+// certificate, have it checked once. It is used by one goroutine.
+type certMemo map[string]error
+
+func (m certMemo) verify(id *trustedIdentity, leaf *x509.Certificate, chain []*x509.Certificate, now time.Time) error {
+	h := sha256.New()
+	h.Write([]byte(id.fingerprint))
+	for _, c := range append([]*x509.Certificate{leaf}, chain...) {
+		sum := sha256.Sum256(c.Raw)
+		h.Write(sum[:])
+	}
+	key := string(h.Sum(nil))
+	if err, ok := m[key]; ok {
+		return err
+	}
+	err := id.id.Verify(leaf, chain, now)
+	m[key] = err
+	return err
 }
 
 // trust finds the trusted signer of sig: a trusted key for a layer without a
@@ -51,11 +77,11 @@ func (v *Verifier) trust(ctx context.Context, sig oci.Signature, h v1.Hash, c tr
 	}
 	for i := range v.keys {
 		k := &v.keys[i]
-		ok, crypto := v.cosignCheck(ctx, sig, h, c, &cosignlib.CheckOpts{SigVerifier: k.verifier})
+		ok, signed := v.cosignCheck(ctx, sig, h, c, &cosignlib.CheckOpts{SigVerifier: k.verifier})
 		if ok {
 			return &signer{name: k.name, fingerprint: k.fingerprint}, nil
 		}
-		if crypto {
+		if signed {
 			return nil, &problem{code: sign.ReasonWrongSubject, msg: c.wrongSubject("key " + k.name)}
 		}
 	}
@@ -63,23 +89,22 @@ func (v *Verifier) trust(ctx context.Context, sig oci.Signature, h v1.Hash, c tr
 }
 
 // cosignCheck runs cosign's verification of sig without a transparency log. It
-// reports whether sig verified, and whether its cryptographic check passed (cosign
-// runs the claim check, which compares the signed image digest with h, only after
-// it).
-func (v *Verifier) cosignCheck(ctx context.Context, sig oci.Signature, h v1.Hash, c trustCheck, co *cosignlib.CheckOpts) (ok, crypto bool) {
+// reports whether sig verified, and whether its signature did (cosign runs the
+// claim check, which compares the signed image digest with h, only after it).
+func (v *Verifier) cosignCheck(ctx context.Context, sig oci.Signature, h v1.Hash, c trustCheck, co *cosignlib.CheckOpts) (ok, signed bool) {
 	co.IgnoreTlog = true
 	co.ClaimVerifier = func(sig oci.Signature, h v1.Hash, ann map[string]any) error {
-		crypto = true
+		signed = true
 		return c.claims(sig, h, ann)
 	}
 	_, err := c.verify(ctx, sig, h, co)
-	return err == nil, crypto
+	return err == nil, signed
 }
 
 // trustIdentity checks a layer that carries a certificate against every trusted
-// identity: the certificate (see [sign.TrustedIdentity.Verify]), then cosign's own
-// verification under the identity's roots, which checks the chain, the
-// certificate's validity now and the signature with the certificate's key.
+// identity: the certificate (chain to the identity's roots, code signing, identity,
+// validity now: see [sign.TrustedIdentity.Verify]), then cosign's own verification
+// of the signature with the certificate's key and of its claims.
 func (v *Verifier) trustIdentity(ctx context.Context, sig oci.Signature, cert *x509.Certificate, h v1.Hash, c trustCheck) (*signer, *problem) {
 	if len(v.identities) == 0 {
 		return nil, &problem{code: c.untrusted, msg: fmt.Sprintf("%smade with a certificate for %s; the policy trusts keys only",
@@ -88,6 +113,10 @@ func (v *Verifier) trustIdentity(ctx context.Context, sig oci.Signature, cert *x
 	chain, err := sig.Chain()
 	if err != nil {
 		return nil, &problem{code: sign.ReasonMalformed, msg: c.prefix + "carries a certificate chain that cannot be read: " + err.Error()}
+	}
+	certVerifier, err := signature.LoadVerifier(cert.PublicKey, crypto.SHA256)
+	if err != nil {
+		return nil, &problem{code: sign.ReasonMalformed, msg: c.prefix + "certificate's key cannot verify signatures: " + err.Error()}
 	}
 	now := time.Now()
 	var best *problem
@@ -99,7 +128,7 @@ func (v *Verifier) trustIdentity(ctx context.Context, sig oci.Signature, cert *x
 	}
 	for i := range v.identities {
 		id := &v.identities[i]
-		if err := id.id.Verify(cert, chain, now); err != nil {
+		if err := c.memo.verify(id, cert, chain, now); err != nil {
 			code := c.untrusted
 			switch {
 			case errors.Is(err, sign.ErrIdentityMismatch):
@@ -110,18 +139,14 @@ func (v *Verifier) trustIdentity(ctx context.Context, sig oci.Signature, cert *x
 			consider(&problem{code: code, msg: fmt.Sprintf("%snot by trusted identity %s: %v", c.prefix, id.name, err)})
 			continue
 		}
-		co := &cosignlib.CheckOpts{RootCerts: x509.NewCertPool(), IntermediateCerts: x509.NewCertPool(), IgnoreSCT: true}
-		for _, r := range id.roots {
-			co.RootCerts.AddCert(r)
-		}
-		for _, r := range append(id.inter, chain...) {
-			co.IntermediateCerts.AddCert(r)
-		}
-		ok, crypto := v.cosignCheck(ctx, sig, h, c, co)
+		// The certificate is trusted: cosign checks the signature with its key, the
+		// claims, and (again) that the certificate is valid now.
+		co := &cosignlib.CheckOpts{SigVerifier: certVerifier}
+		ok, signed := v.cosignCheck(ctx, sig, h, c, co)
 		switch {
 		case ok:
 			return &signer{name: id.name, fingerprint: id.fingerprint}, nil
-		case crypto:
+		case signed:
 			consider(&problem{code: sign.ReasonWrongSubject, msg: c.wrongSubject("identity " + id.name)})
 		default:
 			consider(&problem{code: c.untrusted, msg: fmt.Sprintf(

@@ -2,7 +2,6 @@ package cosign
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -67,7 +66,6 @@ type trustedKey struct {
 type trustedIdentity struct {
 	name, fingerprint string
 	id                sign.TrustedIdentity
-	roots, inter      []*x509.Certificate
 }
 
 // NewVerifier returns a Verifier for policy p.
@@ -93,9 +91,7 @@ func NewVerifier(p sign.Policy, opts ...Option) (*Verifier, error) {
 	}
 	for _, id := range p.TrustedIdentities {
 		fp, _ := id.Fingerprint() // p.Key validated it
-		roots, _ := sign.ParseCertificates(id.RootsPEM)
-		inter, _ := sign.ParseCertificates(id.IntermediatesPEM)
-		v.identities = append(v.identities, trustedIdentity{name: id.DisplayName(), fingerprint: "identity " + fp, id: id, roots: roots, inter: inter})
+		v.identities = append(v.identities, trustedIdentity{name: id.DisplayName(), fingerprint: "identity " + fp, id: id})
 	}
 	if v.puller, err = v.opts.newPuller(); err != nil {
 		return nil, fmt.Errorf("cosign verifier: %w", err)
@@ -163,9 +159,10 @@ func (v *Verifier) verify(ctx context.Context, d name.Digest) (*sign.Verified, e
 
 	out := &sign.Verified{Digest: d}
 	signers := map[string]string{} // fingerprint → name
+	memo := certMemo{}             // the layers of an image usually share one certificate
 	var sigProblems []problem
 	for i, sig := range sigs {
-		who, p := v.checkSignature(ctx, sig, h)
+		who, p := v.checkSignature(ctx, sig, h, memo)
 		if p != nil {
 			p.msg = fmt.Sprintf("signature %d: %s", i+1, p.msg)
 			sigProblems = append(sigProblems, *p)
@@ -175,7 +172,7 @@ func (v *Verifier) verify(ctx context.Context, d name.Digest) (*sign.Verified, e
 	}
 	var attProblems []problem
 	for i, att := range atts {
-		a, p := v.checkAttestation(ctx, att, h)
+		a, p := v.checkAttestation(ctx, att, h, memo)
 		if p != nil {
 			p.msg = fmt.Sprintf("attestation %d: %s", i+1, p.msg)
 			attProblems = append(attProblems, *p)
@@ -295,7 +292,7 @@ type layer struct {
 
 // checkSignature verifies one signature with every trusted signer; it returns the
 // signer that verified it, or the problem.
-func (v *Verifier) checkSignature(ctx context.Context, l layer, h v1.Hash) (*signer, *problem) {
+func (v *Verifier) checkSignature(ctx context.Context, l layer, h v1.Hash, memo certMemo) (*signer, *problem) {
 	if l.err != nil {
 		return nil, &problem{code: sign.ReasonMalformed, msg: "cannot be read: " + l.err.Error()}
 	}
@@ -322,7 +319,7 @@ func (v *Verifier) checkSignature(ctx context.Context, l layer, h v1.Hash) (*sig
 	if _, err := base64.StdEncoding.DecodeString(b64); err != nil || b64 == "" {
 		return nil, &problem{code: sign.ReasonMalformed, msg: "signature value is not base64"}
 	}
-	return v.trust(ctx, sig, h, trustCheck{
+	return v.trust(ctx, sig, h, trustCheck{memo: memo,
 		verify: cosignlib.VerifyImageSignature, claims: cosignlib.SimpleClaimVerifier,
 		untrusted: sign.ReasonUntrustedSignature,
 		wrongSubject: func(signer string) string {
@@ -334,7 +331,7 @@ func (v *Verifier) checkSignature(ctx context.Context, l layer, h v1.Hash) (*sig
 
 // checkAttestation verifies one attestation with every trusted signer; it returns
 // the verified statement, or the problem.
-func (v *Verifier) checkAttestation(ctx context.Context, l layer, h v1.Hash) (*sign.Attestation, *problem) {
+func (v *Verifier) checkAttestation(ctx context.Context, l layer, h v1.Hash, memo certMemo) (*sign.Attestation, *problem) {
 	if l.err != nil {
 		return nil, &problem{code: sign.ReasonMalformed, msg: "cannot be read: " + l.err.Error()}
 	}
@@ -370,7 +367,7 @@ func (v *Verifier) checkAttestation(ctx context.Context, l layer, h v1.Hash) (*s
 	if len(env.Signatures) == 0 {
 		return nil, &problem{code: sign.ReasonMalformed, predicateType: st.PredicateType, msg: "DSSE envelope has no signature"}
 	}
-	a, p := v.trust(ctx, att, h, trustCheck{
+	a, p := v.trust(ctx, att, h, trustCheck{memo: memo,
 		verify: cosignlib.VerifyBlobAttestation, claims: cosignlib.IntotoSubjectClaimVerifier,
 		untrusted: sign.ReasonUntrustedAttestation, prefix: "attestation of " + st.PredicateType + ": ",
 		wrongSubject: func(signer string) string {
