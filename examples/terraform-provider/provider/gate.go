@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/shipkit/shipkit/deploy/gate"
+	"github.com/shipkit/shipkit/scan/policy"
 	"github.com/shipkit/shipkit/scan/report"
 	"github.com/shipkit/shipkit/sign"
 	"github.com/shipkit/shipkit/sign/cosign"
@@ -23,6 +25,8 @@ type gateModel struct {
 	Threshold           types.Int64  `tfsdk:"threshold"`
 	RequireAttestations types.List   `tfsdk:"require_attestations"`
 	FailOn              types.String `tfsdk:"fail_on"`
+	PodSecurity         types.String `tfsdk:"pod_security"`
+	DisableRules        types.Map    `tfsdk:"disable_rules"`
 }
 
 func gateSchema() schema.Attribute {
@@ -44,6 +48,17 @@ func gateSchema() schema.Attribute {
 			"require_attestations": schema.ListAttribute{
 				ElementType: types.StringType, Optional: true,
 				Description: "Predicate types a trusted key must have attested, e.g. https://slsa.dev/provenance/v1.",
+			},
+			"pod_security": schema.StringAttribute{
+				Optional: true,
+				Description: "Check the manifests against this Pod Security Standards level (privileged, baseline, " +
+					"restricted) and shipkit's hardening rules (scan/policy): resources set, read-only root " +
+					"filesystem, no privilege escalation, seccomp, no plaintext Secrets. Default: no manifest policy.",
+			},
+			"disable_rules": schema.MapAttribute{
+				ElementType: types.StringType, Optional: true,
+				Description: "Manifest rules to switch off, by rule id, each with the reason (kept in the gate's report), " +
+					"e.g. { \"read-only-root-fs\" = \"writes its cache to /tmp\" }. Needs pod_security.",
 			},
 			"fail_on": schema.StringAttribute{
 				Optional: true,
@@ -150,6 +165,14 @@ func newGate(ctx context.Context, o types.Object, c *clients) (*gate.Gate, diag.
 		}
 		opts = append(opts, gate.FailOn(s))
 	}
+	if !m.PodSecurity.IsNull() {
+		p, d := manifestPolicy(ctx, m)
+		if diags.Append(d...); p != nil {
+			opts = append(opts, gate.WithManifestPolicy(p))
+		}
+	} else if !m.DisableRules.IsNull() {
+		diags.AddAttributeError(path.Root("gate").AtName("disable_rules"), "Invalid gate", "disable_rules needs pod_security")
+	}
 	if diags.HasError() {
 		return nil, diags
 	}
@@ -162,4 +185,34 @@ func newGate(ctx context.Context, o types.Object, c *clients) (*gate.Gate, diag.
 		return nil, diags
 	}
 	return g, diags
+}
+
+// manifestPolicy makes the gate's manifest policy: a Pod Security level and the
+// hardening rules, less the ones switched off.
+func manifestPolicy(ctx context.Context, m gateModel) (*policy.Checker, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	level, err := policy.ParseLevel(m.PodSecurity.ValueString())
+	if err != nil {
+		diags.AddAttributeError(path.Root("gate").AtName("pod_security"), "Invalid Pod Security level", err.Error())
+		return nil, diags
+	}
+	opts := []policy.Option{policy.WithLevel(level)}
+	var disabled map[string]string
+	if diags.Append(m.DisableRules.ElementsAs(ctx, &disabled, true)...); diags.HasError() {
+		return nil, diags
+	}
+	rules := make([]string, 0, len(disabled))
+	for r := range disabled {
+		rules = append(rules, r)
+	}
+	slices.Sort(rules)
+	for _, r := range rules {
+		opts = append(opts, policy.Disable(r, disabled[r]))
+	}
+	p, err := policy.New(opts...)
+	if err != nil {
+		diags.AddAttributeError(path.Root("gate").AtName("disable_rules"), "Invalid manifest policy", err.Error())
+		return nil, diags
+	}
+	return p, diags
 }
