@@ -1,63 +1,208 @@
-// Command pipeline is shipkit's main job: it runs the pipeline on the example
-// service, with embedded defaults so that nothing but Go is needed.
+// Command pipeline is shipkit's main job: it takes the example service from source to
+// a signed, verified, gated deployment, with embedded defaults so that nothing but Go
+// is needed.
 //
 //	go run ./examples/pipeline
 //
-// Today it builds examples/hello for linux/amd64 and linux/arm64 without a Docker
-// daemon, pushes the index to a registry (by default one it serves in process on
-// 127.0.0.1) and prints the digest with the image of each platform. Flags point it
-// at real things: -registry pushes to a registry of yours with the credentials of
-// your Docker config.
+// It builds examples/hello for linux/amd64 and linux/arm64 without a Docker daemon,
+// pushes the index to a registry it serves in process on 127.0.0.1, catalogs an SBOM
+// per platform, scans them against a small offline advisory set it writes into a
+// grype database at start, signs the index with a throwaway key and attests the
+// SBOMs, the vulnerability report and SLSA provenance, verifies them against a
+// policy, renders the service's kustomize overlay with the image pinned by digest,
+// gates it (signatures, attestations, vulnerabilities, Pod Security) and prints what
+// it would create in an empty cluster.
+//
+// Flags point each stage at real things: -registry, -key, -db, -kubeconfig (apply and
+// wait; with -dry-run a server-side plan), -prometheus (a canary after the apply).
+// The exit code is 0 when the job went through, 3 when the verify stage or the gate
+// denied the image, and 1 on any other failure.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
+
+	"golang.org/x/term"
+
+	"github.com/shipkit/shipkit/examples/pipeline/job"
+	"github.com/shipkit/shipkit/scan/report"
 )
 
-func main() {
-	cfg := config{}
-	flag.StringVar(&cfg.source, "source", "examples/hello", "directory of the Go main package to build")
-	flag.StringVar(&cfg.registry, "registry", "", "repository to push to, e.g. registry.example.com/team/hello (default: an in-process registry)")
-	flag.StringVar(&cfg.platforms, "platforms", "linux/amd64,linux/arm64", "comma-separated platforms to build")
-	flag.StringVar(&cfg.base, "base", "", "base image reference (default: scratch)")
-	flag.BoolVar(&cfg.insecure, "insecure", false, "allow plain HTTP to -registry and -base")
-	flag.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "give up after this long")
-	flag.Parse()
+// Exit codes.
+const (
+	exitFailed = 1
+	exitDenied = 3
+)
 
+// options are the command's flags beyond the job's config.
+type options struct {
+	cfg     job.Config
+	timeout time.Duration
+	plain   bool
+}
+
+func main() {
+	o, err := parseFlags(flag.NewFlagSet("pipeline", flag.ContinueOnError), os.Args[1:])
+	if err != nil {
+		os.Exit(2) // the flag package has printed the error and the usage
+	}
+	o.plain = o.plain || !term.IsTerminal(int(os.Stdout.Fd()))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	if err := run(ctx, cfg, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "pipeline:", err)
-		os.Exit(1)
-	}
-}
-
-type config struct {
-	source, registry, platforms, base string
-	insecure                          bool
-	timeout                           time.Duration
-}
-
-// step runs one named step, printing its name, outcome and duration.
-func step(out io.Writer, name string, f func() (string, error)) error {
-	start := time.Now()
-	fmt.Fprintf(out, "==> %s\n", name)
-	msg, err := f()
+	err = run(ctx, o, os.Stdout)
 	if err != nil {
-		fmt.Fprintf(out, "    FAILED after %s\n", time.Since(start).Round(time.Millisecond))
-		return fmt.Errorf("%s: %w", name, err)
+		fmt.Fprintln(os.Stderr, "pipeline:", err)
 	}
-	if msg != "" {
-		fmt.Fprintf(out, "    %s\n", msg)
+	cancel()
+	os.Exit(exitCode(err))
+}
+
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, job.ErrDenied):
+		return exitDenied
 	}
-	fmt.Fprintf(out, "    done in %s\n", time.Since(start).Round(time.Millisecond))
+	return exitFailed
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
+	o := options{cfg: job.Defaults()}
+	c := &o.cfg
+	fs.StringVar(&c.Source, "source", c.Source, "directory of the Go main package to build (run from the repository root for the default)")
+	fs.StringVar(&c.SourceRepository, "source-repo", c.SourceRepository, "repository URI of the source, recorded in the image and its provenance and required by the verify policy")
+	fs.StringVar(&c.SourceRevision, "source-rev", "", "revision of the source, recorded in the image and its provenance (default: the commit checked out, read from .git)")
+	fs.StringVar(&c.Registry, "registry", "", "repository to push to, e.g. registry.example.com/team/hello (default: a registry in process on 127.0.0.1)")
+	platforms := fs.String("platforms", strings.Join(c.Platforms, ","), "comma-separated platforms to build")
+	fs.StringVar(&c.Base, "base", "", "base image reference (default: scratch)")
+	fs.BoolVar(&c.Insecure, "insecure", false, "allow plain HTTP to -registry and -base")
+	fs.StringVar(&c.KeyFile, "key", "", "cosign private key file, its password in $COSIGN_PASSWORD (default: a throwaway key pair)")
+	trust := fs.String("trust", "", "comma-separated public key files the verify stage and the gate trust (default: the signing key)")
+	fs.StringVar(&c.DB, "db", "", "grype v6 database directory, holding 6/ (default: the embedded advisories, written at start)")
+	failOn := fs.String("fail-on", strings.ToLower(c.FailOn.String()), "deny images with findings at or above this severity: unknown, negligible, low, medium, high, critical")
+	fs.StringVar(&c.Overlay, "overlay", "", "kustomize directory to render (default: the embedded overlay of examples/hello)")
+	fs.StringVar(&c.Namespace, "namespace", "", "namespace of the embedded overlay (default: hello)")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to deploy to (default: no cluster, print the plan)")
+	fs.StringVar(&c.Context, "context", "", "kubeconfig context (default: its current context)")
+	fs.BoolVar(&c.DryRun, "dry-run", false, "with -kubeconfig: plan with a server-side dry run instead of applying")
+	fs.DurationVar(&c.Wait, "wait", c.Wait, "how long to wait for the applied objects to become healthy")
+	fs.StringVar(&c.Prometheus, "prometheus", "", "Prometheus URL; with -kubeconfig, run a canary judged by its metrics after the apply")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this long")
+	fs.BoolVar(&o.plain, "plain", false, "print plain lines even on a terminal")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		err := fmt.Errorf("unexpected arguments %q", fs.Args())
+		fmt.Fprintln(fs.Output(), err)
+		fs.Usage()
+		return o, err
+	}
+	c.Platforms = splitList(*platforms)
+	c.TrustedKeys = splitList(*trust)
+	sev, err := report.ParseSeverity(*failOn)
+	if err != nil {
+		fmt.Fprintln(fs.Output(), "-fail-on:", err)
+		return o, err
+	}
+	c.FailOn = sev
+	if c.KeyFile != "" {
+		c.KeyPassword = []byte(os.Getenv("COSIGN_PASSWORD"))
+	}
+	return o, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// run runs the job's stages, showing each on out, and ends with the summary table.
+func run(ctx context.Context, o options, out io.Writer) error {
+	if o.cfg.SourceRevision == "" {
+		o.cfg.SourceRevision = gitRevision(o.cfg.Source)
+	}
+	var v view
+	if o.plain {
+		v = newPlain(out)
+	} else {
+		v = newLive(out)
+	}
+	o.cfg.Observer = v
+	j, err := job.New(o.cfg)
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	stages := j.Stages()
+	results := make([]result, 0, len(stages))
+	start := time.Now()
+	var failed error
+	for _, s := range stages {
+		if failed != nil {
+			results = append(results, result{stage: s.Name, outcome: "skipped"})
+			continue
+		}
+		v.start(s.Name)
+		t := time.Now()
+		summary, err := s.Run(ctx)
+		r := result{stage: s.Name, outcome: "ok", took: time.Since(t)}
+		var denied *job.DeniedError
+		switch {
+		case errors.As(err, &denied):
+			r.outcome, summary = "denied", fmt.Sprintf("%d reasons", len(denied.Reasons))
+			failed = err
+		case err != nil:
+			r.outcome, summary = "failed", err.Error()
+			failed = fmt.Errorf("%s: %w", s.Name, err)
+		}
+		v.finish(s.Name, r.outcome, summary, r.took)
+		switch {
+		case denied != nil:
+			v.detail(func(w io.Writer) error {
+				for _, reason := range denied.Reasons {
+					fmt.Fprintln(w, "denied:", reason)
+				}
+				return nil
+			})
+		case err == nil:
+			v.detail(func(w io.Writer) error { return details(j, s.Name, w) })
+		}
+		results = append(results, r)
+	}
+	v.close()
+	writeSummary(out, results, time.Since(start))
+	if failed == nil {
+		fmt.Fprintf(out, "\nimage %s\n", j.Digest)
+	}
+	return failed
+}
+
+// details writes what a stage found, for the stages that have more than a line.
+func details(j *job.Job, stage string, w io.Writer) error {
+	switch stage {
+	case "sbom":
+		return j.WriteSBOMSummary(w)
+	case "scan":
+		return j.WriteFindings(w)
+	case "deploy":
+		return j.WriteChanges(w)
+	}
 	return nil
 }

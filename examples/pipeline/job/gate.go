@@ -1,0 +1,58 @@
+package job
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/shipkit/shipkit/deploy/gate"
+	"github.com/shipkit/shipkit/scan/policy"
+	"github.com/shipkit/shipkit/sign"
+)
+
+// gate decides whether the rendered objects may be deployed: every image pinned by
+// digest, signed by a trusted key, attested (SBOM, vulnerabilities, provenance),
+// without findings at or above FailOn, and the manifests pass the restricted Pod
+// Security level and the hardening rules.
+func (j *Job) gate(ctx context.Context) (string, error) {
+	if err := j.need("objects", len(j.Objects) > 0 && j.signing != nil); err != nil {
+		return "", err
+	}
+	v, err := j.verifier()
+	if err != nil {
+		return "", err
+	}
+	checker, err := policy.New(policy.WithLevel(policy.Restricted))
+	if err != nil {
+		return "", err
+	}
+	g, err := gate.New(
+		gate.WithVerifier(v),
+		gate.RequireAttestations(sign.PredicateSLSAProvenance, sign.PredicateVuln),
+		gate.FailOn(j.cfg.FailOn),
+		gate.WithManifestPolicy(checker),
+		gate.WithObserver(j.obs),
+		gate.WithLogger(j.log),
+	)
+	if err != nil {
+		return "", err
+	}
+	d, err := g.Check(ctx, j.Objects)
+	if err != nil {
+		return "", err
+	}
+	j.Decision = d
+	if !d.Allowed() {
+		reasons := make([]string, len(d.Reasons))
+		for i, r := range d.Reasons {
+			reasons[i] = r.String()
+		}
+		return "", &DeniedError{Stage: "gate", Reasons: reasons}
+	}
+	below := ""
+	if n := len(j.Report.Findings); n > 0 {
+		below = fmt.Sprintf("; %s below the threshold", countFindings(j.Report))
+	}
+	return fmt.Sprintf("allowed: %d objects, fail-on %s, Pod Security restricted%s", len(j.Objects),
+		strings.ToLower(j.cfg.FailOn.String()), below), nil
+}

@@ -1,0 +1,280 @@
+// Package job is shipkit's main job as a value: it takes one Go service from source
+// to a signed, verified, gated deployment, with every hand-off in memory.
+//
+// The stages run in order — build, push, sbom, scan, sign, verify, render, gate,
+// deploy (a plan without a cluster) and, with a metrics server, rollout — and each
+// keeps its result in the [Job], so a program can run them one at a time and show
+// what each found (examples/pipeline does, with a live step list) or all at once
+// ([Job.Run], as hack/bench does against the chain of CLIs).
+//
+// Every default is embedded: the example service's kustomize overlay and a small
+// offline advisory set (OSV JSON) that the scan stage writes into a grype database at
+// start, so the job needs nothing but Go and reaches nothing but 127.0.0.1.
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/observe"
+	"github.com/shipkit/shipkit/scan"
+	"github.com/shipkit/shipkit/scan/report"
+	"github.com/shipkit/shipkit/sign"
+)
+
+// Config says what the job works on and where each stage points. [Defaults] returns
+// the embedded defaults; zero fields that a stage needs are an error of [New].
+type Config struct {
+	// Source is the directory of the Go main package to build.
+	Source string
+	// SourceRepository and SourceRevision say where the source comes from. They are
+	// recorded in the SLSA provenance, and the verify stage requires provenance from
+	// SourceRepository.
+	SourceRepository, SourceRevision string
+	// Platforms to build, e.g. "linux/amd64".
+	Platforms []string
+	// Base is the base image reference; empty means scratch.
+	Base string
+	// Registry is the repository to push to, e.g. "registry.example.com/team/hello",
+	// with the credentials of the Docker config; empty serves a registry in process
+	// on 127.0.0.1.
+	Registry string
+	// Insecure allows plain HTTP to Registry and Base.
+	Insecure bool
+
+	// KeyFile is a cosign private key (cosign.key) decrypted with KeyPassword; empty
+	// generates a throwaway key pair in memory.
+	KeyFile     string
+	KeyPassword []byte
+	// TrustedKeys are public key files (cosign.pub) the verify and gate stages trust;
+	// empty trusts the signing key.
+	TrustedKeys []string
+
+	// DB is a grype v6 database root (the directory holding 6/); empty writes the
+	// embedded advisories into a temporary database.
+	DB string
+	// FailOn is the severity at or above which a finding denies the image at the gate.
+	FailOn report.Severity
+
+	// Overlay is a kustomize directory on disk to render; empty renders the embedded
+	// overlay of the example service.
+	Overlay string
+	// Namespace, when set, replaces the overlay's namespace.
+	Namespace string
+	// Kubeconfig and Context name the cluster to deploy to; without a kubeconfig the
+	// deploy stage prints what it would create in an empty cluster.
+	Kubeconfig, Context string
+	// DryRun plans against the cluster (a server-side dry run) instead of applying.
+	DryRun bool
+	// Wait bounds how long the deploy stage waits for the objects to become healthy.
+	Wait time.Duration
+	// Prometheus is the URL of a Prometheus server; with a kubeconfig, the job then
+	// runs a canary rollout judged by its metrics.
+	Prometheus string
+
+	// Observer receives the stages' events (default: discard).
+	Observer observe.Observer
+	// Logger receives the stages' logs (default: discard).
+	Logger *slog.Logger
+}
+
+// Defaults returns the embedded defaults: examples/hello for linux/amd64 and
+// linux/arm64 on scratch, an in-process registry, a throwaway key, the embedded
+// advisories, fail on critical findings, the embedded overlay and a plan without a
+// cluster.
+//
+// The default threshold is critical because that is what the example service
+// honestly passes: it links golang.org/x/text v0.3.7, whose GHSA-69ch-w2m2-3vjp
+// (High) the scan reports and the gate lets through at this threshold. Set FailOn to
+// report.High and the gate denies it.
+func Defaults() Config {
+	return Config{
+		Source:           "examples/hello",
+		SourceRepository: "https://github.com/shipkit/shipkit",
+		Platforms:        []string{"linux/amd64", "linux/arm64"},
+		FailOn:           report.Critical,
+		Wait:             2 * time.Minute,
+	}
+}
+
+// ErrDenied is matched (errors.Is) by every [DeniedError].
+var ErrDenied = errors.New("denied")
+
+// DeniedError says that a stage refused the image: the verify stage (its signature
+// policy) or the gate (signatures, attestations, vulnerabilities, manifest policy).
+type DeniedError struct {
+	// Stage is the stage that denied, "verify" or "gate".
+	Stage string
+	// Reasons lists every reason, one a line.
+	Reasons []string
+}
+
+// Error names the stage and lists the reasons.
+func (e *DeniedError) Error() string {
+	return fmt.Sprintf("%s denied the image: %s", e.Stage, strings.Join(e.Reasons, "; "))
+}
+
+// Unwrap makes errors.Is(err, ErrDenied) true.
+func (e *DeniedError) Unwrap() error { return ErrDenied }
+
+// Stage is one step of the job.
+type Stage struct {
+	// Name is the stage's name, e.g. "scan".
+	Name string
+	// Run runs the stage and returns a one-line summary of what it did.
+	Run func(ctx context.Context) (string, error)
+}
+
+// Job runs the stages on one service and keeps what each produced. Make one with
+// [New], run its [Job.Stages] in order (or [Job.Run]) and [Job.Close] it.
+type Job struct {
+	cfg     Config
+	obs     observe.Observer
+	log     *slog.Logger
+	cleanup []func()
+
+	// Repo is the repository the image is pushed to, set by the push stage.
+	Repo name.Repository
+	// Index is the built image index, one image per platform.
+	Index v1.ImageIndex
+	// Digest is the pushed index, by digest.
+	Digest name.Digest
+	// SBOMs are the SBOMs of the platform images, in the index's order.
+	SBOMs []*scan.SBOM
+	// Reports are the vulnerability reports of the platform images, in the same
+	// order; Report merges them for the index.
+	Reports []*scan.Report
+	Report  *scan.Report
+	// Attested lists the predicate types the sign stage attested, in order.
+	Attested []string
+	// Verified is what the verify stage checked.
+	Verified *sign.Verified
+	// Objects are the rendered objects, images pinned.
+	Objects []*unstructured.Unstructured
+	// Decision is the gate's.
+	Decision *deploy.Decision
+	// Changes is what the deploy stage did, or would do.
+	Changes *deploy.ChangeSet
+	// Rollout is what the rollout stage did, empty when it did not run.
+	Rollout string
+
+	signing  *signing
+	scanner  *scanDB
+	verdicts *sign.Cache
+}
+
+// New checks cfg and returns a job ready to run.
+func New(cfg Config) (*Job, error) {
+	switch {
+	case cfg.Source == "":
+		return nil, errors.New("job: no source directory")
+	case len(cfg.Platforms) == 0:
+		return nil, errors.New("job: no platforms")
+	case cfg.SourceRepository == "":
+		return nil, errors.New("job: no source repository for the provenance")
+	case cfg.Prometheus != "" && cfg.Kubeconfig == "":
+		return nil, errors.New("job: a canary rollout (Prometheus) needs a cluster (kubeconfig)")
+	}
+	for what, paths := range map[string][]string{
+		"source": {cfg.Source}, "key": {cfg.KeyFile}, "trusted key": cfg.TrustedKeys,
+		"vulnerability database": {cfg.DB}, "overlay": {cfg.Overlay}, "kubeconfig": {cfg.Kubeconfig},
+	} {
+		for _, p := range paths {
+			if p == "" {
+				continue
+			}
+			if _, err := os.Stat(p); err != nil {
+				return nil, fmt.Errorf("job: %s: %w", what, err)
+			}
+		}
+	}
+	j := &Job{cfg: cfg, obs: cfg.Observer, log: cfg.Logger}
+	if j.obs == nil {
+		j.obs = observe.Discard{}
+	}
+	if j.log == nil {
+		j.log = slog.New(slog.DiscardHandler)
+	}
+	return j, nil
+}
+
+// Stages returns the job's stages in the order they must run. The rollout stage is
+// there only when the config asks for a canary.
+func (j *Job) Stages() []Stage {
+	st := []Stage{
+		{"build", j.build},
+		{"push", j.push},
+		{"sbom", j.sbom},
+		{"scan", j.scan},
+		{"sign", j.sign},
+		{"verify", j.verify},
+		{"render", j.render},
+		{"gate", j.gate},
+		{"deploy", j.deploy},
+	}
+	if j.cfg.Prometheus != "" {
+		st = append(st, Stage{"rollout", j.rollout})
+	}
+	return st
+}
+
+// Run runs every stage in order and stops at the first that fails or denies.
+func (j *Job) Run(ctx context.Context) error {
+	for _, s := range j.Stages() {
+		if _, err := s.Run(ctx); err != nil {
+			return fmt.Errorf("%s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// Close releases what the stages hold: the in-process registry, the vulnerability
+// database and the temporary files.
+func (j *Job) Close() error {
+	for i := len(j.cleanup) - 1; i >= 0; i-- {
+		j.cleanup[i]()
+	}
+	j.cleanup = nil
+	return nil
+}
+
+// event reports a sub-step of a stage to the observer.
+func (j *Job) event(stage, step string, phase observe.Phase, msg string) {
+	j.obs.Observe(observe.Event{Stage: stage, Step: step, Phase: phase, Message: msg, Time: time.Now()})
+}
+
+// step reports a sub-step's start and end around f.
+func (j *Job) step(stage, step string, f func() error) error {
+	j.event(stage, step, observe.Started, "")
+	if err := f(); err != nil {
+		j.obs.Observe(observe.Event{Stage: stage, Step: step, Phase: observe.Failed, Err: err, Message: err.Error(), Time: time.Now()})
+		return err
+	}
+	j.event(stage, step, observe.Finished, "")
+	return nil
+}
+
+// cache returns the verdict cache the verify and gate stages share.
+func (j *Job) cache() *sign.Cache {
+	if j.verdicts == nil {
+		j.verdicts = sign.NewCache()
+	}
+	return j.verdicts
+}
+
+func (j *Job) need(what string, ok bool) error {
+	if !ok {
+		return fmt.Errorf("no %s yet: run the stages in order", what)
+	}
+	return nil
+}

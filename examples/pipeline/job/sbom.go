@@ -1,0 +1,74 @@
+package job
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/anchore/syft/syft"
+
+	"github.com/shipkit/shipkit/scan/sbom"
+)
+
+// sbom catalogs every platform image of the index from the value in memory: no
+// second pull, no Docker daemon.
+func (j *Job) sbom(ctx context.Context) (string, error) {
+	if err := j.need("image", j.Index != nil); err != nil {
+		return "", err
+	}
+	// syft builds a license scanner for every image unless the context holds one, and
+	// building it is most of the time of cataloging a small image: build it once for
+	// all platforms.
+	ctx, err := syft.SetContextLicenseScanner(ctx, syft.DefaultCreateSBOMConfig().Licenses)
+	if err != nil {
+		return "", fmt.Errorf("license scanner: %w", err)
+	}
+	if err := j.step("sbom", "catalog "+strings.Join(j.cfg.Platforms, ", "), func() error {
+		j.SBOMs, err = sbom.New(sbom.WithLogger(j.log)).CatalogIndex(ctx, j.Index)
+		return err
+	}); err != nil {
+		return "", err
+	}
+	total := 0
+	for _, s := range j.SBOMs {
+		for _, n := range sbom.Summary(s) {
+			total += n
+		}
+	}
+	return fmt.Sprintf("%d SBOMs, %d packages", len(j.SBOMs), total), nil
+}
+
+// WriteSBOMSummary writes the packages of each platform's SBOM by type, one platform
+// a column.
+func (j *Job) WriteSBOMSummary(w io.Writer) error {
+	types := map[string]bool{}
+	counts := make([]map[string]int, len(j.SBOMs))
+	for i, s := range j.SBOMs {
+		counts[i] = sbom.Summary(s)
+		for t := range counts[i] {
+			types[t] = true
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "TYPE")
+	for _, s := range j.SBOMs {
+		p := "?"
+		if s.Platform != nil {
+			p = s.Platform.String()
+		}
+		fmt.Fprintf(tw, "\t%s", strings.ToUpper(p))
+	}
+	fmt.Fprintln(tw)
+	for _, t := range slices.Sorted(maps.Keys(types)) {
+		fmt.Fprint(tw, t)
+		for i := range j.SBOMs {
+			fmt.Fprintf(tw, "\t%d", counts[i][t])
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}

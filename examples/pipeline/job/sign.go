@@ -1,0 +1,195 @@
+package job
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/shipkit/shipkit/scan/sbom"
+	"github.com/shipkit/shipkit/sign"
+	"github.com/shipkit/shipkit/sign/cosign"
+)
+
+// signing is the key the job signs with and the keys it trusts.
+type signing struct {
+	signer  *cosign.Signer
+	trusted []sign.TrustedKey
+	key     string // how the key is named in summaries, never its material
+}
+
+// builderID names this program as the SLSA builder.
+const builderID = "https://github.com/shipkit/shipkit/examples/pipeline"
+
+// sign signs the index and each platform image, and attests, about the index, each
+// platform's SBOM (SPDX), the merged vulnerability report and SLSA provenance.
+func (j *Job) sign(ctx context.Context) (string, error) {
+	if err := j.need("vulnerability report", j.Report != nil); err != nil {
+		return "", err
+	}
+	s, err := j.loadKeys(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := s.signer.Sign(ctx, j.Digest, sign.WithRecursive()); err != nil {
+		return "", err
+	}
+	preds, err := j.predicates()
+	if err != nil {
+		return "", err
+	}
+	j.Attested = nil
+	for _, p := range preds {
+		if err := s.signer.Attest(ctx, j.Digest, p); err != nil {
+			return "", err
+		}
+		j.Attested = append(j.Attested, p.Type)
+	}
+	return fmt.Sprintf("signed with %s; %d attestations (%d SBOM, vulnerabilities, SLSA provenance)",
+		s.key, len(preds), len(j.SBOMs)), nil
+}
+
+// loadKeys loads KeyFile, or generates a throwaway key pair, once.
+func (j *Job) loadKeys(ctx context.Context) (*signing, error) {
+	if j.signing != nil {
+		return j.signing, nil
+	}
+	var key *cosign.PrivateKey
+	s := &signing{}
+	if j.cfg.KeyFile != "" {
+		k, err := cosign.LoadPrivateKeyFile(j.cfg.KeyFile, j.cfg.KeyPassword)
+		if err != nil {
+			return nil, err
+		}
+		key, s.key = k, "key "+j.cfg.KeyFile
+	} else {
+		// A throwaway key never leaves memory, so it needs no password (and no scrypt).
+		ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("generating a key: %w", err)
+		}
+		sv, err := signature.LoadECDSASignerVerifier(ec, crypto.SHA256)
+		if err != nil {
+			return nil, err
+		}
+		if key, err = cosign.NewPrivateKey(ctx, sv); err != nil {
+			return nil, err
+		}
+		s.key = "a throwaway key (" + key.String() + ")"
+	}
+	signer, err := cosign.NewSigner(key, cosign.WithLogger(j.log), cosign.WithObserver(j.obs))
+	if err != nil {
+		return nil, err
+	}
+	s.signer = signer
+	for _, path := range j.cfg.TrustedKeys {
+		tk, err := cosign.LoadTrustedKeyFile(path, path)
+		if err != nil {
+			return nil, err
+		}
+		s.trusted = append(s.trusted, tk)
+	}
+	if len(s.trusted) == 0 {
+		s.trusted = []sign.TrustedKey{key.TrustedKey("pipeline")}
+	}
+	j.signing = s
+	return s, nil
+}
+
+// predicates returns what the sign stage attests: one SPDX SBOM per platform, the
+// vulnerability report and SLSA provenance.
+func (j *Job) predicates() ([]sign.Predicate, error) {
+	var out []sign.Predicate
+	for _, s := range j.SBOMs {
+		var b strings.Builder
+		if err := sbom.Encode(&b, s, sbom.SPDXJSON); err != nil {
+			return nil, fmt.Errorf("encoding the SBOM of %s: %w", s.Subject, err)
+		}
+		out = append(out, sign.SPDX([]byte(b.String())))
+	}
+	body, err := j.Report.VulnPredicate()
+	if err != nil {
+		return nil, fmt.Errorf("vulnerability predicate: %w", err)
+	}
+	out = append(out, sign.Predicate{Type: sign.PredicateVuln, Body: body})
+	prov, err := j.provenance().Predicate()
+	if err != nil {
+		return nil, fmt.Errorf("provenance: %w", err)
+	}
+	return append(out, prov), nil
+}
+
+func (j *Job) provenance() sign.Provenance {
+	p := sign.ProvenanceFromAnnotations(j.annotations())
+	p.BuilderID = builderID
+	if p.SourceRepository == "" {
+		p.SourceRepository = j.cfg.SourceRepository
+	}
+	if p.SourceRevision == "" {
+		p.SourceRevision = j.cfg.SourceRevision
+	}
+	if p.SourceRevision == "" {
+		p.SourceRevision = "unknown"
+	}
+	p.Parameters = map[string]any{"source": j.cfg.Source, "platforms": j.cfg.Platforms}
+	now := time.Now()
+	p.StartedOn, p.FinishedOn = now, now
+	return p
+}
+
+func (j *Job) annotations() map[string]string {
+	m, err := j.Index.IndexManifest()
+	if err != nil || m == nil {
+		return nil
+	}
+	return m.Annotations
+}
+
+// verify checks the signatures and attestations of the index against the policy: a
+// trusted key signed it, and attested an SBOM, a vulnerability report and
+// provenance from the source repository.
+func (j *Job) verify(ctx context.Context) (string, error) {
+	if err := j.need("signature", j.signing != nil); err != nil {
+		return "", err
+	}
+	v, err := j.verifier()
+	if err != nil {
+		return "", err
+	}
+	verified, err := v.Verify(ctx, j.Digest)
+	var denied *sign.DeniedError
+	if errors.As(err, &denied) {
+		reasons := make([]string, len(denied.Reasons))
+		for i, r := range denied.Reasons {
+			reasons[i] = fmt.Sprintf("%s: %s", r.Code, r.Message)
+		}
+		return "", &DeniedError{Stage: "verify", Reasons: reasons}
+	}
+	if err != nil {
+		return "", err
+	}
+	j.Verified = verified
+	return fmt.Sprintf("signed by %s; %d attestations verified", strings.Join(verified.Signers, ", "),
+		len(verified.Attestations)), nil
+}
+
+// verifier returns a verifier of the job's policy. The gate uses the same one; its
+// cache spares the gate a second round of registry requests for the same digest.
+func (j *Job) verifier() (*cosign.Verifier, error) {
+	s := j.signing
+	return cosign.NewVerifier(sign.Policy{
+		TrustedKeys:        s.trusted,
+		RequiredPredicates: []string{sign.PredicateSLSAProvenance, sign.PredicateVuln},
+		Conditions: []sign.Condition{
+			sign.SBOMExists(),
+			sign.ProvenanceFrom(j.cfg.SourceRepository),
+		},
+	}, cosign.WithLogger(j.log), cosign.WithObserver(j.obs), cosign.WithCache(j.cache()))
+}

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/shipkit/shipkit/build"
+	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/deploy/apply"
+	"github.com/shipkit/shipkit/deploy/gate"
+	"github.com/shipkit/shipkit/deploy/render"
+	"github.com/shipkit/shipkit/deploy/rollout"
+	"github.com/shipkit/shipkit/mesh"
+	"github.com/shipkit/shipkit/observe"
+	"github.com/shipkit/shipkit/observe/analysis"
+	"github.com/shipkit/shipkit/scan"
+	"github.com/shipkit/shipkit/scan/policy"
+	"github.com/shipkit/shipkit/scan/report"
+	"github.com/shipkit/shipkit/scan/sbom"
+	"github.com/shipkit/shipkit/scan/vuln"
+	"github.com/shipkit/shipkit/sign"
+	"github.com/shipkit/shipkit/sign/cosign"
+)
+
+// The README's "Use it as a library" snippets, compiled here. Each sits between a
+// "README: name" and an "END README" comment; TestReadmeSnippets checks that the
+// README shows each one exactly, so the README cannot drift from code that builds.
+
+// README: build
+
+// buildAndPush builds a Go main package for two platforms, without a Docker daemon,
+// and pushes the index by digest.
+func buildAndPush(ctx context.Context, repo name.Repository) (v1.ImageIndex, name.Digest, error) {
+	b, err := build.NewGo(build.WithPlatforms("linux/amd64", "linux/arm64"))
+	if err != nil {
+		return nil, name.Digest{}, err
+	}
+	idx, err := b.Build(ctx, build.Source{Dir: "examples/hello"})
+	if err != nil {
+		return nil, name.Digest{}, err
+	}
+	digest, err := build.Publish(ctx, idx, repo) // deploy by digest, never by tag
+	return idx, digest, err
+}
+
+// END README
+
+// README: scan
+
+// scanIndex catalogs each platform's image from the value in memory (no pull, no
+// daemon) and matches it against a grype v6 database on disk, loaded once.
+func scanIndex(ctx context.Context, idx v1.ImageIndex, dbDir string) ([]*scan.Report, error) {
+	sboms, err := sbom.New().CatalogIndex(ctx, idx)
+	if err != nil {
+		return nil, err
+	}
+	db, err := vuln.Open(ctx, dbDir, vuln.WithMaxAge(7*24*time.Hour)) // scan/vulndb writes one from OSV
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	var reports []*scan.Report
+	for _, s := range sboms {
+		r, err := db.Scan(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		reports = append(reports, r) // r.FailOn(report.High), r.WriteSARIF(w), ...
+	}
+	return reports, nil
+}
+
+// END README
+
+// README: sign
+
+// signAndAttest signs the index and its images with a cosign key and attests the
+// vulnerability report, in cosign's registry layout (cosign verify reads it).
+func signAndAttest(ctx context.Context, digest name.Digest, r *scan.Report, keyFile string, password []byte) error {
+	key, err := cosign.LoadPrivateKeyFile(keyFile, password)
+	if err != nil {
+		return err
+	}
+	signer, err := cosign.NewSigner(key)
+	if err != nil {
+		return err
+	}
+	if err := signer.Sign(ctx, digest, sign.WithRecursive()); err != nil {
+		return err
+	}
+	vulns, err := sign.VulnPredicate(r, sign.Scanner{URI: "pkg:golang/github.com/anchore/grype"})
+	if err != nil {
+		return err
+	}
+	return signer.Attest(ctx, digest, vulns) // and sign.SPDX(...), provenance.Predicate()
+}
+
+// END README
+
+// README: deploy
+
+// gateAndApply renders an overlay with the image pinned, lets it through only when
+// the image is signed and attested by a trusted key, has no High or Critical finding
+// and the manifests pass Pod Security "restricted", then applies it server-side and
+// waits until it is healthy.
+func gateAndApply(ctx context.Context, cfg *rest.Config, digest name.Digest, pub []byte) (*deploy.ChangeSet, error) {
+	objs, err := render.Kustomize(nil, "deploy/overlays/prod", render.WithImages(digest)).Render(ctx)
+	if err != nil {
+		return nil, err
+	}
+	verifier, err := cosign.NewVerifier(sign.Policy{
+		TrustedKeys:        []sign.TrustedKey{{Name: "ci", PEM: pub}},
+		RequiredPredicates: []string{sign.PredicateVuln, sign.PredicateSLSAProvenance},
+	})
+	if err != nil {
+		return nil, err
+	}
+	checker, err := policy.New(policy.WithLevel(policy.Restricted))
+	if err != nil {
+		return nil, err
+	}
+	g, err := gate.New(gate.WithVerifier(verifier), gate.FailOn(report.High), gate.WithManifestPolicy(checker))
+	if err != nil {
+		return nil, err
+	}
+	decision, err := g.Check(ctx, objs)
+	if err != nil {
+		return nil, err
+	}
+	if err := decision.Err(); err != nil {
+		return nil, err // every reason, each naming the object, container and image
+	}
+	mgr, err := apply.New(cfg, apply.Options{Wait: 5 * time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	return mgr.Apply(ctx, objs) // mgr.Plan(ctx, objs) first says what would change, field by field
+}
+
+// END README
+
+// README: rollout
+
+// canary moves traffic to the canary Deployment in steps, each judged by its
+// success rate in Prometheus (observe/prometheus is an observe.Provider), and
+// promotes it or sends everything back to stable.
+func canary(ctx context.Context, client kubernetes.Interface, router mesh.Router, metrics observe.Provider) (*rollout.Result, error) {
+	healthy := analysis.SuccessRate(metrics, `app="hello",track="canary"`, 0.99)
+	r, err := rollout.NewCanary(client, rollout.Canary{
+		Name: "hello", Namespace: "hello",
+		StableSelector: map[string]string{"app": "hello", "track": "stable"},
+		CanarySelector: map[string]string{"app": "hello", "track": "canary"},
+		Router:         router, // mesh/replicas without a mesh, mesh/gateway for Gateway API
+		Steps: []rollout.Step{
+			rollout.SetWeight(20), rollout.Analysis(healthy),
+			rollout.SetWeight(50), rollout.Analysis(healthy),
+			rollout.SetWeight(100),
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r.Run(ctx)
+}
+
+// END README
+
+// README: own-scanner
+
+// advisoryScanner is a scan.Scanner of your own, say your company's advisory
+// service: the report it returns gates (FailOn), prints and attests like grype's.
+type advisoryScanner struct {
+	lookup func(ctx context.Context, purl string) ([]scan.Finding, error)
+}
+
+func (a advisoryScanner) Scan(ctx context.Context, s *scan.SBOM) (*scan.Report, error) {
+	r := &scan.Report{Target: s.Subject.String()}
+	for p := range s.Syft().Artifacts.Packages.Enumerate() {
+		found, err := a.lookup(ctx, p.PURL)
+		if err != nil {
+			return nil, fmt.Errorf("looking up %s: %w", p.PURL, err)
+		}
+		r.Findings = append(r.Findings, found...)
+	}
+	return r, nil
+}
+
+// END README
+
+// README: own-router
+
+// lbRouter is a mesh.Router for a traffic layer shipkit has no package for, here a
+// load balancer with an HTTP API; deploy/rollout drives it like the built-in ones.
+type lbRouter struct {
+	api    string // e.g. https://lb.example.com/pools/hello/split
+	client *http.Client
+}
+
+func (r lbRouter) SetWeight(ctx context.Context, canary int32) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, r.api, strings.NewReader(fmt.Sprintf(`{"canary":%d}`, canary)))
+	if err != nil {
+		return err
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("load balancer %s: %s", r.api, resp.Status)
+	}
+	return nil
+}
+
+func (r lbRouter) SetHeaderMatch(context.Context, string, string) error {
+	return fmt.Errorf("header routing: %w", mesh.ErrUnsupported)
+}
+
+func (r lbRouter) Reset(ctx context.Context) error { return r.SetWeight(ctx, 0) }
+
+// END README
+
+var (
+	_ scan.Scanner = advisoryScanner{}
+	_ mesh.Router  = lbRouter{}
+	_              = []any{buildAndPush, scanIndex, signAndAttest, gateAndApply, canary}
+)
+
+// TestReadmeSnippets checks that every Go block of the README is one of the
+// snippets above, word for word, and that each snippet is shown.
+func TestReadmeSnippets(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	src, err := os.ReadFile("readme_test.go")
+	require.NoError(t, err)
+
+	snippets := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?s)// README: ([a-z-]+)\n\n(.*?)\n// END README\n`).FindAllStringSubmatch(string(src), -1) {
+		snippets[m[1]] = strings.TrimSpace(m[2])
+	}
+	require.Len(t, snippets, 7)
+
+	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
+	shown := map[string]bool{}
+	for _, b := range blocks {
+		block := strings.TrimSpace(b[1])
+		found := false
+		for name, s := range snippets {
+			if s == block {
+				shown[name], found = true, true
+			}
+		}
+		assert.True(t, found, "README block is not a compiled snippet of readme_test.go:\n%s", block)
+	}
+	for name := range snippets {
+		assert.True(t, shown[name], "snippet %q is not in the README", name)
+	}
+}
