@@ -13,9 +13,16 @@
 //     syft JSON writers.
 //   - scan/vuln: a grype [Scanner] over a v6 database on local disk, loaded once,
 //     checked for schema and age, safe for concurrent scans.
+//   - scan/vulndb: writes a grype v6 database from OSV records, for air-gapped
+//     users and tests; nothing is downloaded.
 //   - scan/suppress: ignore rules with expiry dates and OpenVEX documents.
 //   - scan/report: the report, its gate (FailOn) and its JSON, SARIF 2.1.0, table
 //     and cosign vulnerability predicate writers.
+//   - scan/policy: Kubernetes manifests against the Pod Security Standards (the API
+//     server's own evaluator) and hardening rules; links no scanner.
+//
+// scan/sbom and scan/vuln report each step (catalog <platform>, load the database,
+// scan <digest>) to the observe.Observer passed with their WithObserver options.
 package scan
 
 import (

@@ -34,7 +34,9 @@ import (
 	// driver grype links (via gorm), so a program using both registers it once.
 	_ "github.com/glebarez/go-sqlite"
 
+	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/scan"
+	"github.com/shipkit/shipkit/scan/internal/step"
 )
 
 // DefaultMaxImageSize is the default limit on the uncompressed size of all layers of
@@ -62,6 +64,12 @@ func WithMaxImageSize(n int64) Option { return func(c *Cataloger) { c.maxSize = 
 // WithLogger sets the logger for the cataloger's own messages (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(c *Cataloger) { c.log = l } }
 
+// WithObserver sets where the cataloger reports its steps (default
+// observe.Discard{}): one "catalog <platform>" step per image ("catalog <digest>"
+// when the image names no platform), Started with the image digest, then Finished
+// with the package count or Failed with the error.
+func WithObserver(o observe.Observer) Option { return func(c *Cataloger) { c.observer = o } }
+
 // WithConfig replaces syft's default cataloging configuration, e.g. to select
 // catalogers or to change the search scope. The function receives the default
 // configuration and returns the one to use.
@@ -72,10 +80,11 @@ func WithConfig(f func(*syft.CreateSBOMConfig) *syft.CreateSBOMConfig) Option {
 // Cataloger reads images into SBOMs with syft. The zero value is not usable; make
 // one with [New]. It is safe for concurrent use.
 type Cataloger struct {
-	tempDir string
-	maxSize int64
-	log     *slog.Logger
-	config  func(*syft.CreateSBOMConfig) *syft.CreateSBOMConfig
+	tempDir  string
+	maxSize  int64
+	log      *slog.Logger
+	observer observe.Observer
+	config   func(*syft.CreateSBOMConfig) *syft.CreateSBOMConfig
 }
 
 var _ scan.Cataloger = (*Cataloger)(nil)
@@ -95,12 +104,26 @@ func New(opts ...Option) *Cataloger {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
+	if c.observer == nil {
+		c.observer = observe.Discard{}
+	}
 	return c
 }
 
 // Catalog reads the packages of img into an SBOM whose subject is the image's
 // digest. The image is read from the value, layer by layer, once.
-func (c *Cataloger) Catalog(ctx context.Context, img v1.Image) (_ *scan.SBOM, err error) {
+func (c *Cataloger) Catalog(ctx context.Context, img v1.Image) (*scan.SBOM, error) {
+	st := step.New(c.observer, "catalog")
+	s, err := c.catalog(ctx, img, st)
+	if err != nil {
+		st.Fail(err)
+		return nil, err
+	}
+	st.Finish(fmt.Sprintf("%d packages", s.Syft().Artifacts.Packages.PackageCount()))
+	return s, nil
+}
+
+func (c *Cataloger) catalog(ctx context.Context, img v1.Image, st *step.Step) (_ *scan.SBOM, err error) {
 	if img == nil {
 		return nil, errors.New("catalog: no image")
 	}
@@ -122,6 +145,11 @@ func (c *Cataloger) Catalog(ctx context.Context, img v1.Image) (_ *scan.SBOM, er
 	var platform *v1.Platform
 	if p := cfg.Platform(); p != nil && p.OS != "" {
 		platform = p
+	}
+	if platform != nil {
+		st.Start("catalog "+platform.String(), digest.String())
+	} else {
+		st.Start("catalog "+digest.String(), digest.String())
 	}
 
 	dir, err := os.MkdirTemp(c.tempDir, "shipkit-sbom-")

@@ -29,7 +29,9 @@ import (
 	grypepkg "github.com/anchore/grype/grype/pkg"
 	"github.com/anchore/grype/grype/vulnerability"
 
+	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/scan"
+	"github.com/shipkit/shipkit/scan/internal/step"
 	"github.com/shipkit/shipkit/scan/report"
 )
 
@@ -81,6 +83,7 @@ type config struct {
 	update   *distribution.Config
 	now      func() time.Time
 	log      *slog.Logger
+	observer observe.Observer
 	matchers matcher.Config
 }
 
@@ -102,6 +105,12 @@ func WithClock(now func() time.Time) Option { return func(c *config) { c.now = n
 
 // WithLogger sets the logger for the scanner's own messages (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
+
+// WithObserver sets where the scanner reports its steps (default
+// observe.Discard{}): "load vulnerability database" in Open, Finished with the
+// database's schema and build time; and "scan <digest>" for each Scan, Finished with
+// the number of findings. A step that fails reports Failed with the error.
+func WithObserver(o observe.Observer) Option { return func(c *config) { c.observer = o } }
 
 // WithMatcherConfig sets grype's matcher settings, e.g. whether CPEs are used for
 // language packages (default: grype's zero config, no CPE matching for them).
@@ -135,6 +144,21 @@ func Open(ctx context.Context, root string, opts ...Option) (*Scanner, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
+	if c.observer == nil {
+		c.observer = observe.Discard{}
+	}
+	st := step.New(c.observer, "load vulnerability database")
+	st.Start("", root)
+	s, err := open(ctx, root, c)
+	if err != nil {
+		st.Fail(err)
+		return nil, err
+	}
+	st.Finish(fmt.Sprintf("schema %s, built %s", s.status.Schema, s.status.Built.Format(time.RFC3339)))
+	return s, nil
+}
+
+func open(ctx context.Context, root string, c config) (*Scanner, error) {
 	if root == "" {
 		return nil, errors.New("open vulnerability database: no directory given")
 	}
@@ -216,6 +240,20 @@ func (s *Scanner) Close() error {
 // operating system (deb, rpm, apk) are matched with the distro that the SBOM's
 // os-release names, which grype's own conversion leaves unset.
 func (s *Scanner) Scan(ctx context.Context, sb *scan.SBOM) (*scan.Report, error) {
+	st := step.New(s.cfg.observer, "scan")
+	if sb != nil {
+		st.Start("scan "+target(sb), "")
+	}
+	r, err := s.scan(ctx, sb)
+	if err != nil {
+		st.Fail(err)
+		return nil, err
+	}
+	st.Finish(fmt.Sprintf("%d findings", len(r.Findings)))
+	return r, nil
+}
+
+func (s *Scanner) scan(ctx context.Context, sb *scan.SBOM) (*scan.Report, error) {
 	if sb == nil {
 		return nil, errors.New("scan: no SBOM")
 	}
