@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/observe/analysis"
 )
 
@@ -131,6 +132,7 @@ type bgRun struct {
 // progress, and returns at once for a revision already promoted or aborted.
 func (r *BlueGreenRollout) Run(ctx context.Context) (*Result, error) {
 	x := &bgRun{runner: newRunner(r.client, &r.opts, r.spec.Namespace, r.spec.Name), r: r, spec: &r.spec}
+	x.res.Strategy = strategyBlueGreen
 	res, err := x.run(ctx)
 	if err != nil {
 		err = fmt.Errorf("blue/green %s/%s: %w", r.spec.Namespace, r.spec.Name, err)
@@ -144,6 +146,7 @@ func (r *BlueGreenRollout) Run(ctx context.Context) (*Result, error) {
 // Abort instead.
 func (r *BlueGreenRollout) Rollback(ctx context.Context, reason string) (*Result, error) {
 	x := &bgRun{runner: newRunner(r.client, &r.opts, r.spec.Namespace, r.spec.Name), r: r, spec: &r.spec}
+	x.res.Strategy = strategyBlueGreen
 	res, err := x.rollback(ctx, reason)
 	if err != nil {
 		err = fmt.Errorf("blue/green %s/%s: rollback: %w", r.spec.Namespace, r.spec.Name, err)
@@ -259,6 +262,14 @@ func (x *bgRun) step(i int) (done bool, err error) {
 	kind := blueGreenSteps[i]
 	sr := StepResult{Index: i, Step: Step{Kind: kind}, Started: time.Now()}
 	name := fmt.Sprintf("step %d/%d %s", i+1, len(blueGreenSteps), kind)
+	if err := x.runCtx.Err(); err != nil {
+		return true, x.interrupted(&sr, name, context.Cause(x.runCtx))
+	}
+	if x.skip(kind) {
+		x.rec.Step++
+		return false, nil
+	}
+	x.rep.observe(name, observe.Started, "", nil)
 	var consume []string
 	switch kind {
 	case "Preview":
@@ -269,10 +280,6 @@ func (x *bgRun) step(i int) (done bool, err error) {
 		if kind == "PostPromotionAnalysis" {
 			checks = x.spec.PostPromotion
 		}
-		if len(checks) == 0 {
-			x.rec.Step++
-			return false, nil
-		}
 		sr.Step = Analysis(checks...)
 		sr.Step.Kind = kind
 		sr.Analysis, err = x.analyse(checks)
@@ -280,10 +287,6 @@ func (x *bgRun) step(i int) (done bool, err error) {
 			sr.Message = sr.Analysis.Message
 		}
 	case "PauseUntilPromoted":
-		if !x.spec.PauseBeforePromotion {
-			x.rec.Step++
-			return false, nil
-		}
 		_, err = x.pause(-1)
 		consume, sr.Message = []string{keyPromote}, "promoted"
 	case "Promote":
@@ -326,6 +329,19 @@ func (x *bgRun) step(i int) (done bool, err error) {
 		return true, x.st.save(x.runCtx, x.rec)
 	}
 	return false, x.completed(&sr, name, consume...)
+}
+
+// skip reports whether the plan leaves out a step of this kind.
+func (x *bgRun) skip(kind StepKind) bool {
+	switch kind {
+	case "PrePromotionAnalysis":
+		return len(x.spec.PrePromotion) == 0
+	case "PostPromotionAnalysis":
+		return len(x.spec.PostPromotion) == 0
+	case "PauseUntilPromoted":
+		return !x.spec.PauseBeforePromotion
+	}
+	return false
 }
 
 // preview makes sure the new version runs and points the preview Service at it.

@@ -162,6 +162,7 @@ func (r *CanaryRollout) store() *store {
 // is that of the last completed action, and the next Run resumes from it.
 func (r *CanaryRollout) Run(ctx context.Context) (*Result, error) {
 	x := &canaryRun{runner: newRunner(r.client, &r.opts, r.spec.Namespace, r.spec.Name), r: r, spec: &r.spec}
+	x.res.Strategy = strategyCanary
 	res, err := x.run(ctx)
 	if err != nil {
 		err = fmt.Errorf("canary %s/%s: %w", r.spec.Namespace, r.spec.Name, err)

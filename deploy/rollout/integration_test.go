@@ -10,9 +10,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/shipkit/shipkit/deploy/rollout"
 	"github.com/shipkit/shipkit/internal/testbed/prom"
+	"github.com/shipkit/shipkit/mesh/replicas"
 	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/observe/analysis"
 )
@@ -294,4 +296,69 @@ func TestCanaryLease(t *testing.T) {
 func waitFor(t *testing.T, d time.Duration, f func(c *assert.CollectT)) {
 	t.Helper()
 	require.EventuallyWithT(t, f, d, 50*time.Millisecond)
+}
+
+// An API server that goes away in the middle of a step stops the run (its Lease can no
+// longer be renewed) and leaves the recorded state as it was; the next run resumes the
+// step, waiting only for what is left of its pause.
+func TestCanaryAPIServerGoneMidStep(t *testing.T) {
+	e := newEnv(t)
+	cfg, proxy := proxied(t, e.cluster.RESTConfig())
+	client, err := kubernetes.NewForConfig(cfg)
+	require.NoError(t, err)
+	router, err := replicas.New(cfg, replicas.Workload{Namespace: e.ns, Service: "web", Stable: "web", Canary: "web-canary"},
+		replicas.Options{Total: total})
+	require.NoError(t, err)
+	const pause = 8 * time.Second
+	spec := rollout.Canary{Name: "web", Namespace: e.ns, StableSelector: stableLabels, CanarySelector: canaryLabels,
+		Router: router, Steps: []rollout.Step{rollout.SetWeight(10), rollout.Pause(pause), rollout.SetWeight(50), rollout.SetWeight(100)}}
+	opts := []rollout.Option{rollout.WithPollInterval(100 * time.Millisecond), rollout.WithLeaseDuration(2 * time.Second)}
+	first, err := rollout.NewCanary(client, spec, append(opts, rollout.WithIdentity("process-1"))...)
+	require.NoError(t, err)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := first.Run(t.Context())
+		done <- err
+	}()
+	var cutAt time.Time
+	waitFor(t, time.Minute, func(c *assert.CollectT) {
+		st, err := first.Status(t.Context())
+		require.NoError(c, err)
+		require.NotNil(c, st)
+		require.Equal(c, 1, st.Step)
+		require.False(c, st.StepStarted.IsZero())
+		proxy.Cut()
+		cutAt = time.Now()
+	})
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		require.FailNow(t, "the run went on without its API server")
+	}
+	require.ErrorIs(t, err, rollout.ErrLeaseLost)
+	t.Logf("the run stopped %v after its API server went away: %v", time.Since(cutAt).Round(time.Millisecond), err)
+
+	// The API server is back (this client talks to it directly).
+	st, err := rollout.ReadStatus(t.Context(), e.client, e.ns, "web")
+	require.NoError(t, err)
+	assert.Equal(t, rollout.Progressing, st.Phase)
+	assert.Equal(t, 1, st.Step)
+	assert.Equal(t, int32(10), st.Weight)
+	assert.Equal(t, 10, e.router.live(t))
+
+	spec.Router = e.router
+	second, err := rollout.NewCanary(e.client, spec, append(opts, rollout.WithIdentity("process-2"))...)
+	require.NoError(t, err)
+	resumed := time.Now()
+	res, err := second.Run(t.Context())
+	require.NoError(t, err)
+	t.Log(res)
+	assert.Equal(t, rollout.Promoted, res.Phase)
+	assert.Equal(t, 1, res.ResumedAt)
+	require.NotEmpty(t, res.Steps)
+	assert.Less(t, res.Steps[0].Duration(), pause-time.Second, "the pause went on where it was, not from the start")
+	assert.Less(t, time.Since(resumed), pause+30*time.Second)
+	assert.Equal(t, []int{10, 50, 100, 0}, e.router.weights())
+	e.assertPromoted(t, second)
 }

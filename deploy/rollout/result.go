@@ -85,6 +85,8 @@ type Decision struct {
 type Result struct {
 	// Name is the rollout's name.
 	Name string
+	// Strategy is "canary" or "blueGreen".
+	Strategy string
 	// Revision identifies the new version (a hash of its pod template).
 	Revision string
 	// Phase is where the rollout is now.
@@ -102,7 +104,8 @@ type Result struct {
 	// Decisions lists promote, abort, pause and resume decisions in order.
 	Decisions []Decision
 	// Weight is the canary's percent of traffic when the run ended (0 once promoted or
-	// aborted: all traffic on stable).
+	// aborted: all traffic on stable). Blue/green rollouts switch all traffic at once
+	// and leave it 0.
 	Weight int32
 	// Started and Finished time the run.
 	Started, Finished time.Time
@@ -117,7 +120,11 @@ func (r *Result) String() string {
 	}
 	b.WriteByte('\n')
 	for _, s := range r.Steps {
-		fmt.Fprintf(&b, "  step %d %-28s weight %3d%%  %-12s %s", s.Index+1, s.Step, s.Weight, s.Phase, s.Duration().Round(time.Millisecond))
+		weight := fmt.Sprintf("weight %3d%%  ", s.Weight)
+		if r.Strategy == strategyBlueGreen {
+			weight = ""
+		}
+		fmt.Fprintf(&b, "  step %d %-28s %s%-12s %s", s.Index+1, s.Step, weight, s.Phase, s.Duration().Round(time.Millisecond))
 		if s.Message != "" {
 			fmt.Fprintf(&b, "  %s", s.Message)
 		}

@@ -226,3 +226,13 @@ var errNoState = errors.New("no state")
 // ErrNotStarted is wrapped by the errors of Promote and Abort for a rollout that has
 // no recorded state.
 var ErrNotStarted = errors.New("rollout not started")
+
+// ReadStatus returns the recorded state of the rollout called name in namespace, or
+// nil when it never ran: what a CLI or a Terraform provider shows without running it.
+func ReadStatus(ctx context.Context, client kubernetes.Interface, namespace, name string) (*Status, error) {
+	rec, _, err := (&store{client: client, namespace: namespace, name: stateName(name)}).load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("rollout %s/%s: %w", namespace, name, err)
+	}
+	return rec, nil
+}

@@ -119,7 +119,7 @@ func (e *env) settle(t *testing.T, want float64) {
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		v, err := e.metrics.Query(t.Context(), q)
 		require.NoError(c, err)
-		assert.InDelta(c, want, v, 0.001)
+		assert.InDelta(c, want, v, 0.02)
 	}, 60*time.Second, 250*time.Millisecond)
 }
 
