@@ -21,6 +21,8 @@ var (
 	kustomize  = "sigs.k8s.io/kustomize/"
 	promClient = "github.com/prometheus/client_golang/"
 	ggcrRemote = "github.com/google/go-containerregistry/pkg/v1/remote"
+	// The OpenTelemetry adapter is for callers who want spans; no stage links it.
+	otelAdapter = "github.com/shipkit/shipkit/observe/otel"
 )
 
 // rules lists, per package pattern of this module, the prefixes none of its
@@ -29,13 +31,17 @@ var rules = []struct {
 	pattern   string
 	forbidden []string
 }{
-	{"./build/...", []string{syft, grype, stereo, sigstore, kubernetes, kustomize, promClient}},
+	{"./build/...", []string{syft, grype, stereo, sigstore, kubernetes, kustomize, promClient, otelAdapter}},
 	{"./scan", []string{grype, sigstore, clientGo, kustomize, promClient, ggcrRemote}},
+	{"./scan/...", []string{otelAdapter}},
 	{"./scan/report", []string{syft, grype, stereo, sigstore, kubernetes, "github.com/google/go-containerregistry/"}},
 	{"./sign", []string{syft, grype, stereo, sigstore, kubernetes, kustomize, ggcrRemote}},
-	{"./deploy/...", []string{syft, grype, stereo, sigstore}},
-	{"./mesh/...", []string{syft, grype, stereo, sigstore, kustomize}},
+	{"./sign/...", []string{otelAdapter}},
+	{"./deploy/...", []string{syft, grype, stereo, sigstore, otelAdapter}},
+	{"./mesh/...", []string{syft, grype, stereo, sigstore, kustomize, otelAdapter}},
 	{"./observe", []string{syft, grype, stereo, sigstore, kubernetes, kustomize, promClient}},
+	// Analysis works with any metrics provider: it links no backend's client.
+	{"./observe/analysis", []string{kubernetes, promClient, otelAdapter}},
 }
 
 func TestStageDependencies(t *testing.T) {
