@@ -1,0 +1,38 @@
+// Package rollout moves users to a new version of a workload progressively, the way
+// Argo Rollouts and Flagger do, as a library a Go program or a Terraform provider
+// drives: no controller, no CRDs.
+//
+//   - A canary ([NewCanary]) runs the new version in a Deployment of its own beside
+//     the stable one, and follows its plan of steps: [SetWeight] shifts traffic with
+//     a [mesh.Router], [Pause] and [PauseUntilPromoted] wait, [Analysis] judges the
+//     canary by its metrics with observe/analysis, and background checks judge it
+//     throughout. Promotion copies the canary's pod template into the stable
+//     Deployment, sends all traffic back to it and drains the canary; an abort sends
+//     all traffic to stable and scales the canary to zero.
+//   - A blue/green rollout ([NewBlueGreen]) points a preview Service at the new
+//     version, judges it, promotes it by switching the active Service's selector,
+//     judges it again, and keeps the old version for a rollback window.
+//
+// # State in the cluster
+//
+// A rollout keeps its state in a ConfigMap named "<name>-rollout" ([Status]) and
+// writes it before and after every action, recording the weight it is about to set
+// before it sets it. A process that crashes, is cancelled or loses its API server
+// leaves that state behind; the next Run resumes from the recorded step (re-applying
+// the recorded weight, never more than the plan allows there) or rolls back
+// ([OnResume]). A coordination.k8s.io Lease of the same name lets one process run a
+// rollout at a time: another gets [ErrLocked], and a process that loses its Lease stops
+// before it moves traffic again ([ErrLeaseLost]). Promote and Abort write requests into
+// the ConfigMap, so any process can send them.
+//
+// # Decisions
+//
+// Nothing moves until the plan, the Deployments, the Services and the router (its
+// Check method, when it has one) have been checked: bad input fails with [ErrInvalid].
+// Missing metrics (a backend down or timing out, no data, NaN) are inconclusive, never
+// success: the rollout aborts or pauses ([OnInconclusive]) and never promotes on them.
+// Run returns a [Result] with every step, its weight, timings and the measurements
+// behind each decision; an abort is a result, not an error. Each step is reported to
+// an [github.com/shipkit/shipkit/observe.Observer] (Stage "rollout") and as a Kubernetes Event (events.k8s.io/v1)
+// on the new version's Deployment.
+package rollout
