@@ -21,6 +21,6 @@ export TF_ACC=1 TF_ACC_TERRAFORM_PATH="$tofu" TF_ACC_PROVIDER_HOST=registry.open
 cd "$here"
 echo "[terraform-provider] go vet"
 go vet ./...
-echo "[terraform-provider] go test (OpenTofu $("$tofu" version | head -n 1 | cut -d' ' -f2))"
+echo "[terraform-provider] go test (OpenTofu $(TF_CLI_CONFIG_FILE=/dev/null "$tofu" version 2>/dev/null | head -n 1 | cut -d' ' -f2))"
 go test -count=1 -timeout 20m ./...
 echo "[terraform-provider] done in $(( $(date +%s) - start ))s"

@@ -378,8 +378,11 @@ func (k *cluster) checkDestroyed(registry string) resource.TestCheckFunc {
 			return err
 		}
 		tags, err := remote.List(repo)
-		if err != nil || len(tags) == 0 {
-			return fmt.Errorf("after destroy, the registry should keep the image and its signature: tags %v, %v", tags, err)
+		if err != nil {
+			return fmt.Errorf("after destroy, list the registry's tags: %w", err)
+		}
+		if len(tags) == 0 {
+			return errors.New("after destroy, the registry should keep the image and its signature, but has no tag")
 		}
 		return nil
 	}
