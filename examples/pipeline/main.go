@@ -14,7 +14,8 @@
 // it would create in an empty cluster.
 //
 // Flags point each stage at real things: -registry, -key, -db, -kubeconfig (apply and
-// wait; with -dry-run a server-side plan), -prometheus (a canary after the apply).
+// wait; with -dry-run a server-side plan), -prometheus (releases after the first go
+// out as a canary, judged by the canary's success rate and promoted or rolled back).
 // The exit code is 0 when the job went through, 3 when the verify stage or the gate
 // denied the image, and 1 on any other failure.
 package main
@@ -97,7 +98,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	fs.StringVar(&c.Context, "context", "", "kubeconfig context (default: its current context)")
 	fs.BoolVar(&c.DryRun, "dry-run", false, "with -kubeconfig: plan with a server-side dry run instead of applying")
 	fs.DurationVar(&c.Wait, "wait", c.Wait, "how long to wait for the applied objects to become healthy")
-	fs.StringVar(&c.Prometheus, "prometheus", "", "Prometheus URL; with -kubeconfig, run a canary judged by its metrics after the apply")
+	fs.StringVar(&c.Prometheus, "prometheus", "", "Prometheus URL; with -kubeconfig, a release after the first goes out as a canary judged by its success rate")
+	fs.StringVar(&c.CanarySelector, "canary-selector", c.CanarySelector, "PromQL label matchers of the canary's http_requests_total")
+	fs.DurationVar(&c.AnalysisInterval, "analysis-interval", c.AnalysisInterval, "time between the 3 measurements of a canary analysis step")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this long")
 	fs.BoolVar(&o.plain, "plain", false, "print plain lines even on a terminal")
 	if err := fs.Parse(args); err != nil {

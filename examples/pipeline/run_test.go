@@ -22,11 +22,21 @@ import (
 	"github.com/shipkit/shipkit/examples/pipeline/job"
 	"github.com/shipkit/shipkit/internal/testbed"
 	"github.com/shipkit/shipkit/internal/testbed/kube"
+	"github.com/shipkit/shipkit/internal/testbed/prom"
 	"github.com/shipkit/shipkit/internal/testbed/registry"
 	"github.com/shipkit/shipkit/sign/cosign"
 )
 
-var cluster = testbed.Lazy[*kube.Cluster]{Start: kube.Start}
+var (
+	cluster    = testbed.Lazy[*kube.Cluster]{Start: kube.Start}
+	promServer = testbed.Lazy[*prom.Server]{Start: func() (*prom.Server, func(), error) {
+		s, err := prom.Start(context.Background())
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, s.Stop, nil
+	}}
+)
 
 // TestMain runs main itself when the test binary is started as the command (see
 // runCommand), so a test can check the real exit code.
@@ -38,6 +48,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	cluster.Stop()
+	promServer.Stop()
 	os.Exit(code)
 }
 
@@ -169,6 +180,59 @@ func TestMainJobAppliesToCluster(t *testing.T) {
 	out, err = runJob(t, "-registry", repo, "-source-rev", "test", "-kubeconfig", c.Kubeconfig, "-namespace", "hello-apply", "-dry-run")
 	require.NoError(t, err, out)
 	assert.Contains(t, out, "plan (server-side dry run): 3 unchanged")
+}
+
+// TestMainJobCanary: with Prometheus, the first release deploys as stable; the next
+// goes out as a canary beside it and is promoted when its success rate holds, and a
+// release whose canary fails its analysis is rolled back, leaving stable as it was.
+// Prometheus scrapes the test bed's app, which plays the canary's request metrics.
+func TestMainJobCanary(t *testing.T) {
+	c := cluster.Get(t)
+	srv := promServer.Get(t)
+	app, err := prom.NewApp()
+	require.NoError(t, err)
+	defer app.Close()
+	require.NoError(t, srv.SetTargets(context.Background(), app.Addr))
+	host, stop, err := registry.NewInProcess()
+	require.NoError(t, err)
+	defer stop()
+	release := func(rev string) (string, error) {
+		return runJob(t, "-registry", host+"/team/hello", "-source-rev", rev, "-kubeconfig", c.Kubeconfig,
+			"-namespace", "hello-canary", "-prometheus", srv.URL, "-canary-selector", `version="canary"`,
+			"-analysis-interval", "2s", "-platforms", "linux/amd64")
+	}
+	stableImage := func() string {
+		d, err := c.Clientset().AppsV1().Deployments("hello-canary").Get(context.Background(), "hello", metav1.GetOptions{})
+		require.NoError(t, err)
+		return d.Spec.Template.Spec.Containers[0].Image
+	}
+	image := func(out string) string {
+		m := regexp.MustCompile(`(?m)^image (\S+)$`).FindStringSubmatch(out)
+		require.NotNil(t, m, out)
+		return m[1]
+	}
+
+	out, err := release("v1")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "first release: deployed as stable")
+	v1 := image(out)
+	assert.Equal(t, v1, stableImage())
+
+	app.SetTraffic("canary", prom.Traffic{RPS: 50, Latency: 5 * time.Millisecond})
+	out, err = release("v2")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "applied the canary beside stable")
+	assert.Regexp(t, `(?m)^    ok in \d+\.\d\ds: promoted in `, out)
+	v2 := image(out)
+	assert.NotEqual(t, v1, v2)
+	assert.Equal(t, v2, stableImage(), "promotion puts the canary's template on stable")
+
+	app.SetTraffic("canary", prom.Traffic{RPS: 50, ErrorRate: 0.5, Latency: 5 * time.Millisecond})
+	out, err = release("v3")
+	require.Error(t, err, out)
+	assert.Contains(t, err.Error(), "canary Aborted")
+	assert.Regexp(t, `(?m)^rollout +failed `, out)
+	assert.Equal(t, v2, stableImage(), "an aborted canary leaves stable as it was")
 }
 
 func available(d *appsv1.Deployment) bool {

@@ -17,6 +17,9 @@ import (
 
 // build compiles the source for every platform into an image index.
 func (j *Job) build(ctx context.Context) (string, error) {
+	if j.licenses == nil {
+		j.licenses = startLicenseScanner() // for the sbom stage, while Go compiles
+	}
 	opts := []build.Option{
 		build.WithPlatforms(j.cfg.Platforms...),
 		build.WithObserver(j.obs),

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
@@ -126,7 +128,27 @@ func (j *Job) deploy(ctx context.Context) (string, error) {
 		j.Changes = cs
 		return fmt.Sprintf("plan without a cluster: %d objects to create (give -kubeconfig to apply)", len(j.Objects)), nil
 	}
-	m, err := j.manager()
+	rc, err := j.restConfig()
+	if err != nil {
+		return "", err
+	}
+	objs := j.Objects
+	if j.cfg.Prometheus != "" {
+		client, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return "", err
+		}
+		if objs, j.release, err = j.canaryObjects(ctx, client); err != nil {
+			return "", err
+		}
+	}
+	m, err := apply.New(rc, apply.Options{
+		FieldManager: "shipkit-pipeline",
+		Wait:         j.cfg.Wait,
+		Force:        j.release != nil, // take the canary's fields back from the last rollout
+		Logger:       j.log,
+		Observer:     j.obs,
+	})
 	if err != nil {
 		return "", err
 	}
@@ -136,26 +158,24 @@ func (j *Job) deploy(ctx context.Context) (string, error) {
 		}
 		return "plan (server-side dry run): " + countChanges(j.Changes), nil
 	}
-	if j.Changes, err = m.Apply(ctx, j.Objects); err != nil {
+	if j.Changes, err = m.Apply(ctx, objs); err != nil {
 		return "", err
+	}
+	if j.release != nil {
+		return fmt.Sprintf("applied the canary beside stable: %s; healthy", countChanges(j.Changes)), nil
 	}
 	return fmt.Sprintf("applied: %s; healthy", countChanges(j.Changes)), nil
 }
 
-// manager connects to the cluster of Kubeconfig and Context.
-func (j *Job) manager() (*apply.Manager, error) {
+// restConfig reads the cluster of Kubeconfig and Context.
+func (j *Job) restConfig() (*rest.Config, error) {
 	rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: j.cfg.Kubeconfig}
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules,
 		&clientcmd.ConfigOverrides{CurrentContext: j.cfg.Context}).ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", j.cfg.Kubeconfig, err)
 	}
-	return apply.New(cfg, apply.Options{
-		FieldManager: "shipkit-pipeline",
-		Wait:         j.cfg.Wait,
-		Logger:       j.log,
-		Observer:     j.obs,
-	})
+	return cfg, nil
 }
 
 // countChanges says "2 created, 1 unchanged".

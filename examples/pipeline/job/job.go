@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/deploy/rollout"
 	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/scan"
 	"github.com/shipkit/shipkit/scan/report"
@@ -78,9 +79,14 @@ type Config struct {
 	DryRun bool
 	// Wait bounds how long the deploy stage waits for the objects to become healthy.
 	Wait time.Duration
-	// Prometheus is the URL of a Prometheus server; with a kubeconfig, the job then
-	// runs a canary rollout judged by its metrics.
+	// Prometheus is the URL of a Prometheus server; with a kubeconfig, a release
+	// after the first then goes out as a canary judged by its success rate.
 	Prometheus string
+	// CanarySelector selects the canary's requests in Prometheus (PromQL label
+	// matchers on http_requests_total), and AnalysisInterval is the time between
+	// the three measurements of each analysis step.
+	CanarySelector   string
+	AnalysisInterval time.Duration
 
 	// Observer receives the stages' events (default: discard).
 	Observer observe.Observer
@@ -104,6 +110,8 @@ func Defaults() Config {
 		Platforms:        []string{"linux/amd64", "linux/arm64"},
 		FailOn:           report.Critical,
 		Wait:             2 * time.Minute,
+		CanarySelector:   `app="hello",track="canary"`,
+		AnalysisInterval: 10 * time.Second,
 	}
 }
 
@@ -165,9 +173,11 @@ type Job struct {
 	Decision *deploy.Decision
 	// Changes is what the deploy stage did, or would do.
 	Changes *deploy.ChangeSet
-	// Rollout is what the rollout stage did, empty when it did not run.
-	Rollout string
+	// Rollout is what the rollout stage did, nil when it did not run a canary.
+	Rollout *rollout.Result
 
+	release  *release
+	licenses *licenseScanner
 	signing  *signing
 	scanner  *scanDB
 	verdicts *sign.Cache
@@ -182,8 +192,10 @@ func New(cfg Config) (*Job, error) {
 		return nil, errors.New("job: no platforms")
 	case cfg.SourceRepository == "":
 		return nil, errors.New("job: no source repository for the provenance")
-	case cfg.Prometheus != "" && cfg.Kubeconfig == "":
-		return nil, errors.New("job: a canary rollout (Prometheus) needs a cluster (kubeconfig)")
+	case cfg.Prometheus != "" && (cfg.Kubeconfig == "" || cfg.DryRun):
+		return nil, errors.New("job: a canary rollout (Prometheus) needs a cluster to apply to (a kubeconfig, no dry run)")
+	case cfg.Prometheus != "" && (cfg.CanarySelector == "" || cfg.AnalysisInterval <= 0):
+		return nil, errors.New("job: a canary rollout needs a canary selector and an analysis interval")
 	}
 	for what, paths := range map[string][]string{
 		"source": {cfg.Source}, "key": {cfg.KeyFile}, "trusted key": cfg.TrustedKeys,
@@ -239,8 +251,12 @@ func (j *Job) Run(ctx context.Context) error {
 }
 
 // Close releases what the stages hold: the in-process registry, the vulnerability
-// database and the temporary files.
+// database and the temporary files. It waits for work the job started in the
+// background (the license scanner) to end.
 func (j *Job) Close() error {
+	if j.licenses != nil {
+		<-j.licenses.done
+	}
 	for i := len(j.cleanup) - 1; i >= 0; i-- {
 		j.cleanup[i]()
 	}

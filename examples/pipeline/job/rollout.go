@@ -3,9 +3,131 @@ package job
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/shipkit/shipkit/deploy/rollout"
+	"github.com/shipkit/shipkit/mesh/replicas"
+	"github.com/shipkit/shipkit/observe/analysis"
+	"github.com/shipkit/shipkit/observe/prometheus"
 )
 
-// rollout runs a canary judged by Prometheus metrics. It waits for deploy/rollout.
+// canarySuffix names the canary Deployment after the stable one.
+const canarySuffix = "-canary"
+
+// track is the label that tells the stable Deployment from the canary.
+const track = "track"
+
+// release is how the deploy stage shipped a canary release: the stable Deployment
+// it left alone, the canary it applied beside it, and the Service over both.
+type release struct {
+	namespace, stable, canary, service string
+}
+
+// canaryObjects prepares a canary release: when the stable Deployment already runs
+// in the cluster, the objects apply a canary Deployment with the new pod template
+// (no replicas: the rollout scales it) and leave the stable one as it is, for the
+// rollout stage to promote. For a first release, nothing to compare with, they
+// apply as they are and the release is nil.
+func (j *Job) canaryObjects(ctx context.Context, client kubernetes.Interface) ([]*unstructured.Unstructured, *release, error) {
+	var stable, service *unstructured.Unstructured
+	for _, o := range j.Objects {
+		switch o.GetKind() {
+		case "Deployment":
+			if stable != nil {
+				return nil, nil, errors.New("a canary rollout needs exactly one Deployment in the overlay")
+			}
+			stable = o
+		case "Service":
+			service = o
+		}
+	}
+	if stable == nil || service == nil {
+		return nil, nil, errors.New("a canary rollout needs a Deployment and a Service in the overlay")
+	}
+	_, err := client.AppsV1().Deployments(stable.GetNamespace()).Get(ctx, stable.GetName(), metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return j.Objects, nil, nil
+	case err != nil:
+		return nil, nil, fmt.Errorf("looking for the stable Deployment %s/%s: %w", stable.GetNamespace(), stable.GetName(), err)
+	}
+	canary := stable.DeepCopy()
+	canary.SetName(stable.GetName() + canarySuffix)
+	for _, path := range [][]string{{"metadata", "labels"}, {"spec", "selector", "matchLabels"}, {"spec", "template", "metadata", "labels"}} {
+		if err := unstructured.SetNestedField(canary.Object, "canary", append(path, track)...); err != nil {
+			return nil, nil, fmt.Errorf("labelling the canary: %w", err)
+		}
+	}
+	unstructured.RemoveNestedField(canary.Object, "spec", "replicas")
+	objs := []*unstructured.Unstructured{}
+	for _, o := range j.Objects {
+		if o != stable {
+			objs = append(objs, o)
+		}
+	}
+	return append(objs, canary), &release{
+		namespace: stable.GetNamespace(), stable: stable.GetName(), canary: canary.GetName(), service: service.GetName(),
+	}, nil
+}
+
+// rollout moves traffic to the canary in steps, by replica counts (mesh/replicas:
+// no mesh needed), judging each step by the canary's success rate in Prometheus,
+// then promotes it, or sends all traffic back to stable.
 func (j *Job) rollout(ctx context.Context) (string, error) {
-	return "", errors.New("canary rollouts are not wired into the main job yet")
+	if err := j.need("deployed release", j.Changes != nil); err != nil {
+		return "", err
+	}
+	if j.release == nil {
+		return "first release: deployed as stable, nothing to compare a canary with", nil
+	}
+	rc, err := j.restConfig()
+	if err != nil {
+		return "", err
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return "", err
+	}
+	r := j.release
+	router, err := replicas.New(rc, replicas.Workload{Namespace: r.namespace, Service: r.service, Stable: r.stable, Canary: r.canary},
+		replicas.Options{Logger: j.log})
+	if err != nil {
+		return "", err
+	}
+	metrics, err := prometheus.New(j.cfg.Prometheus)
+	if err != nil {
+		return "", err
+	}
+	healthy := analysis.SuccessRate(metrics, j.cfg.CanarySelector, 0.99)
+	healthy.Count, healthy.Interval = 3, j.cfg.AnalysisInterval
+	c, err := rollout.NewCanary(client, rollout.Canary{
+		Name:           r.stable,
+		Namespace:      r.namespace,
+		StableSelector: map[string]string{track: "stable"},
+		CanarySelector: map[string]string{track: "canary"},
+		Router:         router,
+		Services:       []string{r.service},
+		Steps: []rollout.Step{
+			rollout.SetWeight(50), rollout.Analysis(healthy),
+			rollout.SetWeight(100),
+		},
+	}, rollout.WithObserver(j.obs), rollout.WithLogger(j.log), rollout.WithReadyTimeout(j.cfg.Wait))
+	if err != nil {
+		return "", err
+	}
+	res, err := c.Run(ctx)
+	if err != nil {
+		return "", err
+	}
+	j.Rollout = res
+	if res.Phase != rollout.Promoted {
+		return "", fmt.Errorf("canary %s: %s", res.Phase, res.Message)
+	}
+	return fmt.Sprintf("promoted in %s: %s", res.Finished.Sub(res.Started).Round(time.Millisecond), res.Message), nil
 }
