@@ -2,6 +2,7 @@ package mesh_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/shipkit/shipkit/mesh"
@@ -34,4 +35,25 @@ func ExampleRouter() {
 	// canary 10%, stable 90%
 	// canary 50%, stable 50%
 	// all traffic to stable
+}
+
+// checkedRouter also implements mesh.Checker; here its route is missing.
+type checkedRouter struct{ logRouter }
+
+func (checkedRouter) Check(context.Context) error {
+	return &mesh.PrerequisiteError{Object: "HTTPRoute shop/web", Problem: "not found"}
+}
+
+// A rollout checks a router's prerequisites, when it can, before it moves traffic.
+func ExampleChecker() {
+	var r mesh.Router = checkedRouter{}
+	if c, ok := r.(mesh.Checker); ok {
+		if err := c.Check(context.Background()); errors.Is(err, mesh.ErrPrerequisite) {
+			fmt.Println("not starting:", err)
+			return
+		}
+	}
+	_ = r.SetWeight(context.Background(), 10)
+	// Output:
+	// not starting: HTTPRoute shop/web: not found
 }
