@@ -47,15 +47,17 @@ func app(t *testing.T, dir, greeting string) {
 }
 
 // manifests writes the kustomization: a Deployment of the registry's web image with
-// replicas, and a ConfigMap when extra is set.
-func manifests(t *testing.T, dir, registry string, replicas int, extra bool) {
+// replicas, a Secret web holding password, and a ConfigMap when extra is set.
+func manifests(t *testing.T, dir, registry string, replicas int, extra bool, password string) {
 	t.Helper()
 	resources := "- deployment.yaml\n"
 	if extra {
 		resources += "- extra.yaml\n"
 		write(t, dir, "extra.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  greeting: hello\n")
 	}
-	write(t, dir, "kustomization.yaml", "resources:\n"+resources)
+	write(t, dir, "kustomization.yaml", "resources:\n"+resources+
+		"secretGenerator:\n- name: web\n  literals: [password="+password+"]\n"+
+		"generatorOptions:\n  disableNameSuffixHash: true\n")
 	write(t, dir, "deployment.yaml", fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -144,7 +146,7 @@ func TestAccImageAndRelease(t *testing.T) {
 				// The gate trusts another key: the image is built and signed, the release is denied.
 				PreConfig: func() {
 					app(t, src, "hello")
-					manifests(t, kdir, registry, 1, true)
+					manifests(t, kdir, registry, 1, true, "s3cr3t-1")
 				},
 				Config:      cfg(otherPub, false),
 				ExpectError: regexp.MustCompile(`denied by the deploy gate`),
@@ -166,6 +168,9 @@ func TestAccImageAndRelease(t *testing.T) {
 					resource.TestCheckResourceAttr(release, "applyset_id", (&apply.ApplySet{Name: "shipkit-release-web", Namespace: namespace}).ID()),
 					resource.TestCheckResourceAttr(release, "objects.%", "2"),
 					resource.TestCheckResourceAttrSet(release, "objects.ConfigMap/extra"),
+					resource.TestCheckResourceAttr(release, "secret_objects.%", "1"),
+					resource.TestCheckResourceAttrSet(release, "secret_objects.Secret/web"),
+					k.checkSecret("s3cr3t-1"),
 					k.checkDeployment(1),
 					k.checkConfigMap("extra", true),
 					checkInRegistry(),
@@ -178,7 +183,7 @@ func TestAccImageAndRelease(t *testing.T) {
 			{
 				// The manifests change: the plan shows the new replicas and the dropped
 				// ConfigMap; the apply prunes it.
-				PreConfig: func() { manifests(t, kdir, registry, 2, false) },
+				PreConfig: func() { manifests(t, kdir, registry, 2, false, "s3cr3t-2") },
 				Config:    cfg(pub, false),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(image, plancheck.ResourceActionNoop),
@@ -190,10 +195,13 @@ func TestAccImageAndRelease(t *testing.T) {
 						if _, ok := after["ConfigMap/extra"]; ok || before["ConfigMap/extra"] == "" {
 							return errors.New("want the ConfigMap planned away")
 						}
+						if _, ok := after["Secret/web"]; ok {
+							return errors.New("the Secret is in objects, want it in secret_objects only")
+						}
 						return nil
 					}),
 				}},
-				Check: resource.ComposeAggregateTestCheckFunc(k.checkDeployment(2), k.checkConfigMap("extra", false)),
+				Check: resource.ComposeAggregateTestCheckFunc(k.checkDeployment(2), k.checkConfigMap("extra", false), k.checkSecret("s3cr3t-2")),
 			},
 			{
 				// Someone scales the Deployment: the refresh shows it as a diff, and the
@@ -287,7 +295,7 @@ func TestAccImageAndRelease(t *testing.T) {
 				ImportState:             true,
 				ImportStateId:           namespace + "/web",
 				ImportStateVerify:       true,
-				ImportStateVerifyIgnore: []string{"kustomize_dir", "images", "force_conflicts", "gate", "objects", "objects.%", "objects.Deployment/web"},
+				ImportStateVerifyIgnore: []string{"kustomize_dir", "images", "force_conflicts", "gate", "objects", "objects.%", "objects.Deployment/web", "secret_objects", "secret_objects.%", "secret_objects.Secret/web"},
 			},
 		},
 	})
@@ -345,6 +353,20 @@ func (k *cluster) checkNoDeployment() resource.TestCheckFunc {
 		_, err := k.client.AppsV1().Deployments(namespace).Get(context.Background(), "web", metav1.GetOptions{})
 		if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("the gate denied the release, yet Deployment web: %w", err)
+		}
+		return nil
+	}
+}
+
+// checkSecret checks the password in the Secret the release applied.
+func (k *cluster) checkSecret(password string) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		s, err := k.client.CoreV1().Secrets(namespace).Get(context.Background(), "web", metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("Secret web: %w", err)
+		}
+		if got := string(s.Data["password"]); got != password {
+			return fmt.Errorf("Secret web has another password than the manifests (%d bytes)", len(got))
 		}
 		return nil
 	}

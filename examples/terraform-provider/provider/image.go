@@ -240,9 +240,10 @@ func (r *ImageResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanR
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 		return
 	}
-	rebuild := !plan.SourceHash.Equal(state.SourceHash) || !plan.Package.Equal(state.Package) ||
-		!plan.Repository.Equal(state.Repository) || !plan.Platforms.Equal(state.Platforms) ||
-		!plan.Base.Equal(state.Base) || !plan.Ldflags.Equal(state.Ldflags) || !plan.SourceDir.Equal(state.SourceDir)
+	// The source hash stands for source_dir and package: the same source moved to
+	// another checkout, or the same package spelled another way, builds the same image.
+	rebuild := !plan.SourceHash.Equal(state.SourceHash) || !plan.Repository.Equal(state.Repository) ||
+		!plan.Platforms.Equal(state.Platforms) || !plan.Base.Equal(state.Base) || !plan.Ldflags.Equal(state.Ldflags)
 	resign := !plan.Sign.Equal(state.Sign) || (!plan.Sign.IsNull() && state.SignedBy.ValueString() == "")
 	keep := func(planned *types.String, prior types.String, changes bool) {
 		if changes {

@@ -78,7 +78,7 @@ func TestPlanOutput(t *testing.T) {
 
 	dir := t.TempDir()
 	work, kdir := filepath.Join(dir, "work"), filepath.Join(dir, "deploy")
-	manifests(t, kdir, "registry.example", 1, false)
+	manifests(t, kdir, "registry.example", 1, false, "p4ssw0rd-1")
 	write(t, work, "main.tf", fmt.Sprintf(`
 terraform {
   required_providers {
@@ -114,15 +114,19 @@ resource "shipkit_release" "web" {
 	run("init", "-input=false")
 	run("apply", "-input=false", "-auto-approve")
 
-	manifests(t, kdir, "registry.example", 2, false)
+	manifests(t, kdir, "registry.example", 2, false, "p4ssw0rd-2")
 	plan := run("plan", "-input=false")
 	t.Logf("tofu plan after a change to the manifests:\n%s", plan)
 	assert.Contains(t, plan, `~ resource "shipkit_release" "web"`)
 	assert.Regexp(t, regexp.MustCompile(`(?m)^\s+-\s+replicas: 1$`), plan)
 	assert.Regexp(t, regexp.MustCompile(`(?m)^\s+\+\s+replicas: 2$`), plan)
 	assert.Contains(t, plan, "1 to change")
+	assert.Regexp(t, regexp.MustCompile(`~ secret_objects\s+= \(sensitive value\)`), plan, "a Secret's change shows, not its data")
+	for _, secret := range []string{"p4ssw0rd", "cDRzc3cwcmQt"} { // the password, plain and base64
+		assert.NotContains(t, plan, secret)
+	}
 
-	manifests(t, kdir, "registry.example", 1, false)
+	manifests(t, kdir, "registry.example", 1, false, "p4ssw0rd-2")
 	k.scale(t, 5)
 	plan = run("plan", "-input=false")
 	t.Logf("tofu plan after kubectl scale:\n%s", plan)

@@ -56,6 +56,7 @@ type releaseModel struct {
 	Gate           types.Object `tfsdk:"gate"`
 	ApplySetID     types.String `tfsdk:"applyset_id"`
 	Objects        types.Map    `tfsdk:"objects"`
+	SecretObjects  types.Map    `tfsdk:"secret_objects"`
 }
 
 // Metadata names the resource shipkit_release.
@@ -119,7 +120,12 @@ func (r *ReleaseResource) Schema(_ context.Context, _ resource.SchemaRequest, re
 				ElementType: types.StringType, Computed: true,
 				Description: "The objects, as YAML, by Kind/namespace/name. In the state: as the cluster has them " +
 					"(fields changed in the cluster since the last apply are shown with their live values); in a " +
-					"plan: as the apply will make them.",
+					"plan: as the apply will make them. Secrets are in secret_objects instead.",
+			},
+			"secret_objects": schema.MapAttribute{
+				ElementType: types.StringType, Computed: true, Sensitive: true,
+				Description: "The release's Secrets, like objects but sensitive: a plan says that they change, " +
+					"not how, so their data never reaches a plan's output or a log.",
 			},
 		},
 	}
@@ -192,7 +198,7 @@ func (r *ReleaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		plan.ID = types.StringValue(plan.Namespace.ValueString() + "/" + plan.Name.ValueString())
 		plan.ApplySetID = types.StringValue((&releaseSpec{name: plan.Name.ValueString(), namespace: plan.Namespace.ValueString()}).applySet().ID())
 	}
-	plan.Objects = types.MapUnknown(types.StringType)
+	plan.Objects, plan.SecretObjects = types.MapUnknown(types.StringType), types.MapUnknown(types.StringType)
 	spec, ok, diags := r.spec(ctx, &plan)
 	resp.Diagnostics.Append(diags...)
 	if diags.HasError() || !ok {
@@ -219,7 +225,7 @@ func (r *ReleaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	if cs, ok := r.dryRun(ctx, spec, objs, creating, &resp.Diagnostics); ok {
 		var prior map[string]string
 		if !creating {
-			resp.Diagnostics.Append(state.Objects.ElementsAs(ctx, &prior, false)...)
+			prior, _ = state.objects(ctx, &resp.Diagnostics)
 		}
 		planned = plannedObjects(rendered, prior, cs, spec.namespace)
 		warnAboutChanges(cs, prior, spec, &resp.Diagnostics)
@@ -227,8 +233,7 @@ func (r *ReleaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	plan.Objects, diags = types.MapValueFrom(ctx, types.StringType, planned)
-	resp.Diagnostics.Append(diags...)
+	plan.setObjects(ctx, planned, &resp.Diagnostics)
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 }
 
@@ -346,16 +351,18 @@ func (r *ReleaseResource) apply(ctx context.Context, m *releaseModel, diags *dia
 		encoded map[string]string
 		err     error
 	)
-	if m.Objects.IsUnknown() {
+	planned, known := m.objects(ctx, diags)
+	switch {
+	case diags.HasError():
+		return
+	case known:
+		// What the plan showed is what is applied, even if the files changed since.
+		encoded = planned
+		objs, err = decodeObjects(encoded)
+	default:
 		if objs, err = spec.render(ctx); err == nil {
 			encoded, err = encodeObjects(objs)
 		}
-	} else {
-		// What the plan showed is what is applied, even if the files changed since.
-		if diags.Append(m.Objects.ElementsAs(ctx, &encoded, false)...); diags.HasError() {
-			return
-		}
-		objs, err = decodeObjects(encoded)
 	}
 	if err != nil {
 		diags.AddError("shipkit_release: render", err.Error())
@@ -385,8 +392,7 @@ func (r *ReleaseResource) apply(ctx context.Context, m *releaseModel, diags *dia
 	tflog.Info(ctx, "shipkit release applied", map[string]any{"release": spec.namespace + "/" + spec.name, "changes": cs.String()})
 	m.ID = types.StringValue(spec.namespace + "/" + spec.name)
 	m.ApplySetID = types.StringValue(spec.applySet().ID())
-	m.Objects, d = types.MapValueFrom(ctx, types.StringType, encoded)
-	diags.Append(d...)
+	m.setObjects(ctx, encoded, diags)
 }
 
 // Read refreshes the objects from the cluster: each is dry-run applied as it was
@@ -417,13 +423,11 @@ func (r *ReleaseResource) Read(ctx context.Context, req resource.ReadRequest, re
 		resp.Diagnostics.AddError("shipkit_release: refresh", fmt.Sprintf("namespace %s: %v", spec.namespace, err))
 		return
 	}
-	var stored map[string]string
-	if !m.Objects.IsNull() && !m.Objects.IsUnknown() {
-		resp.Diagnostics.Append(m.Objects.ElementsAs(ctx, &stored, false)...)
-	}
-	if stored == nil {
-		// Imported: nothing to compare with until the next plan renders the objects.
-		stored = map[string]string{}
+	// Imported, the release has no objects: nothing to compare with until the next
+	// plan renders them.
+	stored, _ := m.objects(ctx, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
 	}
 	objs, err := decodeObjects(stored)
 	if err != nil {
@@ -445,11 +449,9 @@ func (r *ReleaseResource) Read(ctx context.Context, req resource.ReadRequest, re
 		resp.Diagnostics.AddError("shipkit_release: refresh", err.Error())
 		return
 	}
-	var d diag.Diagnostics
-	m.Objects, d = types.MapValueFrom(ctx, types.StringType, live)
+	m.setObjects(ctx, live, &resp.Diagnostics)
 	m.ID = types.StringValue(spec.namespace + "/" + spec.name)
 	m.ApplySetID = types.StringValue(spec.applySet().ID())
-	resp.Diagnostics.Append(d...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
 
@@ -555,4 +557,44 @@ func (r *ReleaseResource) spec(ctx context.Context, m *releaseModel) (releaseSpe
 		return s, false, diags
 	}
 	return s, true, diags
+}
+
+// secretKind starts the key of a Secret in the objects maps.
+const secretKind = "Secret/"
+
+// objects returns the objects and secret_objects maps as one map, and whether they
+// are known. Null maps (an imported release) are empty.
+func (m *releaseModel) objects(ctx context.Context, diags *diag.Diagnostics) (map[string]string, bool) {
+	out := map[string]string{}
+	for _, v := range []types.Map{m.Objects, m.SecretObjects} {
+		if v.IsUnknown() {
+			return nil, false
+		}
+		if v.IsNull() {
+			continue
+		}
+		var part map[string]string
+		diags.Append(v.ElementsAs(ctx, &part, false)...)
+		for k, o := range part {
+			out[k] = o
+		}
+	}
+	return out, true
+}
+
+// setObjects splits all into objects and secret_objects.
+func (m *releaseModel) setObjects(ctx context.Context, all map[string]string, diags *diag.Diagnostics) {
+	plain, secret := map[string]string{}, map[string]string{}
+	for k, v := range all {
+		if strings.HasPrefix(k, secretKind) {
+			secret[k] = v
+		} else {
+			plain[k] = v
+		}
+	}
+	var d diag.Diagnostics
+	m.Objects, d = types.MapValueFrom(ctx, types.StringType, plain)
+	diags.Append(d...)
+	m.SecretObjects, d = types.MapValueFrom(ctx, types.StringType, secret)
+	diags.Append(d...)
 }

@@ -1,7 +1,11 @@
 package provider
 
 import (
+	"slices"
 	"testing"
+
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -136,4 +140,37 @@ func TestPlannedObjects(t *testing.T) {
 		"Namespace/shop":           nsYAML, // the dry run changes nothing: keep the state's text
 		"ConfigMap/other/settings": cmYAML,
 	}, got)
+}
+
+func TestSecretsApart(t *testing.T) {
+	var m releaseModel
+	var diags diag.Diagnostics
+	all := map[string]string{"Deployment/web": webYAML, "Secret/web": "kind: Secret\n", "Secret/other/db": "kind: Secret\n"}
+	m.setObjects(t.Context(), all, &diags)
+	require.False(t, diags.HasError(), "%v", diags)
+	assert.Equal(t, []string{"Deployment/web"}, keysOf(m.Objects.Elements()))
+	assert.Equal(t, []string{"Secret/other/db", "Secret/web"}, keysOf(m.SecretObjects.Elements()))
+
+	back, known := m.objects(t.Context(), &diags)
+	require.False(t, diags.HasError(), "%v", diags)
+	assert.True(t, known)
+	assert.Equal(t, all, back)
+
+	m.SecretObjects = types.MapUnknown(types.StringType)
+	_, known = m.objects(t.Context(), &diags)
+	assert.False(t, known, "unknown secrets make the objects unknown")
+
+	imported := releaseModel{Objects: types.MapNull(types.StringType), SecretObjects: types.MapNull(types.StringType)}
+	none, known := imported.objects(t.Context(), &diags)
+	assert.True(t, known)
+	assert.Empty(t, none)
+}
+
+func keysOf[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
