@@ -174,3 +174,20 @@ func keysOf[V any](m map[string]V) []string {
 	slices.Sort(out)
 	return out
 }
+
+func TestDescribeHidesSecrets(t *testing.T) {
+	cs := &deploy.ChangeSet{Changes: []deploy.Change{
+		{Object: deploy.ObjectRef{Kind: "Secret", Namespace: "shop", Name: "db"}, Action: deploy.Configured,
+			Diff: []deploy.FieldDiff{{Path: "data.password", Before: "b2xk", After: "bmV3"}}},
+		{Object: deploy.ObjectRef{Group: "apps", Kind: "Deployment", Namespace: "shop", Name: "web"}, Action: deploy.Configured,
+			Diff:  []deploy.FieldDiff{{Path: "spec.replicas", Before: int64(5), After: int64(2)}},
+			Drift: []deploy.Conflict{{Field: ".spec.replicas", Manager: "kubectl-scale"}}},
+	}}
+	got := describe(cs)
+	assert.Equal(t, `Secret/shop/db configured
+  data.password: (changed)
+Deployment/shop/web configured
+  spec.replicas: 5 -> 2
+  drift: .spec.replicas (owned by "kubectl-scale")
+`, got)
+}
