@@ -50,7 +50,7 @@ func TestRoutersCheckPrerequisites(t *testing.T) {
 		router mesh.Router
 		want   []string
 	}{
-		{"gateway", gw, []string{"CustomResourceDefinition httproutes.gateway.networking.k8s.io: not installed (the cluster serves no gateway.networking.k8s.io/v1)"}},
+		{"gateway", gw, []string{"CustomResourceDefinition httproutes.gateway.networking.k8s.io: not installed (the cluster serves no gateway.networking.k8s.io/v1 HTTPRoute)"}},
 		{"istio", is, []string{
 			"CustomResourceDefinition virtualservices.networking.istio.io: not installed",
 			"CustomResourceDefinition destinationrules.networking.istio.io: not installed",

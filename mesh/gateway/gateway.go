@@ -29,7 +29,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -92,19 +91,19 @@ var (
 
 // New returns a Router for route in the cluster of cfg.
 func New(cfg *rest.Config, route Route, opts Options) (*Router, error) {
-	c, err := kube.NewClient(cfg, "")
+	dyn, err := kube.NewDynamic(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	return NewWithClient(c.Dynamic, c.Discovery, route, opts)
+	return NewWithClient(dyn, route, opts)
 }
 
 // ruleName is the Gateway API's pattern for a rule name (a DNS subdomain).
 var ruleName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 
-// NewWithClient returns a Router that uses the given clients, for callers that
-// share them. Discovery tells [Router.Check] whether the HTTPRoute CRD is installed.
-func NewWithClient(dyn dynamic.Interface, disc discovery.DiscoveryInterface, route Route, opts Options) (*Router, error) {
+// NewWithClient returns a Router that uses the given dynamic client, for callers
+// that share one.
+func NewWithClient(dyn dynamic.Interface, route Route, opts Options) (*Router, error) {
 	var errs []error
 	for _, f := range []struct{ name, value string }{
 		{"namespace", route.Namespace}, {"name", route.Name}, {"stable Service", route.Stable}, {"canary Service", route.Canary},
@@ -128,7 +127,7 @@ func NewWithClient(dyn dynamic.Interface, disc discovery.DiscoveryInterface, rou
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &kube.Client{Dynamic: dyn, Discovery: disc, FieldManager: opts.FieldManager}
+	c := &kube.Client{Dynamic: dyn, FieldManager: opts.FieldManager}
 	return &Router{c: c, route: route, opts: opts, log: log}, nil
 }
 
@@ -145,7 +144,7 @@ func (r *Router) Check(ctx context.Context) error {
 }
 
 func (r *Router) check(ctx context.Context) error {
-	if err := r.c.Served(ctx, httpRoutes); err != nil {
+	if err := r.c.Served(ctx, httpRoutes, r.route.Namespace); err != nil {
 		return err
 	}
 	obj, err := r.c.Get(ctx, httpRoutes, r.route.Namespace, r.route.Name)

@@ -302,7 +302,7 @@ func TestConcurrentWriter(t *testing.T) {
 	e := setup(t)
 	e.shop(t)
 	racer := &racingClient{Interface: e.dyn, t: t, ns: e.ns}
-	r, err := gateway.NewWithClient(racer, e.c.Clientset().Discovery(),
+	r, err := gateway.NewWithClient(racer,
 		gateway.Route{Namespace: e.ns, Name: "shop", Stable: "web", Canary: "web-canary"}, gateway.Options{})
 	require.NoError(t, err)
 	require.NoError(t, r.SetWeight(t.Context(), 30))

@@ -11,7 +11,7 @@ import (
 
 func parseRoute(t *testing.T, doc string) *rules {
 	t.Helper()
-	r, err := NewWithClient(nil, nil, Route{Namespace: "shop", Name: "web", Stable: "web", Canary: "web-canary"}, Options{})
+	r, err := NewWithClient(nil, Route{Namespace: "shop", Name: "web", Stable: "web", Canary: "web-canary"}, Options{})
 	require.NoError(t, err)
 	// Decoded as the API client decodes: whole numbers are int64.
 	b, err := yaml.YAMLToJSON([]byte("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n" + doc))

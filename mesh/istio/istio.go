@@ -32,7 +32,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
@@ -117,19 +116,19 @@ var (
 
 // New returns a Router for route in the cluster of cfg.
 func New(cfg *rest.Config, route Route, opts Options) (*Router, error) {
-	c, err := kube.NewClient(cfg, "")
+	dyn, err := kube.NewDynamic(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("istio: %w", err)
 	}
-	return NewWithClient(c.Dynamic, c.Discovery, route, opts)
+	return NewWithClient(dyn, route, opts)
 }
 
 // routeName is a lower-case name without dots, which Istio route names may be.
 var routeName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
-// NewWithClient returns a Router that uses the given clients, for callers that
-// share them. Discovery tells [Router.Check] whether Istio's CRDs are installed.
-func NewWithClient(dyn dynamic.Interface, disc discovery.DiscoveryInterface, route Route, opts Options) (*Router, error) {
+// NewWithClient returns a Router that uses the given dynamic client, for callers
+// that share one.
+func NewWithClient(dyn dynamic.Interface, route Route, opts Options) (*Router, error) {
 	route.DestinationRule = cmp.Or(route.DestinationRule, route.Service)
 	route.VersionLabel = cmp.Or(route.VersionLabel, DefaultVersionLabel)
 	opts.FieldManager = cmp.Or(opts.FieldManager, DefaultFieldManager)
@@ -164,7 +163,7 @@ func NewWithClient(dyn dynamic.Interface, disc discovery.DiscoveryInterface, rou
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &kube.Client{Dynamic: dyn, Discovery: disc, FieldManager: opts.FieldManager}
+	c := &kube.Client{Dynamic: dyn, FieldManager: opts.FieldManager}
 	return &Router{c: c, route: route, opts: opts, log: log}, nil
 }
 
@@ -182,7 +181,7 @@ func (r *Router) Check(ctx context.Context) error {
 }
 
 func (r *Router) check(ctx context.Context) error {
-	if err := errors.Join(r.c.Served(ctx, virtualServices), r.c.Served(ctx, destinationRules)); err != nil {
+	if err := errors.Join(r.c.Served(ctx, virtualServices, r.route.Namespace), r.c.Served(ctx, destinationRules, r.route.Namespace)); err != nil {
 		return err
 	}
 	var errs []error

@@ -317,7 +317,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"bad version", istio.Route{Namespace: "a", VirtualService: "b", Service: "c", Stable: "v1", Canary: "v 2"}, `version "v 2"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := istio.NewWithClient(nil, nil, tc.route, istio.Options{})
+			_, err := istio.NewWithClient(nil, tc.route, istio.Options{})
 			assert.ErrorContains(t, err, tc.want)
 		})
 	}

@@ -29,7 +29,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
@@ -82,16 +81,16 @@ var (
 
 // New returns a Router for w in the cluster of cfg.
 func New(cfg *rest.Config, w Workload, opts Options) (*Router, error) {
-	c, err := kube.NewClient(cfg, "")
+	dyn, err := kube.NewDynamic(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("replicas: %w", err)
 	}
-	return NewWithClient(c.Dynamic, c.Discovery, w, opts)
+	return NewWithClient(dyn, w, opts)
 }
 
-// NewWithClient returns a Router that uses the given clients, for callers that
-// share them.
-func NewWithClient(dyn dynamic.Interface, disc discovery.DiscoveryInterface, w Workload, opts Options) (*Router, error) {
+// NewWithClient returns a Router that uses the given dynamic client, for callers
+// that share one.
+func NewWithClient(dyn dynamic.Interface, w Workload, opts Options) (*Router, error) {
 	var errs []error
 	for _, f := range []struct{ name, value string }{
 		{"namespace", w.Namespace}, {"Service", w.Service}, {"stable Deployment", w.Stable}, {"canary Deployment", w.Canary},
@@ -114,7 +113,7 @@ func NewWithClient(dyn dynamic.Interface, disc discovery.DiscoveryInterface, w W
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &kube.Client{Dynamic: dyn, Discovery: disc, FieldManager: opts.FieldManager}
+	c := &kube.Client{Dynamic: dyn, FieldManager: opts.FieldManager}
 	return &Router{c: c, w: w, opts: opts, log: log}, nil
 }
 

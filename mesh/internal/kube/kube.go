@@ -8,14 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
@@ -37,41 +35,31 @@ var (
 // APIVersion returns the kind's apiVersion ("group/version", or "v1").
 func (k Kind) APIVersion() string { return k.GVR.GroupVersion().String() }
 
-// Client reads and applies objects for one router.
+// Client reads and applies objects for one router. It uses the dynamic client
+// only: client-go's discovery client would link every built-in API type and triple
+// the size of a program that imports a router.
 type Client struct {
-	Dynamic   dynamic.Interface
-	Discovery discovery.DiscoveryInterface
+	Dynamic dynamic.Interface
 	// FieldManager owns what the router applies.
 	FieldManager string
 }
 
-// NewClient returns a Client for the cluster of cfg.
-func NewClient(cfg *rest.Config, fieldManager string) (*Client, error) {
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return &Client{Dynamic: dyn, Discovery: disc, FieldManager: fieldManager}, nil
-}
+// NewDynamic returns a dynamic client for the cluster of cfg.
+func NewDynamic(cfg *rest.Config) (dynamic.Interface, error) { return dynamic.NewForConfig(cfg) }
 
 // Served returns a [mesh.PrerequisiteError] unless the cluster serves kind, which a
-// CRD defines.
-func (c *Client) Served(ctx context.Context, k Kind) error {
-	crd := "CustomResourceDefinition " + k.GVR.GroupResource().String()
-	list, err := discovery.ToDiscoveryInterfaceWithContext(c.Discovery).
-		ServerResourcesForGroupVersionWithContext(ctx, k.APIVersion())
+// CRD defines. It lists at most one object of the kind in namespace: the API server
+// answers 404 for a resource it does not serve and an empty list for one it does.
+func (c *Client) Served(ctx context.Context, k Kind, namespace string) error {
+	_, err := c.Dynamic.Resource(k.GVR).Namespace(namespace).List(ctx, metav1.ListOptions{Limit: 1})
 	switch {
 	case apierrors.IsNotFound(err):
-		return &mesh.PrerequisiteError{Object: crd, Problem: fmt.Sprintf("not installed (the cluster serves no %s)", k.APIVersion())}
+		return &mesh.PrerequisiteError{
+			Object:  "CustomResourceDefinition " + k.GVR.GroupResource().String(),
+			Problem: fmt.Sprintf("not installed (the cluster serves no %s %s)", k.APIVersion(), k.Kind),
+		}
 	case err != nil:
-		return fmt.Errorf("discover %s: %w", k.APIVersion(), err)
-	}
-	if !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == k.GVR.Resource }) {
-		return &mesh.PrerequisiteError{Object: crd, Problem: fmt.Sprintf("not installed (the cluster serves no %s %s)", k.APIVersion(), k.Kind)}
+		return fmt.Errorf("list %s in namespace %s: %w", k.Kind, namespace, err)
 	}
 	return nil
 }
