@@ -117,7 +117,9 @@ func WithObserver(o observe.Observer) Option { return func(c *config) { c.observ
 func WithMatcherConfig(mc matcher.Config) Option { return func(c *config) { c.matchers = mc } }
 
 // Scanner matches SBOMs against a grype v6 database opened once. It is safe for
-// concurrent use; Close it when done.
+// concurrent use; Close it when done. It remembers what grype's matchers found for
+// each package it has scanned (up to 100,000 packages), so the packages that many
+// images share, such as those of a common base image, are looked up once.
 type Scanner struct {
 	cfg     config
 	status  DBStatus
@@ -126,6 +128,7 @@ type Scanner struct {
 	mu     sync.RWMutex // held for reading by scans, for writing by Close
 	prov   vulnerability.Provider
 	closed bool
+	cache  *matchCache
 }
 
 var _ scan.Scanner = (*Scanner)(nil)
@@ -174,7 +177,7 @@ func open(ctx context.Context, root string, c config) (*Scanner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open vulnerability database under %s: %w", root, err)
 	}
-	s := &Scanner{cfg: c, prov: prov, version: grypeVersion()}
+	s := &Scanner{cfg: c, prov: prov, version: grypeVersion(), cache: newMatchCache(maxCachedPackages)}
 	if st != nil {
 		s.status = DBStatus{Path: st.Path, Schema: st.SchemaVersion, Built: st.Built.UTC(), From: st.From}
 	}
@@ -284,7 +287,7 @@ func (s *Scanner) scan(ctx context.Context, sb *scan.SBOM) (*scan.Report, error)
 	desc := sy.Source
 	vm := &grype.VulnerabilityMatcher{
 		VulnerabilityProvider: s.prov,
-		Matchers:              matcher.NewDefaultMatchers(s.cfg.matchers),
+		Matchers:              s.cache.wrap(matcher.NewDefaultMatchers(s.cfg.matchers)),
 	}
 	found, _, err := vm.FindMatchesContext(ctx, pkgs, grypepkg.Context{
 		Source:                &desc,
