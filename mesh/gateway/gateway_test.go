@@ -45,7 +45,7 @@ type env struct {
 	dyn dynamic.Interface
 }
 
-func setup(t *testing.T) *env {
+func setup(t testing.TB) *env {
 	t.Helper()
 	c := cluster.Get(t)
 	crdsOnce.Do(func() { crdsErr = meshtest.Install(context.Background(), c.RESTConfig(), meshtest.GatewayAPI) })
@@ -56,7 +56,7 @@ func setup(t *testing.T) *env {
 }
 
 // service creates a Service with the given ports.
-func (e *env) service(t *testing.T, name string, ports ...int32) {
+func (e *env) service(t testing.TB, name string, ports ...int32) {
 	t.Helper()
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": name}}}
@@ -68,7 +68,7 @@ func (e *env) service(t *testing.T, name string, ports ...int32) {
 }
 
 // route applies an HTTPRoute as its author would (field manager "author").
-func (e *env) route(t *testing.T, name string, rules ...gatewayv1.HTTPRouteRule) {
+func (e *env) route(t testing.TB, name string, rules ...gatewayv1.HTTPRouteRule) {
 	t.Helper()
 	rt := &gatewayv1.HTTPRoute{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "gateway.networking.k8s.io/v1", Kind: "HTTPRoute"},
@@ -87,7 +87,7 @@ func (e *env) route(t *testing.T, name string, rules ...gatewayv1.HTTPRouteRule)
 }
 
 // get reads the route back, typed, with its resourceVersion.
-func (e *env) get(t *testing.T, name string) *gatewayv1.HTTPRoute {
+func (e *env) get(t testing.TB, name string) *gatewayv1.HTTPRoute {
 	t.Helper()
 	u, err := e.dyn.Resource(gateway.HTTPRoutes).Namespace(e.ns).Get(t.Context(), name, metav1.GetOptions{})
 	require.NoError(t, err)
@@ -96,7 +96,7 @@ func (e *env) get(t *testing.T, name string) *gatewayv1.HTTPRoute {
 	return &rt
 }
 
-func (e *env) router(t *testing.T, name string, opts gateway.Options) *gateway.Router {
+func (e *env) router(t testing.TB, name string, opts gateway.Options) *gateway.Router {
 	t.Helper()
 	r, err := gateway.New(e.c.RESTConfig(), gateway.Route{Namespace: e.ns, Name: name, Stable: "web", Canary: "web-canary"}, opts)
 	require.NoError(t, err)
@@ -114,7 +114,7 @@ func prefix(p string) []gatewayv1.HTTPRouteMatch {
 }
 
 // shop is the route most tests split: /api goes to web, /static to assets.
-func (e *env) shop(t *testing.T) {
+func (e *env) shop(t testing.TB) {
 	t.Helper()
 	e.service(t, "web", 80)
 	e.service(t, "web-canary", 80)
@@ -352,4 +352,19 @@ func (r *racingNamespaced) Apply(ctx context.Context, name string, obj *unstruct
 		require.NoError(r.c.t, err)
 	}
 	return r.ResourceInterface.Apply(ctx, name, obj, opts, sub...)
+}
+
+// BenchmarkSetWeight measures one weight change on the real API server (read,
+// apply): the router's share of a rollback's latency.
+func BenchmarkSetWeight(b *testing.B) {
+	e := setup(b)
+	e.shop(b)
+	r := e.router(b, "shop", gateway.Options{})
+	require.NoError(b, r.Check(b.Context()))
+	weights := [2]int32{10, 50}
+	for i := 0; b.Loop(); i++ {
+		if err := r.SetWeight(b.Context(), weights[i%2]); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -44,7 +44,7 @@ type env struct {
 	dyn dynamic.Interface
 }
 
-func setup(t *testing.T) *env {
+func setup(t testing.TB) *env {
 	t.Helper()
 	c := cluster.Get(t)
 	crdsOnce.Do(func() { crdsErr = meshtest.Install(t.Context(), c.RESTConfig(), meshtest.Istio) })
@@ -54,7 +54,7 @@ func setup(t *testing.T) *env {
 	return &env{c: c, ns: c.NewNamespace(t), dyn: dyn}
 }
 
-func (e *env) service(t *testing.T, name string) {
+func (e *env) service(t testing.TB, name string) {
 	t.Helper()
 	_, err := e.c.Clientset().CoreV1().Services(e.ns).Create(t.Context(), &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -64,7 +64,7 @@ func (e *env) service(t *testing.T, name string) {
 }
 
 // create applies an object written in YAML as its author would (field manager "author").
-func (e *env) create(t *testing.T, gvr schema.GroupVersionResource, doc string) {
+func (e *env) create(t testing.TB, gvr schema.GroupVersionResource, doc string) {
 	t.Helper()
 	var u unstructured.Unstructured
 	require.NoError(t, yaml.Unmarshal([]byte(doc), &u.Object))
@@ -74,7 +74,7 @@ func (e *env) create(t *testing.T, gvr schema.GroupVersionResource, doc string) 
 	require.NoError(t, err)
 }
 
-func (e *env) get(t *testing.T, gvr schema.GroupVersionResource, name string) *unstructured.Unstructured {
+func (e *env) get(t testing.TB, gvr schema.GroupVersionResource, name string) *unstructured.Unstructured {
 	t.Helper()
 	u, err := e.dyn.Resource(gvr).Namespace(e.ns).Get(t.Context(), name, metav1.GetOptions{})
 	require.NoError(t, err)
@@ -108,13 +108,13 @@ spec:
     - destination: {host: assets}
 `
 
-func (e *env) shop(t *testing.T) {
+func (e *env) shop(t testing.TB) {
 	t.Helper()
 	e.service(t, "web")
 	e.create(t, istio.VirtualServices, virtualService)
 }
 
-func (e *env) router(t *testing.T, route istio.Route) *istio.Router {
+func (e *env) router(t testing.TB, route istio.Route) *istio.Router {
 	t.Helper()
 	route.Namespace = e.ns
 	route.VirtualService = cmpOr(route.VirtualService, "web")
@@ -320,5 +320,20 @@ func TestNewRejectsBadInput(t *testing.T) {
 			_, err := istio.NewWithClient(nil, tc.route, istio.Options{})
 			assert.ErrorContains(t, err, tc.want)
 		})
+	}
+}
+
+// BenchmarkSetWeight measures one weight change on the real API server (read the
+// DestinationRule and the VirtualService, apply the VirtualService).
+func BenchmarkSetWeight(b *testing.B) {
+	e := setup(b)
+	e.shop(b)
+	r := e.router(b, istio.Route{})
+	require.NoError(b, r.SetWeight(b.Context(), 0)) // writes the subsets once
+	weights := [2]int32{10, 50}
+	for i := 0; b.Loop(); i++ {
+		if err := r.SetWeight(b.Context(), weights[i%2]); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

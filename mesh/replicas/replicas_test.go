@@ -36,13 +36,13 @@ type env struct {
 	ns string
 }
 
-func setup(t *testing.T) *env {
+func setup(t testing.TB) *env {
 	t.Helper()
 	c := cluster.Get(t)
 	return &env{c: c, ns: c.NewNamespace(t)}
 }
 
-func (e *env) deployment(t *testing.T, name string, n int32, labels map[string]string) {
+func (e *env) deployment(t testing.TB, name string, n int32, labels map[string]string) {
 	t.Helper()
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -59,7 +59,7 @@ func (e *env) deployment(t *testing.T, name string, n int32, labels map[string]s
 	require.NoError(t, err)
 }
 
-func (e *env) service(t *testing.T, name string, selector map[string]string) {
+func (e *env) service(t testing.TB, name string, selector map[string]string) {
 	t.Helper()
 	_, err := e.c.Clientset().CoreV1().Services(e.ns).Create(t.Context(), &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -69,21 +69,21 @@ func (e *env) service(t *testing.T, name string, selector map[string]string) {
 }
 
 // web is a Service over a stable Deployment with 10 replicas and a canary one with none.
-func (e *env) web(t *testing.T) {
+func (e *env) web(t testing.TB) {
 	t.Helper()
 	e.deployment(t, "web", 10, map[string]string{"app": "web", "track": "stable"})
 	e.deployment(t, "web-canary", 0, map[string]string{"app": "web", "track": "canary"})
 	e.service(t, "web", map[string]string{"app": "web"})
 }
 
-func (e *env) router(t *testing.T, opts replicas.Options) *replicas.Router {
+func (e *env) router(t testing.TB, opts replicas.Options) *replicas.Router {
 	t.Helper()
 	r, err := replicas.New(e.c.RESTConfig(), replicas.Workload{Namespace: e.ns, Service: "web", Stable: "web", Canary: "web-canary"}, opts)
 	require.NoError(t, err)
 	return r
 }
 
-func (e *env) get(t *testing.T, name string) *appsv1.Deployment {
+func (e *env) get(t testing.TB, name string) *appsv1.Deployment {
 	t.Helper()
 	d, err := e.c.Clientset().AppsV1().Deployments(e.ns).Get(t.Context(), name, metav1.GetOptions{})
 	require.NoError(t, err)
@@ -263,5 +263,20 @@ func TestCheck(t *testing.T) {
 				assert.Equal(t, *before.Items[i].Spec.Replicas, *after.Items[i].Spec.Replicas, "a router that fails its check scales nothing")
 			}
 		})
+	}
+}
+
+// BenchmarkSetWeight measures one weight change on the real API server (read both
+// Deployments, apply both replica counts).
+func BenchmarkSetWeight(b *testing.B) {
+	e := setup(b)
+	e.web(b)
+	r := e.router(b, replicas.Options{})
+	require.NoError(b, r.Check(b.Context()))
+	weights := [2]int32{10, 50}
+	for i := 0; b.Loop(); i++ {
+		if err := r.SetWeight(b.Context(), weights[i%2]); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
