@@ -85,7 +85,10 @@ func TestNewCanaryRejectsBadPlans(t *testing.T) {
 			[]string{"background analysis", "no provider"}},
 		{"header without name", func(c *rollout.Canary) {
 			c.Steps = []rollout.Step{rollout.SetHeaderMatch("", "v"), rollout.SetWeight(100)}
-		}, []string{"no header name"}},
+		}, []string{"header name is empty"}},
+		{"header value with a newline", func(c *rollout.Canary) {
+			c.Steps = []rollout.Step{rollout.SetHeaderMatch("x-canary", "a\nb"), rollout.SetWeight(100)}
+		}, []string{"header x-canary: value contains control character 0xa"}},
 		{"no router", func(c *rollout.Canary) { c.Router = nil }, []string{"no router"}},
 		{"no selectors", func(c *rollout.Canary) { c.StableSelector, c.CanarySelector = nil, nil },
 			[]string{"no stable selector", "no canary selector"}},

@@ -55,7 +55,8 @@ func (l *lease) ref() string { return l.namespace + "/" + l.name }
 
 // acquire takes the lease if it is free, expired or already ours; otherwise it returns
 // a *LockedError. Expiry is judged by this machine's clock against the holder's last
-// renewTime.
+// renewTime, so clocks that disagree by more than a fraction of the lease duration
+// make the judgement early or late.
 func (l *lease) acquire(ctx context.Context) error {
 	leases := l.client.CoordinationV1().Leases(l.namespace)
 	now := time.Now()

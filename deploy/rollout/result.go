@@ -71,12 +71,12 @@ func (s StepResult) Duration() time.Duration { return s.Finished.Sub(s.Started) 
 // Decision is one choice the rollout made that moved traffic or versions: promote,
 // abort, roll back, pause, resume.
 type Decision struct {
-	// Action is what was decided: "promote", "abort", "pause", "resume", "rollback".
-	Action string
+	// Action is what was decided: "start", "resume", "pause", "promote" or "abort".
+	Action string `json:"action"`
 	// Reason says why, naming the step or check behind it.
-	Reason string
+	Reason string `json:"reason"`
 	// Time is when the decision was made.
-	Time time.Time
+	Time time.Time `json:"time"`
 }
 
 // Result is the outcome of a run: every step it ran, with the measurements behind each

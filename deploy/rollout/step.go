@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shipkit/shipkit/mesh"
 	"github.com/shipkit/shipkit/observe/analysis"
 )
 
@@ -110,8 +111,8 @@ func validateSteps(steps []Step) error {
 				last = s.Weight
 			}
 		case KindSetHeaderMatch:
-			if s.Header == "" {
-				errs = append(errs, fmt.Errorf("%s: no header name", at))
+			if err := mesh.ValidateHeader(s.Header, s.Value); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", at, err))
 			}
 		case KindPause:
 			if s.Duration <= 0 {
