@@ -88,6 +88,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	platforms := fs.String("platforms", strings.Join(c.Platforms, ","), "comma-separated platforms to build")
 	fs.StringVar(&c.Base, "base", "", "base image reference (default: scratch)")
 	fs.BoolVar(&c.Insecure, "insecure", false, "allow plain HTTP to -registry and -base")
+	fs.StringVar(&c.BinaryCache, "binary-cache", "", "directory to keep built binaries in and reuse while their source is unchanged (like ko's KOCACHE)")
 	fs.StringVar(&c.KeyFile, "key", "", "cosign private key file, its password in $COSIGN_PASSWORD (default: a throwaway key pair)")
 	trust := fs.String("trust", "", "comma-separated public key files the verify stage and the gate trust (default: the signing key)")
 	fs.StringVar(&c.DB, "db", "", "grype v6 database directory, holding 6/ (default: the embedded advisories, written at start)")

@@ -33,6 +33,7 @@ var chainPlatforms = []string{"linux/amd64", "linux/arm64"}
 
 type chainConfig struct {
 	rounds                                      int
+	cache                                       bool
 	source                                      string
 	ko, syft, grype, cosign, kustomize, kubectl string
 }
@@ -48,6 +49,7 @@ func chainCmd(ctx context.Context, args []string, out io.Writer) error {
 	cfg := chainConfig{}
 	fs.IntVar(&cfg.rounds, "rounds", 5, "measured rounds, after one warm-up round of each")
 	fs.StringVar(&cfg.source, "source", "examples/hello", "Go main package directory to build")
+	fs.BoolVar(&cfg.cache, "cache", false, "let each side keep its own build cache between rounds (shipkit's binary cache, ko's KOCACHE)")
 	fs.StringVar(&cfg.ko, "ko", defaultTool("ko", koVersion), "path of ko (hack/bench/setup.sh ko)")
 	fs.StringVar(&cfg.syft, "syft", defaultTool("syft", chainSyftVersion), "path of syft (hack/bench/setup.sh syft)")
 	fs.StringVar(&cfg.grype, "grype", defaultTool("grype", chainGrypeVersion), "path of grype (hack/bench/setup.sh grype)")
@@ -114,8 +116,12 @@ func runChain(ctx context.Context, cfg chainConfig, out io.Writer) error {
 	if err := b.prepare(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "the main job on %s for %v, base %s, registry %s; %d rounds after a warm-up\n",
-		cfg.source, chainPlatforms, b.base, b.host, cfg.rounds)
+	caches := "no tool keeps a cache of its own between rounds"
+	if cfg.cache {
+		caches = "each tool keeps its own cache between rounds (shipkit's binary cache, KOCACHE)"
+	}
+	fmt.Fprintf(out, "the main job on %s for %v, base %s, registry %s; %d rounds after a warm-up; %s\n",
+		cfg.source, chainPlatforms, b.base, b.host, cfg.rounds, caches)
 
 	sides := []struct {
 		name string
@@ -198,6 +204,9 @@ func (b *chainBench) shipkit(ctx context.Context, repo string) (chainSteps, erro
 	cfg.KeyFile, cfg.KeyPassword, cfg.TrustedKeys = b.key, b.password, []string{b.pub}
 	cfg.DB, cfg.FailOn = b.db, report.Critical
 	cfg.Kubeconfig, cfg.Context, cfg.DryRun = b.kubeconfig, b.kubeCtx, true
+	if b.cfg.cache {
+		cfg.BinaryCache = filepath.Join(b.dir, "shipkit-cache")
+	}
 	var st chainSteps
 	start := time.Now()
 	j, err := job.New(cfg)
@@ -233,7 +242,11 @@ func (b *chainBench) chain(ctx context.Context, repo string) (chainSteps, error)
 		run  func() error
 	}{
 		{"build", func() error {
-			o, err := b.run(ctx, b.src, []string{"KO_DOCKER_REPO=" + repo}, b.cfg.ko, "build", "--bare", "--sbom=none",
+			env := []string{"KO_DOCKER_REPO=" + repo}
+			if b.cfg.cache {
+				env = append(env, "KOCACHE="+filepath.Join(b.dir, "ko-cache"))
+			}
+			o, err := b.run(ctx, b.src, env, b.cfg.ko, "build", "--bare", "--sbom=none",
 				"--insecure-registry", "--platform="+strings.Join(chainPlatforms, ","), ".")
 			ref = strings.TrimSpace(o)
 			return err

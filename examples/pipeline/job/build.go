@@ -17,13 +17,20 @@ import (
 
 // build compiles the source for every platform into an image index.
 func (j *Job) build(ctx context.Context) (string, error) {
+	// Start what later stages need and the build does not, while Go compiles.
 	if j.licenses == nil {
-		j.licenses = startLicenseScanner() // for the sbom stage, while Go compiles
+		j.licenses = startLicenseScanner()
+	}
+	if j.keys == nil {
+		j.keys = goBackground(j.readKeys)
 	}
 	opts := []build.Option{
 		build.WithPlatforms(j.cfg.Platforms...),
 		build.WithObserver(j.obs),
 		build.WithLogger(j.log),
+	}
+	if j.cfg.BinaryCache != "" {
+		opts = append(opts, build.WithBinaryCache(j.cfg.BinaryCache))
 	}
 	if j.cfg.Base != "" {
 		ref, err := name.ParseReference(j.cfg.Base, j.nameOpts()...)

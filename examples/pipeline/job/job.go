@@ -52,6 +52,9 @@ type Config struct {
 	Registry string
 	// Insecure allows plain HTTP to Registry and Base.
 	Insecure bool
+	// BinaryCache is a directory where the build keeps binaries to reuse when their
+	// source has not changed (like ko's KOCACHE); empty builds every time.
+	BinaryCache string
 
 	// KeyFile is a cosign private key (cosign.key) decrypted with KeyPassword; empty
 	// generates a throwaway key pair in memory.
@@ -177,7 +180,8 @@ type Job struct {
 	Rollout *rollout.Result
 
 	release  *release
-	licenses *licenseScanner
+	licenses *background[context.Context]
+	keys     *background[*signing]
 	signing  *signing
 	scanner  *scanDB
 	verdicts *sign.Cache
@@ -254,9 +258,8 @@ func (j *Job) Run(ctx context.Context) error {
 // database and the temporary files. It waits for work the job started in the
 // background (the license scanner) to end.
 func (j *Job) Close() error {
-	if j.licenses != nil {
-		<-j.licenses.done
-	}
+	j.licenses.join()
+	j.keys.join()
 	for i := len(j.cleanup) - 1; i >= 0; i-- {
 		j.cleanup[i]()
 	}
@@ -293,4 +296,39 @@ func (j *Job) need(what string, ok bool) error {
 		return fmt.Errorf("no %s yet: run the stages in order", what)
 	}
 	return nil
+}
+
+// background is work started ahead of the stage that needs it, so that it overlaps
+// the build, which spends much of its time waiting for the Go toolchain.
+type background[T any] struct {
+	done chan struct{}
+	val  T
+	err  error
+}
+
+func goBackground[T any](f func() (T, error)) *background[T] {
+	b := &background[T]{done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		b.val, b.err = f()
+	}()
+	return b
+}
+
+// wait returns the work's result once it is done, or ctx's error.
+func (b *background[T]) wait(ctx context.Context) (T, error) {
+	select {
+	case <-b.done:
+		return b.val, b.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}
+
+// join waits for the work to end, if it was started.
+func (b *background[T]) join() {
+	if b != nil {
+		<-b.done
+	}
 }

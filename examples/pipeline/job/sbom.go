@@ -2,7 +2,6 @@ package job
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -21,15 +20,15 @@ func (j *Job) sbom(ctx context.Context) (string, error) {
 	if err := j.need("image", j.Index != nil); err != nil {
 		return "", err
 	}
+	if j.licenses == nil {
+		j.licenses = startLicenseScanner()
+	}
 	lctx, err := j.licenses.wait(ctx)
 	if err != nil {
 		return "", fmt.Errorf("license scanner: %w", err)
 	}
 	ctx = valuesFrom{ctx, lctx}
-	if err := j.step("sbom", "catalog "+strings.Join(j.cfg.Platforms, ", "), func() error {
-		j.SBOMs, err = sbom.New(sbom.WithLogger(j.log)).CatalogIndex(ctx, j.Index)
-		return err
-	}); err != nil {
+	if j.SBOMs, err = sbom.New(sbom.WithLogger(j.log), sbom.WithObserver(j.obs)).CatalogIndex(ctx, j.Index); err != nil {
 		return "", err
 	}
 	total := 0
@@ -41,36 +40,14 @@ func (j *Job) sbom(ctx context.Context) (string, error) {
 	return fmt.Sprintf("%d SBOMs, %d packages", len(j.SBOMs), total), nil
 }
 
-// licenseScanner is syft's license scanner, built in the background. syft builds
-// one for every image unless the context holds one, and building it is most of the
-// time of cataloging a small image; the job builds it once, while the build stage
-// runs, and catalogs every platform with it.
-type licenseScanner struct {
-	done chan struct{}
-	ctx  context.Context // holds the scanner
-	err  error
-}
-
-func startLicenseScanner() *licenseScanner {
-	l := &licenseScanner{done: make(chan struct{})}
-	go func() {
-		defer close(l.done)
-		l.ctx, l.err = syft.SetContextLicenseScanner(context.Background(), syft.DefaultCreateSBOMConfig().Licenses)
-	}()
-	return l
-}
-
-// wait returns a context holding the scanner once it is built.
-func (l *licenseScanner) wait(ctx context.Context) (context.Context, error) {
-	if l == nil {
-		return nil, errors.New("not started")
-	}
-	select {
-	case <-l.done:
-		return l.ctx, l.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+// startLicenseScanner builds syft's license scanner in the background. syft builds
+// one for every image unless the context holds one, and building it (a license
+// corpus compiled into matchers) is most of the time of cataloging a small image;
+// the job builds it once, while Go compiles, and catalogs every platform with it.
+func startLicenseScanner() *background[context.Context] {
+	return goBackground(func() (context.Context, error) {
+		return syft.SetContextLicenseScanner(context.Background(), syft.DefaultCreateSBOMConfig().Licenses)
+	})
 }
 
 // valuesFrom is ctx with the values of another context added: its deadline and

@@ -35,10 +35,7 @@ func (j *Job) scan(ctx context.Context) (string, error) {
 		if s.Platform != nil {
 			p = s.Platform.String()
 		}
-		if err := j.step("scan", "match "+p, func() error {
-			j.Reports[i], err = db.scanner.Scan(ctx, s)
-			return err
-		}); err != nil {
+		if j.Reports[i], err = db.scanner.Scan(ctx, s); err != nil {
 			return "", fmt.Errorf("scanning %s: %w", p, err)
 		}
 	}
@@ -73,12 +70,8 @@ func (j *Job) openDB(ctx context.Context) (*scanDB, error) {
 		}
 		root, from = dir, fmt.Sprintf("%d embedded advisories", n)
 	}
-	var s *vuln.Scanner
-	if err := j.step("scan", "load vulnerability database", func() error {
-		var err error
-		s, err = vuln.Open(ctx, root, vuln.WithLogger(j.log))
-		return err
-	}); err != nil {
+	s, err := vuln.Open(ctx, root, vuln.WithLogger(j.log), vuln.WithObserver(j.obs))
+	if err != nil {
 		return nil, fmt.Errorf("vulnerability database %s: %w", from, err)
 	}
 	j.cleanup = append(j.cleanup, func() { _ = s.Close() })

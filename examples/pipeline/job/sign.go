@@ -34,10 +34,14 @@ func (j *Job) sign(ctx context.Context) (string, error) {
 	if err := j.need("vulnerability report", j.Report != nil); err != nil {
 		return "", err
 	}
-	s, err := j.loadKeys(ctx)
+	if j.keys == nil {
+		j.keys = goBackground(j.readKeys)
+	}
+	s, err := j.keys.wait(ctx)
 	if err != nil {
 		return "", err
 	}
+	j.signing = s
 	if err := s.signer.Sign(ctx, j.Digest, sign.WithRecursive()); err != nil {
 		return "", err
 	}
@@ -56,11 +60,10 @@ func (j *Job) sign(ctx context.Context) (string, error) {
 		s.key, len(preds), len(j.SBOMs)), nil
 }
 
-// loadKeys loads KeyFile, or generates a throwaway key pair, once.
-func (j *Job) loadKeys(ctx context.Context) (*signing, error) {
-	if j.signing != nil {
-		return j.signing, nil
-	}
+// readKeys loads KeyFile (decrypting it is a deliberately slow scrypt), or
+// generates a throwaway key in memory, and reads the keys to trust.
+func (j *Job) readKeys() (*signing, error) {
+	ctx := context.Background()
 	var key *cosign.PrivateKey
 	s := &signing{}
 	if j.cfg.KeyFile != "" {
@@ -99,7 +102,6 @@ func (j *Job) loadKeys(ctx context.Context) (*signing, error) {
 	if len(s.trusted) == 0 {
 		s.trusted = []sign.TrustedKey{key.TrustedKey("pipeline")}
 	}
-	j.signing = s
 	return s, nil
 }
 
