@@ -170,7 +170,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		var denied *job.DeniedError
 		switch {
 		case errors.As(err, &denied):
-			r.outcome, summary = "denied", fmt.Sprintf("%d reasons", len(denied.Reasons))
+			r.outcome, summary = "denied", fmt.Sprintf("%d reason(s)", len(denied.Reasons))
 			failed = err
 		case err != nil:
 			r.outcome, summary = "failed", err.Error()

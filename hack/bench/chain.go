@@ -19,14 +19,11 @@ import (
 	"github.com/shipkit/shipkit/sign/cosign"
 )
 
-// Versions of the tools only the chain scenario runs; hack/bench/setup/<tool>.sh
-// installs the same. ko, cosign and kubectl are the build, sign and deploy
-// scenarios' (koVersion, cosignVersion, kubectlVersion).
-const (
-	chainSyftVersion  = "v1.57.0"
-	chainGrypeVersion = "v0.121.2"
-	kustomizeVersion  = "v5.8.2"
-)
+// kustomizeVersion is the kustomize CLI hack/bench/setup/kustomize.sh installs, the
+// one tool only the chain scenario runs; the others are the build, scan, sign and
+// deploy scenarios' (koVersion, syftVersion, grypeVersion, cosignVersion,
+// kubectlVersion).
+const kustomizeVersion = "v5.8.2"
 
 // chainPlatforms are the platforms both sides build, as the main job does.
 var chainPlatforms = []string{"linux/amd64", "linux/arm64"}
@@ -51,11 +48,11 @@ func chainCmd(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&cfg.source, "source", "examples/hello", "Go main package directory to build")
 	fs.BoolVar(&cfg.cache, "cache", false, "let each side keep its own build cache between rounds (shipkit's binary cache, ko's KOCACHE)")
 	fs.StringVar(&cfg.ko, "ko", defaultTool("ko", koVersion), "path of ko (hack/bench/setup.sh ko)")
-	fs.StringVar(&cfg.syft, "syft", defaultTool("syft", chainSyftVersion), "path of syft (hack/bench/setup.sh syft)")
-	fs.StringVar(&cfg.grype, "grype", defaultTool("grype", chainGrypeVersion), "path of grype (hack/bench/setup.sh grype)")
-	fs.StringVar(&cfg.cosign, "cosign", defaultTool("cosign", "v2.6.5"), "path of cosign (hack/testbed.sh installs it)")
+	fs.StringVar(&cfg.syft, "syft", defaultTool("syft", syftVersion), "path of syft (hack/bench/setup.sh syft)")
+	fs.StringVar(&cfg.grype, "grype", defaultTool("grype", grypeVersion), "path of grype (hack/bench/setup.sh grype)")
+	fs.StringVar(&cfg.cosign, "cosign", defaultTool("cosign", cosignVersion), "path of cosign (hack/testbed.sh installs it)")
 	fs.StringVar(&cfg.kustomize, "kustomize", defaultTool("kustomize", kustomizeVersion), "path of kustomize (hack/bench/setup.sh kustomize)")
-	fs.StringVar(&cfg.kubectl, "kubectl", defaultTool("kubectl", kube.KubernetesVersion), "path of kubectl (hack/bench/setup.sh kubectl)")
+	fs.StringVar(&cfg.kubectl, "kubectl", defaultTool("kubectl", kubectlVersion), "path of kubectl (hack/bench/setup.sh kubectl)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
