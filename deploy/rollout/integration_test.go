@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/shipkit/shipkit/mesh/replicas"
 	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/observe/analysis"
+	"github.com/shipkit/shipkit/observe/prometheus"
 )
 
 // plan is the canary of the integration tests: 10% → 50% → 100%, judged by the
@@ -361,4 +363,46 @@ func TestCanaryAPIServerGoneMidStep(t *testing.T) {
 	assert.Less(t, time.Since(resumed), pause+30*time.Second)
 	assert.Equal(t, []int{10, 50, 100, 0}, e.router.weights())
 	e.assertPromoted(t, second)
+}
+
+// A metrics backend that is down, or a query with no data, never promotes: the canary
+// goes back to stable, or keeps its weight when the caller chose to pause.
+func TestCanaryMissingMetricsNeverPromote(t *testing.T) {
+	e := newEnv(t)
+	down, err := prometheus.New("http://127.0.0.1:1", prometheus.WithTimeout(500*time.Millisecond)) // nothing listens there
+	require.NoError(t, err)
+	noData := e.successRate(2)
+	noData.Query = strings.ReplaceAll(noData.Query, `version="v2"`, `version="v9"`) // a version that serves nothing
+	backendDown := e.successRate(2)
+	backendDown.Provider = down
+	for _, tt := range []struct {
+		name   string
+		check  analysis.Check
+		policy rollout.InconclusivePolicy
+		want   rollout.Phase
+	}{
+		{"backend down, abort", backendDown, rollout.AbortOnInconclusive, rollout.Aborted},
+		{"no data, pause", noData, rollout.PauseOnInconclusive, rollout.Paused},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := e.client.CoreV1().ConfigMaps(e.ns).Delete(t.Context(), "web-rollout", metav1.DeleteOptions{}) // a fresh state
+			require.True(t, err == nil || apierrors.IsNotFound(err), "%v", err)
+			r := e.canary(t, []rollout.Step{rollout.SetWeight(10), rollout.Analysis(tt.check), rollout.SetWeight(100)}, rollout.OnInconclusive(tt.policy))
+			res, err := r.Run(t.Context())
+			require.NoError(t, err)
+			t.Log(res)
+			assert.Equal(t, tt.want, res.Phase)
+			assert.Equal(t, rollout.StepInconclusive, res.Steps[1].Phase)
+			for _, m := range res.Steps[1].Analysis.Measurements {
+				assert.Equal(t, analysis.Inconclusive, m.Phase)
+				assert.Error(t, m.Err)
+			}
+			assert.Equal(t, "registry.example/web:v1", image(t, e.client, e.ns, "web"), "never promoted")
+			want := 0
+			if tt.want == rollout.Paused {
+				want = 10
+			}
+			assert.Equal(t, want, e.router.live(t))
+		})
+	}
 }
