@@ -29,4 +29,8 @@ hack/lint.sh
 echo "[test] go test"
 # -count=1: integration tests depend on servers and files the test cache cannot see.
 go test -count=1 -timeout 40m ./...
+
+# The Terraform provider example is its own Go module (the plugin framework stays out
+# of the SDK's go.mod); its acceptance tests run OpenTofu against the same test bed.
+examples/terraform-provider/test.sh
 echo "[test] all done in $(( $(date +%s) - start ))s"
