@@ -38,7 +38,12 @@ var rules = []struct {
 	{"./sign", []string{syft, grype, stereo, sigstore, kubernetes, kustomize, ggcrRemote}},
 	{"./sign/...", []string{otelAdapter}},
 	{"./deploy/...", []string{syft, grype, stereo, sigstore, otelAdapter}},
+	// The manifest policy reads Kubernetes objects only: no SBOM or vulnerability code.
+	{"./scan/policy", []string{syft, grype, stereo, sigstore, promClient}},
 	{"./mesh/...", []string{syft, grype, stereo, sigstore, kustomize, otelAdapter}},
+	// mesh's top package is interfaces and validation: a program choosing a router
+	// links only that router's client.
+	{"./mesh", []string{kubernetes, kustomize, promClient, syft, grype, stereo, sigstore}},
 	{"./observe", []string{syft, grype, stereo, sigstore, kubernetes, kustomize, promClient}},
 	// Analysis works with any metrics provider: it links no backend's client.
 	{"./observe/analysis", []string{kubernetes, promClient, otelAdapter}},
