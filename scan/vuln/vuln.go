@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"sort"
@@ -40,7 +42,8 @@ var (
 	// ErrDBTooOld: the database was built longer ago than the maximum age (see
 	// [WithMaxAge]); the error is a *[DBAgeError].
 	ErrDBTooOld = errors.New("vulnerability database too old")
-	// ErrSchema: the database's schema is not one this build of grype reads.
+	// ErrSchema: the database's schema is not one this build of grype reads: a newer
+	// revision of model 6, or under the root only a database of another model.
 	ErrSchema = errors.New("unsupported vulnerability database schema")
 	// ErrClosed: the scanner was closed.
 	ErrClosed = errors.New("vulnerability scanner closed")
@@ -175,6 +178,12 @@ func open(ctx context.Context, root string, c config) (*Scanner, error) {
 	}
 	prov, st, err := grype.LoadVulnerabilityDB(dist, inst, c.update != nil)
 	if err != nil {
+		if errors.Is(err, v6.ErrDBDoesNotExist) {
+			if other := otherModel(root); other != "" {
+				return nil, fmt.Errorf("open vulnerability database under %s: %w: found only %s, of another schema model; this build reads model %d (in %s)",
+					root, ErrSchema, other, v6.ModelVersion, filepath.Join(root, strconv.Itoa(v6.ModelVersion)))
+			}
+		}
 		return nil, fmt.Errorf("open vulnerability database under %s: %w", root, err)
 	}
 	s := &Scanner{cfg: c, prov: prov, version: grypeVersion(), cache: newMatchCache(maxCachedPackages)}
@@ -191,6 +200,27 @@ func open(ctx context.Context, root string, c config) (*Scanner, error) {
 	}
 	c.log.DebugContext(ctx, "opened vulnerability database", "path", s.status.Path, "schema", s.status.Schema, "built", s.status.Built)
 	return s, nil
+}
+
+// otherModel returns the directory of a database of another schema model under
+// root (grype keeps each model in <root>/<model>/, e.g. what a newer grype
+// installed), or "" if there is none.
+func otherModel(root string) string {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return ""
+	}
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil || n == v6.ModelVersion || !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(root, e.Name())
+		if _, err := os.Stat(filepath.Join(dir, v6.VulnerabilityDBFileName)); err == nil {
+			return dir
+		}
+	}
+	return ""
 }
 
 // checkSchema accepts "vM.R.A" with M and R this grype's model and revision (any

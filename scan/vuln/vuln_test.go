@@ -2,17 +2,21 @@ package vuln_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	v6 "github.com/anchore/grype/grype/db/v6"
 	"github.com/anchore/syft/syft/linux"
 	syftpkg "github.com/anchore/syft/syft/pkg"
 	syftsbom "github.com/anchore/syft/syft/sbom"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/afero"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -204,12 +208,54 @@ func TestScanRefusesWhenDBAges(t *testing.T) {
 	require.ErrorIs(t, err, vuln.ErrDBTooOld)
 }
 
+// setSchema rewrites the schema version recorded in db's metadata table, which is
+// where grype reads it from, and records the new file digest in import.json so that
+// grype's checksum check still passes: only the schema is foreign.
+func setSchema(t *testing.T, db *vulndb.Database, model, revision, addition int) {
+	t.Helper()
+	gdb, err := v6.NewLowLevelDB(db.Path, false, true, false)
+	require.NoError(t, err)
+	res := gdb.Model(&v6.DBMetadata{}).Where("true").Updates(map[string]any{
+		"model": model, "revision": revision, "addition": addition})
+	require.NoError(t, res.Error)
+	require.EqualValues(t, 1, res.RowsAffected)
+	sqlDB, err := gdb.DB()
+	require.NoError(t, err)
+	require.NoError(t, sqlDB.Close())
+	_, err = v6.WriteImportMetadata(afero.NewOsFs(), db.Dir, "test")
+	require.NoError(t, err)
+	desc, err := v6.ReadDescription(db.Path)
+	require.NoError(t, err)
+	require.Equal(t, fmt.Sprintf("v%d.%d.%d", model, revision, addition), desc.SchemaVersion.String())
+}
+
 func TestSchemaCheck(t *testing.T) {
-	db := writeDB(t)
-	// import.json's digest still matches; only the recorded schema changes
-	require.NoError(t, os.Rename(db.Dir, filepath.Join(db.RootDir, "7")))
-	_, err := vuln.Open(context.Background(), db.RootDir)
-	require.Error(t, err, "a root without a v6 database is refused")
+	t.Run("newer revision", func(t *testing.T) {
+		db := writeDB(t)
+		setSchema(t, db, v6.ModelVersion, v6.Revision+1, 0)
+		_, err := vuln.Open(context.Background(), db.RootDir)
+		require.ErrorIs(t, err, vuln.ErrSchema)
+		assert.Contains(t, err.Error(), fmt.Sprintf("v%d.%d.0", v6.ModelVersion, v6.Revision+1))
+	})
+	t.Run("newer addition is read", func(t *testing.T) {
+		db := writeDB(t)
+		setSchema(t, db, v6.ModelVersion, v6.Revision, v6.Addition+5)
+		s := open(t, db.RootDir)
+		assert.Equal(t, fmt.Sprintf("v%d.%d.%d", v6.ModelVersion, v6.Revision, v6.Addition+5), s.Status().Schema)
+	})
+	t.Run("only a newer model's directory", func(t *testing.T) {
+		// what a newer grype leaves in a shared cache dir: 7/ and no 6/
+		db := writeDB(t)
+		require.NoError(t, os.Rename(db.Dir, filepath.Join(db.RootDir, strconv.Itoa(v6.ModelVersion+1))))
+		_, err := vuln.Open(context.Background(), db.RootDir)
+		require.ErrorIs(t, err, vuln.ErrSchema)
+		assert.Contains(t, err.Error(), filepath.Join(db.RootDir, strconv.Itoa(v6.ModelVersion+1)))
+	})
+	t.Run("empty root is missing, not foreign", func(t *testing.T) {
+		_, err := vuln.Open(context.Background(), t.TempDir())
+		require.Error(t, err)
+		assert.NotErrorIs(t, err, vuln.ErrSchema)
+	})
 }
 
 func TestScanConcurrentAndClose(t *testing.T) {
