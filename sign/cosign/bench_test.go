@@ -10,19 +10,26 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/shipkit/shipkit/internal/testbed"
 	"github.com/shipkit/shipkit/sign/cosign"
 )
 
 // benchImages pushes n images, each signed with an SBOM, a vulnerability report and
-// provenance attested, to an in-process registry.
-func benchImages(b *testing.B, n int) []name.Digest {
+// provenance attested, to an in-process registry: all in one repository, or each
+// in a repository of its own when repoEach is set (as go run ./hack/bench sign
+// pushes them).
+func benchImages(b *testing.B, n int, repoEach bool) []name.Digest {
 	b.Helper()
 	host := newRegistry(b)
 	ds := make([]name.Digest, n)
 	for i := range ds {
-		ds[i] = pushImage(b, host, "team/app", fmt.Sprint(i))
+		repo := "team/app"
+		if repoEach {
+			repo = fmt.Sprintf("team/app-%d", i)
+		}
+		ds[i] = pushImage(b, host, repo, fmt.Sprint(i))
 		signAndAttest(b, trusted, ds[i], sourceRepo)
 	}
 	return ds
@@ -30,12 +37,13 @@ func benchImages(b *testing.B, n int) []name.Digest {
 
 // BenchmarkVerify measures one image (signature and 3 attestations) warm (the
 // verdict cached) and cold (every verification reads the registry and checks every
-// signature), and 100 images verified concurrently, cold.
+// signature), and 100 images verified concurrently, cold, by a new verifier each
+// round (as go run ./hack/bench sign does).
 func BenchmarkVerify(b *testing.B) {
 	ctx := context.Background()
 	policy := fullPolicy(trusted.trustedKey())
 	b.Run("warm", func(b *testing.B) {
-		d := benchImages(b, 1)[0]
+		d := benchImages(b, 1, false)[0]
 		v := newVerifier(b, policy)
 		if _, err := v.Verify(ctx, d); err != nil {
 			b.Fatal(err)
@@ -48,7 +56,7 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	})
 	b.Run("cold", func(b *testing.B) {
-		d := benchImages(b, 1)[0]
+		d := benchImages(b, 1, false)[0]
 		v := newVerifier(b, policy, cosign.WithCache(nil))
 		b.ResetTimer()
 		for b.Loop() {
@@ -57,25 +65,42 @@ func BenchmarkVerify(b *testing.B) {
 			}
 		}
 	})
-	b.Run("cold-100-concurrent", func(b *testing.B) {
-		ds := benchImages(b, 100)
-		v := newVerifier(b, policy, cosign.WithCache(nil))
-		b.ResetTimer()
-		for b.Loop() {
-			var wg sync.WaitGroup
-			errs := make([]error, len(ds))
-			for i, d := range ds {
-				wg.Add(1)
-				go func() { defer wg.Done(); _, errs[i] = v.Verify(ctx, d) }()
+	// 100 images verified concurrently by one verifier, cold: in one repository,
+	// and in 100 (one authentication and ping per repository, which the verifier
+	// keeps for its life; the verifier is made anew for every round here, so each
+	// round pays them). req/op counts the HTTP requests to the registry.
+	for _, c := range []struct {
+		name     string
+		repoEach bool
+	}{{"cold-100-concurrent", false}, {"cold-100-repos-concurrent", true}} {
+		b.Run(c.name, func(b *testing.B) {
+			ds := benchImages(b, 100, c.repoEach)
+			ct := &countingTransport{base: remote.DefaultTransport}
+			b.ResetTimer()
+			for b.Loop() {
+				v := newVerifier(b, policy, cosign.WithCache(nil), cosign.WithTransport(ct))
+				verifyAll(b, v, ds)
 			}
-			wg.Wait()
-			for _, err := range errs {
-				if err != nil {
-					b.Fatal(err)
-				}
-			}
+			b.ReportMetric(float64(ct.n.Load())/float64(b.N), "req/op")
+		})
+	}
+}
+
+// verifyAll verifies every image of ds at once with v.
+func verifyAll(b *testing.B, v *cosign.Verifier, ds []name.Digest) {
+	b.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, len(ds))
+	for i, d := range ds {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, errs[i] = v.Verify(context.Background(), d) }()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			b.Fatal(err)
 		}
-	})
+	}
 }
 
 // BenchmarkCosignCLI measures the cosign CLI verifying the same image (signature
@@ -86,7 +111,7 @@ func BenchmarkCosignCLI(b *testing.B) {
 	if _, err := os.Stat(bin); err != nil {
 		b.Skipf("cosign CLI not installed at %s", bin)
 	}
-	d := benchImages(b, 1)[0]
+	d := benchImages(b, 1, false)[0]
 	dir := b.TempDir()
 	_, pubPath, err := trusted.pair.WriteFiles(dir)
 	if err != nil {
