@@ -132,14 +132,27 @@ func TestCosignCLIInterop(t *testing.T) {
 	run := c.ok
 
 	// This package signs; the CLI verifies.
+	// signAndAttest signs with the annotation pipeline=test and attests SPDX,
+	// vulnerabilities and provenance; a CycloneDX BOM is attested on top.
 	d := pushImage(t, reg.Host, "team/app", "ours", reg.RemoteOptions()...)
 	signAndAttest(t, trusted, d, sourceRepo, auth...)
+	require.NoError(t, newSigner(t, trusted, auth...).Attest(ctx, d, sign.CycloneDX([]byte(cycloneDXBOM))))
 	out := run("verify", "--key", pubPath, "--insecure-ignore-tlog", d.String())
 	assert.Contains(t, out, d.DigestStr())
-	out = run("verify-attestation", "--key", pubPath, "--insecure-ignore-tlog", "--type", "slsaprovenance1", d.String())
-	assert.Contains(t, out, "The signatures were verified against the specified public key")
-	assert.Contains(t, envelopeStatements(t, out), `"predicateType":"https://slsa.dev/provenance/v1"`)
-	run("verify-attestation", "--key", pubPath, "--insecure-ignore-tlog", "--type", "vuln", d.String())
+	out = run("verify", "--key", pubPath, "--insecure-ignore-tlog", "-a", "pipeline=test", d.String())
+	assert.Contains(t, out, `"pipeline":"test"`)
+	out = c.fails("verify", "--key", pubPath, "--insecure-ignore-tlog", "-a", "pipeline=release", d.String())
+	assert.Contains(t, out, "no matching signatures")
+	for typ, predicateType := range map[string]string{
+		"slsaprovenance1": sign.PredicateSLSAProvenance,
+		"vuln":            sign.PredicateVuln,
+		"spdxjson":        sign.PredicateSPDX,
+		"cyclonedx":       sign.PredicateCycloneDX,
+	} {
+		out = run("verify-attestation", "--key", pubPath, "--insecure-ignore-tlog", "--type", typ, d.String())
+		assert.Contains(t, out, "The signatures were verified against the specified public key", typ)
+		assert.Contains(t, envelopeStatements(t, out), `"predicateType":"`+predicateType+`"`, typ)
+	}
 
 	// The CLI signs and attests with this package's key; this package verifies.
 	theirs := pushImage(t, reg.Host, "team/app", "theirs", reg.RemoteOptions()...)
