@@ -9,11 +9,14 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -61,9 +64,15 @@ type File struct {
 	Name     string
 	Body     []byte
 	Mode     int64
-	Typeflag byte // tar.TypeReg when zero
+	Typeflag byte // tar.TypeReg when zero; tar.TypeGNUSparse for a sparse file (see Size)
 	Linkname string
-	Size     int64 // header size when not len(Body) (sparse or lying headers)
+	// Size, when not zero, is the size the header claims. For a regular file that is
+	// not len(Body), the header lies: a larger Size swallows the entries after it and
+	// runs off the end of the stream (a truncated layer); a smaller one leaves the rest
+	// of Body to be read as the next header. For tar.TypeGNUSparse, Size is the
+	// file's real size and Body its only data, stored at the end: everything before
+	// is a hole, so a file of any size takes len(Body) bytes in the layer.
+	Size int64
 }
 
 // Tar returns the bytes of a tar stream holding files, in order.
@@ -80,8 +89,23 @@ func Tar(t testing.TB, files ...File) []byte {
 		if h.Mode == 0 {
 			h.Mode = 0o644
 		}
-		if h.Typeflag != tar.TypeReg {
+		switch {
+		case h.Typeflag == tar.TypeGNUSparse:
+			require.NoError(t, tw.Flush())
+			buf.Write(gnuSparse(t, f))
+			continue
+		case h.Typeflag != tar.TypeReg:
 			h.Size = 0
+		case f.Size != 0 && f.Size != h.Size:
+			// archive/tar refuses to write a body that does not match its header,
+			// so write the header alone and the body after it by hand.
+			require.NoError(t, tw.Flush())
+			h.Size = f.Size
+			var hb bytes.Buffer
+			require.NoError(t, tar.NewWriter(&hb).WriteHeader(h), f.Name)
+			buf.Write(hb.Bytes())
+			buf.Write(padded(f.Body))
+			continue
 		}
 		require.NoError(t, tw.WriteHeader(h), f.Name)
 		if h.Typeflag == tar.TypeReg {
@@ -91,6 +115,64 @@ func Tar(t testing.TB, files ...File) []byte {
 	}
 	require.NoError(t, tw.Close())
 	return buf.Bytes()
+}
+
+// padded returns b followed by zeros up to a multiple of the tar block size.
+func padded(b []byte) []byte {
+	return append(bytes.Clone(b), make([]byte, (blockSize-len(b)%blockSize)%blockSize)...)
+}
+
+const blockSize = 512
+
+// gnuSparse returns an old-GNU sparse entry (type 'S', which archive/tar reads but
+// does not write) of real size f.Size whose one data fragment, f.Body, ends the file.
+func gnuSparse(t testing.TB, f File) []byte {
+	t.Helper()
+	require.Less(t, len(f.Name), 100, "sparse entry name")
+	require.GreaterOrEqual(t, f.Size, int64(len(f.Body)), "sparse entry size")
+	var b [blockSize]byte
+	mode := f.Mode
+	if mode == 0 {
+		mode = 0o644
+	}
+	copy(b[0:100], f.Name)
+	octal(b[100:108], mode)
+	octal(b[108:116], 0)                  // uid
+	octal(b[116:124], 0)                  // gid
+	octal(b[124:136], int64(len(f.Body))) // bytes stored
+	octal(b[136:148], 0)                  // mtime
+	b[156] = tar.TypeGNUSparse
+	copy(b[257:265], "ustar  \x00")                // GNU magic and version
+	numeric(b[386:398], f.Size-int64(len(f.Body))) // fragment offset
+	numeric(b[398:410], int64(len(f.Body)))        // fragment length
+	numeric(b[483:495], f.Size)                    // real size
+	copy(b[148:156], "        ")
+	var sum int64
+	for _, c := range b {
+		sum += int64(c)
+	}
+	copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	return append(b[:], padded(f.Body)...)
+}
+
+// octal writes n as a NUL-terminated octal field.
+func octal(field []byte, n int64) {
+	s := strconv.FormatInt(n, 8)
+	copy(field, strings.Repeat("0", len(field)-1-len(s))+s)
+}
+
+// numeric writes n as octal when it fits, else in GNU's base-256 form.
+func numeric(field []byte, n int64) {
+	if len(strconv.FormatInt(n, 8)) < len(field) {
+		octal(field, n)
+		return
+	}
+	clear(field)
+	field[0] = 0x80
+	for i := len(field) - 1; i > 0 && n > 0; i-- {
+		field[i] = byte(n)
+		n >>= 8
+	}
 }
 
 // Layer returns a gzip layer of a tar stream.
