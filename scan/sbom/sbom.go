@@ -256,10 +256,11 @@ func (c *Cataloger) CatalogLayout(ctx context.Context, path string) ([]*scan.SBO
 }
 
 // CatalogRemote catalogs the image or image index that ref names in a registry:
-// one SBOM per platform image. Each layer is fetched once, as stereoscope reads it;
-// pass remote options for authentication and transport (e.g.
-// remote.WithAuthFromKeychain(authn.DefaultKeychain)). The context is passed to the
-// registry calls.
+// one SBOM per platform image. Each image's layers are fetched once, as stereoscope
+// reads them; platform images are cataloged one after another, so a layer that
+// several platforms share is fetched once for each of them. Pass remote options for
+// authentication and transport (e.g. remote.WithAuthFromKeychain(authn.DefaultKeychain)).
+// The context is passed to the registry calls.
 func (c *Cataloger) CatalogRemote(ctx context.Context, ref name.Reference, opts ...remote.Option) ([]*scan.SBOM, error) {
 	opts = append([]remote.Option{remote.WithContext(ctx)}, opts...)
 	desc, err := remote.Get(ref, opts...)

@@ -7,15 +7,18 @@ import (
 	"encoding/json"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	syftpkg "github.com/anchore/syft/syft/pkg"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -241,28 +244,97 @@ func TestCatalogBadInput(t *testing.T) {
 	})
 }
 
+// blobCounter counts the blob GETs that pass through it, by digest.
+type blobCounter struct {
+	mu   sync.Mutex
+	gets map[string]int
+	next http.RoundTripper
+}
+
+func (c *blobCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	if _, digest, ok := strings.Cut(r.URL.Path, "/blobs/"); ok && r.Method == http.MethodGet {
+		c.mu.Lock()
+		c.gets[digest]++
+		c.mu.Unlock()
+	}
+	return c.next.RoundTrip(r)
+}
+
+func (c *blobCounter) take() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.gets
+	c.gets = map[string]int{}
+	return g
+}
+
+// layerDigests returns the digests of img's layers.
+func layerDigests(t *testing.T, img v1.Image) []string {
+	t.Helper()
+	ls, err := img.Layers()
+	require.NoError(t, err)
+	var out []string
+	for _, l := range ls {
+		d, err := l.Digest()
+		require.NoError(t, err)
+		out = append(out, d.String())
+	}
+	return out
+}
+
 func TestCatalogRemote(t *testing.T) {
 	testimage.GoBinary(t)
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)
 	host := strings.TrimPrefix(srv.URL, "http://")
 
+	idx := testimage.Index(t)
 	idxRef, err := name.ParseReference(host + "/app:multi")
 	require.NoError(t, err)
-	require.NoError(t, remote.WriteIndex(idxRef, testimage.Index(t)))
+	require.NoError(t, remote.WriteIndex(idxRef, idx))
+	img := testimage.Debian(t, "amd64")
 	imgRef, err := name.ParseReference(host + "/app:amd64")
 	require.NoError(t, err)
-	require.NoError(t, remote.Write(imgRef, testimage.Debian(t, "amd64")))
+	require.NoError(t, remote.Write(imgRef, img))
 
 	isolateTemp(t)
 	ctx := context.Background()
-	sboms, err := sbom.New().CatalogRemote(ctx, idxRef)
-	require.NoError(t, err)
-	require.Len(t, sboms, 2)
-	sboms, err = sbom.New().CatalogRemote(ctx, imgRef)
+	counter := &blobCounter{gets: map[string]int{}, next: http.DefaultTransport}
+	transport := remote.WithTransport(counter)
+
+	sboms, err := sbom.New().CatalogRemote(ctx, imgRef, transport)
 	require.NoError(t, err)
 	require.Len(t, sboms, 1)
 	assert.Contains(t, packages(sboms[0])[syftpkg.DebPkg], "libc6@2.36-9+deb12u2")
+	gets := counter.take()
+	t.Logf("image blob GETs: %v", gets)
+	layers := layerDigests(t, img)
+	require.Len(t, layers, 2)
+	for _, d := range layers {
+		assert.Equal(t, 1, gets[d], "layer %s fetched once", d)
+	}
+
+	sboms, err = sbom.New().CatalogRemote(ctx, idxRef, transport)
+	require.NoError(t, err)
+	require.Len(t, sboms, 2)
+	gets = counter.take()
+	t.Logf("index blob GETs: %v", gets)
+	// Platform images are cataloged one by one, so a layer that several of them
+	// share (here both layers) is fetched once for each.
+	m, err := idx.IndexManifest()
+	require.NoError(t, err)
+	holders := map[string]int{}
+	for _, desc := range m.Manifests {
+		pimg, err := idx.Image(desc.Digest)
+		require.NoError(t, err)
+		for _, d := range layerDigests(t, pimg) {
+			holders[d]++
+		}
+	}
+	require.Len(t, holders, 2)
+	for d, n := range holders {
+		assert.Equal(t, n, gets[d], "layer %s fetched once per platform image holding it", d)
+	}
 
 	missing, err := name.ParseReference(host + "/nope:latest")
 	require.NoError(t, err)
