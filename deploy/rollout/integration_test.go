@@ -40,6 +40,7 @@ func TestCanaryHealthyIsPromoted(t *testing.T) {
 	require.Equal(t, rollout.Promoted, res.Phase, res.String())
 	assert.Equal(t, []int{0, 10, 50, 100, 0}, e.router.weights())
 	e.assertPromoted(t, r)
+	assert.Equal(t, promotedOutcome(e.plan(3)), e.outcome(t), "the state TestCanaryProcessKilledAfterStep2 must end in")
 
 	require.Len(t, res.Steps, 6)
 	for i, want := range []int32{10, 10, 50, 50, 100, 100} {
@@ -167,9 +168,10 @@ func TestCanaryErrorRateRisesIsRolledBack(t *testing.T) {
 	assert.Contains(t, reasons, rollout.ReasonAborted)
 }
 
-// Killing the rollout after step 2 and starting it again, from another process, ends
-// in the same state as an uninterrupted rollout, and never sends the canary more than
-// the plan allows.
+// Cancelling the rollout after step 2 (the graceful path: the run releases its Lease)
+// and starting it again with another identity ends in the same state as an
+// uninterrupted rollout, and never sends the canary more than the plan allows. A real
+// kill of the process is TestCanaryProcessKilledAfterStep2.
 func TestCanaryKilledAfterStep2Resumes(t *testing.T) {
 	e := newEnv(t)
 	ctx, kill := context.WithCancel(t.Context())
