@@ -341,3 +341,26 @@ func TestCatalogRemote(t *testing.T) {
 	_, err = sbom.New().CatalogRemote(ctx, missing)
 	require.ErrorContains(t, err, "catalog "+host+"/nope:latest")
 }
+
+func TestCatalogAlpine(t *testing.T) {
+	testimage.GoBinary(t)
+	isolateTemp(t)
+	s, err := sbom.New().Catalog(context.Background(), testimage.Alpine(t, "amd64"))
+	require.NoError(t, err)
+
+	got := packages(s)
+	assert.ElementsMatch(t, []string{"busybox@1.36.1-r2", "libcrypto3@3.1.1-r1"}, got[syftpkg.ApkPkg])
+	assert.Contains(t, got[syftpkg.GoModulePkg], "golang.org/x/text@v0.3.6")
+	rel := s.Syft().Artifacts.LinuxDistribution
+	require.NotNil(t, rel)
+	assert.Equal(t, "alpine", rel.ID)
+	assert.Equal(t, "3.18.4", rel.VersionID)
+	for p := range s.Syft().Artifacts.Packages.Enumerate(syftpkg.ApkPkg) {
+		assert.Contains(t, p.PURL, "distro=alpine-3.18.4", p.Name)
+		if p.Name == "libcrypto3" {
+			md, ok := p.Metadata.(syftpkg.ApkDBEntry)
+			require.True(t, ok, "apk metadata: %T", p.Metadata)
+			assert.Equal(t, "openssl", md.OriginPackage)
+		}
+	}
+}

@@ -1,7 +1,7 @@
 // Package testimage builds small container images in memory for the scan tests: a
 // Debian 12 root with libc6 2.36-9+deb12u2 in the dpkg database, a Go binary linked
-// against golang.org/x/text v0.3.6 and a Java archive, and layers with hostile tar
-// entries.
+// against golang.org/x/text v0.3.6 and a Java archive; an Alpine 3.18 root with
+// busybox and libcrypto3 in the apk database; and layers with hostile tar entries.
 package testimage
 
 import (
@@ -299,4 +299,75 @@ func Index(t testing.TB) v1.ImageIndex {
 		})
 	}
 	return mutate.AppendManifests(empty.Index, adds...)
+}
+
+// AlpineOSRelease is /etc/os-release of Alpine 3.18.4.
+const AlpineOSRelease = `NAME="Alpine Linux"
+ID=alpine
+VERSION_ID=3.18.4
+PRETTY_NAME="Alpine Linux v3.18"
+HOME_URL="https://alpinelinux.org/"
+BUG_REPORT_URL="https://gitlab.alpinelinux.org/alpine/aports/-/issues"
+`
+
+// ApkInstalled is /lib/apk/db/installed listing busybox 1.36.1-r2 and libcrypto3
+// 3.1.1-r1 (origin openssl).
+const ApkInstalled = `C:Q1pB6bwp7kQ/sgKd2Ha2KCxmBgR7Y=
+P:busybox
+V:1.36.1-r2
+A:x86_64
+S:509680
+I:946176
+T:Size optimized toolbox of many common UNIX utilities
+U:https://busybox.net/
+L:GPL-2.0-only
+o:busybox
+m:Sören Tempel <soeren+alpine@soeren-tempel.net>
+t:1689766786
+c:59e7dfb2dea7b0b2bd8d4b0d8fa9aa5f5e5c9d62
+D:so:libc.musl-x86_64.so.1
+F:bin
+R:busybox
+
+C:Q1gM7PIhMPNRYm+Kkuz1SqPhGVBOQ=
+P:libcrypto3
+V:3.1.1-r1
+A:x86_64
+S:1705567
+I:4464640
+T:Crypto library from openssl
+U:https://www.openssl.org/
+L:Apache-2.0
+o:openssl
+m:Ariadne Conill <ariadne@dereferenced.org>
+t:1685975106
+c:8f3b1b6f7ac0a0f8e3e1d3c5c2ab0ef9e5e4c4a1
+D:so:libc.musl-x86_64.so.1
+p:so:libcrypto.so.3=3
+F:lib
+R:libcrypto.so.3
+
+`
+
+// AlpineFiles are the files of an Alpine 3.18 base layer: /etc/alpine-release,
+// /etc/os-release and the apk database with busybox and libcrypto3.
+func AlpineFiles() []File {
+	return []File{
+		{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "etc/alpine-release", Body: []byte("3.18.4\n")},
+		{Name: "etc/os-release", Body: []byte(AlpineOSRelease)},
+		{Name: "lib/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "lib/apk/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "lib/apk/db/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "lib/apk/db/installed", Body: []byte(ApkInstalled)},
+	}
+}
+
+// Alpine returns an image of arch with two layers: the Alpine 3.18 base (see
+// [AlpineFiles]) and an application layer with the Go binary.
+func Alpine(t testing.TB, arch string) v1.Image {
+	t.Helper()
+	base := Layer(t, Tar(t, AlpineFiles()...))
+	app := Layer(t, Tar(t, File{Name: "usr/local/bin/hello", Body: GoBinary(t), Mode: 0o755}))
+	return Image(t, arch, base, app)
 }
