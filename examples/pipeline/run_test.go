@@ -98,6 +98,8 @@ func TestMainJob(t *testing.T) {
 func TestMainJobDeniedByVulnerability(t *testing.T) {
 	stdout, stderr, code := runCommand(t, "-source", "../hello", "-platforms", "linux/amd64", "-fail-on", "high")
 	assert.Equal(t, exitDenied, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	assert.Regexp(t, `(?m)^==> build\n`, stdout, "plain lines when the output is not a terminal")
+	assert.NotContains(t, stdout, "\x1b[", "no escape sequences when the output is not a terminal")
 	assert.Regexp(t, `(?m)^    denied: .*Deployment/hello/hello: container hello: image .*@sha256:[0-9a-f]{64}: .*GHSA-69ch-w2m2-3vjp`, stdout)
 	assert.Regexp(t, `(?m)^gate +denied `, stdout)
 	assert.Regexp(t, `(?m)^deploy +skipped +-$`, stdout)
