@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/shipkit/shipkit/internal/testbed/vulndb"
@@ -45,4 +46,36 @@ func ExampleOpen() {
 	// GHSA-69ch-w2m2-3vjp golang.org/x/text v0.3.6 fixed in [0.3.8] High
 	// GHSA-ppp9-7jff-5vj2 golang.org/x/text v0.3.6 fixed in [0.3.7] High
 	// CVE-2023-4911 libc6 2.36-9+deb12u2 fixed in [2.36-9+deb12u3] High
+}
+
+// Install a database brought over to an air-gapped machine, as `grype db import`
+// does, then open it. Here the file is a bare vulnerability.db written from fixture
+// records; a database archive (vulnerability-db_v6….tar.zst) is imported the same way.
+func ExampleImport() {
+	tmp, err := os.MkdirTemp("", "vuln-import-example")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(tmp)
+	feed, err := vulndb.Write(context.Background(), filepath.Join(tmp, "feed"), vulndb.Fixtures())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	root := filepath.Join(tmp, "grype-db")
+	if err := vuln.Import(context.Background(), feed.Path, root); err != nil {
+		fmt.Println(err)
+		return
+	}
+	s, err := vuln.Open(context.Background(), root)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer s.Close()
+	fmt.Println(s.Status().From)
+	// Output:
+	// manual import
 }

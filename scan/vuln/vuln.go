@@ -59,7 +59,7 @@ type DBAgeError struct {
 
 // Error names the database, its build time and the limit.
 func (e *DBAgeError) Error() string {
-	return fmt.Sprintf("vulnerability database %s was built %s (%s ago), more than the maximum age %s: update it (grype db update, or an air-gapped import)",
+	return fmt.Sprintf("vulnerability database %s was built %s (%s ago), more than the maximum age %s: update it (grype db update, or copy a newer database archive over and install it with vuln.Import)",
 		e.Path, e.Built.UTC().Format(time.RFC3339), e.Age.Round(time.Minute), e.MaxAge)
 }
 
