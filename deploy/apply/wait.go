@@ -99,9 +99,9 @@ func (m *Manager) waitFor(ctx context.Context, objs []*object, timeout time.Dura
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
-			case err != nil && ctx.Err() == nil:
+			case err != nil && ctx.Err() == nil && !expired(ctx):
 				pending[idx[k]] = err.Error()
-			case err != nil:
+			case err != nil: // the wait is ending: keep the last status, which says why
 			case st == status.CurrentStatus:
 				delete(pending, idx[k])
 				step.object(o.ref.String() + " " + string(st))
@@ -142,19 +142,34 @@ func (m *Manager) health(ctx context.Context, o *object) (status.Status, string,
 	if err != nil {
 		return status.UnknownStatus, "", err
 	}
-	if res.Status == status.CurrentStatus && conditionFalse(live, "Available") {
+	if res.Status == status.CurrentStatus && conditionStatus(live, "Available") == "False" {
 		return status.InProgressStatus, "condition Available is False", nil
+	}
+	// kstatus calls a Job Current once it has started; a deploy waits for it to
+	// finish.
+	gvk := live.GroupVersionKind()
+	if res.Status == status.CurrentStatus && gvk.Group == "batch" && gvk.Kind == "Job" && conditionStatus(live, "Complete") != "True" {
+		return status.InProgressStatus, res.Message, nil
 	}
 	return res.Status, res.Message, nil
 }
 
-func conditionFalse(u *unstructured.Unstructured, typ string) bool {
+// conditionStatus returns the status of u's condition typ, "" when it has none.
+func conditionStatus(u *unstructured.Unstructured, typ string) string {
 	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
 	for _, c := range conds {
 		cm, _ := c.(map[string]any)
 		if cm["type"] == typ {
-			return cm["status"] == "False"
+			s, _ := cm["status"].(string)
+			return s
 		}
 	}
-	return false
+	return ""
+}
+
+// expired reports whether ctx's deadline has passed, which a client's rate limiter
+// notices before ctx itself ends.
+func expired(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
