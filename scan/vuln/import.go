@@ -117,7 +117,7 @@ func importDB(ctx context.Context, path, root string) (err error) {
 	if err := os.Rename(dir, final); err != nil {
 		if hadOld {
 			if rerr := os.Rename(old, final); rerr != nil {
-				return fmt.Errorf("install: %w (and restoring the previous database: %v)", err, rerr)
+				return fmt.Errorf("install: %w (and restoring the previous database: %w)", err, rerr)
 			}
 		}
 		return fmt.Errorf("install: %w", err)
