@@ -45,9 +45,9 @@ func OrDiscardLogger(l *slog.Logger) *slog.Logger {
 type Step struct {
 	obs   Observer
 	stage string
-	total int64
 
-	mu      sync.Mutex // orders the events and guards name and the phase flags
+	mu      sync.Mutex // orders the events and guards name, total and the phase flags
+	total   int64
 	name    string
 	started bool
 	ended   bool
@@ -104,6 +104,25 @@ func (s *Step) Progress(msg string) {
 	}
 	s.startLocked("")
 	s.emitLocked(Event{Phase: Progress, Done: s.done.Add(1), Message: msg})
+}
+
+// ProgressTo reports progress the work measures itself, as absolute counts: done
+// units of total (0: unknown), e.g. the bytes of a push as go-containerregistry's
+// v1.Update reports them. Later events carry these counts, and [Step.Progress]
+// counts on from done.
+func (s *Step) ProgressTo(done, total int64, msg string) {
+	if s == nil || s.obs == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	s.startLocked("")
+	s.total = total
+	s.done.Store(done)
+	s.emitLocked(Event{Phase: Progress, Done: done, Message: msg})
 }
 
 // Done returns how many units [Step.Progress] has counted.

@@ -93,11 +93,25 @@ func TestStepConcurrentProgress(t *testing.T) {
 	assert.Equal(t, int64(100), s.Done())
 }
 
+func TestStepProgressTo(t *testing.T) {
+	rec := &recorder{}
+	s := observe.StartStep(rec, observe.StageBuild, "push", 0, "")
+	s.ProgressTo(512, 2048, "")
+	s.ProgressTo(2048, 2048, "")
+	s.Finish("pushed")
+	s.ProgressTo(4096, 4096, "after the end") // dropped
+	require.Equal(t, []observe.Phase{observe.Started, observe.Progress, observe.Progress, observe.Finished}, rec.phases())
+	assert.Equal(t, [2]int64{512, 2048}, [2]int64{rec.events[1].Done, rec.events[1].Total})
+	assert.Equal(t, [2]int64{2048, 2048}, [2]int64{rec.events[3].Done, rec.events[3].Total}, "the end carries the last counts")
+	assert.Equal(t, int64(0), rec.events[0].Total, "a total learnt later is not claimed before")
+}
+
 func TestStepNilAndDefaults(t *testing.T) {
 	var s *observe.Step
 	assert.NotPanics(t, func() {
 		s.Start("x", "")
 		s.Progress("")
+		s.ProgressTo(1, 2, "")
 		s.Finish("")
 		assert.Nil(t, s.Fail(nil))
 	})
