@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/shipkit/shipkit/scan/report"
 )
 
@@ -30,6 +32,13 @@ type Predicate struct {
 	Type string
 	// Body is the predicate, a JSON value.
 	Body json.RawMessage
+	// Subject is the image the predicate is about when it is one platform image of
+	// the index being attested: an [Attester] given the index's digest attaches the
+	// statement to that image (index.Context().Digest(Subject)) after checking that
+	// the index lists it. Zero means the digest passed to Attest itself. SBOM and
+	// vulnerability report predicates made from a platform's SBOM or report carry
+	// it, so a caller attests every platform with the index's digest alone.
+	Subject v1.Hash
 }
 
 // Validate checks that the predicate has a type and a JSON object body.

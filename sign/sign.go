@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // Signer signs an image, named by digest: a tag could move after signing.
@@ -86,6 +87,23 @@ type Verified struct {
 	Signers []string
 	// Attestations are the verified in-toto statements about the image, signed by a
 	// trusted signer, sorted by predicate type.
+	Attestations []Attestation
+	// Platforms are, when Digest is an image index, the platform images it lists,
+	// each with the attestations verified on that image's own digest. An index is
+	// judged per platform: each platform on its own attestations and the index's
+	// (see [Policy.Judge]). Empty for an image, or when the verifier does not read
+	// the platforms' attestations.
+	Platforms []PlatformVerified
+}
+
+// PlatformVerified is one platform image of a verified index.
+type PlatformVerified struct {
+	// Digest is the platform image, in the index's repository.
+	Digest name.Digest
+	// Platform is the image's platform as the index lists it, when it does.
+	Platform *v1.Platform
+	// Attestations are the verified in-toto statements about this image (attested to
+	// its own digest), signed by a trusted signer, sorted by predicate type.
 	Attestations []Attestation
 }
 
