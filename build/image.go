@@ -189,16 +189,14 @@ func (o *options) forEachPlatform(ctx context.Context, step string, f func(conte
 			if ctx.Err() != nil {
 				return
 			}
-			name := step + " " + p.String()
-			o.observer.Observe(observe.Event{Stage: "build", Step: name, Phase: observe.Started, Time: time.Now()})
+			s := observe.StartStep(o.observer, observe.StageBuild, step+" "+p.String(), 0, "")
 			img, err := f(ctx, p)
 			if err != nil {
-				cancel(err) // only the first cause is kept
-				o.observer.Observe(observe.Event{Stage: "build", Step: name, Phase: observe.Failed, Err: err, Time: time.Now()})
+				cancel(s.Fail(err)) // only the first cause is kept
 				return
 			}
 			images[i] = img
-			o.observer.Observe(observe.Event{Stage: "build", Step: name, Phase: observe.Finished, Time: time.Now()})
+			s.Finish("")
 		}()
 	}
 	wg.Wait()

@@ -51,14 +51,13 @@ func newOptions(opts []Option) (*options, error) {
 		base:      Scratch(),
 		user:      DefaultUser,
 		jobs:      2,
-		observer:  observe.Discard{},
-		logger:    slog.New(slog.DiscardHandler),
 	}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
 			return nil, err
 		}
 	}
+	o.logger = observe.OrDiscardLogger(o.logger)
 	if !o.createdSet {
 		t, err := SourceDateEpoch()
 		if err != nil {
@@ -238,26 +237,15 @@ func WithGoEnv(env ...string) Option {
 	}
 }
 
-// WithObserver sends the build's events to obs (nil: none).
+// WithObserver sends the build's events to obs (nil: none): a step per platform,
+// named after what it runs and the platform ("go build linux/arm64").
 func WithObserver(obs observe.Observer) Option {
-	return func(o *options) error {
-		o.observer = obs
-		if obs == nil {
-			o.observer = observe.Discard{}
-		}
-		return nil
-	}
+	return func(o *options) error { o.observer = obs; return nil }
 }
 
 // WithLogger logs what the builder runs at debug level (nil: nothing).
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		o.logger = l
-		if l == nil {
-			o.logger = slog.New(slog.DiscardHandler)
-		}
-		return nil
-	}
+	return func(o *options) error { o.logger = l; return nil }
 }
 
 func merge(dst, src map[string]string) map[string]string {

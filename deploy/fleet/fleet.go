@@ -45,8 +45,9 @@ type Options struct {
 	// skips those not started; their results say so ([ErrSkipped], or the
 	// cancellation).
 	StopOnFailure bool
-	// Observer receives one event per cluster as it starts and ends (stage
-	// "deploy", step "fleet"). Default: observe.Discard{}.
+	// Observer receives the fleet's step (stage deploy, step "fleet"): started
+	// once, a progress event per cluster as it ends (naming the cluster and its
+	// changes or error), then finished or failed. nil: none.
 	Observer observe.Observer
 }
 
@@ -129,24 +130,17 @@ func run(ctx context.Context, verb string, clusters []Cluster, opts Options, do 
 	if n <= 0 {
 		n = DefaultConcurrency
 	}
-	obs := opts.Observer
-	if obs == nil {
-		obs = observe.Discard{}
-	}
+	step := observe.StartStep(opts.Observer, observe.StageDeploy, "fleet", int64(len(clusters)),
+		fmt.Sprintf("%s in %d clusters", verb, len(clusters)))
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	results := make([]Result, len(clusters))
 	sem := make(chan struct{}, n)
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		done int64
+		wg sync.WaitGroup
+		mu sync.Mutex
 	)
-	event := func(e observe.Event) {
-		e.Stage, e.Step, e.Total, e.Time = "deploy", "fleet", int64(len(clusters)), time.Now()
-		obs.Observe(e)
-	}
 	for i, c := range clusters {
 		results[i].Cluster = c.Name
 		acquired := false
@@ -167,22 +161,20 @@ func run(ctx context.Context, verb string, clusters []Cluster, opts Options, do 
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			event(observe.Event{Phase: observe.Started, Message: fmt.Sprintf("%s %s", verb, c.Name)})
 			start := time.Now()
 			cs, err := do(ctx, c)
 			r := Result{Cluster: c.Name, Changes: cs, Err: err, Duration: time.Since(start)}
 			mu.Lock()
 			results[i] = r
-			done++
-			e := observe.Event{Phase: observe.Progress, Done: done, Message: fmt.Sprintf("%s: %s", c.Name, describe(cs))}
+			msg := fmt.Sprintf("%s: %s", c.Name, describe(cs))
 			if err != nil {
-				e.Err, e.Message = err, fmt.Sprintf("%s: %v", c.Name, err)
+				msg = fmt.Sprintf("%s: %v", c.Name, err)
 				if opts.StopOnFailure {
 					cancel()
 				}
 			}
 			mu.Unlock()
-			event(e)
+			step.Progress(msg)
 		})
 	}
 	wg.Wait()
@@ -193,10 +185,9 @@ func run(ctx context.Context, verb string, clusters []Cluster, opts Options, do 
 		}
 	}
 	if len(fe.Failed) > 0 {
-		event(observe.Event{Phase: observe.Failed, Done: done, Err: fe, Message: fe.Error()})
-		return results, fe
+		return results, step.Fail(fe)
 	}
-	event(observe.Event{Phase: observe.Finished, Done: done, Message: fmt.Sprintf("%s done in %d clusters", verb, len(clusters))})
+	step.Finish(fmt.Sprintf("%s done in %d clusters", verb, len(clusters)))
 	return results, nil
 }
 
