@@ -225,14 +225,35 @@ type Change struct {
 
 // FieldDiff is one changed field. Path is a dotted path with list items by index or,
 // for lists of named items such as containers, by name: spec.template.spec.containers[name=web].image.
-// Before is absent for an added field, After for a removed one.
+// Before is absent for an added field, After for a removed one. A value that must not
+// be shown (a key of a Secret's data or stringData) is [Redacted]: the diff says
+// which key is added, changed or removed, never its value.
 type FieldDiff struct {
 	Path          string
 	Before, After any
 }
 
-// String prints "path: before -> after".
+// RedactedValue is the type of [Redacted].
+type RedactedValue string
+
+// Redacted stands in a [FieldDiff] for a value that is never shown: the values of a
+// Secret's data and stringData (base64 is no protection), in plans, diffs, drift
+// reports, events and errors alike. It prints as "(redacted)".
+const Redacted RedactedValue = "(redacted)"
+
+// String prints "path: before -> after", or for a redacted value "path: added",
+// "changed" or "removed", with "(value redacted)".
 func (d FieldDiff) String() string {
+	if d.Before == Redacted || d.After == Redacted {
+		what := "changed"
+		switch {
+		case d.Before == nil:
+			what = "added"
+		case d.After == nil:
+			what = "removed"
+		}
+		return fmt.Sprintf("%s: %s (value redacted)", d.Path, what)
+	}
 	return fmt.Sprintf("%s: %s -> %s", d.Path, show(d.Before), show(d.After))
 }
 

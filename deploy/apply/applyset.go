@@ -71,8 +71,11 @@ type inventory struct {
 	namespaces map[string]bool           // recorded, besides the parent's
 	written    bool
 	// good is the last good revision (base64 of gzipped JSON), goodRevision its
-	// name, kept what the revision Secret holds; all empty without Options.Rollback.
+	// name, kept what the revision Secret holds once its seal verified; all empty
+	// without Options.Rollback.
 	good, goodRevision, kept string
+	// revErr is why the revision read from the Secret is not trusted, if it is not.
+	revErr error
 }
 
 // openInventory reads the parent, refuses one another tool owns, and labels every

@@ -49,3 +49,49 @@ func TestManagerOf(t *testing.T) {
 	assert.Equal(t, "kubectl-edit", managerOf(`conflict with "kubectl-edit" using apps/v1`))
 	assert.Equal(t, "odd message", managerOf("odd message"))
 }
+
+// TestDiffRedactsSecrets: a Secret's diff names the keys of data and stringData that
+// are added, changed or removed, and holds none of their values, whatever shape the
+// change takes (a key, the whole map, kubectl's copy in an annotation).
+func TestDiffRedactsSecrets(t *testing.T) {
+	secret := func(data, stringData map[string]any, lastApplied string) map[string]any {
+		o := map[string]any{"apiVersion": "v1", "kind": "Secret", "metadata": map[string]any{"name": "db"}}
+		if data != nil {
+			o["data"] = data
+		}
+		if stringData != nil {
+			o["stringData"] = stringData
+		}
+		if lastApplied != "" {
+			o["metadata"].(map[string]any)["annotations"] = map[string]any{"kubectl.kubernetes.io/last-applied-configuration": lastApplied}
+		}
+		return o
+	}
+	before := secret(map[string]any{"password": "b2xkLXB3", "user": "YWRtaW4=", "gone": "Z29uZQ=="}, nil, `{"data":{"password":"b2xkLXB3"}}`)
+	after := secret(map[string]any{"password": "bmV3LXB3", "user": "YWRtaW4=", "token": "dG9r"}, map[string]any{"plain": "s3cr3t"}, `{"data":{"password":"bmV3LXB3"}}`)
+	diff := diffObjects(before, after)
+	assert.Equal(t, []deploy.FieldDiff{
+		{Path: "data.gone", Before: deploy.Redacted},
+		{Path: "data.password", Before: deploy.Redacted, After: deploy.Redacted},
+		{Path: "data.token", After: deploy.Redacted},
+		{Path: "metadata.annotations[kubectl.kubernetes.io/last-applied-configuration]", Before: deploy.Redacted, After: deploy.Redacted},
+		{Path: "stringData.plain", After: deploy.Redacted},
+	}, diff)
+	cs := &deploy.ChangeSet{Changes: []deploy.Change{{Object: deploy.ObjectRef{Kind: "Secret", Namespace: "shop", Name: "db"}, Action: deploy.Configured, Diff: diff}}}
+	assert.Equal(t, `Secret/shop/db configured
+  data.gone: removed (value redacted)
+  data.password: changed (value redacted)
+  data.token: added (value redacted)
+  metadata.annotations[kubectl.kubernetes.io/last-applied-configuration]: changed (value redacted)
+  stringData.plain: added (value redacted)
+`, cs.String())
+
+	// A Secret that gets its first data: per key, not the whole map.
+	assert.Equal(t, []deploy.FieldDiff{{Path: "data.password", After: deploy.Redacted}},
+		diffObjects(secret(nil, nil, ""), secret(map[string]any{"password": "bmV3LXB3"}, nil, "")))
+	// A ConfigMap's values are shown.
+	cm := func(v string) map[string]any {
+		return map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "data": map[string]any{"k": v}}
+	}
+	assert.Equal(t, []deploy.FieldDiff{{Path: "data.k", Before: "a", After: "b"}}, diffObjects(cm("a"), cm("b")))
+}

@@ -15,9 +15,11 @@
 //     (sigs.k8s.io/cli-utils/pkg/kstatus): Deployments Available with their new
 //     ReplicaSet, Jobs Complete, custom resources by their Ready or Available
 //     conditions. A failed rollout fails at once.
-//   - With an [ApplySet], the parent keeps the last revision that applied and became
-//     healthy; [Options.Rollback] re-applies it when a wait fails, and
-//     [Manager.Rollback] does so on demand, from any process.
+//   - With an [ApplySet], a Secret beside the parent keeps the last revision that
+//     applied and became healthy, sealed with [Options.RevisionKey];
+//     [Options.Rollback] re-applies it when a wait fails, and [Manager.Rollback]
+//     does so on demand, from any process. A revision whose seal does not verify is
+//     refused ([RevisionError]): nothing is applied or pruned.
 //
 // Progress goes to an observe.Observer ([Options.Observer]) as stage "deploy" events.
 // Lists replace per-object reads where a set has many objects of one kind in one
@@ -52,6 +54,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/deploy/internal/seal"
 	"github.com/shipkit/shipkit/observe"
 )
 
@@ -97,8 +100,27 @@ type Options struct {
 	// healthy revision is kept, gzipped, in a Secret beside the ApplySet's parent
 	// (named with [RevisionSecretSuffix]; a Secret because the set may hold Secrets),
 	// so [Manager.Rollback] in a new process can roll back too. [Manager.Preflight]
-	// then also checks access to that Secret.
+	// then also checks access to that Secret. It needs RevisionKey.
 	Rollback bool
+	// RevisionKey seals the kept revision (an HMAC-SHA256 over the ApplySet's id, its
+	// parent, the revision's name and the stored objects), so that a rollback
+	// re-applies only what this deployer applied: anyone who may write Secrets in the
+	// parent's namespace could otherwise choose what a rollback applies and prunes
+	// with the deployer's credentials. It must be at least [MinRevisionKeySize]
+	// random bytes, and is needed with Rollback and by [Manager.Rollback].
+	//
+	// Keep it where the deployer's credentials are kept (a CI secret, a Secret in a
+	// namespace only the deployer reads, a KMS), never beside the revision, and give
+	// the same key to every process that applies or rolls back the ApplySet. A
+	// revision sealed with another key is refused: rotating the key makes the kept
+	// revision unusable until the next apply with the new key keeps a new one. The
+	// key is never logged or printed.
+	RevisionKey Key
+	// Gate, when set, judges the objects of a kept revision before a rollback
+	// re-applies them (normally the gate the objects passed before Apply): a denial
+	// fails the rollback with the decision's error (deploy.Decision.Err) and
+	// nothing is applied.
+	Gate deploy.Gate
 }
 
 // Manager applies, plans, waits for and prunes objects in one cluster. It is safe
@@ -108,6 +130,7 @@ type Manager struct {
 	mapper meta.ResettableRESTMapper
 	opts   Options
 	log    *slog.Logger
+	sealer *seal.Sealer // nil without RevisionKey
 }
 
 var (
@@ -158,6 +181,16 @@ func NewWithClient(client dynamic.Interface, mapper meta.ResettableRESTMapper, o
 	if opts.Rollback && (opts.ApplySet == nil || opts.Wait <= 0) {
 		return nil, errors.New("apply: Rollback needs an ApplySet (which keeps the last good revision) and Wait (which tells a failed rollout)")
 	}
+	var sealer *seal.Sealer
+	switch {
+	case len(opts.RevisionKey) > 0:
+		var err error
+		if sealer, err = seal.New(opts.RevisionKey); err != nil {
+			return nil, fmt.Errorf("apply: RevisionKey: %w", err)
+		}
+	case opts.Rollback:
+		return nil, fmt.Errorf("apply: Rollback needs RevisionKey (at least %d random bytes) to seal the revisions it keeps", MinRevisionKeySize)
+	}
 	if opts.Observer == nil {
 		opts.Observer = observe.Discard{}
 	}
@@ -171,7 +204,7 @@ func NewWithClient(client dynamic.Interface, mapper meta.ResettableRESTMapper, o
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{client: client, mapper: mapper, opts: opts, log: log}, nil
+	return &Manager{client: client, mapper: mapper, opts: opts, log: log, sealer: sealer}, nil
 }
 
 // Options returns the manager's options with defaults filled in.

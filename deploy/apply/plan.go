@@ -98,7 +98,7 @@ var ignoredFields = [][]string{
 }
 
 // diffObjects returns the fields that differ between two versions of an object,
-// sorted by path.
+// sorted by path. The values of a Secret are never in it (see redactSecret).
 func diffObjects(before, after map[string]any) []deploy.FieldDiff {
 	b := (&unstructured.Unstructured{Object: before}).DeepCopy().Object
 	a := (&unstructured.Unstructured{Object: after}).DeepCopy().Object
@@ -107,9 +107,74 @@ func diffObjects(before, after map[string]any) []deploy.FieldDiff {
 		unstructured.RemoveNestedField(a, f...)
 	}
 	var out []deploy.FieldDiff
+	if isSecret(before) || isSecret(after) {
+		redactSecret(b, a, &out)
+	}
 	diffValue("", b, a, &out)
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out
+}
+
+func isSecret(obj map[string]any) bool {
+	return obj["apiVersion"] == "v1" && obj["kind"] == "Secret"
+}
+
+// secretValues are the fields of a Secret whose values are secret: its data and
+// stringData, and the annotation in which kubectl apply keeps a copy of them.
+var secretValues = [][]string{
+	{"data"},
+	{"stringData"},
+	{"metadata", "annotations", "kubectl.kubernetes.io/last-applied-configuration"},
+}
+
+// redactSecret moves the secret values out of a Secret's two versions b and a, and
+// adds a diff with [deploy.Redacted] values for each key that is added, changed or
+// removed: a plan says which keys change, never their values.
+func redactSecret(b, a map[string]any, out *[]deploy.FieldDiff) {
+	for _, f := range secretValues {
+		bv, bok, _ := unstructured.NestedFieldNoCopy(b, f...)
+		av, aok, _ := unstructured.NestedFieldNoCopy(a, f...)
+		unstructured.RemoveNestedField(b, f...)
+		unstructured.RemoveNestedField(a, f...)
+		path := ""
+		for _, p := range f {
+			path = joinPath(path, p)
+		}
+		bm, bIsMap := bv.(map[string]any)
+		am, aIsMap := av.(map[string]any)
+		if (bIsMap || !bok) && (aIsMap || !aok) && len(f) == 1 {
+			for k := range bm {
+				redacted(joinPath(path, k), bm[k], am[k], true, hasKey(am, k), out)
+			}
+			for k := range am {
+				if !hasKey(bm, k) {
+					redacted(joinPath(path, k), nil, am[k], false, true, out)
+				}
+			}
+			continue
+		}
+		redacted(path, bv, av, bok, aok, out)
+	}
+}
+
+// redacted adds the diff of a secret value at path, without the value.
+func redacted(path string, b, a any, bok, aok bool, out *[]deploy.FieldDiff) {
+	if bok == aok && reflect.DeepEqual(b, a) {
+		return
+	}
+	d := deploy.FieldDiff{Path: path}
+	if bok {
+		d.Before = deploy.Redacted
+	}
+	if aok {
+		d.After = deploy.Redacted
+	}
+	*out = append(*out, d)
+}
+
+func hasKey(m map[string]any, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 func diffValue(path string, b, a any, out *[]deploy.FieldDiff) {

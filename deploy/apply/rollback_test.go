@@ -74,7 +74,8 @@ func TestRollback(t *testing.T) {
 		defer mu.Unlock()
 		events = append(events, e)
 	})
-	opts := apply.Options{Namespace: ns, ApplySet: set, Prune: true, Wait: time.Minute, PollInterval: 200 * time.Millisecond, Rollback: true, Observer: obs}
+	opts := rollbackOptions(ns, set)
+	opts.Observer = obs
 	m, err := apply.New(c.RESTConfig(), opts)
 	require.NoError(t, err)
 
@@ -87,6 +88,7 @@ func TestRollback(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "1", kept.Annotations[apply.LastGoodRevisionAnnotation])
 	assert.NotEmpty(t, kept.Data[apply.RevisionDataKey])
+	assert.NotEmpty(t, kept.Annotations[apply.RevisionSealAnnotation], "the kept revision is sealed")
 	assert.Empty(t, kept.Labels[apply.ApplySetPartOfLabel], "the kept revision is not a member, so never pruned")
 
 	start := time.Now()

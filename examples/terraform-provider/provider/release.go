@@ -259,7 +259,7 @@ func (r *ReleaseResource) dryRun(ctx context.Context, spec releaseSpec, objs []*
 		diags.AddError("shipkit_release: plan (server-side dry run)", err.Error())
 		return nil, false
 	}
-	tflog.Info(ctx, "shipkit release plan", map[string]any{"release": spec.namespace + "/" + spec.name, "changes": describe(cs)})
+	tflog.Info(ctx, "shipkit release plan", map[string]any{"release": spec.namespace + "/" + spec.name, "changes": cs.String()})
 	return cs, true
 }
 
@@ -597,25 +597,4 @@ func (m *releaseModel) setObjects(ctx context.Context, all map[string]string, di
 	diags.Append(d...)
 	m.SecretObjects, d = types.MapValueFrom(ctx, types.StringType, secret)
 	diags.Append(d...)
-}
-
-// describe prints a change set for the log: one change a line, each update's
-// changed fields below it, with their values except in Secrets.
-func describe(cs *deploy.ChangeSet) string {
-	var b strings.Builder
-	for _, c := range cs.Changes {
-		fmt.Fprintln(&b, c)
-		secret := c.Object.Group == "" && c.Object.Kind == "Secret"
-		for _, d := range c.Diff {
-			if secret {
-				fmt.Fprintf(&b, "  %s: (changed)\n", d.Path)
-			} else {
-				fmt.Fprintf(&b, "  %s\n", d)
-			}
-		}
-		for _, d := range c.Drift {
-			fmt.Fprintf(&b, "  drift: %s\n", d)
-		}
-	}
-	return b.String()
 }

@@ -2,8 +2,10 @@ package provider
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -128,6 +130,22 @@ func keyOf[V any](m map[string]V, ref deploy.ObjectRef, namespace string) (strin
 	return "", false
 }
 
+// changedInCluster stands for a Secret value the cluster has and a plan never shows
+// (deploy.Redacted): base64 under data, which must hold base64, plain elsewhere.
+const changedInCluster = "(changed in the cluster; value not shown)"
+
+// liveValue is the live value a diff records, or for a redacted one a placeholder
+// that differs from the value to apply, so the plan still shows the Secret changing.
+func liveValue(d deploy.FieldDiff) any {
+	if d.Before != deploy.Redacted {
+		return d.Before
+	}
+	if strings.HasPrefix(d.Path, "data.") || strings.HasPrefix(d.Path, "data[") {
+		return base64.StdEncoding.EncodeToString([]byte(changedInCluster))
+	}
+	return changedInCluster
+}
+
 // liveView returns the objects as the cluster has them, field by field, judged by a
 // plan of the objects: an object the plan would create is left out, an object it
 // would configure gets the live value of every field the plan would change (the
@@ -152,7 +170,7 @@ func liveView(objs map[string]string, cs *deploy.ChangeSet, namespace string) (m
 				return nil, fmt.Errorf("%s: %w", k, err)
 			}
 			for _, d := range c.Diff {
-				if err := setPath(obj, d.Path, d.Before, d.Before == nil); err != nil {
+				if err := setPath(obj, d.Path, liveValue(d), d.Before == nil); err != nil {
 					return nil, fmt.Errorf("%s: %w", k, err)
 				}
 			}

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"encoding/base64"
 	"slices"
 	"testing"
 
@@ -175,19 +176,23 @@ func keysOf[V any](m map[string]V) []string {
 	return out
 }
 
-func TestDescribeHidesSecrets(t *testing.T) {
+// TestLiveViewOfSecret: a plan says which keys of a Secret changed in the cluster,
+// not their values (deploy.Redacted); the live view marks those keys with a
+// placeholder, valid base64 under data, so the Secret still shows as changing and a
+// later dry run of the view is accepted.
+func TestLiveViewOfSecret(t *testing.T) {
+	secretYAML := "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  password: bmV3\n  token: dG9r\n"
 	cs := &deploy.ChangeSet{Changes: []deploy.Change{
 		{Object: deploy.ObjectRef{Kind: "Secret", Namespace: "shop", Name: "db"}, Action: deploy.Configured,
-			Diff: []deploy.FieldDiff{{Path: "data.password", Before: "b2xk", After: "bmV3"}}},
-		{Object: deploy.ObjectRef{Group: "apps", Kind: "Deployment", Namespace: "shop", Name: "web"}, Action: deploy.Configured,
-			Diff:  []deploy.FieldDiff{{Path: "spec.replicas", Before: int64(5), After: int64(2)}},
-			Drift: []deploy.Conflict{{Field: ".spec.replicas", Manager: "kubectl-scale"}}},
+			Diff: []deploy.FieldDiff{
+				{Path: "data.password", Before: deploy.Redacted, After: deploy.Redacted},
+				{Path: "data.token", After: deploy.Redacted},
+				{Path: "stringData.note", Before: deploy.Redacted},
+			}},
 	}}
-	got := describe(cs)
-	assert.Equal(t, `Secret/shop/db configured
-  data.password: (changed)
-Deployment/shop/web configured
-  spec.replicas: 5 -> 2
-  drift: .spec.replicas (owned by "kubectl-scale")
-`, got)
+	live, err := liveView(map[string]string{"Secret/db": secretYAML}, cs, "shop")
+	require.NoError(t, err)
+	placeholder := base64.StdEncoding.EncodeToString([]byte(changedInCluster))
+	assert.Equal(t, "apiVersion: v1\ndata:\n  password: "+placeholder+"\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  note: "+changedInCluster+"\n", live["Secret/db"])
+	assert.NotContains(t, cs.String(), "bmV3")
 }
