@@ -120,6 +120,23 @@ type PodSpec struct {
 	Volumes []Volume
 	// Built is set for a pod spec built around containers.
 	Built bool
+	// FieldPaths says, for a built pod spec, where each pod-level field of Spec
+	// comes from (securityContext: spec.securityContext); see [PodSpec.FieldPath].
+	FieldPaths map[string]string
+}
+
+// FieldPath returns the field path of field (a dotted path in the pod spec, e.g.
+// securityContext.runAsNonRoot) in the object: below Path, or for a built pod spec
+// where the field's top key was taken from.
+func (p PodSpec) FieldPath(field string) string {
+	top, rest, _ := strings.Cut(field, ".")
+	if from, ok := p.FieldPaths[top]; ok {
+		if rest == "" {
+			return from
+		}
+		return from + "." + rest
+	}
+	return join(p.Path, field)
 }
 
 // Workload is what [Walk] finds in one object.

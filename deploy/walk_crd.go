@@ -19,14 +19,17 @@ type builder struct {
 }
 
 func (w *walker) build(path string) *builder {
-	return &builder{w: w, pod: PodSpec{Path: path, Spec: map[string]any{}, Built: true}, lists: map[string][]any{}}
+	return &builder{w: w, pod: PodSpec{Path: path, Spec: map[string]any{}, Built: true, FieldPaths: map[string]string{}},
+		lists: map[string][]any{}}
 }
 
-// podFields copies the pod-level fields of src, replacing those already set.
-func (b *builder) podFields(src map[string]any) {
+// podFields copies the pod-level fields of src (at path), replacing those already
+// set.
+func (b *builder) podFields(src map[string]any, path string) {
 	for _, k := range podLevel {
 		if v, ok := src[k]; ok {
 			b.pod.Spec[k] = v
+			b.pod.FieldPaths[k] = path + "." + k
 		}
 	}
 }
@@ -117,8 +120,8 @@ func (w *walker) workflow(spec map[string]any, path string) {
 		if b.pod.Meta != nil {
 			b.pod.MetaPath = tp + ".metadata"
 		}
-		b.podFields(spec)
-		b.podFields(t)
+		b.podFields(spec, path)
+		b.podFields(t, tp)
 		b.addList("initContainers", t["initContainers"], tp+".initContainers")
 		for _, k := range []string{"container", "script"} {
 			if c, ok := t[k].(map[string]any); ok {
@@ -211,7 +214,7 @@ func (w *walker) pipeline(spec map[string]any, path string, pt map[string]any, p
 // the run.
 func (w *walker) task(spec map[string]any, path string, pt map[string]any, ptPath string) {
 	b := w.build(path)
-	b.podFields(pt)
+	b.podFields(pt, ptPath)
 	st, _ := spec["stepTemplate"].(map[string]any)
 	if st != nil && w.mark(st) {
 		w.imageAt(ContainerImage, st, "image", path+".stepTemplate.image", "stepTemplate")

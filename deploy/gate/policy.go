@@ -19,7 +19,7 @@ type ManifestPolicy interface {
 
 var _ ManifestPolicy = (*policy.Checker)(nil)
 
-// policyReasons runs the manifest policy and turns each finding into a reason. An
+// policyReasons runs the manifest policy and turns each violation into a reason. An
 // object the policy cannot read is an error: the gate cannot vouch for it.
 func (g *Gate) policyReasons(ctx context.Context, objs []*unstructured.Unstructured) ([]deploy.Reason, error) {
 	res, err := g.policy.Check(ctx, objs)
@@ -29,27 +29,16 @@ func (g *Gate) policyReasons(ctx context.Context, objs []*unstructured.Unstructu
 	if res == nil {
 		return nil, nil
 	}
-	// Findings name objects by kind, namespace and name; find their API groups.
-	type key struct{ kind, ns, name string }
-	refs := map[key]deploy.ObjectRef{}
-	for _, o := range objs {
-		r := deploy.RefOf(o)
-		refs[key{r.Kind, r.Namespace, r.Name}] = r
-	}
-	out := make([]deploy.Reason, 0, len(res.Findings))
-	for _, f := range res.Findings {
-		ref, ok := refs[key{f.Kind, f.Namespace, f.Name}]
-		if !ok {
-			ref = deploy.ObjectRef{Kind: f.Kind, Namespace: f.Namespace, Name: f.Name}
+	out := make([]deploy.Reason, 0, len(res.Violations))
+	for _, v := range res.Violations {
+		msg := v.Message
+		if v.Path != "" {
+			msg = v.Path + ": " + msg
 		}
-		msg := f.Message
-		if f.Path != "" {
-			msg = f.Path + ": " + msg
+		if v.Fix != "" {
+			msg += " (fix: " + v.Fix + ")"
 		}
-		if f.Fix != "" {
-			msg += " (fix: " + f.Fix + ")"
-		}
-		out = append(out, deploy.Reason{Object: ref, Code: deploy.ReasonPolicy, Rule: f.Rule, Message: "[" + f.Rule + "] " + msg})
+		out = append(out, deploy.Reason{Object: v.Object, Code: deploy.ReasonPolicy, Rule: v.Rule, Message: "[" + v.Rule + "] " + msg})
 	}
 	return out, nil
 }

@@ -55,9 +55,9 @@ spec:
 		return
 	}
 	fmt.Println("passed:", res.Passed())
-	for _, f := range res.Findings {
-		fmt.Println(f.Rule, f.Path)
-		fmt.Println("  fix:", f.Fix)
+	for _, v := range res.Violations {
+		fmt.Println(v.Rule, v.Path)
+		fmt.Println("  fix:", v.Fix)
 	}
 	for _, d := range res.Disabled {
 		fmt.Printf("disabled %s: %s\n", d.Rule, d.Reason)

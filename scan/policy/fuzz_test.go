@@ -47,14 +47,14 @@ func FuzzCheck(f *testing.F) {
 			t.Fatal("Check returned no result")
 		}
 		if err != nil {
-			if len(res.Findings) != 0 {
-				t.Fatalf("findings for an unreadable object: %v", res.Findings)
+			if len(res.Violations) != 0 {
+				t.Fatalf("violations for an unreadable object: %v", res.Violations)
 			}
 			return
 		}
-		for _, fd := range res.Findings {
+		for _, fd := range res.Violations {
 			if fd.Rule == "" || fd.Path == "" || fd.Message == "" || fd.Fix == "" {
-				t.Fatalf("incomplete finding %+v", fd)
+				t.Fatalf("incomplete violation %+v", fd)
 			}
 		}
 	})

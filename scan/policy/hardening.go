@@ -13,12 +13,13 @@ type hardeningRule struct {
 	// overlapsPSS is set when a Pod Security check looks at the same field: a
 	// finding on a path that check already reported is dropped.
 	overlapsPSS bool
-	check       func(o *object, accounts map[string]*bool) []Finding
+	check       func(o *object, accounts map[string]*bool) []Violation
 }
 
 var hardeningRules = []hardeningRule{
 	{id: "image-digest", description: "images are pinned by digest (name@sha256:...)", check: checkImageDigest},
 	{id: "image-latest", description: "images do not use the latest tag, or no tag", check: checkImageLatest},
+	{id: "image-unrecognised", description: "every value that looks like an image sits where it can be checked: a pod spec's containers or image volumes, or a workload resource deploy.Walk interprets", check: checkImageUnrecognised},
 	{id: "resources", description: "containers set CPU and memory requests and a memory limit", check: checkResources},
 	{id: "read-only-root-fs", description: "containers set readOnlyRootFilesystem: true", check: checkReadOnlyRootFS},
 	{id: "allow-privilege-escalation", description: "containers set allowPrivilegeEscalation: false", overlapsPSS: true, check: checkPrivilegeEscalation},
@@ -28,20 +29,35 @@ var hardeningRules = []hardeningRule{
 	{id: "secret-plaintext", description: "Secrets are not committed with plaintext data", check: checkSecretPlaintext},
 }
 
-func (o *object) finding(rule, path, msg, fix string) Finding {
-	return Finding{Rule: rule, Kind: o.kind, Namespace: o.namespace, Name: o.name, Path: path, Message: msg, Fix: fix}
+func (o *object) violation(rule, path, msg, fix string) Violation {
+	return Violation{Rule: rule, Object: o.ref, Path: path, Message: msg, Fix: fix}
 }
 
-// forContainers runs f on each container of o's pod.
-func forContainers(o *object, f func(ref containerRef) []Finding) []Finding {
-	if o.pod == nil {
-		return nil
+// forContainers runs f on each container of each of o's pods.
+func forContainers(o *object, f func(p *podTemplate, ref containerRef) []Violation) []Violation {
+	var vs []Violation
+	for _, p := range o.pods {
+		for _, ref := range p.containers {
+			vs = append(vs, f(p, ref)...)
+		}
 	}
-	var fs []Finding
-	for _, ref := range o.pod.containers() {
-		fs = append(fs, f(ref)...)
+	return vs
+}
+
+// forImages runs f on each image of o's pods, containers' and image volumes', with
+// the image's field path.
+func forImages(o *object, f func(image, path string) []Violation) []Violation {
+	vs := forContainers(o, func(_ *podTemplate, ref containerRef) []Violation {
+		return f(ref.c.Image, ref.path+".image")
+	})
+	for _, p := range o.pods {
+		for i, v := range p.spec.Volumes {
+			if v.Image != nil {
+				vs = append(vs, f(v.Image.Reference, p.volumePaths[i]+".image.reference")...)
+			}
+		}
 	}
-	return fs
+	return vs
 }
 
 // splitImage returns the tag and digest of an image reference ("" when absent).
@@ -56,20 +72,20 @@ func splitImage(image string) (tag, digest string) {
 	return tag, digest
 }
 
-func checkImageDigest(o *object, _ map[string]*bool) []Finding {
-	return forContainers(o, func(ref containerRef) []Finding {
-		if _, digest := splitImage(ref.c.Image); digest != "" {
+func checkImageDigest(o *object, _ map[string]*bool) []Violation {
+	return forImages(o, func(image, path string) []Violation {
+		if _, digest := splitImage(image); digest != "" {
 			return nil
 		}
-		return []Finding{o.finding("image-digest", ref.path+".image",
-			fmt.Sprintf("image %q is not pinned by digest; the tag can move to other content", ref.c.Image),
-			"refer to the image by digest (name@sha256:...), e.g. with deploy.Render's digest pinning or `crane digest`")}
+		return []Violation{o.violation("image-digest", path,
+			fmt.Sprintf("image %q is not pinned by digest; the tag can move to other content", image),
+			"refer to the image by digest (name@sha256:...), e.g. with deploy/render's digest pinning or `crane digest`")}
 	})
 }
 
-func checkImageLatest(o *object, _ map[string]*bool) []Finding {
-	return forContainers(o, func(ref containerRef) []Finding {
-		tag, digest := splitImage(ref.c.Image)
+func checkImageLatest(o *object, _ map[string]*bool) []Violation {
+	return forImages(o, func(image, path string) []Violation {
+		tag, digest := splitImage(image)
 		if digest != "" || (tag != "" && tag != "latest") {
 			return nil
 		}
@@ -77,14 +93,28 @@ func checkImageLatest(o *object, _ map[string]*bool) []Finding {
 		if tag == "" {
 			what = "no tag (so latest)"
 		}
-		return []Finding{o.finding("image-latest", ref.path+".image",
-			fmt.Sprintf("image %q uses %s, which changes with every push", ref.c.Image, what),
+		return []Violation{o.violation("image-latest", path,
+			fmt.Sprintf("image %q uses %s, which changes with every push", image, what),
 			"use a version tag and pin the digest")}
 	})
 }
 
-func checkResources(o *object, _ map[string]*bool) []Finding {
-	return forContainers(o, func(ref containerRef) []Finding {
+func checkImageUnrecognised(o *object, _ map[string]*bool) []Violation {
+	var vs []Violation
+	for _, u := range o.unrecognised {
+		msg := fmt.Sprintf("%q looks like an image but is not in a place that can be checked", u.Image)
+		if u.Note != "" {
+			msg = u.Note
+		}
+		vs = append(vs, o.violation("image-unrecognised", u.Path, msg,
+			"name images in a pod spec's containers or image volumes, or in a workload kind deploy.Walk interprets; "+
+				"check objects of this kind with a rule of your own"))
+	}
+	return vs
+}
+
+func checkResources(o *object, _ map[string]*bool) []Violation {
+	return forContainers(o, func(_ *podTemplate, ref containerRef) []Violation {
 		if ref.list == "ephemeralContainers" { // the API forbids resources on them
 			return nil
 		}
@@ -102,29 +132,29 @@ func checkResources(o *object, _ map[string]*bool) []Finding {
 		if len(missing) == 0 {
 			return nil
 		}
-		return []Finding{o.finding("resources", ref.path+".resources",
+		return []Violation{o.violation("resources", ref.path+".resources",
 			"container sets no "+strings.Join(missing, ", "),
 			"set resources."+strings.Join(missing, " and resources.")+" so the scheduler can place the pod and the kubelet can bound it")}
 	})
 }
 
-func checkReadOnlyRootFS(o *object, _ map[string]*bool) []Finding {
-	return forContainers(o, func(ref containerRef) []Finding {
+func checkReadOnlyRootFS(o *object, _ map[string]*bool) []Violation {
+	return forContainers(o, func(_ *podTemplate, ref containerRef) []Violation {
 		if sc := ref.c.SecurityContext; sc != nil && sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem {
 			return nil
 		}
-		return []Finding{o.finding("read-only-root-fs", ref.path+".securityContext.readOnlyRootFilesystem",
+		return []Violation{o.violation("read-only-root-fs", ref.path+".securityContext.readOnlyRootFilesystem",
 			"the container's root filesystem is writable",
 			"set securityContext.readOnlyRootFilesystem: true and mount an emptyDir where the program writes")}
 	})
 }
 
-func checkPrivilegeEscalation(o *object, _ map[string]*bool) []Finding {
-	return forContainers(o, func(ref containerRef) []Finding {
+func checkPrivilegeEscalation(o *object, _ map[string]*bool) []Violation {
+	return forContainers(o, func(_ *podTemplate, ref containerRef) []Violation {
 		if sc := ref.c.SecurityContext; sc != nil && sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
 			return nil
 		}
-		return []Finding{o.finding("allow-privilege-escalation", ref.path+".securityContext.allowPrivilegeEscalation",
+		return []Violation{o.violation("allow-privilege-escalation", ref.path+".securityContext.allowPrivilegeEscalation",
 			"the container may gain more privileges than its parent process (setuid binaries)",
 			"set securityContext.allowPrivilegeEscalation: false")}
 	})
@@ -134,81 +164,87 @@ func validSeccomp(p *corev1.SeccompProfile) bool {
 	return p != nil && (p.Type == corev1.SeccompProfileTypeRuntimeDefault || p.Type == corev1.SeccompProfileTypeLocalhost)
 }
 
-func checkSeccomp(o *object, _ map[string]*bool) []Finding {
-	p := o.pod
-	if p == nil || (p.spec.OS != nil && p.spec.OS.Name == corev1.Windows) {
+func checkSeccomp(o *object, _ map[string]*bool) []Violation {
+	var vs []Violation
+	for _, p := range o.pods {
+		vs = append(vs, checkPodSeccomp(o, p)...)
+	}
+	return vs
+}
+
+func checkPodSeccomp(o *object, p *podTemplate) []Violation {
+	if p.spec.OS != nil && p.spec.OS.Name == corev1.Windows {
 		return nil
 	}
 	var podProfile *corev1.SeccompProfile
 	if p.spec.SecurityContext != nil {
 		podProfile = p.spec.SecurityContext.SeccompProfile
 	}
-	var fs []Finding
+	var vs []Violation
 	if podProfile != nil && !validSeccomp(podProfile) {
-		fs = append(fs, o.finding("seccomp", p.path+".securityContext.seccompProfile.type",
+		vs = append(vs, o.violation("seccomp", p.field("securityContext.seccompProfile.type"),
 			fmt.Sprintf("the pod's seccomp profile is %q", podProfile.Type),
 			"set spec.securityContext.seccompProfile.type: RuntimeDefault"))
 	}
-	return append(fs, forContainers(o, func(ref containerRef) []Finding {
+	for _, ref := range p.containers {
 		var own *corev1.SeccompProfile
 		if ref.c.SecurityContext != nil {
 			own = ref.c.SecurityContext.SeccompProfile
 		}
 		switch {
 		case own != nil && !validSeccomp(own):
-			return []Finding{o.finding("seccomp", ref.path+".securityContext.seccompProfile.type",
+			vs = append(vs, o.violation("seccomp", ref.path+".securityContext.seccompProfile.type",
 				fmt.Sprintf("the container's seccomp profile is %q", own.Type),
-				"set securityContext.seccompProfile.type: RuntimeDefault")}
+				"set securityContext.seccompProfile.type: RuntimeDefault"))
 		case own == nil && podProfile == nil:
-			return []Finding{o.finding("seccomp", ref.path+".securityContext.seccompProfile.type",
+			vs = append(vs, o.violation("seccomp", ref.path+".securityContext.seccompProfile.type",
 				"neither the pod nor the container sets a seccomp profile, so it runs Unconfined on most runtimes",
-				"set securityContext.seccompProfile.type: RuntimeDefault on the container, or on the pod for all its containers")}
+				"set securityContext.seccompProfile.type: RuntimeDefault on the container, or on the pod for all its containers"))
 		}
-		return nil
-	})...)
+	}
+	return vs
 }
 
-func checkHostNamespaces(o *object, _ map[string]*bool) []Finding {
-	if o.pod == nil {
-		return nil
+func checkHostNamespaces(o *object, _ map[string]*bool) []Violation {
+	var vs []Violation
+	for _, p := range o.pods {
+		for _, f := range hostNamespaceFields(&p.spec) {
+			vs = append(vs, o.violation("host-namespaces", p.field(f),
+				f+" shares the host's namespace with the pod",
+				"remove "+f+" or set it to false"))
+		}
 	}
-	var fs []Finding
-	for _, f := range hostNamespaceFields(&o.pod.spec) {
-		fs = append(fs, o.finding("host-namespaces", o.pod.path+"."+f,
-			f+" shares the host's namespace with the pod",
-			"remove "+f+" or set it to false"))
-	}
-	return fs
+	return vs
 }
 
-func checkAutomount(o *object, accounts map[string]*bool) []Finding {
-	p := o.pod
-	if p == nil {
-		return nil
+func checkAutomount(o *object, accounts map[string]*bool) []Violation {
+	var vs []Violation
+	for _, p := range o.pods {
+		if v := p.spec.AutomountServiceAccountToken; v != nil {
+			continue // false is the hardened value; true says the pod needs the token
+		}
+		sa := p.spec.ServiceAccountName
+		if sa == "" {
+			sa = "default"
+		}
+		if v, ok := accounts[o.ref.Namespace+"/"+sa]; ok && v != nil && !*v {
+			continue // the service account turns it off for its pods
+		}
+		vs = append(vs, o.violation("automount-sa-token", p.field("automountServiceAccountToken"),
+			fmt.Sprintf("the pod mounts a token of service account %q by default", sa),
+			"set automountServiceAccountToken: false on the pod (or its ServiceAccount); set it to true only if the pod talks to the API server"))
 	}
-	if v := p.spec.AutomountServiceAccountToken; v != nil {
-		return nil // false is the hardened value; true says the pod needs the token
-	}
-	sa := p.spec.ServiceAccountName
-	if sa == "" {
-		sa = "default"
-	}
-	if v, ok := accounts[o.namespace+"/"+sa]; ok && v != nil && !*v {
-		return nil // the service account turns it off for its pods
-	}
-	return []Finding{o.finding("automount-sa-token", p.path+".automountServiceAccountToken",
-		fmt.Sprintf("the pod mounts a token of service account %q by default", sa),
-		"set automountServiceAccountToken: false on the pod (or its ServiceAccount); set it to true only if the pod talks to the API server")}
+	return vs
 }
 
-func checkSecretPlaintext(o *object, _ map[string]*bool) []Finding {
-	var fs []Finding
+func checkSecretPlaintext(o *object, _ map[string]*bool) []Violation {
+	var fs []Violation
 	for _, field := range []string{"data", "stringData"} {
 		keys := o.secretKeys[field]
 		if len(keys) == 0 {
 			continue
 		}
-		fs = append(fs, o.finding("secret-plaintext", field,
+		fs = append(fs, o.violation("secret-plaintext", field,
 			fmt.Sprintf("the Secret's %s holds %d key(s) (%s) in plain text in the manifests", field, len(keys), strings.Join(keys, ", ")),
 			"keep secret values out of the manifests: create the Secret out of band, or use an encrypted form (SOPS, Sealed Secrets, External Secrets)"))
 	}

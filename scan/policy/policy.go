@@ -6,12 +6,17 @@
 // seccomp, no host namespaces, no service account token unless asked for, and no
 // plaintext Secret data in the manifests.
 //
-// A [Checker] evaluates Pods and every pod-template workload (Deployment,
-// StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob), Secrets
-// and ServiceAccounts, and returns one [Finding] per problem, naming the object,
-// the field path and the fix. Rules can be switched off one by one with
-// [Disable]; the [Result] keeps the reasons, so a report shows what was not
-// checked.
+// A [Checker] evaluates every pod spec package deploy's walker ([deploy.Walk])
+// finds: Pods and the pod templates of workloads (Deployment, StatefulSet,
+// DaemonSet, ReplicaSet, ReplicationController, Job, CronJob, Argo Rollouts,
+// Knative, any custom resource holding a list of containers), and the pods that
+// Argo Workflows templates and Tekton tasks become, around their containers and
+// steps. It checks image volumes' references like container images, reports
+// images the walker cannot interpret (rule "image-unrecognised"), and checks
+// Secrets and ServiceAccounts. It returns one [Violation] per problem, naming the
+// object (a [deploy.ObjectRef], as the deploy gate does), the field path and the
+// fix. Rules can be switched off one by one with [Disable]; the [Result] keeps the
+// reasons, so a report shows what was not checked.
 //
 // The package links Kubernetes' API types and the Pod Security evaluator only, so a
 // deploy gate can import it without a scanner.
@@ -28,6 +33,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	psapi "k8s.io/pod-security-admission/api"
 	psa "k8s.io/pod-security-admission/policy"
+
+	"github.com/shipkit/shipkit/deploy"
 )
 
 // Level is a Pod Security Standards level.
@@ -52,14 +59,15 @@ func ParseLevel(s string) (Level, error) {
 	return "", fmt.Errorf("unknown Pod Security level %q (want privileged, baseline or restricted)", s)
 }
 
-// Finding is one problem in one object.
-type Finding struct {
+// Violation is one rule an object breaks. (Vulnerabilities are
+// scan/report.Finding.)
+type Violation struct {
 	// Rule is the stable id of the rule that found it: "pss/<check id>" for a Pod
 	// Security check (e.g. "pss/privileged"), or a hardening rule's id (e.g.
 	// "image-digest"); see [Rules].
 	Rule string
-	// Kind, Namespace and Name name the object.
-	Kind, Namespace, Name string
+	// Object names the object, with its API group, as a deploy gate's reasons do.
+	Object deploy.ObjectRef
 	// Path is the field path in the object, e.g.
 	// spec.template.spec.containers[name=web].securityContext.privileged.
 	Path string
@@ -69,16 +77,9 @@ type Finding struct {
 	Fix string
 }
 
-// String returns the finding on one line: rule, object, path, message and fix.
-func (f Finding) String() string {
-	return fmt.Sprintf("[%s] %s %s: %s: %s (fix: %s)", f.Rule, f.Kind, objectName(f.Namespace, f.Name), f.Path, f.Message, f.Fix)
-}
-
-func objectName(ns, name string) string {
-	if ns == "" {
-		return name
-	}
-	return ns + "/" + name
+// String returns the violation on one line: rule, object, path, message and fix.
+func (v Violation) String() string {
+	return fmt.Sprintf("[%s] %s: %s: %s (fix: %s)", v.Rule, v.Object, v.Path, v.Message, v.Fix)
 }
 
 // Disabled is a rule that was switched off, and why.
@@ -90,14 +91,14 @@ type Disabled struct {
 type Result struct {
 	// Level is the Pod Security level the objects were checked against.
 	Level Level
-	// Findings lists the problems, in the order of the objects given.
-	Findings []Finding
+	// Violations lists the problems, in the order of the objects given.
+	Violations []Violation
 	// Disabled lists the rules that were switched off, with their reasons.
 	Disabled []Disabled
 }
 
 // Passed reports whether no rule found a problem.
-func (r *Result) Passed() bool { return r != nil && len(r.Findings) == 0 }
+func (r *Result) Passed() bool { return r != nil && len(r.Violations) == 0 }
 
 // Option configures a [Checker].
 type Option func(*config)
@@ -198,7 +199,7 @@ func (c *Checker) Check(ctx context.Context, objs []*unstructured.Unstructured) 
 		if o == nil {
 			continue
 		}
-		res.Findings = append(res.Findings, c.checkObject(o, accounts)...)
+		res.Violations = append(res.Violations, c.checkObject(o, accounts)...)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return res, fmt.Errorf("policy: %w", err)
@@ -206,34 +207,43 @@ func (c *Checker) Check(ctx context.Context, objs []*unstructured.Unstructured) 
 	return res, nil
 }
 
-func (c *Checker) checkObject(o *object, accounts map[string]*bool) []Finding {
-	var fs []Finding
-	if o.pod != nil {
-		fs = append(fs, c.checkPodSecurity(o)...)
+func (c *Checker) checkObject(o *object, accounts map[string]*bool) []Violation {
+	var vs []Violation
+	for _, p := range o.pods {
+		vs = append(vs, c.checkPodSecurity(o, p)...)
 	}
 	seen := map[string]bool{}
-	for _, f := range fs {
-		seen[f.Path] = true
+	for _, v := range vs {
+		seen[v.Path] = true
 	}
 	for _, h := range hardeningRules {
 		if !c.hardened[h.id] {
 			continue
 		}
-		for _, f := range h.check(o, accounts) {
+		for _, v := range h.check(o, accounts) {
 			// A hardening rule that repeats a Pod Security check on the same field
 			// (allowPrivilegeEscalation, seccomp, host namespaces) reports once.
-			if seen[f.Path] && h.overlapsPSS {
+			if seen[v.Path] && h.overlapsPSS {
 				continue
 			}
-			fs = append(fs, f)
+			vs = append(vs, v)
 		}
 	}
-	return fs
+	// Pod specs built around containers can share fields (an Argo workflow's
+	// volumes and security context): report each problem once.
+	done := map[Violation]bool{}
+	return slices.DeleteFunc(vs, func(v Violation) bool {
+		if done[v] {
+			return true
+		}
+		done[v] = true
+		return false
+	})
 }
 
 // Rule describes one rule.
 type Rule struct {
-	// ID is the rule's stable id, as in [Finding].Rule and [Disable].
+	// ID is the rule's stable id, as in [Violation].Rule and [Disable].
 	ID string
 	// Level is the lowest Pod Security level that has the rule, for "pss/" rules;
 	// empty for hardening rules, which apply at every level.

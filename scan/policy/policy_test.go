@@ -17,10 +17,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	psapi "k8s.io/pod-security-admission/api"
 	psa "k8s.io/pod-security-admission/policy"
 
+	"github.com/shipkit/shipkit/deploy"
 	"github.com/shipkit/shipkit/scan/policy"
 )
 
@@ -49,11 +51,11 @@ func decode(t *testing.T, manifests string) []*unstructured.Unstructured {
 	}
 }
 
-// brief lists findings as "rule object path", the parts a user acts on.
-func brief(fs []policy.Finding) []string {
-	out := make([]string, 0, len(fs))
-	for _, f := range fs {
-		out = append(out, f.Rule+" "+f.Kind+" "+f.Namespace+"/"+f.Name+" "+f.Path)
+// brief lists violations as "rule object path", the parts a user acts on.
+func brief(vs []policy.Violation) []string {
+	out := make([]string, 0, len(vs))
+	for _, v := range vs {
+		out = append(out, v.Rule+" "+v.Object.Kind+" "+v.Object.Namespace+"/"+v.Object.Name+" "+v.Path)
 	}
 	return out
 }
@@ -149,11 +151,11 @@ func TestCheckManifests(t *testing.T) {
 			require.NoError(t, err)
 			res, err := c.Check(t.Context(), load(t, tt.file))
 			require.NoError(t, err)
-			assert.ElementsMatch(t, tt.want, brief(res.Findings))
+			assert.ElementsMatch(t, tt.want, brief(res.Violations))
 			assert.Equal(t, len(tt.want) == 0, res.Passed())
 			assert.Equal(t, tt.level, res.Level)
 			assert.Len(t, res.Disabled, len(tt.opts))
-			for _, f := range res.Findings {
+			for _, f := range res.Violations {
 				assert.NotEmpty(t, f.Message, f.String())
 				assert.NotEmpty(t, f.Fix, f.String())
 			}
@@ -180,7 +182,7 @@ func TestAgreesWithEvaluator(t *testing.T) {
 					res, err := c.Check(t.Context(), []*unstructured.Unstructured{u})
 					require.NoError(t, err)
 					rules := map[string]bool{}
-					for _, f := range res.Findings {
+					for _, f := range res.Violations {
 						if strings.HasPrefix(f.Rule, "pss/") {
 							rules[f.Rule] = true
 						}
@@ -234,6 +236,10 @@ func TestWorkloadKinds(t *testing.T) {
 		{"apps/v1", "ReplicaSet", `"spec":{"template":` + tmpl + `}`, "spec.template.spec"},
 		{"batch/v1", "Job", `"spec":{"template":` + tmpl + `}`, "spec.template.spec"},
 		{"batch/v1", "CronJob", `"spec":{"jobTemplate":{"spec":{"template":` + tmpl + `}}}`, "spec.jobTemplate.spec.template.spec"},
+		{"argoproj.io/v1alpha1", "Rollout", `"spec":{"template":` + tmpl + `}`, "spec.template.spec"},
+		{"serving.knative.dev/v1", "Service", `"spec":{"template":` + tmpl + `}`, "spec.template.spec"},
+		{"serving.knative.dev/v1", "Revision", `"spec":` + podSpec, "spec"},
+		{"example.com/v1", "AnyWorkload", `"spec":{"template":` + tmpl + `}`, "spec.template.spec"},
 	}
 	c, err := policy.New(policy.WithLevel(policy.Baseline))
 	require.NoError(t, err)
@@ -242,12 +248,12 @@ func TestWorkloadKinds(t *testing.T) {
 			objs := decode(t, `{"apiVersion":"`+tt.apiVersion+`","kind":"`+tt.kind+`","metadata":{"name":"w","namespace":"ns"},`+tt.body+`}`)
 			res, err := c.Check(t.Context(), objs)
 			require.NoError(t, err)
-			require.NotEmpty(t, res.Findings)
-			f := res.Findings[0]
+			require.NotEmpty(t, res.Violations)
+			f := res.Violations[0]
 			assert.Equal(t, "pss/privileged", f.Rule)
-			assert.Equal(t, tt.kind, f.Kind)
-			assert.Equal(t, "ns", f.Namespace)
-			assert.Equal(t, "w", f.Name)
+			gv, err := schema.ParseGroupVersion(tt.apiVersion)
+			require.NoError(t, err)
+			assert.Equal(t, deploy.ObjectRef{Group: gv.Group, Kind: tt.kind, Namespace: "ns", Name: "w"}, f.Object)
 			assert.Equal(t, tt.path+".containers[name=c].securityContext.privileged", f.Path)
 			assert.Contains(t, f.Message, `"c"`)
 		})
@@ -257,15 +263,15 @@ func TestWorkloadKinds(t *testing.T) {
 func TestCheckMalformed(t *testing.T) {
 	tests := []struct{ name, manifest, wantErr string }{
 		{"containers not a list", `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"shop"},"spec":{"template":{"spec":{"containers":"web"}}}}`,
-			"Deployment shop/web: reading the pod template at spec.template"},
+			"Deployment/shop/web: reading the pod spec at spec.template.spec"},
 		{"no template", `{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"once"},"spec":{}}`,
-			"Job once: no pod template at spec.template"},
+			"Job.batch/once: spec.template: no pod template"},
 		{"template not an object", `{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"db"},"spec":{"template":[1]}}`,
-			"StatefulSet db: the pod template at spec.template is a []interface {}, not an object"},
+			"StatefulSet/db: spec.template: the pod template is a []interface {}, not an object"},
 		{"pod spec wrong type", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"hostNetwork":"yes"}}`,
-			"Pod p: reading the pod"},
+			"Pod/p: reading the pod spec at spec"},
 		{"secret data not a map", `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"},"data":"c2VjcmV0"}`,
-			"Secret s: data is a string, not a map"},
+			"Secret/s: data is a string, not a map"},
 	}
 	c, err := policy.New()
 	require.NoError(t, err)
@@ -278,7 +284,7 @@ func TestCheckMalformed(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.wantErr)
 			assert.NotContains(t, err.Error(), "c2VjcmV0", "the error must not print Secret data")
 			require.NotNil(t, res)
-			assert.NotEmpty(t, res.Findings, "the readable objects are still checked")
+			assert.NotEmpty(t, res.Violations, "the readable objects are still checked")
 		})
 	}
 }
@@ -325,7 +331,7 @@ func TestRules(t *testing.T) {
 	for _, ch := range psa.DefaultChecks() {
 		assert.True(t, ids["pss/"+string(ch.ID)], "Pod Security check %s has no rule", ch.ID)
 	}
-	for _, id := range []string{"pss/privileged", "image-digest", "image-latest", "resources", "read-only-root-fs",
+	for _, id := range []string{"pss/privileged", "image-digest", "image-latest", "image-unrecognised", "resources", "read-only-root-fs",
 		"allow-privilege-escalation", "seccomp", "host-namespaces", "automount-sa-token", "secret-plaintext"} {
 		assert.True(t, ids[id], id)
 	}
@@ -348,7 +354,7 @@ func TestAutomountFromServiceAccount(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			res, err := c.Check(t.Context(), decode(t, pod+tt.sa))
 			require.NoError(t, err)
-			got := slices.ContainsFunc(res.Findings, func(f policy.Finding) bool { return f.Rule == "automount-sa-token" })
+			got := slices.ContainsFunc(res.Violations, func(f policy.Violation) bool { return f.Rule == "automount-sa-token" })
 			assert.Equal(t, tt.want, got)
 		})
 	}
@@ -373,7 +379,7 @@ func TestImageRules(t *testing.T) {
 			res, err := c.Check(t.Context(), decode(t, `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"`+tt.image+`"}]}}`))
 			require.NoError(t, err)
 			has := func(rule string) bool {
-				return slices.ContainsFunc(res.Findings, func(f policy.Finding) bool { return f.Rule == rule })
+				return slices.ContainsFunc(res.Violations, func(f policy.Violation) bool { return f.Rule == rule })
 			}
 			assert.Equal(t, tt.wantDigest, has("image-digest"))
 			assert.Equal(t, tt.wantLatest, has("image-latest"))
@@ -387,7 +393,7 @@ func TestSecretFindingHidesValues(t *testing.T) {
 	res, err := c.Check(t.Context(), load(t, "restricted-violations.yaml"))
 	require.NoError(t, err)
 	var buf bytes.Buffer
-	for _, f := range res.Findings {
+	for _, f := range res.Violations {
 		buf.WriteString(f.String() + "\n")
 	}
 	assert.Contains(t, buf.String(), "password")
@@ -395,8 +401,8 @@ func TestSecretFindingHidesValues(t *testing.T) {
 	assert.NotContains(t, buf.String(), "admin")
 }
 
-func TestFindingString(t *testing.T) {
-	f := policy.Finding{Rule: "pss/privileged", Kind: "Deployment", Namespace: "shop", Name: "web",
+func TestViolationString(t *testing.T) {
+	v := policy.Violation{Rule: "pss/privileged", Object: deploy.ObjectRef{Group: "apps", Kind: "Deployment", Namespace: "shop", Name: "web"},
 		Path: "spec.template.spec.containers[name=web].securityContext.privileged", Message: "privileged", Fix: "set it to false"}
-	assert.Equal(t, "[pss/privileged] Deployment shop/web: spec.template.spec.containers[name=web].securityContext.privileged: privileged (fix: set it to false)", f.String())
+	assert.Equal(t, "[pss/privileged] Deployment/shop/web: spec.template.spec.containers[name=web].securityContext.privileged: privileged (fix: set it to false)", v.String())
 }

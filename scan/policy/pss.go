@@ -52,9 +52,8 @@ func pssChecks(l Level) []pssCheck {
 // checkPodSecurity runs the Pod Security checks on the pod of o. The evaluator says
 // whether a check fails; to name the field, each failing check is run again on the
 // pod alone (no containers), on each volume alone and on each container alone.
-func (c *Checker) checkPodSecurity(o *object) []Finding {
-	p := o.pod
-	var fs []Finding
+func (c *Checker) checkPodSecurity(o *object, p *podTemplate) []Violation {
+	var fs []Violation
 	for _, ch := range c.pss {
 		whole := ch.fn(&p.meta, &p.spec)
 		if whole.Allowed {
@@ -62,10 +61,7 @@ func (c *Checker) checkPodSecurity(o *object) []Finding {
 		}
 		info := pssInfoFor(ch.id)
 		add := func(path string, r psa.CheckResult, fix string) {
-			fs = append(fs, Finding{
-				Rule: pssRule(ch.id), Kind: o.kind, Namespace: o.namespace, Name: o.name,
-				Path: path, Message: pssMessage(r), Fix: fix,
-			})
+			fs = append(fs, o.violation(pssRule(ch.id), path, pssMessage(r), fix))
 		}
 		n := len(fs)
 
@@ -92,7 +88,7 @@ func (c *Checker) checkPodSecurity(o *object) []Finding {
 			meta.Annotations = nil
 			base = neutralPod(base)
 		}
-		for _, ref := range p.containers() {
+		for _, ref := range p.containers {
 			alone := withOnly(base, ref)
 			r := ch.fn(&meta, &alone)
 			if r.Allowed {
@@ -142,11 +138,11 @@ func volumePaths(fn psa.CheckPodFn, p *podTemplate, podOnly corev1.PodSpec) []st
 		return nil // the fault is not in the volumes
 	}
 	var paths []string
-	for _, v := range podOnly.Volumes {
+	for i, v := range podOnly.Volumes {
 		one := bare
 		one.Volumes = []corev1.Volume{v}
 		if r := fn(&p.meta, &one); !r.Allowed {
-			path := fmt.Sprintf("%s.volumes[name=%s]", p.path, v.Name)
+			path := p.volumePaths[i]
 			if v.HostPath != nil {
 				path += ".hostPath"
 			}
@@ -178,7 +174,7 @@ func fields(fs ...string) func(*corev1.Container) []string {
 }
 
 func podField(f string) func(p *podTemplate) []string {
-	return func(p *podTemplate) []string { return []string{p.path + "." + f} }
+	return func(p *podTemplate) []string { return []string{p.field(f)} }
 }
 
 const pssDocs = "https://kubernetes.io/docs/concepts/security/pod-security-standards/"
@@ -214,7 +210,7 @@ var pssInfos = map[string]pssInfo{
 		podFields: func(p *podTemplate) []string {
 			var paths []string
 			if sc := p.spec.SecurityContext; sc != nil && sc.AppArmorProfile != nil {
-				paths = append(paths, p.path+".securityContext.appArmorProfile.type")
+				paths = append(paths, p.field("securityContext.appArmorProfile.type"))
 			}
 			for _, k := range sortedKeys(p.meta.Annotations) {
 				if strings.HasPrefix(k, corev1.DeprecatedAppArmorBetaContainerAnnotationKeyPrefix) {
@@ -242,7 +238,7 @@ var pssInfos = map[string]pssInfo{
 		podFields: func(p *podTemplate) []string {
 			var paths []string
 			for _, f := range hostNamespaceFields(&p.spec) {
-				paths = append(paths, p.path+"."+f)
+				paths = append(paths, p.field(f))
 			}
 			return paths
 		},

@@ -3,26 +3,30 @@ package policy
 import (
 	"fmt"
 	"slices"
-	"sort"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/shipkit/shipkit/deploy"
 )
 
 // object is what the rules read from one Kubernetes object.
 type object struct {
-	kind, namespace, name string
+	ref deploy.ObjectRef
 
-	// pod is set for Pods and pod-template workloads.
-	pod *podTemplate
+	// pods holds the pod specs of Pods, workloads and the custom resources
+	// deploy.Walk interprets.
+	pods []*podTemplate
+	// unrecognised holds the values that look like images where deploy.Walk
+	// cannot interpret them.
+	unrecognised []deploy.ImageUse
 	// secretKeys holds, for a Secret, the keys under "data" and "stringData".
 	secretKeys map[string][]string
 }
 
-// podTemplate is the pod part of an object.
+// podTemplate is one pod spec of an object.
 type podTemplate struct {
 	// path is the field path of the pod spec in the object, e.g. "spec.template.spec".
 	path string
@@ -30,43 +34,31 @@ type podTemplate struct {
 	metaPath string
 	meta     metav1.ObjectMeta
 	spec     corev1.PodSpec
+	// containers are the spec's containers with their field paths, in the order
+	// the Pod Security evaluator visits them.
+	containers []containerRef
+	// volumePaths holds the field path of each of spec.Volumes.
+	volumePaths []string
+	// walked is the pod spec as deploy.Walk found it.
+	walked deploy.PodSpec
 }
 
-// templatePaths says where each kind keeps its pod template, by API group and kind.
-var templatePaths = map[[2]string][]string{
-	{"", "ReplicationController"}: {"spec", "template"},
-	{"", "PodTemplate"}:           {"template"},
-	{"apps", "Deployment"}:        {"spec", "template"},
-	{"apps", "StatefulSet"}:       {"spec", "template"},
-	{"apps", "DaemonSet"}:         {"spec", "template"},
-	{"apps", "ReplicaSet"}:        {"spec", "template"},
-	{"extensions", "Deployment"}:  {"spec", "template"},
-	{"extensions", "DaemonSet"}:   {"spec", "template"},
-	{"extensions", "ReplicaSet"}:  {"spec", "template"},
-	{"batch", "Job"}:              {"spec", "template"},
-	{"batch", "CronJob"}:          {"spec", "jobTemplate", "spec", "template"},
-}
+// field returns the field path of a pod-level field (securityContext.runAsNonRoot).
+func (p *podTemplate) field(f string) string { return p.walked.FieldPath(f) }
 
 // read returns what the rules need from u, nil for kinds no rule looks at, or an
 // error naming the object when its pod template or Secret data is malformed.
 func read(u *unstructured.Unstructured) (o *object, err error) {
-	gvk := u.GroupVersionKind()
-	o = &object{kind: gvk.Kind, namespace: u.GetNamespace(), name: u.GetName()}
+	o = &object{ref: deploy.RefOf(u)}
 	defer func() {
 		// The converter reflects over arbitrary input; a value it cannot handle is
 		// a malformed object, not a reason to take the caller down.
 		if r := recover(); r != nil {
-			o, err = nil, fmt.Errorf("%s %s: unreadable: %v", o.kind, objectName(o.namespace, o.name), r)
+			o, err = nil, fmt.Errorf("%s: unreadable: %v", o.ref, r)
 		}
 	}()
 	switch {
-	case gvk.Group == "" && gvk.Kind == "Pod":
-		var pod corev1.Pod
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &pod); err != nil {
-			return nil, fmt.Errorf("%s %s: reading the pod: %w", o.kind, objectName(o.namespace, o.name), err)
-		}
-		o.pod = &podTemplate{path: "spec", metaPath: "metadata", meta: pod.ObjectMeta, spec: pod.Spec}
-	case gvk.Group == "" && gvk.Kind == "Secret":
+	case o.ref.Group == "" && o.ref.Kind == "Secret":
 		o.secretKeys = map[string][]string{}
 		for _, field := range []string{"data", "stringData"} {
 			v, ok := u.Object[field]
@@ -75,37 +67,71 @@ func read(u *unstructured.Unstructured) (o *object, err error) {
 			}
 			m, ok := v.(map[string]any)
 			if !ok {
-				return nil, fmt.Errorf("%s %s: %s is a %T, not a map", o.kind, objectName(o.namespace, o.name), field, v)
+				return nil, fmt.Errorf("%s: %s is a %T, not a map", o.ref, field, v)
 			}
-			keys := make([]string, 0, len(m))
-			for k := range m {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			o.secretKeys[field] = keys
+			o.secretKeys[field] = sortedKeys(m)
 		}
-	case gvk.Group == "" && gvk.Kind == "ServiceAccount":
-	default:
-		path, ok := templatePaths[[2]string{gvk.Group, gvk.Kind}]
-		if !ok {
-			return nil, nil
+		return o, nil
+	case o.ref.Group == "" && o.ref.Kind == "ServiceAccount":
+		return o, nil
+	}
+	w, err := deploy.Walk(u)
+	if err != nil {
+		return nil, err
+	}
+	for _, use := range w.Images {
+		if use.Kind == deploy.UnrecognisedImage {
+			o.unrecognised = append(o.unrecognised, use)
 		}
-		p := strings.Join(path, ".")
-		v, found, err := unstructured.NestedFieldNoCopy(u.Object, path...)
-		if err != nil || !found || v == nil {
-			return nil, fmt.Errorf("%s %s: no pod template at %s", o.kind, objectName(o.namespace, o.name), p)
+	}
+	for _, p := range w.Pods {
+		pt, err := readPod(o.ref, p)
+		if err != nil {
+			return nil, err
 		}
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("%s %s: the pod template at %s is a %T, not an object", o.kind, objectName(o.namespace, o.name), p, v)
-		}
-		var tmpl corev1.PodTemplateSpec
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, &tmpl); err != nil {
-			return nil, fmt.Errorf("%s %s: reading the pod template at %s: %w", o.kind, objectName(o.namespace, o.name), p, err)
-		}
-		o.pod = &podTemplate{path: p + ".spec", metaPath: p + ".metadata", meta: tmpl.ObjectMeta, spec: tmpl.Spec}
+		o.pods = append(o.pods, pt)
+	}
+	if len(o.pods) == 0 && len(o.unrecognised) == 0 {
+		return nil, nil
 	}
 	return o, nil
+}
+
+// readPod converts one pod spec the walker found into the API's types.
+func readPod(ref deploy.ObjectRef, p deploy.PodSpec) (*podTemplate, error) {
+	pt := &podTemplate{path: p.Path, metaPath: p.MetaPath, walked: p}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(p.Spec, &pt.spec); err != nil {
+		return nil, fmt.Errorf("%s: reading the pod spec at %s: %w", ref, p.Path, err)
+	}
+	if p.Meta != nil {
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(p.Meta, &pt.meta); err != nil {
+			return nil, fmt.Errorf("%s: reading the pod metadata at %s: %w", ref, p.MetaPath, err)
+		}
+	}
+	next := map[string]int{}
+	for _, c := range p.Containers {
+		i := next[c.List]
+		next[c.List]++
+		var ptr *corev1.Container
+		switch {
+		case c.List == "initContainers" && i < len(pt.spec.InitContainers):
+			ptr = &pt.spec.InitContainers[i]
+		case c.List == "containers" && i < len(pt.spec.Containers):
+			ptr = &pt.spec.Containers[i]
+		case c.List == "ephemeralContainers" && i < len(pt.spec.EphemeralContainers):
+			ptr = (*corev1.Container)(&pt.spec.EphemeralContainers[i].EphemeralContainerCommon)
+		default:
+			return nil, fmt.Errorf("%s: reading the pod spec at %s: container %s is not in its list", ref, p.Path, c.Path)
+		}
+		pt.containers = append(pt.containers, containerRef{c: ptr, list: c.List, path: c.Path})
+	}
+	if len(p.Volumes) != len(pt.spec.Volumes) {
+		return nil, fmt.Errorf("%s: reading the pod spec at %s: %d volumes, %d readable", ref, p.Path, len(pt.spec.Volumes), len(p.Volumes))
+	}
+	for _, v := range p.Volumes {
+		pt.volumePaths = append(pt.volumePaths, v.Path)
+	}
+	return pt, nil
 }
 
 // serviceAccounts maps "namespace/name" of each ServiceAccount among objs to its
@@ -130,25 +156,6 @@ type containerRef struct {
 	c    *corev1.Container
 	list string // "initContainers", "containers" or "ephemeralContainers"
 	path string // e.g. spec.template.spec.containers[name=web]
-}
-
-// containers lists every container of the pod in the order the Pod Security
-// evaluator visits them.
-func (p *podTemplate) containers() []containerRef {
-	var refs []containerRef
-	add := func(list string, c *corev1.Container) {
-		refs = append(refs, containerRef{c: c, list: list, path: fmt.Sprintf("%s.%s[name=%s]", p.path, list, c.Name)})
-	}
-	for i := range p.spec.InitContainers {
-		add("initContainers", &p.spec.InitContainers[i])
-	}
-	for i := range p.spec.Containers {
-		add("containers", &p.spec.Containers[i])
-	}
-	for i := range p.spec.EphemeralContainers {
-		add("ephemeralContainers", (*corev1.Container)(&p.spec.EphemeralContainers[i].EphemeralContainerCommon))
-	}
-	return refs
 }
 
 // withOnly returns a copy of spec whose containers are c alone, in its own list.
