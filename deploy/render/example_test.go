@@ -1,6 +1,7 @@
 package render_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -41,4 +42,49 @@ spec:
 	// Output:
 	// shop web registry.example/shop/web@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 	// web 7
+}
+
+// Map the placeholder image the manifests write to the digest the build pushed,
+// and write the result as a YAML stream.
+func ExampleWithImage() {
+	fs := filesys.MakeFsInMemory()
+	_ = fs.WriteFile("/app/pod.yaml", []byte(`apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers: [{name: web, image: hello}]
+  volumes: [{name: assets, image: {reference: "hello:assets"}}]
+`))
+	pushed, err := name.NewDigest("registry.example/shop/web@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	objs, err := render.Files(fs, []string{"/app"}, render.WithImage("hello", pushed)).Render(context.Background())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	var out bytes.Buffer
+	if err := render.Write(&out, objs); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Print(out.String())
+	_, err = render.Files(fs, []string{"/app"}, render.WithImage("helo", pushed)).Render(context.Background())
+	fmt.Println(err)
+	// Output:
+	// apiVersion: v1
+	// kind: Pod
+	// metadata:
+	//   name: web
+	// spec:
+	//   containers:
+	//   - image: registry.example/shop/web@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+	//     name: web
+	//   volumes:
+	//   - image:
+	//       reference: registry.example/shop/web@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+	//     name: assets
+	// render: WithImage("helo"): pins no image of the objects
 }

@@ -1,7 +1,10 @@
 // Package render turns a kustomize directory or plain YAML files into the objects a
 // deploy applies, as []*unstructured.Unstructured: every image the build produced is
-// pinned to its digest, the standard app.kubernetes.io labels are set and each object
-// carries the revision it belongs to.
+// pinned to its digest (by repository with [WithImages], or by the name the
+// manifests write with [WithImage], strictly: a pin that pins nothing is an error),
+// the standard app.kubernetes.io labels are set and each object carries the
+// revision it belongs to. Images are found by deploy.Walk, the walker the gate and
+// the policy checks share. [Write] prints objects as a YAML stream.
 //
 // Sources are read through a kustomize [filesys.FileSystem], so a directory on disk
 // ([filesys.MakeFsOnDisk]) and one built in memory ([filesys.MakeFsInMemory]) render
@@ -67,20 +70,39 @@ func (a App) labels() map[string]string {
 type Option func(*options)
 
 type options struct {
-	images   []name.Digest
+	pins     pins
 	app      App
 	revision string
 }
 
-// WithImages pins images to digests: every container image (in containers,
-// initContainers and ephemeralContainers anywhere in an object, so pod templates of
-// workloads and custom resources alike) whose repository is a digest's repository is
-// replaced by that repository at the digest. Repositories match after normalisation,
-// so "nginx" matches "index.docker.io/library/nginx@sha256:…"; the image keeps the
-// spelling of the manifest and loses its tag, as kustomize's images transformer does.
+// WithImages pins images to digests: every image (of containers and image volumes,
+// in every pod spec deploy.Walk finds: workloads, custom resources, Argo and
+// Tekton) whose repository is a digest's repository is replaced by that
+// repository at the digest. Repositories match after normalisation, so "nginx"
+// matches "index.docker.io/library/nginx@sha256:…"; the image keeps the spelling of
+// the manifest and loses its tag, as kustomize's images transformer does. A digest
+// that pins no image, a name without a digest, or two digests for one repository
+// fail Render (errors.Is [ErrImageNotPinned], [ErrNoDigest], [ErrImageConflict]),
+// unless [AllowUnusedImages].
 func WithImages(digests ...name.Digest) Option {
-	return func(o *options) { o.images = append(o.images, digests...) }
+	return func(o *options) { o.pins.digests = append(o.pins.digests, digests...) }
 }
+
+// WithImage maps an image as the manifests write it to a digest, like kustomize's
+// images: (name, newName, digest) and Flux's spec.images: every use of written (a
+// repository, "hello" or "ghcr.io/acme/web", matched after normalisation; with a
+// tag, "hello:placeholder", only uses with that tag) becomes d's full repository
+// at d's digest. A mapping that pins no image or maps to a name without a digest
+// fails Render, naming it (errors.Is [ErrImageNotPinned], [ErrNoDigest]), unless
+// [AllowUnusedImages].
+func WithImage(written string, d name.Digest) Option {
+	return func(o *options) { o.pins.mappings = append(o.pins.mappings, mapping{written: written, digest: d}) }
+}
+
+// AllowUnusedImages lets [WithImages] digests and [WithImage] mappings pin nothing,
+// for callers that pass one list of images to several sources. A mapping to a name
+// without a digest is still an error.
+func AllowUnusedImages() Option { return func(o *options) { o.pins.allowUnused = true } }
 
 // WithApp sets the standard app.kubernetes.io labels on every object and on the pod
 // templates of workloads. Selectors are never changed, since they are immutable in

@@ -209,7 +209,7 @@ func TestBadInput(t *testing.T) {
 		{
 			name:  "unparseable image",
 			files: map[string]string{"/x/a.yaml": "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: c, image: 'UPPER/Case:'}\n"},
-			want:  []string{"Pod/p", "container c", "UPPER/Case:"},
+			want:  []string{"Pod/p", "spec.containers[name=c].image", "UPPER/Case:"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
