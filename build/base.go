@@ -108,7 +108,7 @@ type remoteBase struct {
 // RemoteBase is a base image from a registry, e.g. "gcr.io/distroless/static:nonroot".
 // The reference is resolved to a digest once per build and recorded. Options are
 // passed to go-containerregistry's remote package (auth, transport); without any, the
-// credentials come from authn.DefaultKeychain, as for [Publish].
+// credentials come from authn.DefaultKeychain, as for publish.Index.
 func RemoteBase(ref string, opts ...remote.Option) Base { return remoteBase{raw: ref, opts: opts} }
 
 // RemoteBaseRef is [RemoteBase] for a parsed reference, e.g. one parsed with

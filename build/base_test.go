@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -12,7 +13,20 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shipkit/shipkit/build"
+	"github.com/shipkit/shipkit/internal/testbed/registry"
 )
+
+// newRegistry serves go-containerregistry's registry in process and returns a
+// repository in it.
+func newRegistry(t *testing.T) name.Repository {
+	t.Helper()
+	host, stop, err := registry.NewInProcess()
+	require.NoError(t, err)
+	t.Cleanup(stop)
+	repo, err := name.NewRepository(host+"/team/app", name.Insecure)
+	require.NoError(t, err)
+	return repo
+}
 
 func TestLayoutBase(t *testing.T) {
 	repo := newRegistry(t)

@@ -4,7 +4,9 @@
 // A [Builder] builds a [Source] into a v1.ImageIndex with one image per platform.
 // [GoBuilder] compiles a Go main package the way ko does: `go build -trimpath` with
 // cgo off, the binary in its own layer on a base image, running as a non-root user.
-// [Publish] pushes the index to any registry and returns its digest.
+// The default base, [Static], holds CA certificates, tzdata and a nonroot user, and
+// is written in process; [Scratch], [RemoteBase] and others are options. Package
+// build/publish pushes the index to any registry and returns its digest.
 //
 // Builds are reproducible: tar entries are sorted, owned by root with fixed
 // permissions, and dated at the Unix epoch, or at SOURCE_DATE_EPOCH when set.

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shipkit/shipkit/build"
+	"github.com/shipkit/shipkit/build/publish"
 	"github.com/shipkit/shipkit/internal/testbed"
 	"github.com/shipkit/shipkit/internal/testbed/registry"
 )
@@ -44,10 +45,10 @@ func TestBuildPushPullDistribution(t *testing.T) {
 
 	repo, err := name.NewRepository(reg.Host + "/team/app")
 	require.NoError(t, err)
-	_, err = build.Publish(ctx, idx, repo, build.WithTransport(reg.Transport), build.WithKeychain(authn.NewMultiKeychain()))
+	_, err = publish.Index(ctx, idx, repo, publish.WithTransport(reg.Transport), publish.WithKeychain(authn.NewMultiKeychain()))
 	require.Error(t, err, "a push without credentials must fail")
 
-	digest, err := build.Publish(ctx, idx, repo, build.WithTransport(reg.Transport), build.WithKeychain(reg.Keychain()))
+	digest, err := publish.Index(ctx, idx, repo, publish.WithTransport(reg.Transport), publish.WithKeychain(reg.Keychain()))
 	require.NoError(t, err)
 
 	pulled, err := remote.Index(digest, reg.RemoteOptions()...)

@@ -12,8 +12,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// RebaseOption configures [Rebase].
-type RebaseOption func(*rebaseOptions)
+// RebaseOption configures [Rebase]. An option given an invalid value makes Rebase
+// fail before it loads anything.
+type RebaseOption func(*rebaseOptions) error
 
 type rebaseOptions struct {
 	oldBase Base
@@ -21,13 +22,23 @@ type rebaseOptions struct {
 }
 
 // WithOldBase gives the base the images were built on, instead of fetching it from
-// the registry named by their base annotations.
-func WithOldBase(b Base) RebaseOption { return func(o *rebaseOptions) { o.oldBase = b } }
+// the registry named by their base annotations: needed for images built on
+// [Scratch] or [Static], which record no base name.
+func WithOldBase(b Base) RebaseOption {
+	return func(o *rebaseOptions) error {
+		if b == nil {
+			return fmt.Errorf("WithOldBase: nil base")
+		}
+		o.oldBase = b
+		return nil
+	}
+}
 
-// WithBaseRemoteOptions passes options (auth, transport) to the registry requests
-// that resolve base images.
-func WithBaseRemoteOptions(opts ...remote.Option) RebaseOption {
-	return func(o *rebaseOptions) { o.remote = append(o.remote, opts...) }
+// WithRemoteOptions passes options (auth, transport) to the registry requests that
+// fetch the old base named by the images' annotations (default:
+// authn.DefaultKeychain). The new base carries its own, e.g. [RemoteBase]'s.
+func WithRemoteOptions(opts ...remote.Option) RebaseOption {
+	return func(o *rebaseOptions) error { o.remote = append(o.remote, opts...); return nil }
 }
 
 // Rebase moves every image of idx onto newBase, e.g. a base rebuilt with security
@@ -39,7 +50,9 @@ func WithBaseRemoteOptions(opts ...remote.Option) RebaseOption {
 func Rebase(ctx context.Context, idx v1.ImageIndex, newBase Base, opts ...RebaseOption) (v1.ImageIndex, error) {
 	o := &rebaseOptions{}
 	for _, opt := range opts {
-		opt(o)
+		if err := opt(o); err != nil {
+			return nil, fmt.Errorf("rebase: %w", err)
+		}
 	}
 	nb, err := newBase.Load(ctx)
 	if err != nil {

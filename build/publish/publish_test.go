@@ -1,4 +1,4 @@
-package build_test
+package publish_test
 
 import (
 	"context"
@@ -19,17 +19,19 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/shipkit/shipkit/build"
+	"github.com/shipkit/shipkit/build/publish"
 	"github.com/shipkit/shipkit/observe"
 )
 
 // countingTransport counts the blob bytes uploaded and can fail manifest uploads.
 type countingTransport struct {
+	requests      atomic.Int64
 	uploaded      atomic.Int64
 	failManifests bool
 }
 
 func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.requests.Add(1)
 	if strings.Contains(r.URL.Path, "/blobs/uploads/") && (r.Method == http.MethodPatch || r.Method == http.MethodPut) && r.ContentLength > 0 {
 		c.uploaded.Add(r.ContentLength)
 	}
@@ -49,7 +51,7 @@ func newRegistry(t *testing.T) name.Repository {
 	return repo
 }
 
-func TestPublishByDigestAndSkipsPresentBlobs(t *testing.T) {
+func TestIndexByDigestAndSkipsPresentBlobs(t *testing.T) {
 	ctx := context.Background()
 	repo := newRegistry(t)
 	idx, err := random.Index(1024, 2, 2)
@@ -61,14 +63,18 @@ func TestPublishByDigestAndSkipsPresentBlobs(t *testing.T) {
 	var events []observe.Event
 	var mu sync.Mutex
 	obs := observe.ObserverFunc(func(e observe.Event) { mu.Lock(); events = append(events, e); mu.Unlock() })
-	d, err := build.Publish(ctx, idx, repo, build.WithTransport(tr), build.WithKeychain(authn.NewMultiKeychain()),
-		build.WithTags("v1"), build.WithPublishObserver(obs))
+	d, err := publish.Index(ctx, idx, repo, publish.WithTransport(tr), publish.WithKeychain(authn.NewMultiKeychain()),
+		publish.WithTags("v1"), publish.WithObserver(obs))
 	require.NoError(t, err)
 	assert.Equal(t, want.String(), d.DigestStr())
 	assert.Positive(t, tr.uploaded.Load())
 	mu.Lock()
 	require.NotEmpty(t, events)
 	assert.Equal(t, observe.Started, events[0].Phase)
+	for _, e := range events {
+		assert.Equal(t, observe.StageBuild, e.Stage)
+		assert.Equal(t, "push "+repo.String(), e.Step)
+	}
 	last := events[len(events)-1]
 	assert.Equal(t, observe.Finished, last.Phase)
 	assert.Equal(t, d.String(), last.Message)
@@ -91,19 +97,40 @@ func TestPublishByDigestAndSkipsPresentBlobs(t *testing.T) {
 
 	// Publishing again uploads nothing.
 	again := &countingTransport{}
-	d2, err := build.Publish(ctx, idx, repo, build.WithTransport(again))
+	d2, err := publish.Index(ctx, idx, repo, publish.WithTransport(again))
 	require.NoError(t, err)
 	assert.Equal(t, d, d2)
 	assert.Zero(t, again.uploaded.Load(), "blobs already in the registry must not be uploaded again")
 }
 
-func TestPublishFailureIsNotSuccess(t *testing.T) {
+func TestIndexFailureIsNotSuccess(t *testing.T) {
 	repo := newRegistry(t)
 	idx, err := random.Index(256, 1, 1)
 	require.NoError(t, err)
-	d, err := build.Publish(context.Background(), idx, repo, build.WithTransport(&countingTransport{failManifests: true}),
-		build.WithRemoteOptions(remote.WithRetryStatusCodes()))
+	d, err := publish.Index(context.Background(), idx, repo, publish.WithTransport(&countingTransport{failManifests: true}),
+		publish.WithRemoteOptions(remote.WithRetryStatusCodes()))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), repo.String())
 	assert.Empty(t, d.DigestStr())
+}
+
+// TestInvalidOptions: an invalid option value fails before any request, naming it.
+func TestInvalidOptions(t *testing.T) {
+	idx, err := random.Index(64, 1, 1)
+	require.NoError(t, err)
+	tr := &countingTransport{}
+	repo := newRegistry(t)
+	for _, tt := range []struct {
+		opt  publish.Option
+		want string
+	}{
+		{publish.WithTags("v1", "has:colon"), `"has:colon" is not a tag`},
+		{publish.WithTags(""), `"" is not a tag`},
+		{publish.WithTags(".hidden"), `".hidden" is not a tag`},
+		{publish.WithTransport(nil), "nil transport"},
+	} {
+		_, err := publish.Index(context.Background(), idx, repo, publish.WithTransport(tr), tt.opt)
+		assert.ErrorContains(t, err, tt.want)
+	}
+	assert.Zero(t, tr.requests.Load(), "no request was sent")
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/shipkit/shipkit/build"
+	"github.com/shipkit/shipkit/build/publish"
 )
 
 type buildConfig struct {
@@ -76,7 +77,7 @@ func runBuild(ctx context.Context, cfg buildConfig, out io.Writer) error {
 			if err != nil {
 				return err
 			}
-			_, err = build.Publish(ctx, idx, r)
+			_, err = publish.Index(ctx, idx, r)
 			return err
 		}},
 		{"ko", func(ctx context.Context, repo, gocache, cache string) error {

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 
 	"github.com/shipkit/shipkit/build"
+	"github.com/shipkit/shipkit/build/publish"
 	"github.com/shipkit/shipkit/internal/testbed/registry"
 	shipotel "github.com/shipkit/shipkit/observe/otel"
 )
@@ -39,7 +40,7 @@ func TestBuildTrace(t *testing.T) {
 	require.NoError(t, err)
 	idx, err := b.Build(ctx, build.Source{Dir: src, Path: "."})
 	require.NoError(t, err)
-	d, err := build.Publish(ctx, idx, repo, build.WithPublishObserver(obs))
+	d, err := publish.Index(ctx, idx, repo, publish.WithObserver(obs))
 	require.NoError(t, err)
 	_, err = b.Build(ctx, build.Source{Dir: src, Path: "./broken"})
 	require.Error(t, err)

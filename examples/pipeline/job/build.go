@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/shipkit/shipkit/build"
+	"github.com/shipkit/shipkit/build/publish"
 )
 
 // build compiles the source for every platform into an image index.
@@ -77,7 +78,7 @@ func (j *Job) push(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("registry %q: %w", repoName, err)
 	}
-	d, err := build.Publish(ctx, j.Index, repo, build.WithPublishObserver(j.obs))
+	d, err := publish.Index(ctx, j.Index, repo, publish.WithObserver(j.obs))
 	if err != nil {
 		return "", err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/shipkit/shipkit/build"
+	"github.com/shipkit/shipkit/build/publish"
 	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/sign"
 	"github.com/shipkit/shipkit/sign/cosign"
@@ -62,7 +63,7 @@ func (c *clients) buildAndPush(ctx context.Context, s imageSpec, obs observe.Obs
 	if err != nil {
 		return name.Digest{}, err
 	}
-	return build.Publish(ctx, idx, s.repo, build.WithKeychain(c.keychain), build.WithPublishObserver(obs))
+	return publish.Index(ctx, idx, s.repo, publish.WithKeychain(c.keychain), publish.WithObserver(obs))
 }
 
 // signImage signs d with the key of s and returns the key's public half.

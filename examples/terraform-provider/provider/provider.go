@@ -2,7 +2,7 @@
 // terraform-plugin-framework. It has two resources:
 //
 //   - shipkit_image builds a Go main package into a multi-arch image index without a
-//     Docker daemon (build.GoBuilder), pushes it by digest (build.Publish) and, when
+//     Docker daemon (build.GoBuilder), pushes it by digest (build/publish.Index) and, when
 //     asked, signs it with a cosign key (sign/cosign). The digest is a computed
 //     attribute; a change to the source shows up in the plan as a new source_hash.
 //   - shipkit_release renders a kustomize directory or YAML files with the images
