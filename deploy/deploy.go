@@ -17,16 +17,18 @@
 //     drift, ApplySet prune, RBAC preflight, rollback to the last good revision;
 //   - deploy/fleet: one set applied to several clusters at once.
 //
-// This package itself links no Kubernetes client, no kustomize and no signing code.
+// This package itself links no Kubernetes client, no kustomize and no signing code
+// (it shares package sign's reason vocabulary, which links none).
 package deploy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/shipkit/shipkit/sign"
 )
 
 // RevisionAnnotation names the revision an object belongs to. deploy/render sets it
@@ -86,41 +88,38 @@ func (d *Decision) String() string {
 	return b.String()
 }
 
-// Err returns nil when the objects are allowed, else a *[DeniedError] with the
-// reasons, for callers that treat a denial as an error.
+// Err returns nil when the objects are allowed, else a *[DecisionError] with the
+// reasons, for callers that treat a denial as an error (errors.Is
+// sign.ErrDenied).
 func (d *Decision) Err() error {
 	if d.Allowed() {
 		return nil
 	}
-	return &DeniedError{Reasons: d.Reasons}
+	return &DecisionError{Reasons: d.Reasons}
 }
 
-// ReasonCode classifies a [Reason] so that callers can branch on it. Codes of the
-// signature policy (package sign's ReasonCode values, such as "unsigned" or
-// "missing-attestation") pass through unchanged.
-type ReasonCode string
+// ReasonCode classifies a [Reason]; it is package sign's ReasonCode, so the codes of
+// the signature policy and the vulnerability judgement (sign.ReasonUnsigned,
+// sign.ReasonMissingAttestation, sign.ReasonVulnerable, …) and the gate's own below
+// are one vocabulary, each code defined once.
+type ReasonCode = sign.ReasonCode
 
-// The reasons a gate denies objects for, besides the signature policy's own.
+// The reasons a gate denies objects for, besides the signature policy's and the
+// vulnerability judgement's (package sign).
 const (
 	// ReasonNotPinned: an image named by tag (or by nothing but its repository), not
 	// by digest: what a tag points to can change after the gate looked.
 	ReasonNotPinned ReasonCode = "not-pinned"
 	// ReasonBadImage: an image reference that cannot be parsed.
 	ReasonBadImage ReasonCode = "bad-image"
-	// ReasonMissingAttestation: no verified attestation of a required predicate type.
-	ReasonMissingAttestation ReasonCode = "missing-attestation"
-	// ReasonNoVulnReport: a severity limit is set but the image has no verified
-	// vulnerability report, or none that can be read.
-	ReasonNoVulnReport ReasonCode = "no-vulnerability-report"
-	// ReasonVulnerable: the image's newest verified vulnerability report has findings
-	// at or above the severity limit.
-	ReasonVulnerable ReasonCode = "vulnerable"
 	// ReasonPolicy: a manifest policy rule (Pod Security, hardening) fails.
 	ReasonPolicy ReasonCode = "policy"
 )
 
-// Reason is one reason a gate denied objects.
+// Reason is one reason a gate denied objects: a sign.Reason (code and message) and
+// where it applies.
 type Reason struct {
+	sign.Reason
 	// Object is the object the reason concerns.
 	Object ObjectRef
 	// Image is the image as the object names it, empty for a reason about the
@@ -128,12 +127,8 @@ type Reason struct {
 	Image string
 	// Container names the container (or init or ephemeral container) that runs Image.
 	Container string
-	// Code classifies the reason.
-	Code ReasonCode
 	// Rule names the manifest policy rule, for [ReasonPolicy].
 	Rule string
-	// Message says what is wrong, for people.
-	Message string
 }
 
 // String prints "object: image: message", or "object: message" for a reason about
@@ -152,25 +147,23 @@ func (r Reason) String() string {
 	return b.String()
 }
 
-// ErrDenied is matched (errors.Is) by every [DeniedError].
-var ErrDenied = errors.New("denied by the deploy gate")
-
-// DeniedError is a denial as an error, from [Decision.Err].
-type DeniedError struct {
+// DecisionError is a gate's denial as an error, from [Decision.Err]. It matches
+// sign.ErrDenied (errors.Is), the one sentinel of every denial.
+type DecisionError struct {
 	Reasons []Reason
 }
 
-// Error lists the reasons.
-func (e *DeniedError) Error() string {
+// Error lists the reasons, one a line when there are several.
+func (e *DecisionError) Error() string {
 	msgs := make([]string, len(e.Reasons))
 	for i, r := range e.Reasons {
 		msgs[i] = r.String()
 	}
-	return fmt.Sprintf("%s: %s", ErrDenied, strings.Join(msgs, "; "))
+	return sign.ListReasons("objects "+sign.ErrDenied.Error(), msgs)
 }
 
-// Unwrap makes errors.Is(err, ErrDenied) true.
-func (e *DeniedError) Unwrap() error { return ErrDenied }
+// Unwrap makes errors.Is(err, sign.ErrDenied) true.
+func (e *DecisionError) Unwrap() error { return sign.ErrDenied }
 
 // Action is what an apply did, or would do, to one object.
 type Action string

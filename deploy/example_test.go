@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/sign"
 )
 
 // A ChangeSet prints like kubectl's output, one object a line, with the field-level
@@ -34,15 +35,21 @@ func ExampleDecision() {
 	fmt.Println(d.Allowed(), d.Err())
 	web := deploy.ObjectRef{Group: "apps", Kind: "Deployment", Namespace: "shop", Name: "web"}
 	d.Deny(
-		deploy.Reason{Object: web, Container: "app", Image: "nginx:latest", Code: deploy.ReasonNotPinned, Message: "not pinned by digest"},
-		deploy.Reason{Object: web, Code: deploy.ReasonPolicy, Rule: "pss/privileged", Message: "[pss/privileged] privileged container"},
+		deploy.Reason{Reason: sign.Reason{Code: deploy.ReasonNotPinned, Message: "not pinned by digest"},
+			Object: web, Container: "app", Image: "nginx:latest"},
+		deploy.Reason{Reason: sign.Reason{Code: deploy.ReasonPolicy, Message: "[pss/privileged] privileged container"},
+			Object: web, Rule: "pss/privileged"},
 	)
-	fmt.Println(d.Allowed(), errors.Is(d.Err(), deploy.ErrDenied))
+	fmt.Println(d.Allowed(), errors.Is(d.Err(), sign.ErrDenied))
 	fmt.Println(d)
+	fmt.Println(d.Err())
 	// Output:
 	// true <nil>
 	// false true
 	// denied:
+	//   Deployment/shop/web: container app: image nginx:latest: not pinned by digest
+	//   Deployment/shop/web: [pss/privileged] privileged container
+	// objects denied by policy: 2 reasons:
 	//   Deployment/shop/web: container app: image nginx:latest: not pinned by digest
 	//   Deployment/shop/web: [pss/privileged] privileged container
 }

@@ -113,8 +113,8 @@ func push(t *testing.T, host, repo string, key *cosign.PrivateKey) name.Digest {
 		require.NoError(t, err)
 		require.NoError(t, s.Sign(t.Context(), d))
 		vuln, err := sign.VulnPredicate(&report.Report{Target: d.String(),
-			Findings: []report.Finding{{ID: "CVE-2023-0001", Package: "zlib", Version: "1.2", Severity: report.Low}}},
-			sign.Scanner{URI: "grype", FinishedOn: time.Now()})
+			Findings: []report.Finding{{ID: "CVE-2023-0001", Package: "zlib", Version: "1.2", Severity: report.Low}},
+			Tool:     &report.Tool{Name: "grype", FinishedOn: time.Now()}})
 		require.NoError(t, err)
 		require.NoError(t, s.Attest(t.Context(), d, vuln))
 	}
@@ -193,7 +193,7 @@ func TestFlow(t *testing.T) {
 	d, err = g.Check(ctx, setImage(t, objs, unsigned.String()))
 	require.NoError(t, err)
 	assert.False(t, d.Allowed())
-	assert.Len(t, reasonCodes(d)[deploy.ReasonCode(sign.ReasonUnsigned)], 1, "%s", d)
+	assert.Len(t, reasonCodes(d)[sign.ReasonUnsigned], 1, "%s", d)
 	assert.Contains(t, d.String(), "Deployment/"+ns+"/web: container web: image "+unsigned.String()+": ")
 	t.Log(d)
 

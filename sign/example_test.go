@@ -28,7 +28,9 @@ func ExampleDeniedError() {
 	// Output:
 	// true
 	// true
-	// registry.example.com/app@sha256:0000000000000000000000000000000000000000000000000000000000000000 denied: no signature; no attestation of predicate type https://slsa.dev/provenance/v1 by a trusted signer
+	// registry.example.com/app@sha256:0000000000000000000000000000000000000000000000000000000000000000 denied by policy: 2 reasons:
+	//   no signature
+	//   no attestation of predicate type https://slsa.dev/provenance/v1 by a trusted signer
 }
 
 // Tags are refused where a digest is required: resolve the tag first.
@@ -68,21 +70,34 @@ func ExampleProvenance() {
 	// [SLSA provenance signed by release names source https://github.com/example/app.git, want https://github.com/evil/app]
 }
 
-// A vulnerability report becomes cosign's vuln predicate, and a policy condition
-// reads it back.
-func ExampleVulnPredicate() {
-	r := &report.Report{Target: "registry.example.com/app@sha256:…", Findings: []report.Finding{
-		{ID: "CVE-2026-0001", Package: "openssl", Version: "3.0.1", Severity: report.High},
-	}}
-	pred, err := sign.VulnPredicate(r, sign.Scanner{URI: "pkg:golang/github.com/anchore/grype", Version: "v0.121.2"})
+// A vulnerability report becomes cosign's vuln predicate, and the vulnerability
+// rule reads it back: findings at or above the threshold deny, and so does a report
+// older than the maximum report age (a week unless the rule says otherwise).
+func ExampleVulnRule() {
+	scanned := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	r := &report.Report{
+		Target:  "registry.example.com/app@sha256:…",
+		Subject: "sha256:" + fmt.Sprintf("%064d", 2), // the platform image that was scanned
+		Findings: []report.Finding{
+			{ID: "CVE-2026-0001", Package: "openssl", Version: "3.0.1", Severity: report.High},
+		},
+		Tool: &report.Tool{Name: "grype", URI: "pkg:golang/github.com/anchore/grype@v0.121.2", FinishedOn: scanned},
+	}
+	pred, err := sign.VulnPredicate(r)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
+	fmt.Println(pred.Type, pred.Subject.Hex[60:])
 	atts := []sign.Attestation{{PredicateType: pred.Type, Predicate: pred.Body, Signer: "ci"}}
-	fmt.Println(sign.NoVulnerabilitiesAtOrAbove(report.Critical).Check(atts) == nil)
-	fmt.Println(sign.NoVulnerabilitiesAtOrAbove(report.High).Check(atts))
+	nextDay := func() time.Time { return scanned.Add(24 * time.Hour) }
+	fmt.Println(sign.VulnRule{FailOn: report.Critical, Now: nextDay}.Check(atts) == nil)
+	fmt.Println(sign.VulnRule{FailOn: report.High, Now: nextDay}.Check(atts))
+	nextMonth := func() time.Time { return scanned.Add(30 * 24 * time.Hour) }
+	fmt.Println(sign.VulnRule{FailOn: report.Critical, Now: nextMonth}.Check(atts))
 	// Output:
+	// https://cosign.sigstore.dev/attestation/vuln/v1 0002
 	// true
-	// [vulnerability report signed by ci: 1 finding(s) at or above High: CVE-2026-0001 (High, openssl@3.0.1)]
+	// [vulnerability report signed by ci (shipkit report, scan of 2026-03-02T10:00:00Z): 1 finding(s) at or above High: CVE-2026-0001 (High, openssl@3.0.1)]
+	// [newest vulnerability report signed by ci is from 2026-03-02T10:00:00Z, 720h0m0s ago, older than the maximum report age 168h0m0s: scan and attest the image again]
 }

@@ -10,9 +10,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
-
-	"github.com/shipkit/shipkit/scan/report"
 )
 
 // Policy says which signatures and attestations an image needs.
@@ -75,13 +72,15 @@ func (k TrustedKey) DisplayName() string {
 	return "sha256:" + fp[:16]
 }
 
-// Condition is a check on the trusted attestations of an image.
+// Condition is a check on the trusted attestations of an image. A condition that
+// also has a Validate() error method is validated with the policy.
 type Condition interface {
 	// String describes the condition. Two conditions that describe themselves alike
 	// must check alike: the description is part of the policy's cache key.
 	String() string
 	// Check returns why the attestations fail the condition, nothing when they pass.
-	Check(atts []Attestation) []string
+	// A reason without a code is [ReasonCondition].
+	Check(atts []Attestation) []Reason
 }
 
 // Key returns a string that identifies what the policy checks, for cache keys: equal
@@ -151,6 +150,11 @@ func (p *Policy) Validate() error {
 		if c == nil {
 			return fmt.Errorf("policy: condition %d is nil", i)
 		}
+		if v, ok := c.(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return fmt.Errorf("policy: condition %d: %w", i, err)
+			}
+		}
 	}
 	return nil
 }
@@ -173,13 +177,14 @@ type sbomExists struct{}
 
 func (sbomExists) String() string { return "an SBOM (SPDX or CycloneDX) is attested" }
 
-func (sbomExists) Check(atts []Attestation) []string {
+func (sbomExists) Check(atts []Attestation) []Reason {
 	for _, a := range atts {
 		if a.PredicateType == PredicateSPDX || a.PredicateType == PredicateCycloneDX {
 			return nil
 		}
 	}
-	return []string{"no SBOM attestation (" + PredicateSPDX + " or " + PredicateCycloneDX + ") by a trusted signer"}
+	return []Reason{{Code: ReasonMissingAttestation,
+		Message: "no SBOM attestation (" + PredicateSPDX + " or " + PredicateCycloneDX + ") by a trusted signer"}}
 }
 
 // ProvenanceFrom requires SLSA provenance v1 by a trusted signer, every one of which
@@ -193,9 +198,9 @@ type provenanceFrom struct{ repo string }
 
 func (c provenanceFrom) String() string { return "SLSA provenance names source " + c.repo }
 
-func (c provenanceFrom) Check(atts []Attestation) []string {
+func (c provenanceFrom) Check(atts []Attestation) []Reason {
 	want := normalizeRepo(c.repo)
-	var reasons []string
+	var reasons []Reason
 	found := false
 	for _, a := range atts {
 		if a.PredicateType != PredicateSLSAProvenance {
@@ -211,7 +216,8 @@ func (c provenanceFrom) Check(atts []Attestation) []string {
 			} `json:"buildDefinition"`
 		}
 		if err := json.Unmarshal(a.Predicate, &pred); err != nil {
-			reasons = append(reasons, fmt.Sprintf("SLSA provenance signed by %s cannot be read: %v", a.Signer, err))
+			reasons = append(reasons, Reason{Code: ReasonCondition,
+				Message: fmt.Sprintf("SLSA provenance signed by %s cannot be read: %v", a.Signer, err)})
 			continue
 		}
 		ext := pred.BuildDefinition.ExternalParameters
@@ -223,11 +229,13 @@ func (c provenanceFrom) Check(atts []Attestation) []string {
 			if got == "" {
 				got = "no repository"
 			}
-			reasons = append(reasons, fmt.Sprintf("SLSA provenance signed by %s names source %s, want %s", a.Signer, got, c.repo))
+			reasons = append(reasons, Reason{Code: ReasonCondition,
+				Message: fmt.Sprintf("SLSA provenance signed by %s names source %s, want %s", a.Signer, got, c.repo)})
 		}
 	}
 	if !found {
-		return []string{"no SLSA provenance (" + PredicateSLSAProvenance + ") by a trusted signer to check the source repository"}
+		return []Reason{{Code: ReasonMissingAttestation,
+			Message: "no SLSA provenance (" + PredicateSLSAProvenance + ") by a trusted signer to check the source repository"}}
 	}
 	return reasons
 }
@@ -236,49 +244,4 @@ func normalizeRepo(s string) string {
 	s = strings.TrimPrefix(strings.TrimSpace(s), "git+")
 	s = strings.TrimSuffix(s, "/")
 	return strings.TrimSuffix(s, ".git")
-}
-
-// NoVulnerabilitiesAtOrAbove requires a trusted vulnerability report
-// ([PredicateVuln], with a shipkit report as scanner.result) whose newest instance
-// (by metadata.scanFinishedOn) has no finding at or above s.
-func NoVulnerabilitiesAtOrAbove(s report.Severity) Condition { return maxSeverity{s} }
-
-type maxSeverity struct{ threshold report.Severity }
-
-func (c maxSeverity) String() string {
-	return "no vulnerability at or above " + c.threshold.String()
-}
-
-func (c maxSeverity) Check(atts []Attestation) []string {
-	var newest *report.CosignVuln
-	var signer string
-	var unreadable []string
-	for _, a := range atts {
-		if a.PredicateType != PredicateVuln {
-			continue
-		}
-		var v report.CosignVuln
-		if err := json.Unmarshal(a.Predicate, &v); err != nil {
-			unreadable = append(unreadable, fmt.Sprintf("vulnerability report signed by %s cannot be read: %v", a.Signer, err))
-			continue
-		}
-		if newest == nil || v.Metadata.ScanFinishedOn.After(newest.Metadata.ScanFinishedOn) {
-			newest, signer = &v, a.Signer
-		}
-	}
-	if newest == nil {
-		if len(unreadable) > 0 {
-			return unreadable
-		}
-		return []string{"no vulnerability report (" + PredicateVuln + ") by a trusted signer"}
-	}
-	var r report.Report
-	if err := json.Unmarshal(newest.Scanner.Result, &r); err != nil {
-		return []string{fmt.Sprintf("vulnerability report signed by %s (scan of %s) has no readable shipkit report: %v",
-			signer, newest.Metadata.ScanFinishedOn.Format(time.RFC3339), err)}
-	}
-	if err := r.FailOn(c.threshold); err != nil {
-		return []string{fmt.Sprintf("vulnerability report signed by %s: %v", signer, err)}
-	}
-	return nil
 }

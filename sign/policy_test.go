@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -26,9 +27,9 @@ func publicPEM(t *testing.T) []byte {
 func TestPolicyKey(t *testing.T) {
 	a, b := TrustedKey{Name: "a", PEM: publicPEM(t)}, TrustedKey{Name: "b", PEM: publicPEM(t)}
 	p1 := Policy{TrustedKeys: []TrustedKey{a, b}, RequiredPredicates: []string{PredicateVuln, PredicateSPDX},
-		Conditions: []Condition{SBOMExists(), NoVulnerabilitiesAtOrAbove(report.High)}}
+		Conditions: []Condition{SBOMExists(), VulnRule{FailOn: report.High}}}
 	p2 := Policy{TrustedKeys: []TrustedKey{b, a}, Threshold: 1, RequiredPredicates: []string{PredicateSPDX, PredicateVuln},
-		Conditions: []Condition{NoVulnerabilitiesAtOrAbove(report.High), SBOMExists()}}
+		Conditions: []Condition{VulnRule{FailOn: report.High}, SBOMExists()}}
 	k1, err := p1.Key()
 	require.NoError(t, err)
 	k2, err := p2.Key()
@@ -38,7 +39,9 @@ func TestPolicyKey(t *testing.T) {
 	for _, p := range []Policy{
 		{TrustedKeys: []TrustedKey{a, b}, Threshold: 2},
 		{TrustedKeys: []TrustedKey{a}},
-		{TrustedKeys: []TrustedKey{a, b}, Conditions: []Condition{NoVulnerabilitiesAtOrAbove(report.Critical)}},
+		{TrustedKeys: []TrustedKey{a, b}, Conditions: []Condition{VulnRule{FailOn: report.Critical}}},
+		{TrustedKeys: []TrustedKey{a, b}, Conditions: []Condition{VulnRule{FailOn: report.High, MaxReportAge: time.Hour}}},
+		{TrustedKeys: []TrustedKey{a, b}, Conditions: []Condition{VulnRule{FailOn: report.High, MaxReportAge: NoMaxReportAge}}},
 		{TrustedKeys: []TrustedKey{a, b}, Conditions: []Condition{ProvenanceFrom("https://x")}},
 	} {
 		k, err := p.Key()
@@ -58,6 +61,9 @@ func TestPolicyValidate(t *testing.T) {
 		{Policy{TrustedKeys: []TrustedKey{a, a}, Threshold: 2}, "threshold 2 cannot be met by 1 distinct trusted signers"},
 		{Policy{TrustedKeys: []TrustedKey{a}, Threshold: -1}, "threshold -1"},
 		{Policy{TrustedKeys: []TrustedKey{a}, Conditions: []Condition{nil}}, "condition 0 is nil"},
+		{Policy{TrustedKeys: []TrustedKey{a}, Conditions: []Condition{VulnRule{}}}, "condition 0: vulnerability rule: Unknown is not a severity threshold"},
+		{Policy{TrustedKeys: []TrustedKey{a}, Conditions: []Condition{VulnRule{FailOn: report.High, MaxReportAge: -time.Hour}}},
+			"maximum report age -1h0m0s is negative: use sign.NoMaxReportAge"},
 	} {
 		assert.ErrorContains(t, tc.p.Validate(), tc.text)
 	}
@@ -69,9 +75,13 @@ func TestConditionsOnUnreadablePredicates(t *testing.T) {
 		{PredicateType: PredicateSLSAProvenance, Predicate: []byte(`"not an object"`), Signer: "k"},
 		{PredicateType: PredicateVuln, Predicate: []byte(`{"scanner":{"result":"not a report"}}`), Signer: "k"},
 	}
-	assert.Contains(t, ProvenanceFrom("https://x").Check(atts)[0], "cannot be read")
-	assert.Contains(t, NoVulnerabilitiesAtOrAbove(report.High).Check(atts)[0], "has no readable shipkit report")
-	assert.Len(t, SBOMExists().Check(atts), 1)
+	assert.Contains(t, ProvenanceFrom("https://x").Check(atts)[0].Message, "cannot be read")
+	got := VulnRule{FailOn: report.High}.Check(atts)
+	require.Len(t, got, 1)
+	assert.Equal(t, ReasonUnreadableReport, got[0].Code)
+	assert.Contains(t, got[0].Message, "scanner.result: vulnerability report cannot be read: not a JSON object: the document is a JSON string")
+	assert.Equal(t, []Reason{{Code: ReasonMissingAttestation,
+		Message: "no SBOM attestation (https://spdx.dev/Document or https://cyclonedx.org/bom) by a trusted signer"}}, SBOMExists().Check(atts))
 }
 
 func TestProvenancePredicateErrors(t *testing.T) {
@@ -81,17 +91,4 @@ func TestProvenancePredicateErrors(t *testing.T) {
 	assert.ErrorContains(t, err, "source repository and revision are required")
 	_, err = Provenance{BuilderID: "b", SourceRepository: "r", SourceRevision: "x", BaseDigest: "nocolon"}.Predicate()
 	assert.ErrorContains(t, err, "not ALGORITHM:HEX")
-	_, err = VulnPredicate(nil, Scanner{})
-	assert.Error(t, err)
-}
-
-// The scan stage writes the same vuln predicate (report.Report.VulnPredicate); the
-// condition must read it.
-func TestConditionReadsScanStagePredicate(t *testing.T) {
-	r := &report.Report{Target: "app", Findings: []report.Finding{{ID: "CVE-1", Package: "p", Version: "1", Severity: report.Critical}}}
-	body, err := r.VulnPredicate()
-	require.NoError(t, err)
-	atts := []Attestation{{PredicateType: report.PredicateTypeVuln, Predicate: body, Signer: "ci"}}
-	assert.Equal(t, PredicateVuln, report.PredicateTypeVuln)
-	assert.Contains(t, NoVulnerabilitiesAtOrAbove(report.High).Check(atts)[0], "CVE-1 (Critical, p@1)")
 }

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-
-	"github.com/shipkit/shipkit/scan/report"
 )
 
 // Predicate types of the statements shipkit attests. They are the URIs cosign
@@ -59,42 +57,6 @@ func SPDX(doc []byte) Predicate { return Predicate{Type: PredicateSPDX, Body: do
 
 // CycloneDX returns a predicate of a CycloneDX JSON BOM, taken as is.
 func CycloneDX(bom []byte) Predicate { return Predicate{Type: PredicateCycloneDX, Body: bom} }
-
-// Scanner describes the scanner and database that produced a vulnerability report.
-type Scanner struct {
-	// URI names the scanner, e.g. "pkg:golang/github.com/anchore/grype".
-	URI string
-	// Version is the scanner's version.
-	Version string
-	// DBURI and DBVersion name the vulnerability database.
-	DBURI, DBVersion string
-	// StartedOn and FinishedOn are when the scan ran. FinishedOn orders reports: a
-	// verifier judges an image by its newest report.
-	StartedOn, FinishedOn time.Time
-}
-
-// VulnPredicate returns cosign's vulnerability predicate
-// (https://cosign.sigstore.dev/attestation/vuln/v1) for a scan report: the report,
-// as JSON, is the predicate's scanner.result.
-func VulnPredicate(r *report.Report, s Scanner) (Predicate, error) {
-	if r == nil {
-		return Predicate{}, errors.New("vulnerability predicate: no report")
-	}
-	result, err := json.Marshal(r)
-	if err != nil {
-		return Predicate{}, fmt.Errorf("vulnerability predicate: encode report: %w", err)
-	}
-	v := report.CosignVuln{}
-	v.Scanner.URI, v.Scanner.Version = s.URI, s.Version
-	v.Scanner.DB.URI, v.Scanner.DB.Version = s.DBURI, s.DBVersion
-	v.Scanner.Result = result
-	v.Metadata.ScanStartedOn, v.Metadata.ScanFinishedOn = s.StartedOn.UTC(), s.FinishedOn.UTC()
-	b, err := json.Marshal(v)
-	if err != nil {
-		return Predicate{}, fmt.Errorf("vulnerability predicate: %w", err)
-	}
-	return Predicate{Type: PredicateVuln, Body: b}, nil
-}
 
 // OCI annotation keys the build stage writes on the images it builds, read by
 // [ProvenanceFromAnnotations].

@@ -146,10 +146,14 @@ func CheckDigest(d name.Digest) error {
 	return nil
 }
 
-// ErrDenied is matched (errors.Is) by every [DeniedError].
-var ErrDenied = errors.New("image denied by signature policy")
+// ErrDenied is matched (errors.Is) by every denial: a [DeniedError] of a verifier,
+// and the denial of a deploy gate (package deploy's Decision.Err) alike.
+var ErrDenied = errors.New("denied by policy")
 
-// ReasonCode classifies a [Reason] so that callers can branch on it.
+// ReasonCode classifies a [Reason] so that callers can branch on it. It is the one
+// vocabulary of denials: the signature policy's codes below, the vulnerability
+// judgement's ([VulnRule]) and the deploy gate's own (package deploy) are all of
+// this type, each defined once.
 type ReasonCode string
 
 // The reasons a policy denies an image.
@@ -185,11 +189,29 @@ const (
 	ReasonCondition ReasonCode = "condition"
 )
 
+// The reasons of the vulnerability judgement ([VulnRule]).
+const (
+	// ReasonNoReport: a severity limit is set but the image has no trusted
+	// vulnerability report.
+	ReasonNoReport ReasonCode = "no-vulnerability-report"
+	// ReasonUnreadableReport: the newest trusted vulnerability report, or one that
+	// may be the newest, cannot be read with certainty (unknown format, null or
+	// empty, required fields missing, no scan time). It is never read as clean.
+	ReasonUnreadableReport ReasonCode = "unreadable-report"
+	// ReasonStaleReport: the newest trusted vulnerability report is older than the
+	// maximum report age, or dated in the future.
+	ReasonStaleReport ReasonCode = "stale-report"
+	// ReasonVulnerable: the newest trusted vulnerability report has findings at or
+	// above the severity limit.
+	ReasonVulnerable ReasonCode = "vulnerable"
+)
+
 // Reason is one reason a policy denied an image.
 type Reason struct {
 	// Code classifies the reason.
 	Code ReasonCode
-	// Message says what was wrong, for people.
+	// Message says what was wrong, for people. A reason about one platform of an
+	// index starts with the platform ("linux/arm64: ").
 	Message string
 }
 
@@ -204,13 +226,36 @@ type DeniedError struct {
 	Reasons []Reason
 }
 
-// Error lists the reasons.
+// Error names the image and lists the reasons, one a line when there are several.
 func (e *DeniedError) Error() string {
 	msgs := make([]string, len(e.Reasons))
 	for i, r := range e.Reasons {
 		msgs[i] = r.Message
 	}
-	return fmt.Sprintf("%s denied: %s", e.Digest, strings.Join(msgs, "; "))
+	head := ErrDenied.Error()
+	if d := e.Digest.String(); d != "" {
+		head = d + " " + head
+	}
+	return ListReasons(head, msgs)
+}
+
+// ListReasons formats a denial: "head: reason" for one reason, else "head: N
+// reasons:" and each reason on its own indented line, so that twenty reasons stay
+// readable. The deploy gate's denial error uses it too.
+func ListReasons(head string, reasons []string) string {
+	switch len(reasons) {
+	case 0:
+		return head
+	case 1:
+		return head + ": " + reasons[0]
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d reasons:", head, len(reasons))
+	for _, r := range reasons {
+		b.WriteString("\n  ")
+		b.WriteString(r)
+	}
+	return b.String()
 }
 
 // Unwrap makes errors.Is(err, ErrDenied) true.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/shipkit/shipkit/deploy"
 	"github.com/shipkit/shipkit/deploy/admission"
+	"github.com/shipkit/shipkit/sign"
 )
 
 // gateFunc adapts a function to deploy.Gate.
@@ -34,7 +35,7 @@ var denyLatest = gateFunc(func(_ context.Context, objs []*unstructured.Unstructu
 		for _, c := range cs {
 			img, _ := c.(map[string]any)["image"].(string)
 			if strings.HasSuffix(img, ":latest") {
-				d.Deny(deploy.Reason{Object: deploy.RefOf(o), Container: "app", Image: img, Code: deploy.ReasonNotPinned, Message: "not pinned"})
+				d.Deny(deploy.Reason{Reason: sign.Reason{Code: deploy.ReasonNotPinned, Message: "not pinned"}, Object: deploy.RefOf(o), Container: "app", Image: img})
 			}
 		}
 	}
@@ -158,7 +159,7 @@ func TestLongMessage(t *testing.T) {
 	h := admission.NewHandler(gateFunc(func(_ context.Context, objs []*unstructured.Unstructured) (*deploy.Decision, error) {
 		d := &deploy.Decision{}
 		for range 2000 {
-			d.Deny(deploy.Reason{Object: deploy.RefOf(objs[0]), Code: deploy.ReasonPolicy, Message: "something is wrong here"})
+			d.Deny(deploy.Reason{Reason: sign.Reason{Code: deploy.ReasonPolicy, Message: "something is wrong here"}, Object: deploy.RefOf(objs[0])})
 		}
 		return d, nil
 	}))

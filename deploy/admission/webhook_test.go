@@ -57,7 +57,7 @@ func signedImage(t *testing.T, host, repo string, key *cosign.PrivateKey, findin
 	s, err := cosign.NewSigner(key)
 	require.NoError(t, err)
 	require.NoError(t, s.Sign(t.Context(), d))
-	vuln, err := sign.VulnPredicate(&report.Report{Target: d.String(), Findings: findings}, sign.Scanner{URI: "grype", FinishedOn: time.Now()})
+	vuln, err := sign.VulnPredicate(&report.Report{Target: d.String(), Findings: findings, Tool: &report.Tool{Name: "grype", FinishedOn: time.Now()}})
 	require.NoError(t, err)
 	require.NoError(t, s.Attest(t.Context(), d, vuln))
 	return d

@@ -6,7 +6,13 @@
 //   - the image is pinned by digest (a tag can move after the gate looked);
 //   - its signatures and attestations pass a [sign.Verifier]'s policy;
 //   - the verified attestations include every required predicate type;
-//   - its newest verified vulnerability report has no finding at or above a severity;
+//   - its newest verified vulnerability report can be read, is recent and has no
+//     finding at or above a severity;
+//
+// The attestation checks are package sign's one judgement (sign.Policy.Judge and
+// sign.VulnRule): the gate only maps their reasons onto the objects and images. An
+// image index is judged per platform when the verifier reads the platforms'
+// attestations (sign.Verified.Platforms).
 //
 // and it runs a manifest policy (Pod Security level and hardening rules) on the
 // objects. The answer is one [deploy.Decision] with every reason, each naming the
@@ -24,7 +30,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -48,6 +53,9 @@ type Gate struct {
 	required    []string
 	failOn      report.Severity
 	hasFailOn   bool
+	maxAge      time.Duration
+	hasMaxAge   bool
+	judge       *sign.Policy // the attestation rules: required predicates and vulnerabilities
 	policy      ManifestPolicy
 	concurrency int
 	obs         observe.Observer
@@ -66,16 +74,32 @@ type Option func(*Gate)
 func WithVerifier(v sign.Verifier) Option { return func(g *Gate) { g.verifier = v } }
 
 // RequireAttestations denies an image unless its verified attestations include each
-// predicate type (for example sign.PredicateSLSAProvenance). It needs a verifier.
+// predicate type (for example sign.PredicateSLSAProvenance); for an index, each
+// platform's or the index's. It needs a verifier. The check is sign.Policy.Judge's;
+// a missing one is sign.ReasonMissingAttestation.
 func RequireAttestations(predicateTypes ...string) Option {
 	return func(g *Gate) { g.required = append(g.required, predicateTypes...) }
 }
 
-// FailOn denies an image whose newest verified vulnerability report (cosign's vuln
-// predicate holding a shipkit report, see scan/report.CosignVuln) has a finding at or
-// above s, or that has no such report. It needs a verifier.
+// FailOn denies an image unless its newest verified vulnerability report (cosign's
+// vuln predicate holding a shipkit, grype or Trivy report) can be read, is no older
+// than the maximum report age (see [MaxReportAge]; a week by default) and has no
+// finding at or above s (Negligible to Critical; report.ParseThreshold reads it).
+// It needs a verifier. The judgement is sign.VulnRule's; its reasons are
+// sign.ReasonNoReport, sign.ReasonUnreadableReport, sign.ReasonStaleReport and
+// sign.ReasonVulnerable.
 func FailOn(s report.Severity) Option {
 	return func(g *Gate) { g.failOn, g.hasFailOn = s, true }
+}
+
+// MaxReportAge sets how old the newest vulnerability report that [FailOn] reads may
+// be (default sign.DefaultMaxReportAge, a week), by its scan time;
+// MaxReportAge(sign.NoMaxReportAge) accepts any age. The bound limits what deleting
+// the newest report from the image's mutable .att tag can achieve: an older report
+// decides then, and it must still be recent. Scan and attest images at least this
+// often.
+func MaxReportAge(d time.Duration) Option {
+	return func(g *Gate) { g.maxAge, g.hasMaxAge = d, true }
 }
 
 // WithManifestPolicy checks the objects' manifests with p (for example scan/policy's
@@ -101,6 +125,9 @@ func New(opts ...Option) (*Gate, error) {
 	}
 	if g.verifier == nil && (len(g.required) > 0 || g.hasFailOn) {
 		return nil, errors.New("gate: RequireAttestations and FailOn read verified attestations: add WithVerifier")
+	}
+	if err := g.attestationRules(); err != nil {
+		return nil, err
 	}
 	if g.concurrency < 1 {
 		return nil, fmt.Errorf("gate: concurrency %d, want at least 1", g.concurrency)
@@ -166,24 +193,15 @@ func (g *Gate) check(ctx context.Context, objs []*unstructured.Unstructured, all
 		if !ok {
 			continue // no verifier
 		}
-		deny := func(code deploy.ReasonCode, msg string) {
-			d.Deny(deploy.Reason{Object: u.object, Container: u.container, Image: u.image, Code: code, Message: msg})
+		var reasons []sign.Reason
+		switch {
+		case v.denied != nil:
+			reasons = v.denied.Reasons
+		case g.judge != nil:
+			reasons = g.judge.Judge(v.verified) // sign's judgement, per platform for an index
 		}
-		if v.denied != nil {
-			for _, r := range v.denied.Reasons {
-				deny(deploy.ReasonCode(r.Code), r.Message)
-			}
-			continue
-		}
-		for _, pt := range g.required {
-			if !slices.ContainsFunc(v.verified.Attestations, func(a sign.Attestation) bool { return a.PredicateType == pt }) {
-				deny(deploy.ReasonMissingAttestation, "no verified attestation of predicate type "+pt)
-			}
-		}
-		if g.hasFailOn {
-			if code, msg := vulnReasons(v.verified.Attestations, g.failOn); code != "" {
-				deny(code, msg)
-			}
+		for _, r := range reasons {
+			d.Deny(deploy.Reason{Reason: r, Object: u.object, Container: u.container, Image: u.image})
 		}
 	}
 	if g.policy != nil {

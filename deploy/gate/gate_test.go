@@ -74,9 +74,14 @@ func verified(atts ...sign.Attestation) func(d name.Digest) (*sign.Verified, err
 
 func vulnAttestation(t *testing.T, finished time.Time, findings ...report.Finding) sign.Attestation {
 	t.Helper()
-	p, err := sign.VulnPredicate(&report.Report{Target: "app", Findings: findings}, sign.Scanner{URI: "grype", FinishedOn: finished})
+	p, err := sign.VulnPredicate(&report.Report{Target: "app", Findings: findings, Tool: &report.Tool{Name: "grype", FinishedOn: finished}})
 	require.NoError(t, err)
 	return sign.Attestation{PredicateType: p.Type, Predicate: p.Body, Signer: "ci"}
+}
+
+// rawVuln is a vulnerability attestation whose predicate is body as is.
+func rawVuln(body string) sign.Attestation {
+	return sign.Attestation{PredicateType: sign.PredicateVuln, Predicate: json.RawMessage(body), Signer: "ci"}
 }
 
 func provenance() sign.Attestation {
@@ -118,8 +123,9 @@ func codes(d *deploy.Decision) []string {
 }
 
 func TestCheck(t *testing.T) {
-	now := time.Unix(1700000000, 0)
+	now := time.Now()
 	clean := verified(vulnAttestation(t, now), provenance())
+	critical := report.Finding{ID: "CVE-2024-1", Package: "openssl", Version: "3.0.1", Severity: report.Critical}
 	tests := []struct {
 		name      string
 		objs      []*unstructured.Unstructured
@@ -163,20 +169,56 @@ func TestCheck(t *testing.T) {
 		{
 			name:     "critical vulnerability",
 			objs:     []*unstructured.Unstructured{deployment("web", "registry.example/app@"+digestA)},
-			verdicts: map[string]func(name.Digest) (*sign.Verified, error){digestA: verified(vulnAttestation(t, now, report.Finding{ID: "CVE-2024-1", Package: "openssl", Version: "3.0.1", Severity: report.Critical}), provenance())},
+			verdicts: map[string]func(name.Digest) (*sign.Verified, error){digestA: verified(vulnAttestation(t, now, critical), provenance())},
 			want:     []string{"Deployment/web app vulnerable"}, wantInMsg: "CVE-2024-1 (Critical, openssl@3.0.1)",
 		},
 		{
 			name: "the newest report counts",
 			objs: []*unstructured.Unstructured{deployment("web", "registry.example/app@"+digestA)},
 			verdicts: map[string]func(name.Digest) (*sign.Verified, error){digestA: verified(
-				vulnAttestation(t, now.Add(-time.Hour), report.Finding{ID: "CVE-2024-1", Package: "openssl", Version: "3.0.1", Severity: report.Critical}),
+				vulnAttestation(t, now.Add(-time.Hour), critical),
 				vulnAttestation(t, now), provenance())},
 		},
 		{
 			name:     "below the limit",
 			objs:     []*unstructured.Unstructured{deployment("web", "registry.example/app@"+digestA)},
 			verdicts: map[string]func(name.Digest) (*sign.Verified, error){digestA: verified(vulnAttestation(t, now, report.Finding{ID: "CVE-2024-2", Severity: report.Medium}), provenance())},
+		},
+		{
+			name: "an unreadable newer report does not let an older one decide",
+			objs: []*unstructured.Unstructured{deployment("web", "registry.example/app@"+digestA)},
+			verdicts: map[string]func(name.Digest) (*sign.Verified, error){digestA: verified(
+				vulnAttestation(t, now.Add(-time.Hour), critical), rawVuln(`{}`), provenance())},
+			want: []string{"Deployment/web app unreadable-report"}, wantInMsg: "the document is an empty object; an unreadable report is not a clean one",
+		},
+		{
+			name: "a clean report too old",
+			objs: []*unstructured.Unstructured{deployment("web", "registry.example/app@"+digestA)},
+			verdicts: map[string]func(name.Digest) (*sign.Verified, error){digestA: verified(
+				vulnAttestation(t, now.Add(-8*24*time.Hour)), provenance())},
+			want: []string{"Deployment/web app stale-report"}, wantInMsg: "older than the maximum report age 168h0m0s",
+		},
+		{
+			name: "a clean report of any age, when asked",
+			objs: []*unstructured.Unstructured{deployment("web", "registry.example/app@"+digestA)},
+			verdicts: map[string]func(name.Digest) (*sign.Verified, error){digestA: verified(
+				vulnAttestation(t, now.Add(-800*24*time.Hour)), provenance())},
+			opts: []gate.Option{gate.FailOn(report.High), gate.MaxReportAge(sign.NoMaxReportAge)},
+		},
+		{
+			name: "a shorter age bound",
+			objs: []*unstructured.Unstructured{deployment("web", "registry.example/app@"+digestA)},
+			verdicts: map[string]func(name.Digest) (*sign.Verified, error){digestA: verified(
+				vulnAttestation(t, now.Add(-2*time.Hour)), provenance())},
+			opts: []gate.Option{gate.FailOn(report.High), gate.MaxReportAge(time.Hour)},
+			want: []string{"Deployment/web app stale-report"}, wantInMsg: "2h0m0s ago, older than the maximum report age 1h0m0s",
+		},
+		{
+			name: "a report from the future",
+			objs: []*unstructured.Unstructured{deployment("web", "registry.example/app@"+digestA)},
+			verdicts: map[string]func(name.Digest) (*sign.Verified, error){digestA: verified(
+				vulnAttestation(t, now.Add(time.Hour)), provenance())},
+			want: []string{"Deployment/web app stale-report"}, wantInMsg: "in the future",
 		},
 		{
 			name:     "no vulnerability report, no provenance",
@@ -300,6 +342,10 @@ func TestNewRefusesWhatCannotWork(t *testing.T) {
 		{"severity without verifier", []gate.Option{gate.FailOn(report.High)}},
 		{"attestations without verifier", []gate.Option{gate.RequireAttestations(sign.PredicateVuln)}},
 		{"no concurrency", []gate.Option{gate.WithConcurrency(0)}},
+		{"Unknown is not a threshold", []gate.Option{gate.WithVerifier(&fakeVerifier{}), gate.FailOn(report.Unknown)}},
+		{"zero report age", []gate.Option{gate.WithVerifier(&fakeVerifier{}), gate.FailOn(report.High), gate.MaxReportAge(0)}},
+		{"negative report age", []gate.Option{gate.WithVerifier(&fakeVerifier{}), gate.FailOn(report.High), gate.MaxReportAge(-time.Hour)}},
+		{"report age without FailOn", []gate.Option{gate.WithVerifier(&fakeVerifier{}), gate.MaxReportAge(time.Hour)}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := gate.New(tt.opts...)

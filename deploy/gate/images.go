@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/sign"
 )
 
 // containerLists are the keys whose values are lists of containers in a pod spec.
@@ -57,7 +58,7 @@ func uses(objs []*unstructured.Unstructured) []use {
 	for _, im := range imgs {
 		u := use{object: im.Object, container: im.Container, image: im.Image}
 		deny := func(code deploy.ReasonCode, msg string) {
-			u.reason = &deploy.Reason{Object: im.Object, Container: im.Container, Image: im.Image, Code: code, Message: msg}
+			u.reason = &deploy.Reason{Reason: sign.Reason{Code: code, Message: msg}, Object: im.Object, Container: im.Container, Image: im.Image}
 		}
 		ref, err := name.ParseReference(im.Image)
 		switch {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/shipkit/shipkit/deploy"
 	"github.com/shipkit/shipkit/scan/policy"
+	"github.com/shipkit/shipkit/sign"
 )
 
 // ManifestPolicy checks the manifests of objects. *policy.Checker (package
@@ -38,7 +39,7 @@ func (g *Gate) policyReasons(ctx context.Context, objs []*unstructured.Unstructu
 		if v.Fix != "" {
 			msg += " (fix: " + v.Fix + ")"
 		}
-		out = append(out, deploy.Reason{Object: v.Object, Code: deploy.ReasonPolicy, Rule: v.Rule, Message: "[" + v.Rule + "] " + msg})
+		out = append(out, deploy.Reason{Reason: sign.Reason{Code: deploy.ReasonPolicy, Message: "[" + v.Rule + "] " + msg}, Object: v.Object, Rule: v.Rule})
 	}
 	return out, nil
 }

@@ -92,7 +92,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	fs.StringVar(&c.KeyFile, "key", "", "cosign private key file, its password in $COSIGN_PASSWORD (default: a throwaway key pair)")
 	trust := fs.String("trust", "", "comma-separated public key files the verify stage and the gate trust (default: the signing key)")
 	fs.StringVar(&c.DB, "db", "", "grype v6 database directory, holding 6/ (default: the embedded advisories, written at start)")
-	failOn := fs.String("fail-on", strings.ToLower(c.FailOn.String()), "deny images with findings at or above this severity: unknown, negligible, low, medium, high, critical")
+	failOn := fs.String("fail-on", strings.ToLower(c.FailOn.String()), "deny images with findings at or above this severity: negligible, low, medium (or moderate), high, critical")
 	fs.StringVar(&c.Overlay, "overlay", "", "kustomize directory to render (default: the embedded overlay of examples/hello)")
 	fs.StringVar(&c.Namespace, "namespace", "", "namespace of the embedded overlay (default: hello)")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to deploy to (default: no cluster, print the plan)")
@@ -115,7 +115,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	}
 	c.Platforms = splitList(*platforms)
 	c.TrustedKeys = splitList(*trust)
-	sev, err := report.ParseSeverity(*failOn)
+	sev, err := report.ParseThreshold(*failOn)
 	if err != nil {
 		fmt.Fprintln(fs.Output(), "-fail-on:", err)
 		return o, err

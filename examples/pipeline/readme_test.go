@@ -18,7 +18,6 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/shipkit/shipkit/build"
-	"github.com/shipkit/shipkit/build/publish"
 	"github.com/shipkit/shipkit/deploy"
 	"github.com/shipkit/shipkit/deploy/apply"
 	"github.com/shipkit/shipkit/deploy/gate"
@@ -53,7 +52,7 @@ func buildAndPush(ctx context.Context, repo name.Repository) (v1.ImageIndex, nam
 	if err != nil {
 		return nil, name.Digest{}, err
 	}
-	digest, err := publish.Index(ctx, idx, repo) // deploy by digest, never by tag
+	digest, err := build.Publish(ctx, idx, repo) // deploy by digest, never by tag
 	return idx, digest, err
 }
 
@@ -88,9 +87,12 @@ func scanIndex(ctx context.Context, idx v1.ImageIndex, dbDir string) ([]*scan.Re
 
 // README: sign
 
-// signAndAttest signs the index and its images with a cosign key and attests the
-// vulnerability report, in cosign's registry layout (cosign verify reads it).
-func signAndAttest(ctx context.Context, digest name.Digest, r *scan.Report, keyFile string, password []byte) error {
+// signAndAttest signs the index and its images with a cosign key, and attests each
+// platform's SBOM and vulnerability report to that platform's image, in cosign's
+// registry layout (cosign verify-attestation reads it). Each predicate names the
+// image it is about, so the index's digest is all the signer needs; the gate
+// judges every platform of the index on its own reports.
+func signAndAttest(ctx context.Context, digest name.Digest, sboms []*scan.SBOM, reports []*scan.Report, keyFile string, password []byte) error {
 	key, err := cosign.LoadPrivateKeyFile(keyFile, password)
 	if err != nil {
 		return err
@@ -102,11 +104,27 @@ func signAndAttest(ctx context.Context, digest name.Digest, r *scan.Report, keyF
 	if err := signer.Sign(ctx, digest, sign.WithRecursive()); err != nil {
 		return err
 	}
-	vulns, err := sign.VulnPredicate(r, sign.Scanner{URI: "pkg:golang/github.com/anchore/grype"})
-	if err != nil {
-		return err
+	var preds []sign.Predicate
+	for _, s := range sboms {
+		p, err := sbom.Predicate(s, sbom.SPDXJSON) // about s.Subject
+		if err != nil {
+			return err
+		}
+		preds = append(preds, p)
 	}
-	return signer.Attest(ctx, digest, vulns) // and sign.SPDX(...), provenance.Predicate()
+	for _, r := range reports {
+		p, err := sign.VulnPredicate(r) // about r.Subject, dated by r.Tool.FinishedOn
+		if err != nil {
+			return err
+		}
+		preds = append(preds, p)
+	}
+	for _, p := range preds {
+		if err := signer.Attest(ctx, digest, p); err != nil {
+			return err
+		}
+	}
+	return nil // and provenance.Predicate() about the index itself
 }
 
 // END README
@@ -188,7 +206,8 @@ type advisoryScanner struct {
 }
 
 func (a advisoryScanner) Scan(ctx context.Context, s *scan.SBOM) (*scan.Report, error) {
-	r := &scan.Report{Target: s.Subject.String()}
+	r := &scan.Report{Target: s.Subject.String(), Subject: s.Subject.String(), Findings: []scan.Finding{},
+		Tool: &report.Tool{Name: "advisories", StartedOn: time.Now()}}
 	for p := range s.Syft().Artifacts.Packages.Enumerate() {
 		found, err := a.lookup(ctx, p.PURL)
 		if err != nil {
@@ -196,6 +215,7 @@ func (a advisoryScanner) Scan(ctx context.Context, s *scan.SBOM) (*scan.Report, 
 		}
 		r.Findings = append(r.Findings, found...)
 	}
+	r.Tool.FinishedOn = time.Now() // dates the report: a gate refuses one too old
 	return r, nil
 }
 

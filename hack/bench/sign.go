@@ -168,7 +168,7 @@ func newSignBench(ctx context.Context, cfg signConfig, host, dir string) (*signB
 
 // benchPredicates are the three predicates a pipeline attests.
 func benchPredicates() ([]sign.Predicate, error) {
-	vuln, err := sign.VulnPredicate(&report.Report{Target: "app"}, sign.Scanner{URI: "pkg:golang/github.com/anchore/grype", FinishedOn: time.Now()})
+	vuln, err := sign.VulnPredicate(&report.Report{Target: "app", Tool: &report.Tool{Name: "grype", URI: "pkg:golang/github.com/anchore/grype", FinishedOn: time.Now()}})
 	if err != nil {
 		return nil, err
 	}

@@ -35,15 +35,63 @@ func (s Severity) String() string {
 	return severityNames[s]
 }
 
-// ParseSeverity reads a severity name, ignoring case ("high", "CRITICAL").
+// ErrUnknownSeverity is matched (errors.Is) by the *[SeverityNameError] of
+// [ParseSeverity] and [ParseThreshold].
+var ErrUnknownSeverity = errors.New("unknown severity")
+
+// SeverityNameError says that a name is not a severity, or not one a threshold may
+// be.
+type SeverityNameError struct {
+	// Name is the name as given (at most 40 bytes of it are shown by Error).
+	Name string
+	// Threshold is set when the name was read as a threshold, which Unknown is not.
+	Threshold bool
+}
+
+// Error names the word and the accepted ones.
+func (e *SeverityNameError) Error() string {
+	name := e.Name
+	if len(name) > 40 {
+		name = name[:40] + "…"
+	}
+	if e.Threshold {
+		return fmt.Sprintf("%q is not a severity threshold (want one of Negligible, Low, Medium, High, Critical; Moderate means Medium)", name)
+	}
+	return fmt.Sprintf("unknown severity %q (want one of Unknown, Negligible, Low, Medium, High, Critical; Moderate means Medium)", name)
+}
+
+// Unwrap makes errors.Is(err, ErrUnknownSeverity) true.
+func (e *SeverityNameError) Unwrap() error { return ErrUnknownSeverity }
+
+// ParseSeverity reads a severity name, ignoring case and surrounding space ("high",
+// "CRITICAL"). "Moderate" (GitHub's and OSV's word) is Medium, as in scan/vulndb. A
+// name it does not know is a *[SeverityNameError].
 func ParseSeverity(name string) (Severity, error) {
-	for i, n := range severityNames {
-		if strings.EqualFold(n, strings.TrimSpace(name)) {
+	n := strings.TrimSpace(name)
+	if strings.EqualFold(n, "moderate") {
+		return Medium, nil
+	}
+	for i, sn := range severityNames {
+		if strings.EqualFold(sn, n) {
 			return Severity(i), nil
 		}
 	}
-	return Unknown, fmt.Errorf("unknown severity %q (want one of %s)", name, strings.Join(severityNames[:], ", "))
+	return Unknown, &SeverityNameError{Name: name}
 }
+
+// ParseThreshold reads a severity to deny findings at or above, like
+// [ParseSeverity] but refusing Unknown: a threshold of Unknown would deny every
+// finding and say nothing about how bad they are. Use Negligible for "any finding".
+func ParseThreshold(name string) (Severity, error) {
+	s, err := ParseSeverity(name)
+	if err != nil || !s.IsThreshold() {
+		return Unknown, &SeverityNameError{Name: name, Threshold: true}
+	}
+	return s, nil
+}
+
+// IsThreshold reports whether s may be a threshold: Negligible to Critical.
+func (s Severity) IsThreshold() bool { return s >= Negligible && s <= Critical }
 
 // MarshalText writes the severity's name.
 func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
@@ -125,16 +173,24 @@ type Suppression struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// Scanner describes the scanner and database that produced a report.
-type Scanner struct {
+// Tool describes the scanner and database that produced a report. It is what
+// cosign's vulnerability predicate records about the scan (scanner.uri, .version,
+// .db and metadata.scanStartedOn/scanFinishedOn, see package sign).
+type Tool struct {
 	// Name and Version name the scanner, e.g. "grype" and "v0.121.2".
 	Name    string `json:"name"`
 	Version string `json:"version,omitempty"`
+	// URI identifies the scanner as a package URL, e.g.
+	// "pkg:golang/github.com/anchore/grype@v0.121.2".
+	URI string `json:"uri,omitempty"`
+	// DBURI names the vulnerability database, e.g. "grype-db".
+	DBURI string `json:"dbURI,omitempty"`
 	// DBSchema is the vulnerability database's schema version, e.g. "v6.1.10".
 	DBSchema string `json:"dbSchema,omitempty"`
 	// DBBuilt is when the vulnerability database was built.
 	DBBuilt time.Time `json:"dbBuilt,omitzero"`
-	// StartedOn and FinishedOn are when the scan ran.
+	// StartedOn and FinishedOn are when the scan ran. FinishedOn dates the report: a
+	// gate judges an image by its newest report and refuses one too old.
 	StartedOn  time.Time `json:"startedOn,omitzero"`
 	FinishedOn time.Time `json:"finishedOn,omitzero"`
 }
@@ -142,13 +198,22 @@ type Scanner struct {
 // Report is the result of a vulnerability scan of one artifact.
 type Report struct {
 	// Target names what was scanned, e.g. an image digest.
-	Target   string    `json:"target"`
+	Target string `json:"target"`
+	// Subject is the digest ("sha256:…") of the image that was scanned, when it is
+	// one; a vulnerability attestation of the report is about that image.
+	Subject string `json:"subject,omitempty"`
+	// Platform is the scanned image's platform ("linux/arm64"), when known.
+	Platform string    `json:"platform,omitempty"`
 	Findings []Finding `json:"findings"`
 	// Suppressed are the findings that VEX statements or ignore rules took out;
 	// they no longer count for [Report.Max] and [Report.FailOn].
 	Suppressed []Suppression `json:"suppressed,omitempty"`
-	// Scanner says what produced the report, when known.
-	Scanner *Scanner `json:"scanner,omitempty"`
+	// Tool says what produced the report, when known. (Its JSON key is "scanner",
+	// as in the reports shipkit wrote before.)
+	Tool *Tool `json:"scanner,omitempty"`
+	// Format is the format [Decode] read the report from; empty for a report made
+	// in memory. It is not written.
+	Format Format `json:"-"`
 }
 
 // Max returns the highest severity among the findings, Unknown when there are none.
@@ -172,10 +237,17 @@ type SeverityError struct {
 	Findings  []Finding
 }
 
-// Error names every finding at or above the threshold.
+// maxListed is how many findings a *SeverityError names before "and N more".
+const maxListed = 10
+
+// Error names the findings at or above the threshold, the first ten of them.
 func (e *SeverityError) Error() string {
-	ids := make([]string, 0, len(e.Findings))
-	for _, f := range e.Findings {
+	ids := make([]string, 0, min(len(e.Findings), maxListed+1))
+	for i, f := range e.Findings {
+		if i == maxListed {
+			ids = append(ids, fmt.Sprintf("and %d more", len(e.Findings)-maxListed))
+			break
+		}
 		ids = append(ids, fmt.Sprintf("%s (%s, %s@%s)", f.ID, f.Severity, f.Package, f.Version))
 	}
 	return fmt.Sprintf("%d finding(s) at or above %s: %s", len(e.Findings), e.Threshold, strings.Join(ids, ", "))

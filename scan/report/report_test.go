@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -58,6 +59,48 @@ func TestSeverityText(t *testing.T) {
 	assert.Equal(t, report.Critical, s)
 	_, err = report.ParseSeverity("severe")
 	assert.ErrorContains(t, err, `"severe"`)
+	assert.ErrorIs(t, err, report.ErrUnknownSeverity)
+	var ne *report.SeverityNameError
+	require.ErrorAs(t, err, &ne)
+	assert.Equal(t, "severe", ne.Name)
+
+	// GitHub's and OSV's "moderate" is Medium, as scan/vulndb reads it.
+	s, err = report.ParseSeverity("Moderate")
+	require.NoError(t, err)
+	assert.Equal(t, report.Medium, s)
+
+	_, err = report.ParseSeverity(strings.Repeat("x", 1000))
+	assert.Less(t, len(err.Error()), 200, "a long word is cut in the message")
+}
+
+func TestParseThreshold(t *testing.T) {
+	for _, name := range []string{"negligible", "low", "medium", "moderate", "high", "critical"} {
+		s, err := report.ParseThreshold(name)
+		require.NoError(t, err, name)
+		assert.True(t, s.IsThreshold())
+	}
+	for _, name := range []string{"unknown", "", "severe"} {
+		_, err := report.ParseThreshold(name)
+		require.ErrorIs(t, err, report.ErrUnknownSeverity, name)
+		var ne *report.SeverityNameError
+		require.ErrorAs(t, err, &ne)
+		assert.True(t, ne.Threshold)
+		assert.ErrorContains(t, err, "is not a severity threshold")
+	}
+	s, err := report.ParseSeverity("unknown")
+	require.NoError(t, err, "Unknown is a finding's severity, just not a threshold")
+	assert.False(t, s.IsThreshold())
+}
+
+func TestSeverityErrorIsBounded(t *testing.T) {
+	r := &report.Report{}
+	for i := range 25 {
+		r.Findings = append(r.Findings, report.Finding{ID: fmt.Sprintf("CVE-%d", i), Package: "p", Version: "1", Severity: report.High})
+	}
+	msg := r.FailOn(report.High).Error()
+	assert.Contains(t, msg, "25 finding(s) at or above High")
+	assert.Contains(t, msg, "CVE-9 (High, p@1), and 15 more")
+	assert.NotContains(t, msg, "CVE-10")
 }
 
 func ExampleReport_FailOn() {

@@ -2,14 +2,12 @@ package report
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 )
 
 // WriteJSON writes the report as indented JSON, the shape [Report] marshals to.
@@ -175,8 +173,8 @@ func sarifLevel(s Severity) string {
 // at the path in the image where the package was found (the target when unknown).
 func (r *Report) WriteSARIF(w io.Writer) error {
 	driver := sarifDriver{Name: "shipkit", InformationURI: "https://github.com/shipkit/shipkit", Rules: []sarifRule{}}
-	if r.Scanner != nil {
-		driver.Name, driver.Version = "shipkit ("+r.Scanner.Name+")", r.Scanner.Version
+	if r.Tool != nil {
+		driver.Name, driver.Version = "shipkit ("+r.Tool.Name+")", r.Tool.Version
 	}
 	results := []sarifResult{}
 	for _, f := range r.sorted() {
@@ -236,66 +234,4 @@ func (r *Report) WriteSARIF(w io.Writer) error {
 		return fmt.Errorf("write SARIF: %w", err)
 	}
 	return nil
-}
-
-// PredicateTypeVuln is the predicate type of cosign's vulnerability attestation
-// (cosign attest --type vuln).
-const PredicateTypeVuln = "https://cosign.sigstore.dev/attestation/vuln/v1"
-
-// VulnPredicate returns cosign's vulnerability predicate
-// (https://cosign.sigstore.dev/attestation/vuln/v1) for the report as JSON: the
-// report itself is scanner.result, and the scanner, database and scan times come
-// from r.Scanner. It is the same shape sign.VulnPredicate writes, so either can
-// produce the attestation's body.
-func (r *Report) VulnPredicate() ([]byte, error) {
-	if r == nil {
-		return nil, errors.New("vulnerability predicate: no report")
-	}
-	result, err := json.Marshal(r)
-	if err != nil {
-		return nil, fmt.Errorf("vulnerability predicate: encode report: %w", err)
-	}
-	var p CosignVuln
-	p.Invocation.Parameters = []string{}
-	if s := r.Scanner; s != nil {
-		p.Scanner.URI = "pkg:golang/github.com/anchore/" + s.Name
-		p.Scanner.Version = s.Version
-		p.Scanner.DB.URI = "grype-db"
-		p.Scanner.DB.Version = s.DBSchema
-		if !s.DBBuilt.IsZero() {
-			p.Scanner.DB.Version += " built " + s.DBBuilt.UTC().Format(time.RFC3339)
-		}
-		p.Metadata.ScanStartedOn, p.Metadata.ScanFinishedOn = s.StartedOn.UTC(), s.FinishedOn.UTC()
-	}
-	p.Scanner.Result = result
-	b, err := json.Marshal(p)
-	if err != nil {
-		return nil, fmt.Errorf("vulnerability predicate: %w", err)
-	}
-	return b, nil
-}
-
-// CosignVuln is cosign's vulnerability predicate
-// (https://cosign.sigstore.dev/attestation/vuln/v1), field for field; Scanner.Result
-// holds a [Report] as JSON.
-type CosignVuln struct {
-	Invocation struct {
-		Parameters any    `json:"parameters"`
-		URI        string `json:"uri"`
-		EventID    string `json:"event_id"`
-		BuilderID  string `json:"builder.id"`
-	} `json:"invocation"`
-	Scanner struct {
-		URI     string `json:"uri"`
-		Version string `json:"version"`
-		DB      struct {
-			URI     string `json:"uri"`
-			Version string `json:"version"`
-		} `json:"db"`
-		Result json.RawMessage `json:"result"`
-	} `json:"scanner"`
-	Metadata struct {
-		ScanStartedOn  time.Time `json:"scanStartedOn"`
-		ScanFinishedOn time.Time `json:"scanFinishedOn"`
-	} `json:"metadata"`
 }

@@ -23,7 +23,7 @@ func sampleReport() *report.Report {
 			{ID: "CVE-crit", Package: "openssl", Version: "3", Type: "deb", Severity: report.Critical,
 				CVSS: []report.CVSS{{Version: "3.1", Vector: "CVSS:3.1/AV:N", Score: 9.8}}, Locations: []string{"/var/lib/dpkg/status"}},
 		},
-		Scanner: &report.Scanner{Name: "grype", Version: "v0.121.2", DBSchema: "v6.1.10",
+		Tool: &report.Tool{Name: "grype", Version: "v0.121.2", DBSchema: "v6.1.10",
 			DBBuilt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
 	}
 }
@@ -70,30 +70,6 @@ func TestWriteSARIF(t *testing.T) {
 	assert.Equal(t, "sha256:abc", loc["artifactLocation"].(map[string]any)["uri"])
 }
 
-func TestVulnPredicate(t *testing.T) {
-	b, err := sampleReport().VulnPredicate()
-	require.NoError(t, err)
-	var p map[string]any
-	require.NoError(t, json.Unmarshal(b, &p))
-	for _, k := range []string{"invocation", "scanner", "metadata"} {
-		assert.Contains(t, p, k)
-	}
-	sc := p["scanner"].(map[string]any)
-	assert.Equal(t, "pkg:golang/github.com/anchore/grype", sc["uri"])
-	assert.Equal(t, "v0.121.2", sc["version"])
-	assert.Equal(t, "v6.1.10 built 2026-01-01T00:00:00Z", sc["db"].(map[string]any)["version"])
-	var back report.Report
-	raw, err := json.Marshal(sc["result"])
-	require.NoError(t, err)
-	require.NoError(t, json.Unmarshal(raw, &back))
-	assert.Equal(t, report.Critical, back.Max())
-
-	_, err = (*report.Report)(nil).VulnPredicate()
-	require.Error(t, err)
-	_, err = (&report.Report{}).VulnPredicate()
-	require.NoError(t, err, "a report without scanner details still makes a predicate")
-}
-
 func TestWriteJSONRoundTrip(t *testing.T) {
 	var buf bytes.Buffer
 	in := sampleReport()
@@ -103,7 +79,7 @@ func TestWriteJSONRoundTrip(t *testing.T) {
 	require.NoError(t, json.Unmarshal(buf.Bytes(), &out))
 	assert.Equal(t, in.Findings, out.Findings)
 	assert.Equal(t, in.Suppressed, out.Suppressed)
-	assert.True(t, in.Scanner.DBBuilt.Equal(out.Scanner.DBBuilt))
+	assert.True(t, in.Tool.DBBuilt.Equal(out.Tool.DBBuilt))
 }
 
 // The plain table a CI log shows, most severe first.

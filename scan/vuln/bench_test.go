@@ -25,7 +25,7 @@ func benchSBOMs(b *testing.B) []*scan.SBOM {
 	return out
 }
 
-// Scan 20 SBOMs with one database load (what a pipeline does with one Scanner).
+// Scan 20 SBOMs with one database load (what a pipeline does with one DB).
 func BenchmarkScan20OneLoad(b *testing.B) {
 	sboms := benchSBOMs(b)
 	root := writeDB(b).RootDir

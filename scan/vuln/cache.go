@@ -12,11 +12,11 @@ import (
 	"github.com/anchore/grype/grype/vulnerability"
 )
 
-// maxCachedPackages bounds the memory of a Scanner's match cache.
+// maxCachedPackages bounds the memory of a DB's match cache.
 const maxCachedPackages = 100_000
 
 // matchCache keeps what each grype matcher returned for each package, for the life
-// of a Scanner: its database does not change under it, so a package seen again (the
+// of a DB: its database does not change under it, so a package seen again (the
 // packages of a base image that 20 images share) is not queried again. All of
 // grype's cross-package steps (ignore filters, de-duplication) still run per scan;
 // only the per-package matcher call is remembered.

@@ -11,7 +11,7 @@ import (
 )
 
 // TestScanCacheAgreesWithFreshScanner scans SBOMs that share packages, and the
-// same SBOM again, with one Scanner, and checks each report against a scanner
+// same SBOM again, with one DB, and checks each report against a scanner
 // that has seen nothing before.
 func TestScanCacheAgreesWithFreshScanner(t *testing.T) {
 	root := writeDB(t).RootDir

@@ -27,7 +27,7 @@ var urlLike = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*://`)
 // (it must be a readable v6 database of a schema this build reads, else the error
 // wraps [ErrSchema]) before it replaces the database in root/6, so a bad archive
 // leaves the installed database as it was. Import never downloads: a URL is refused.
-// A [Scanner] already open keeps reading the database it loaded; Open the root
+// A [DB] already open keeps reading the database it loaded; Open the root
 // again to use the new one. The context is checked before and after each step;
 // grype's unpacking itself cannot be interrupted.
 func Import(ctx context.Context, path, root string) error {

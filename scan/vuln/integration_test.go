@@ -18,6 +18,7 @@ import (
 	"github.com/shipkit/shipkit/scan/sbom"
 	"github.com/shipkit/shipkit/scan/suppress"
 	"github.com/shipkit/shipkit/scan/vuln"
+	"github.com/shipkit/shipkit/sign"
 )
 
 // An image built in memory (Debian 12 with libc6 2.36-9+deb12u2, a Go binary linked
@@ -133,20 +134,17 @@ ignore:
 		assert.Equal(t, "usr/local/bin/hello", uris["GHSA-69ch-w2m2-3vjp-golang.org/x/text"])
 		assert.Equal(t, "var/lib/dpkg/status", uris["CVE-2023-4911-libc6"])
 
-		pred, err := filtered.VulnPredicate()
+		// The attestation of the report is about the image that was scanned, and a
+		// gate reads back what was scanned, by what.
+		pred, err := sign.VulnPredicate(filtered)
 		require.NoError(t, err)
-		var p struct {
-			Scanner struct {
-				URI    string        `json:"uri"`
-				Result report.Report `json:"result"`
-				DB     struct {
-					Version string `json:"version"`
-				} `json:"db"`
-			} `json:"scanner"`
-		}
-		require.NoError(t, json.Unmarshal(pred, &p))
-		assert.Equal(t, "pkg:golang/github.com/anchore/grype", p.Scanner.URI)
-		assert.Equal(t, ids(filtered), ids(&p.Scanner.Result))
-		assert.Contains(t, p.Scanner.DB.Version, "v6.")
+		assert.Equal(t, digest, pred.Subject)
+		back, err := sign.DecodeVulnPredicate(pred.Body)
+		require.NoError(t, err)
+		assert.Equal(t, report.FormatShipkit, back.Format)
+		assert.True(t, strings.HasPrefix(back.Tool.URI, "pkg:golang/github.com/anchore/grype@"), back.Tool.URI)
+		assert.Equal(t, ids(filtered), ids(back))
+		assert.Contains(t, back.Tool.DBSchema, "v6.")
+		assert.Equal(t, "linux/amd64", back.Platform)
 	})
 }

@@ -1,8 +1,9 @@
 // Package vuln matches SBOMs against a grype v6 vulnerability database on local disk
 // and reports the findings as a [scan.Report].
 //
-// A [Scanner] opens the database once, checks its schema and age, and then scans any
-// number of SBOMs, concurrently if the caller likes. It never downloads anything
+// [Open] loads the database once into a [DB], which checks its schema and age, and
+// then scans any number of SBOMs, concurrently if the caller likes (a DB is a
+// scan.Scanner). It never downloads anything
 // unless the caller opts in with [WithUpdate].
 package vuln
 
@@ -45,8 +46,8 @@ var (
 	// ErrSchema: the database's schema is not one this build of grype reads: a newer
 	// revision of model 6, or under the root only a database of another model.
 	ErrSchema = errors.New("unsupported vulnerability database schema")
-	// ErrClosed: the scanner was closed.
-	ErrClosed = errors.New("vulnerability scanner closed")
+	// ErrClosed: the DB was closed.
+	ErrClosed = errors.New("vulnerability database closed")
 )
 
 // DBAgeError says how old a refused database is.
@@ -66,7 +67,7 @@ func (e *DBAgeError) Error() string {
 // Unwrap makes errors.Is(err, ErrDBTooOld) true.
 func (e *DBAgeError) Unwrap() error { return ErrDBTooOld }
 
-// DBStatus describes the database a [Scanner] has open.
+// DBStatus describes the database a [DB] has open.
 type DBStatus struct {
 	// Path is the SQLite file, <root>/6/vulnerability.db.
 	Path string
@@ -119,11 +120,12 @@ func WithObserver(o observe.Observer) Option { return func(c *config) { c.observ
 // language packages (default: grype's zero config, no CPE matching for them).
 func WithMatcherConfig(mc matcher.Config) Option { return func(c *config) { c.matchers = mc } }
 
-// Scanner matches SBOMs against a grype v6 database opened once. It is safe for
+// DB is a grype v6 vulnerability database opened once, a scan.Scanner that matches
+// SBOMs against it. It is safe for
 // concurrent use; Close it when done. It remembers what grype's matchers found for
 // each package it has scanned (up to 100,000 packages), so the packages that many
 // images share, such as those of a common base image, are looked up once.
-type Scanner struct {
+type DB struct {
 	cfg     config
 	status  DBStatus
 	version string
@@ -134,13 +136,13 @@ type Scanner struct {
 	cache  *matchCache
 }
 
-var _ scan.Scanner = (*Scanner)(nil)
+var _ scan.Scanner = (*DB)(nil)
 
 // Open loads the grype v6 database under root (the directory holding 6/, as grype's
 // db.cache-dir) with its checksum verified, checks its schema and, with
 // [WithMaxAge], its age. A missing, corrupt, stale or foreign database is a clear
 // error.
-func Open(ctx context.Context, root string, opts ...Option) (*Scanner, error) {
+func Open(ctx context.Context, root string, opts ...Option) (*DB, error) {
 	c := config{now: time.Now}
 	for _, o := range opts {
 		if o != nil {
@@ -164,7 +166,7 @@ func Open(ctx context.Context, root string, opts ...Option) (*Scanner, error) {
 	return s, nil
 }
 
-func open(ctx context.Context, root string, c config) (*Scanner, error) {
+func open(ctx context.Context, root string, c config) (*DB, error) {
 	if root == "" {
 		return nil, errors.New("open vulnerability database: no directory given")
 	}
@@ -186,7 +188,7 @@ func open(ctx context.Context, root string, c config) (*Scanner, error) {
 		}
 		return nil, fmt.Errorf("open vulnerability database under %s: %w", root, err)
 	}
-	s := &Scanner{cfg: c, prov: prov, version: grypeVersion(), cache: newMatchCache(maxCachedPackages)}
+	s := &DB{cfg: c, prov: prov, version: grypeVersion(), cache: newMatchCache(maxCachedPackages)}
 	if st != nil {
 		s.status = DBStatus{Path: st.Path, Schema: st.SchemaVersion, Built: st.Built.UTC(), From: st.From}
 	}
@@ -244,7 +246,7 @@ func checkSchema(schema string) error {
 	return nil
 }
 
-func (s *Scanner) checkAge() error {
+func (s *DB) checkAge() error {
 	if s.cfg.maxAge <= 0 {
 		return nil
 	}
@@ -256,10 +258,10 @@ func (s *Scanner) checkAge() error {
 }
 
 // Status describes the open database: path, schema and build time.
-func (s *Scanner) Status() DBStatus { return s.status }
+func (s *DB) Status() DBStatus { return s.status }
 
 // Close releases the database; it waits for scans in flight.
-func (s *Scanner) Close() error {
+func (s *DB) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -272,7 +274,7 @@ func (s *Scanner) Close() error {
 // Scan matches the packages of sb against the database. Packages of the image's
 // operating system (deb, rpm, apk) are matched with the distro that the SBOM's
 // os-release names, which grype's own conversion leaves unset.
-func (s *Scanner) Scan(ctx context.Context, sb *scan.SBOM) (*scan.Report, error) {
+func (s *DB) Scan(ctx context.Context, sb *scan.SBOM) (*scan.Report, error) {
 	st := step.New(s.cfg.observer, "scan")
 	if sb != nil {
 		st.Start("scan "+target(sb), "")
@@ -286,7 +288,7 @@ func (s *Scanner) Scan(ctx context.Context, sb *scan.SBOM) (*scan.Report, error)
 	return r, nil
 }
 
-func (s *Scanner) scan(ctx context.Context, sb *scan.SBOM) (*scan.Report, error) {
+func (s *DB) scan(ctx context.Context, sb *scan.SBOM) (*scan.Report, error) {
 	if sb == nil {
 		return nil, errors.New("scan: no SBOM")
 	}
@@ -333,11 +335,17 @@ func (s *Scanner) scan(ctx context.Context, sb *scan.SBOM) (*scan.Report, error)
 	r := &report.Report{
 		Target:   target,
 		Findings: []report.Finding{},
-		Scanner: &report.Scanner{
-			Name: "grype", Version: s.version,
-			DBSchema: s.status.Schema, DBBuilt: s.status.Built,
+		Tool: &report.Tool{
+			Name: "grype", Version: s.version, URI: "pkg:golang/github.com/anchore/grype@" + s.version,
+			DBURI: "grype-db", DBSchema: s.status.Schema, DBBuilt: s.status.Built,
 			StartedOn: started, FinishedOn: s.cfg.now(),
 		},
+	}
+	if sb.Subject.Hex != "" {
+		r.Subject = sb.Subject.String()
+	}
+	if sb.Platform != nil {
+		r.Platform = sb.Platform.String()
 	}
 	if found != nil {
 		for _, m := range found.Sorted() {

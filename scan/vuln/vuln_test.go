@@ -34,7 +34,7 @@ func writeDB(t testing.TB, opts ...vulndb.Option) *vulndb.Database {
 	return db
 }
 
-func open(t testing.TB, root string, opts ...vuln.Option) *vuln.Scanner {
+func open(t testing.TB, root string, opts ...vuln.Option) *vuln.DB {
 	t.Helper()
 	s, err := vuln.Open(context.Background(), root, opts...)
 	require.NoError(t, err)
@@ -98,9 +98,9 @@ func TestScanFake(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, tt.want, ids(r))
 			assert.Equal(t, tt.sbom.Subject.String(), r.Target)
-			require.NotNil(t, r.Scanner)
-			assert.Equal(t, "grype", r.Scanner.Name)
-			assert.Equal(t, db.SchemaVersion, r.Scanner.DBSchema)
+			require.NotNil(t, r.Tool)
+			assert.Equal(t, "grype", r.Tool.Name)
+			assert.Equal(t, db.SchemaVersion, r.Tool.DBSchema)
 		})
 	}
 

@@ -59,7 +59,7 @@ func Example() {
 		StartedOn:        time.Now(),
 		FinishedOn:       time.Now(),
 	}.Predicate()
-	vuln, _ := sign.VulnPredicate(&report.Report{Target: digest.String()}, sign.Scanner{URI: "pkg:golang/github.com/anchore/grype"})
+	vuln, _ := sign.VulnPredicate(&report.Report{Target: digest.String(), Tool: &report.Tool{Name: "grype", FinishedOn: time.Now()}})
 	for _, p := range []sign.Predicate{prov, vuln} {
 		if err := signer.Attest(ctx, digest, p); err != nil {
 			fmt.Println(err)
@@ -73,7 +73,7 @@ func Example() {
 		RequiredPredicates: []string{sign.PredicateSLSAProvenance},
 		Conditions: []sign.Condition{
 			sign.ProvenanceFrom("https://github.com/example/app"),
-			sign.NoVulnerabilitiesAtOrAbove(report.High),
+			sign.VulnRule{FailOn: report.High},
 			sign.SBOMExists(),
 		},
 	}, cosign.WithCache(cache))
@@ -102,6 +102,6 @@ func Example() {
 	}
 	fmt.Println("signed by", verified.Signers, "with", len(verified.Attestations), "attestations")
 	// Output:
-	// condition - no SBOM attestation (https://spdx.dev/Document or https://cyclonedx.org/bom) by a trusted signer
+	// missing-attestation - no SBOM attestation (https://spdx.dev/Document or https://cyclonedx.org/bom) by a trusted signer
 	// signed by [ci] with 3 attestations
 }

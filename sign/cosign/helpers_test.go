@@ -97,8 +97,8 @@ func predicates(t testing.TB, repo string, findings ...report.Finding) (sbom, vu
 	t.Helper()
 	sbom = sign.SPDX([]byte(`{"spdxVersion":"SPDX-2.3","SPDXID":"SPDXRef-DOCUMENT","name":"app","packages":[]}`))
 	var err error
-	vuln, err = sign.VulnPredicate(&report.Report{Target: "app", Findings: findings}, sign.Scanner{
-		URI: "pkg:golang/github.com/anchore/grype", Version: "v0.121.2", FinishedOn: time.Unix(1700000000, 0)})
+	vuln, err = sign.VulnPredicate(&report.Report{Target: "app", Findings: findings, Tool: &report.Tool{
+		Name: "grype", URI: "pkg:golang/github.com/anchore/grype", Version: "v0.121.2", FinishedOn: time.Now()}})
 	require.NoError(t, err)
 	prov, err = sign.Provenance{
 		BuilderID: "https://ci.example.com/builder", SourceRepository: repo, SourceRevision: "9f2c1e0",
@@ -130,7 +130,7 @@ func fullPolicy(keys ...sign.TrustedKey) sign.Policy {
 		Conditions: []sign.Condition{
 			sign.SBOMExists(),
 			sign.ProvenanceFrom("https://github.com/example/app"),
-			sign.NoVulnerabilitiesAtOrAbove(report.High),
+			sign.VulnRule{FailOn: report.High},
 		},
 	}
 }

@@ -214,25 +214,11 @@ func (v *Verifier) judge(out *sign.Verified, nSigners int, sigs []layer, sigProb
 		}
 	}
 
-	attested := map[string]bool{}
-	for _, a := range out.Attestations {
-		attested[a.PredicateType] = true
-	}
-	attFailed := false
-	for _, t := range v.policy.RequiredPredicates {
-		if !attested[t] {
-			attFailed = true
-			reasons = append(reasons, sign.Reason{Code: sign.ReasonMissingAttestation,
-				Message: "no attestation of predicate type " + t + " by a trusted signer"})
-		}
-	}
-	for _, c := range v.policy.Conditions {
-		for _, msg := range c.Check(out.Attestations) {
-			attFailed = true
-			reasons = append(reasons, sign.Reason{Code: sign.ReasonCondition, Message: msg})
-		}
-	}
-	if attFailed {
+	// Required predicates and conditions: sign's one judgement (per platform for an
+	// index whose platforms were read).
+	judged := v.policy.Judge(out)
+	reasons = append(reasons, judged...)
+	if len(judged) > 0 {
 		for _, p := range attProblems {
 			reasons = append(reasons, sign.Reason{Code: p.code, Message: p.msg})
 		}

@@ -136,7 +136,7 @@ func TestAttacks(t *testing.T) {
 				require.NoError(t, s.Attest(context.Background(), d, p))
 			}
 			return d
-		}, sign.ReasonCondition, "1 finding(s) at or above High: CVE-2026-1 (Critical, openssl@3.0.1)"},
+		}, sign.ReasonVulnerable, "1 finding(s) at or above High: CVE-2026-1 (Critical, openssl@3.0.1)"},
 		{"truncated signature payload", func(t *testing.T, _ string, d name.Digest) name.Digest {
 			signAndAttest(t, trusted, d, sourceRepo)
 			replaceSignature(t, d, func(payload []byte, b64 string) ([]byte, string) { return payload[:len(payload)/2], b64 })
@@ -183,7 +183,7 @@ func TestDeniedListsEveryReason(t *testing.T) {
 		codes = append(codes, r.Code)
 	}
 	assert.Equal(t, []sign.ReasonCode{sign.ReasonUnsigned, sign.ReasonMissingAttestation, sign.ReasonMissingAttestation,
-		sign.ReasonCondition, sign.ReasonCondition, sign.ReasonCondition}, codes)
+		sign.ReasonMissingAttestation, sign.ReasonMissingAttestation, sign.ReasonNoReport}, codes)
 }
 
 func TestThreshold(t *testing.T) {

@@ -131,9 +131,9 @@ func TestMerge(t *testing.T) {
 	f := func(id, loc string) scan.Finding {
 		return scan.Finding{ID: id, Package: "golang.org/x/text", Version: "v0.3.7", Type: "go-module", Locations: []string{loc}}
 	}
-	scanner := &report.Scanner{Name: "grype"}
+	scanner := &report.Tool{Name: "grype"}
 	r := merge("reg/app@sha256:1", []*scan.Report{
-		{Findings: []scan.Finding{f("A", "/app/amd64"), f("B", "/app/amd64")}, Scanner: scanner},
+		{Findings: []scan.Finding{f("A", "/app/amd64"), f("B", "/app/amd64")}, Tool: scanner},
 		{Findings: []scan.Finding{f("A", "/app/arm64")}, Suppressed: []report.Suppression{{By: "rule 1"}}},
 	})
 	assert.Equal(t, "reg/app@sha256:1", r.Target)
@@ -141,7 +141,7 @@ func TestMerge(t *testing.T) {
 	assert.Equal(t, []string{"/app/amd64", "/app/arm64"}, r.Findings[0].Locations)
 	assert.Equal(t, "B", r.Findings[1].ID)
 	assert.Len(t, r.Suppressed, 1)
-	assert.Same(t, scanner, r.Scanner)
+	assert.Same(t, scanner, r.Tool)
 }
 
 func TestCountFindings(t *testing.T) {

@@ -15,12 +15,13 @@ import (
 
 // scanDB is the open vulnerability database and where it came from.
 type scanDB struct {
-	scanner *vuln.Scanner
+	scanner *vuln.DB
 	from    string // "embedded advisories (N)" or the path given
 }
 
 // scan matches every platform's SBOM against the vulnerability database, loaded
-// once, and merges the findings into one report for the index.
+// once: one report per platform image (each attested to its image by the sign
+// stage), and a merged view of them for the summary and the findings table.
 func (j *Job) scan(ctx context.Context) (string, error) {
 	if err := j.need("SBOM", len(j.SBOMs) > 0 && j.Digest.DigestStr() != ""); err != nil {
 		return "", err
@@ -79,14 +80,15 @@ func (j *Job) openDB(ctx context.Context) (*scanDB, error) {
 	return j.scanner, nil
 }
 
-// merge joins the reports of the platform images into one for the index: a finding
-// of the same advisory in the same package and version counts once.
+// merge joins the reports of the platform images into one view for people: a
+// finding of the same advisory in the same package and version counts once. It is
+// never attested: each platform's own report is.
 func merge(target string, reports []*scan.Report) *scan.Report {
 	out := &scan.Report{Target: target, Findings: []scan.Finding{}}
 	seen := map[string]int{}
 	for _, r := range reports {
-		if out.Scanner == nil {
-			out.Scanner = r.Scanner
+		if out.Tool == nil {
+			out.Tool = r.Tool
 		}
 		for _, f := range r.Findings {
 			key := f.ID + "\x00" + f.Type + "\x00" + f.Package + "\x00" + f.Version

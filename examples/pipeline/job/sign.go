@@ -28,10 +28,11 @@ type signing struct {
 // builderID names this program as the SLSA builder.
 const builderID = "https://github.com/shipkit/shipkit/examples/pipeline"
 
-// sign signs the index and each platform image, and attests, about the index, each
-// platform's SBOM (SPDX), the merged vulnerability report and SLSA provenance.
+// sign signs the index and each platform image, attests each platform's SBOM
+// (SPDX) and vulnerability report to that platform's image (the predicates name it;
+// the signer is given the index's digest alone), and SLSA provenance to the index.
 func (j *Job) sign(ctx context.Context) (string, error) {
-	if err := j.need("vulnerability report", j.Report != nil); err != nil {
+	if err := j.need("vulnerability report", len(j.Reports) > 0 && len(j.Reports) == len(j.SBOMs)); err != nil {
 		return "", err
 	}
 	if j.keys == nil {
@@ -56,7 +57,7 @@ func (j *Job) sign(ctx context.Context) (string, error) {
 		}
 		j.Attested = append(j.Attested, p.Type)
 	}
-	return fmt.Sprintf("signed with %s; %d attestations (%d SBOM, vulnerabilities, SLSA provenance)",
+	return fmt.Sprintf("signed with %s; %d attestations (%d platforms: SBOM and vulnerabilities each; SLSA provenance)",
 		s.key, len(preds), len(j.SBOMs)), nil
 }
 
@@ -105,22 +106,22 @@ func (j *Job) readKeys() (*signing, error) {
 	return s, nil
 }
 
-// predicates returns what the sign stage attests: one SPDX SBOM per platform, the
-// vulnerability report and SLSA provenance.
+// predicates returns what the sign stage attests: each platform's SPDX SBOM and
+// vulnerability report, about that platform's image (their Subject), and SLSA
+// provenance about the index.
 func (j *Job) predicates() ([]sign.Predicate, error) {
 	var out []sign.Predicate
-	for _, s := range j.SBOMs {
-		var b strings.Builder
-		if err := sbom.Encode(&b, s, sbom.SPDXJSON); err != nil {
-			return nil, fmt.Errorf("encoding the SBOM of %s: %w", s.Subject, err)
+	for i, s := range j.SBOMs {
+		doc, err := sbom.Predicate(s, sbom.SPDXJSON)
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, sign.SPDX([]byte(b.String())))
+		vulns, err := sign.VulnPredicate(j.Reports[i])
+		if err != nil {
+			return nil, fmt.Errorf("vulnerability report of %s: %w", s.Subject, err)
+		}
+		out = append(out, doc, vulns)
 	}
-	body, err := j.Report.VulnPredicate()
-	if err != nil {
-		return nil, fmt.Errorf("vulnerability predicate: %w", err)
-	}
-	out = append(out, sign.Predicate{Type: sign.PredicateVuln, Body: body})
 	prov, err := j.provenance().Predicate()
 	if err != nil {
 		return nil, fmt.Errorf("provenance: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -25,6 +26,7 @@ type gateModel struct {
 	Threshold           types.Int64  `tfsdk:"threshold"`
 	RequireAttestations types.List   `tfsdk:"require_attestations"`
 	FailOn              types.String `tfsdk:"fail_on"`
+	MaxReportAge        types.String `tfsdk:"max_report_age"`
 	PodSecurity         types.String `tfsdk:"pod_security"`
 	DisableRules        types.Map    `tfsdk:"disable_rules"`
 }
@@ -62,8 +64,16 @@ func gateSchema() schema.Attribute {
 			},
 			"fail_on": schema.StringAttribute{
 				Optional: true,
-				Description: "Deny an image whose newest attested vulnerability report has a finding at or above " +
-					"this severity (negligible, low, medium, high, critical), or that has none.",
+				Description: "Deny an image whose newest attested vulnerability report (shipkit, grype or Trivy " +
+					"JSON) has a finding at or above this severity (negligible, low, medium, high, critical), " +
+					"or that has none, or one that cannot be read, or one older than max_report_age.",
+			},
+			"max_report_age": schema.StringAttribute{
+				Optional: true,
+				Description: "How old the newest vulnerability report that fail_on reads may be, as a Go duration " +
+					"(e.g. \"72h\"); \"none\" accepts any age. Default 168h (a week). Attestations live under a " +
+					"mutable tag: deleting the newest report lets an older one decide, and this bounds how old " +
+					"that one can be. Re-scan and re-attest images at least this often. Needs fail_on.",
 			},
 		},
 	}
@@ -159,11 +169,23 @@ func newGate(ctx context.Context, o types.Object, c *clients) (*gate.Gate, diag.
 		opts = append(opts, gate.RequireAttestations(predicates...))
 	}
 	if !m.FailOn.IsNull() {
-		s, err := report.ParseSeverity(m.FailOn.ValueString())
+		s, err := report.ParseThreshold(m.FailOn.ValueString())
 		if err != nil {
 			diags.AddAttributeError(path.Root("gate").AtName("fail_on"), "Invalid severity", err.Error())
 		}
 		opts = append(opts, gate.FailOn(s))
+	}
+	if !m.MaxReportAge.IsNull() {
+		age := sign.NoMaxReportAge
+		if v := m.MaxReportAge.ValueString(); v != "none" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				diags.AddAttributeError(path.Root("gate").AtName("max_report_age"), "Invalid report age",
+					"want a positive duration such as \"72h\", or \"none\" for any age")
+			}
+			age = d
+		}
+		opts = append(opts, gate.MaxReportAge(age))
 	}
 	if !m.PodSecurity.IsNull() {
 		p, d := manifestPolicy(ctx, m)

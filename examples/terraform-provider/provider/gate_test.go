@@ -18,6 +18,7 @@ var gateTypes = map[string]attr.Type{
 	"threshold":            types.Int64Type,
 	"require_attestations": types.ListType{ElemType: types.StringType},
 	"fail_on":              types.StringType,
+	"max_report_age":       types.StringType,
 	"pod_security":         types.StringType,
 	"disable_rules":        types.MapType{ElemType: types.StringType},
 }
@@ -30,6 +31,7 @@ func gateObject(t *testing.T, set map[string]attr.Value) types.Object {
 		"threshold":            types.Int64Null(),
 		"require_attestations": types.ListNull(types.StringType),
 		"fail_on":              types.StringNull(),
+		"max_report_age":       types.StringNull(),
 		"pod_security":         types.StringNull(),
 		"disable_rules":        types.MapNull(types.StringType),
 	}
@@ -70,6 +72,11 @@ func TestGateSettings(t *testing.T) {
 		{"threshold above the keys", map[string]attr.Value{"public_keys": strs(pub), "threshold": types.Int64Value(2)}, "threshold 2"},
 		{"attestations without keys", map[string]attr.Value{"require_attestations": strs("https://slsa.dev/provenance/v1")}, "need public_keys"},
 		{"bad severity", map[string]attr.Value{"public_keys": strs(pub), "fail_on": types.StringValue("dire")}, "Invalid severity"},
+		{"unknown is no threshold", map[string]attr.Value{"public_keys": strs(pub), "fail_on": types.StringValue("unknown")}, "is not a severity threshold"},
+		{"report age", map[string]attr.Value{"public_keys": strs(pub), "fail_on": types.StringValue("high"), "max_report_age": types.StringValue("72h")}, ""},
+		{"any report age", map[string]attr.Value{"public_keys": strs(pub), "fail_on": types.StringValue("high"), "max_report_age": types.StringValue("none")}, ""},
+		{"bad report age", map[string]attr.Value{"public_keys": strs(pub), "fail_on": types.StringValue("high"), "max_report_age": types.StringValue("0s")}, "Invalid report age"},
+		{"report age without fail_on", map[string]attr.Value{"public_keys": strs(pub), "max_report_age": types.StringValue("72h")}, "MaxReportAge bounds the reports FailOn reads"},
 		{"bad level", map[string]attr.Value{"pod_security": types.StringValue("strict")}, "Invalid Pod Security level"},
 		{"rules without level", map[string]attr.Value{"disable_rules": types.MapValueMust(types.StringType, map[string]attr.Value{"image-digest": types.StringValue("x")})}, "disable_rules needs pod_security"},
 		{"rule without reason", map[string]attr.Value{
