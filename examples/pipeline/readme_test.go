@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/shipkit/shipkit/build"
+	"github.com/shipkit/shipkit/build/publish"
 	"github.com/shipkit/shipkit/deploy"
 	"github.com/shipkit/shipkit/deploy/apply"
 	"github.com/shipkit/shipkit/deploy/gate"
@@ -52,7 +53,7 @@ func buildAndPush(ctx context.Context, repo name.Repository) (v1.ImageIndex, nam
 	if err != nil {
 		return nil, name.Digest{}, err
 	}
-	digest, err := build.Publish(ctx, idx, repo) // deploy by digest, never by tag
+	digest, err := publish.Index(ctx, idx, repo) // deploy by digest, never by tag
 	return idx, digest, err
 }
 
