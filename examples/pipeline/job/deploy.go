@@ -2,117 +2,17 @@ package job
 
 import (
 	"context"
-	"embed"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path"
-	"path/filepath"
 	"strings"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/shipkit/shipkit/deploy"
 	"github.com/shipkit/shipkit/deploy/apply"
-	"github.com/shipkit/shipkit/deploy/render"
 )
-
-// manifests holds the example service's kustomize base and its demo overlay.
-//
-//go:embed deploy
-var manifests embed.FS
-
-// overlayDir is the embedded overlay, as the in-memory file system holds it.
-const overlayDir = "/deploy/overlays/demo"
-
-// placeholderImage is the image name the embedded manifests use for the service.
-const placeholderImage = "hello"
-
-// render renders the overlay with the pushed image pinned by digest.
-func (j *Job) render(ctx context.Context) (string, error) {
-	if err := j.need("pushed image", j.Digest.DigestStr() != ""); err != nil {
-		return "", err
-	}
-	fsys, dir, err := j.kustomization()
-	if err != nil {
-		return "", err
-	}
-	objs, err := render.Kustomize(fsys, dir,
-		render.WithImages(j.Digest),
-		render.WithApp(render.App{Name: filepath.Base(j.cfg.Source), ManagedBy: "shipkit"}),
-		render.WithRevision(strings.TrimPrefix(short(j.Digest.DigestStr()), "sha256:")),
-	).Render(ctx)
-	if err != nil {
-		return "", err
-	}
-	j.Objects = objs
-	kinds := make([]string, len(objs))
-	for i, o := range objs {
-		kinds[i] = o.GetKind()
-	}
-	return fmt.Sprintf("%d objects (%s), image pinned to %s", len(objs), strings.Join(kinds, ", "),
-		short(j.Digest.DigestStr())), nil
-}
-
-// kustomization returns the file system and directory to render: Overlay on disk, or
-// the embedded overlay under a root kustomization that maps the placeholder image
-// to the pushed repository and sets Namespace.
-func (j *Job) kustomization() (filesys.FileSystem, string, error) {
-	if j.cfg.Overlay != "" {
-		return filesys.MakeFsOnDisk(), j.cfg.Overlay, nil
-	}
-	mem := filesys.MakeFsInMemory()
-	err := fs.WalkDir(manifests, "deploy", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := manifests.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return mem.WriteFile("/"+p, data)
-	})
-	if err != nil {
-		return nil, "", fmt.Errorf("embedded manifests: %w", err)
-	}
-	root := fmt.Sprintf("resources:\n- %s\nimages:\n- name: %s\n  newName: %s\n",
-		path.Join("..", strings.TrimPrefix(overlayDir, "/")), placeholderImage, j.Repo.String())
-	if j.cfg.Namespace != "" {
-		root += "namespace: " + j.cfg.Namespace + "\n"
-	}
-	if err := mem.WriteFile("/pipeline/kustomization.yaml", []byte(root)); err != nil {
-		return nil, "", err
-	}
-	return mem, "/pipeline", nil
-}
-
-// WriteManifests writes the embedded kustomize base and overlay of the example
-// service under dir, as deploy/base and deploy/overlays/demo, so that a CLI can
-// render the same overlay. It returns the overlay's directory.
-func WriteManifests(dir string) (string, error) {
-	err := fs.WalkDir(manifests, "deploy", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		dst := filepath.Join(dir, filepath.FromSlash(p))
-		if d.IsDir() {
-			return os.MkdirAll(dst, 0o755)
-		}
-		data, err := manifests.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(dst, data, 0o644)
-	})
-	if err != nil {
-		return "", fmt.Errorf("writing the embedded manifests: %w", err)
-	}
-	return filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(overlayDir, "/"))), nil
-}
 
 // deploy applies the objects when a kubeconfig is given (or plans them, with
 // DryRun), else says what it would create in an empty cluster.
