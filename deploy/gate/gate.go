@@ -49,17 +49,20 @@ const DefaultConcurrency = 4
 // Gate checks objects before they are deployed. It implements [deploy.Gate]; it is
 // immutable and safe for concurrent use when its verifier and policy are.
 type Gate struct {
-	verifier    sign.Verifier
-	required    []string
-	failOn      report.Severity
-	hasFailOn   bool
-	maxAge      time.Duration
-	hasMaxAge   bool
-	judge       *sign.Policy // the attestation rules: required predicates and vulnerabilities
-	policy      ManifestPolicy
-	concurrency int
-	obs         observe.Observer
-	log         *slog.Logger
+	verifier  sign.Verifier
+	required  []string
+	failOn    report.Severity
+	hasFailOn bool
+	maxAge    time.Duration
+	hasMaxAge bool
+	judge     *sign.Policy // the attestation rules: required predicates and vulnerabilities
+	policy    ManifestPolicy
+	// registries is the allow-list of WithRegistries, nil for none.
+	registries    *allowList
+	registriesErr error
+	concurrency   int
+	obs           observe.Observer
+	log           *slog.Logger
 }
 
 var _ deploy.Gate = (*Gate)(nil)
@@ -103,7 +106,7 @@ func MaxReportAge(d time.Duration) Option {
 }
 
 // WithManifestPolicy checks the objects' manifests with p (for example scan/policy's
-// Checker at a Pod Security level); every finding becomes a reason.
+// Checker at a Pod Security level); every violation becomes a reason.
 func WithManifestPolicy(p ManifestPolicy) Option { return func(g *Gate) { g.policy = p } }
 
 // WithConcurrency bounds how many digests are verified at once (default
@@ -132,6 +135,9 @@ func New(opts ...Option) (*Gate, error) {
 	if g.concurrency < 1 {
 		return nil, fmt.Errorf("gate: concurrency %d, want at least 1", g.concurrency)
 	}
+	if g.registriesErr != nil {
+		return nil, g.registriesErr
+	}
 	if g.obs == nil {
 		g.obs = observe.Discard{}
 	}
@@ -153,7 +159,7 @@ type verdict struct {
 // never for a denial, and names the image or step that failed.
 func (g *Gate) Check(ctx context.Context, objs []*unstructured.Unstructured) (*deploy.Decision, error) {
 	start := time.Now()
-	all := uses(objs)
+	all := g.uses(objs)
 	var digests []name.Digest
 	seen := map[string]bool{}
 	for _, u := range all {
@@ -201,7 +207,7 @@ func (g *Gate) check(ctx context.Context, objs []*unstructured.Unstructured, all
 			reasons = g.judge.Judge(v.verified) // sign's judgement, per platform for an index
 		}
 		for _, r := range reasons {
-			d.Deny(deploy.Reason{Reason: r, Object: u.object, Container: u.container, Image: u.image})
+			d.Deny(u.deny(r))
 		}
 	}
 	if g.policy != nil {
@@ -248,7 +254,7 @@ func (g *Gate) verifyAll(ctx context.Context, digests []name.Digest) (map[string
 			case errors.As(err, &denied):
 				v.denied = denied
 			case err != nil:
-				v.err = fmt.Errorf("gate: verify image %s: %w", dg, err)
+				v.err = verifyError(dg, err)
 			case verified == nil:
 				v.err = fmt.Errorf("gate: verify image %s: the verifier returned neither a verdict nor an error", dg)
 			default:

@@ -239,7 +239,7 @@ func TestCheck(t *testing.T) {
 				debugPod("registry.example/dbg:1"),
 			},
 			verdicts: map[string]func(name.Digest) (*sign.Verified, error){digestA: clean},
-			want:     []string{"Deployment/a app not-pinned", "Deployment/a setup unsigned", "Pod/debug shell not-pinned"},
+			want:     []string{"Deployment/a setup unsigned", "Deployment/a app not-pinned", "Pod/debug shell not-pinned"},
 		},
 	}
 	for _, tt := range tests {
@@ -354,20 +354,7 @@ func TestNewRefusesWhatCannotWork(t *testing.T) {
 	}
 }
 
-func TestImages(t *testing.T) {
-	got := gate.Images([]*unstructured.Unstructured{
-		deployment("web", "a@"+digestA, "b:1"),
-		debugPod("c"),
-		{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "x"}}},
-	})
-	var names []string
-	for _, im := range got {
-		names = append(names, im.Object.Kind+"/"+im.Container+"="+im.Image)
-	}
-	assert.Equal(t, []string{"Deployment/app=a@" + digestA, "Deployment/setup=b:1", "Pod/app=registry.example/app@" + digestA, "Pod/shell=c"}, names)
-}
-
-// TestManifestPolicy: scan/policy's findings become reasons naming the object (with
+// TestManifestPolicy: scan/policy's violations become reasons naming the object (with
 // its API group), the rule and the fix; a policy that cannot read an object is a
 // failure to decide.
 func TestManifestPolicy(t *testing.T) {
@@ -396,7 +383,8 @@ func TestManifestPolicy(t *testing.T) {
 
 	// Bring your own policy: anything that returns a policy.Result.
 	own := policyFunc(func(context.Context, []*unstructured.Unstructured) (*policy.Result, error) {
-		return &policy.Result{Findings: []policy.Finding{{Rule: "team/owner-label", Kind: "Deployment", Namespace: "shop", Name: "web", Message: "no owner label", Fix: "add label team"}}}, nil
+		return &policy.Result{Violations: []policy.Violation{{Rule: "team/owner-label", Object: deploy.ObjectRef{Group: "apps", Kind: "Deployment", Namespace: "shop", Name: "web"},
+			Message: "no owner label", Fix: "add label team"}}}, nil
 	})
 	g, err = gate.New(gate.WithManifestPolicy(own))
 	require.NoError(t, err)

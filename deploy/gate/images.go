@@ -2,8 +2,6 @@ package gate
 
 import (
 	"fmt"
-	"maps"
-	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -12,56 +10,41 @@ import (
 	"github.com/shipkit/shipkit/sign"
 )
 
-// containerLists are the keys whose values are lists of containers in a pod spec.
-var containerLists = map[string]bool{"containers": true, "initContainers": true, "ephemeralContainers": true}
-
-// use is one container of one object and the image it runs.
+// use is one image use of the objects (see deploy.Walk), resolved: a pinned image
+// from an allowed registry to its digest, any other to the reason it is refused.
 type use struct {
 	object    deploy.ObjectRef
-	container string
-	image     string      // as the object writes it
-	digest    name.Digest // when image is pinned; without its tag
+	kind      deploy.ImageKind
+	path      string // field path of the image
+	container string // for a container image
+	image     string // as the object writes it
+	digest    name.Digest
 	reason    *deploy.Reason
 }
 
-// Image is one container image that objects run.
-type Image struct {
-	// Object is the object that runs the image.
-	Object deploy.ObjectRef
-	// Container names the container (or init or ephemeral container).
-	Container string
-	// Image is the image reference as the object writes it.
-	Image string
-}
-
-// Images lists every container image in objs: containers, init containers and
-// ephemeral containers anywhere in an object, so pod templates of workloads, pods
-// and custom resources that embed pod specs alike.
-func Images(objs []*unstructured.Unstructured) []Image {
-	var out []Image
-	for _, obj := range objs {
-		ref := deploy.RefOf(obj)
-		walkContainers(obj.Object, func(c map[string]any) {
-			img, _ := c["image"].(string)
-			cname, _ := c["name"].(string)
-			out = append(out, Image{Object: ref, Container: cname, Image: img})
-		})
-	}
-	return out
-}
-
-// uses resolves the images of objs: pinned ones to their digest, the others to the
-// reason they are refused.
-func uses(objs []*unstructured.Unstructured) []use {
-	imgs := Images(objs)
+// uses resolves the image uses of objs: containers, image volumes and the images
+// deploy.Walk cannot interpret, which are refused.
+func (g *Gate) uses(objs []*unstructured.Unstructured) []use {
+	imgs := deploy.Images(objs)
 	out := make([]use, 0, len(imgs))
 	for _, im := range imgs {
-		u := use{object: im.Object, container: im.Container, image: im.Image}
+		u := use{object: im.Object, kind: im.Kind, path: im.Path, image: im.Image}
+		if im.Kind == deploy.ContainerImage {
+			u.container = im.Name
+		}
 		deny := func(code deploy.ReasonCode, msg string) {
-			u.reason = &deploy.Reason{Reason: sign.Reason{Code: code, Message: msg}, Object: im.Object, Container: im.Container, Image: im.Image}
+			r := u.deny(sign.Reason{Code: code, Message: msg})
+			u.reason = &r
 		}
 		ref, err := name.ParseReference(im.Image)
 		switch {
+		case im.Kind == deploy.UnrecognisedImage:
+			msg := "looks like an image where the gate cannot tell what runs it (not a pod spec's container or image volume, " +
+				"nor a container of a workload resource deploy.Walk knows), so it cannot be verified"
+			if im.Note != "" {
+				msg = im.Note
+			}
+			deny(deploy.ReasonUnrecognisedImage, msg)
 		case im.Image == "":
 			deny(deploy.ReasonBadImage, "no image")
 		case err != nil:
@@ -70,6 +53,11 @@ func uses(objs []*unstructured.Unstructured) []use {
 			switch r := ref.(type) {
 			case name.Digest:
 				u.digest = r.Context().Digest(r.DigestStr())
+				if g.registries != nil {
+					if code, msg := g.registries.check(r.Context().Registry); code != "" {
+						deny(code, msg)
+					}
+				}
 			case name.Tag:
 				deny(deploy.ReasonNotPinned, fmt.Sprintf("not pinned by digest (tag %q): pin it to the digest the build published", r.TagStr()))
 			}
@@ -79,26 +67,11 @@ func uses(objs []*unstructured.Unstructured) []use {
 	return out
 }
 
-// walkContainers calls fn for every container map anywhere in v.
-func walkContainers(v any, fn func(map[string]any)) {
-	switch v := v.(type) {
-	case map[string]any:
-		// In key order, so reasons come out in the same order every time.
-		for _, k := range slices.Sorted(maps.Keys(v)) {
-			child := v[k]
-			if list, ok := child.([]any); ok && containerLists[k] {
-				for _, c := range list {
-					if cm, ok := c.(map[string]any); ok {
-						fn(cm)
-					}
-				}
-				continue
-			}
-			walkContainers(child, fn)
-		}
-	case []any:
-		for _, child := range v {
-			walkContainers(child, fn)
-		}
+// deny returns r as a reason about u. The message of a reason about an image
+// volume, or an image the walk did not recognise, starts with its field path.
+func (u use) deny(r sign.Reason) deploy.Reason {
+	if u.kind != deploy.ContainerImage {
+		r.Message = u.path + ": " + r.Message
 	}
+	return deploy.Reason{Reason: r, Object: u.object, Container: u.container, Image: u.image}
 }
