@@ -14,6 +14,11 @@ package build
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -45,3 +50,45 @@ const (
 	AnnotationRevision   = "org.opencontainers.image.revision"
 	AnnotationCreated    = "org.opencontainers.image.created"
 )
+
+// SourceDirError is the error of a Build whose Source.Dir does not exist or is not a
+// directory, found before any tool runs (as go -C does). It unwraps to the cause:
+// errors.Is(err, fs.ErrNotExist) holds for a directory that does not exist.
+type SourceDirError struct {
+	// Dir is the directory, made absolute.
+	Dir string
+	// Err is the cause.
+	Err error
+}
+
+func (e *SourceDirError) Error() string { return fmt.Sprintf("source dir %s: %v", e.Dir, e.Err) }
+
+// Unwrap returns the cause.
+func (e *SourceDirError) Unwrap() error { return e.Err }
+
+// errNotDir is the cause of a [SourceDirError] for a path that is not a directory.
+var errNotDir = errors.New("not a directory")
+
+// sourceDir returns dir (default ".") made absolute, or a *SourceDirError when it is
+// not a directory.
+func sourceDir(dir string) (string, error) {
+	if dir == "" {
+		dir = "."
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", &SourceDirError{Dir: dir, Err: err}
+	}
+	info, err := os.Stat(abs)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is in the message already
+		}
+		return "", &SourceDirError{Dir: abs, Err: err}
+	}
+	if !info.IsDir() {
+		return "", &SourceDirError{Dir: abs, Err: errNotDir}
+	}
+	return abs, nil
+}

@@ -80,12 +80,14 @@ func (b *FilesBuilder) Build(ctx context.Context, src Source) (v1.ImageIndex, er
 	if src.Path != "" {
 		return nil, fmt.Errorf("files builder: Source.Path %q: the files builder takes its files from its layers", src.Path)
 	}
-	if src.Dir == "" {
-		src.Dir = "."
-	}
-	root, err := os.OpenRoot(src.Dir)
+	dir, err := sourceDir(src.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("context dir %q: %w", src.Dir, err)
+		return nil, err
+	}
+	src.Dir = dir
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("context dir %s: %w", dir, err)
 	}
 	defer root.Close()
 	specs := make([]*layerSpec, 0, len(b.layers))

@@ -5,13 +5,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -30,19 +30,25 @@ const AppDir = "/app"
 // variant or Go's defaults. [WithGoEnv] sets variables on purpose.
 type GoBuilder struct {
 	opts *options
-
-	distMu sync.Mutex
-	dist   map[string]bool // platforms the toolchain can build; nil until listed
 }
 
-// NewGo returns a Go builder. By default it builds linux/amd64 on [Scratch].
+// NewGo returns a Go builder. By default it builds linux/amd64 on [Static]. A
+// platform it cannot build (not linux, an architecture Go does not build for linux,
+// a variant it does not know) is refused here, not at Build.
 func NewGo(opts ...Option) (*GoBuilder, error) {
 	o, err := newOptions(opts)
+	if err == nil {
+		err = checkGoPlatforms(o.platforms)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("go builder: %w", err)
 	}
 	return &GoBuilder{opts: o}, nil
 }
+
+// ErrNotMain is wrapped by the error of a Build whose package is not a main package
+// (the error names the package).
+var ErrNotMain = errors.New("not a main package")
 
 // Build compiles src.Path (default ".") inside src.Dir (default ".") for every
 // platform and returns the index of the images.
@@ -51,14 +57,11 @@ func (g *GoBuilder) Build(ctx context.Context, src Source) (v1.ImageIndex, error
 	if src.Path == "" {
 		src.Path = "."
 	}
-	dir, err := filepath.Abs(src.Dir)
+	dir, err := sourceDir(src.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("source dir %q: %w", src.Dir, err)
-	}
-	src.Dir = dir
-	if err := g.checkPlatforms(ctx); err != nil {
 		return nil, err
 	}
+	src.Dir = dir
 	importPath, err := g.mainPackage(ctx, src)
 	if err != nil {
 		return nil, err
@@ -124,47 +127,8 @@ func (g *GoBuilder) cacheKey(src Source, p v1.Platform) string {
 func (g *GoBuilder) env(p v1.Platform) []string {
 	set := []string{"CGO_ENABLED=0", "GOOS=" + p.OS, "GOARCH=" + p.Architecture, "GOFLAGS=", "GOEXPERIMENT=",
 		"GOAMD64=v1", "GOARM64=v8.0", "GOARM=7", "GO386=sse2"}
-	if v := p.Variant; v != "" {
-		switch p.Architecture {
-		case "amd64":
-			set = append(set, "GOAMD64="+v)
-		case "arm64": // GOARM64 wants v8.0, an OCI variant says v8
-			if !strings.Contains(v, ".") {
-				v += ".0"
-			}
-			set = append(set, "GOARM64="+v)
-		case "arm":
-			set = append(set, "GOARM="+strings.TrimPrefix(v, "v"))
-		}
-	}
+	set = append(set, goEnvFor(p)...)
 	return setEnv(os.Environ(), append(set, g.opts.goEnv...))
-}
-
-// checkPlatforms refuses a platform the Go toolchain cannot build, before any build.
-// The list is cached only once it was read, so a cancelled first build does not
-// spoil the builder.
-func (g *GoBuilder) checkPlatforms(ctx context.Context) error {
-	g.distMu.Lock()
-	defer g.distMu.Unlock()
-	if g.dist == nil {
-		out, err := goCmd(ctx, "", g.env(g.opts.platforms[0]), "tool", "dist", "list")
-		if err != nil {
-			return fmt.Errorf("listing Go platforms: %w", err)
-		}
-		g.dist = map[string]bool{}
-		for _, l := range strings.Fields(string(out)) {
-			g.dist[l] = true
-		}
-	}
-	for _, p := range g.opts.platforms {
-		if !g.dist[p.OS+"/"+p.Architecture] {
-			return fmt.Errorf("platform %s: the Go toolchain cannot build it (see go tool dist list)", p)
-		}
-		if p.OS != "linux" {
-			return fmt.Errorf("platform %s: only linux images are supported", p)
-		}
-	}
-	return nil
 }
 
 // mainPackage returns the import path of src.Path, or an error when it is not a
@@ -185,7 +149,7 @@ func (g *GoBuilder) mainPackage(ctx context.Context, src Source) (string, error)
 	}
 	name, importPath, _ := strings.Cut(lines[0], "\t")
 	if name != "main" {
-		return "", fmt.Errorf("package %s (%s) in %s is package %s, not a main package", src.Path, importPath, src.Dir, name)
+		return "", fmt.Errorf("package %s (%s) in %s is package %s: %w", src.Path, importPath, src.Dir, name, ErrNotMain)
 	}
 	return importPath, nil
 }

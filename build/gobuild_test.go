@@ -7,6 +7,7 @@ import (
 	"debug/buildinfo"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -175,8 +176,6 @@ func TestGoBuildBadInput(t *testing.T) {
 		{"not main", "./lib", nil, []string{"./lib", "example.com/app/lib", "not a main package"}},
 		{"compile error", "./broken", nil, []string{"go build ./broken for linux/amd64", "undefined: undefinedFunction"}},
 		{"no such package", "./nope", nil, []string{"./nope", "finding Go package"}},
-		{"unknown platform", ".", []build.Option{build.WithPlatforms("linux/nosucharch")}, []string{"linux/nosucharch", "cannot build"}},
-		{"not linux", ".", []build.Option{build.WithPlatforms("windows/amd64")}, []string{"windows/amd64", "only linux"}},
 		{"go env", ".", []build.Option{build.WithGoEnv("GOOS=darwin")}, []string{"GOOS is set by the builder"}},
 	}
 	for _, tt := range tests {
@@ -191,11 +190,8 @@ func TestGoBuildBadInput(t *testing.T) {
 			}
 		})
 	}
-	_, err := buildApp(t, filepath.Join(dir, "missing"), ".")
-	assert.ErrorContains(t, err, "missing")
-
-	_, err = build.NewGo(build.WithPlatforms("linux"))
-	assert.ErrorContains(t, err, `platform "linux"`)
+	_, err := buildApp(t, dir, "./lib")
+	assert.ErrorIs(t, err, build.ErrNotMain)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -205,6 +201,78 @@ func TestGoBuildBadInput(t *testing.T) {
 	assert.True(t, errors.Is(err, context.Canceled), "a cancelled build fails with context.Canceled, got %v", err)
 	_, err = b.Build(context.Background(), build.Source{Dir: dir})
 	assert.NoError(t, err, "a cancelled build does not spoil the builder")
+}
+
+// TestGoBuildMissingDir: a Source.Dir that does not exist (or is a file) is a
+// *build.SourceDirError naming it, wrapping fs.ErrNotExist, found before the go
+// command runs: not "fork/exec .../go: no such file or directory".
+func TestGoBuildMissingDir(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing")
+	b, err := build.NewGo()
+	require.NoError(t, err)
+	_, err = b.Build(context.Background(), build.Source{Dir: missing})
+	var sde *build.SourceDirError
+	require.ErrorAs(t, err, &sde)
+	assert.Equal(t, missing, sde.Dir)
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+	assert.Equal(t, "source dir "+missing+": no such file or directory", err.Error())
+
+	file := filepath.Join(dir, "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	_, err = b.Build(context.Background(), build.Source{Dir: file})
+	require.ErrorAs(t, err, &sde)
+	assert.EqualError(t, err, "source dir "+file+": not a directory")
+
+	fb, err := build.NewFiles([]build.Layer{{Name: "x", Files: []build.File{{Src: "a", Dst: "/a"}}}})
+	require.NoError(t, err)
+	_, err = fb.Build(context.Background(), build.Source{Dir: missing})
+	require.ErrorAs(t, err, &sde, "the files builder says the same")
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+}
+
+// TestNewGoRefusesPlatforms: a platform the Go builder cannot build fails at NewGo,
+// before any build; the variants it maps to Go settings are accepted.
+func TestNewGoRefusesPlatforms(t *testing.T) {
+	for platform, want := range map[string]string{
+		"linux":                 `platform "linux"`,
+		"linux/nosucharch":      "cannot build linux/nosucharch",
+		"windows/amd64":         "only linux",
+		"linux/arm/v9":          `variant "v9" of arm`,
+		"linux/amd64/v5":        `variant "v5" of amd64`,
+		"linux/ppc64le/power9":  `variant "power9" of ppc64le`,
+		"linux/arm64/v8.10":     `variant "v8.10" of arm64`,
+		"linux/amd64:10.0.1234": "OS versions",
+	} {
+		_, err := build.NewGo(build.WithPlatforms("linux/amd64", platform))
+		assert.ErrorContains(t, err, want, platform)
+	}
+	for _, ok := range []string{"linux/arm64/v8", "linux/arm64/v9.2", "linux/arm/v6", "linux/amd64/v3", "linux/riscv64", "linux/s390x"} {
+		_, err := build.NewGo(build.WithPlatforms(ok))
+		assert.NoError(t, err, ok)
+	}
+}
+
+// TestOptionsRefuseInvalidValues: an option given a value it cannot honour fails
+// the constructor, naming the option, instead of being ignored or replaced.
+func TestOptionsRefuseInvalidValues(t *testing.T) {
+	for _, tt := range []struct {
+		opt  build.Option
+		want string
+	}{
+		{build.WithUser(""), "WithUser: empty user"},
+		{build.WithEnv("MODE"), `WithEnv("MODE")`},
+		{build.WithEnv("=x"), `WithEnv("=x")`},
+		{build.WithBuildTags("a,b"), `WithBuildTags("a,b")`},
+		{build.WithBuildTags(""), `WithBuildTags("")`},
+		{build.WithBinaryCache(""), "WithBinaryCache: empty directory"},
+		{build.WithBase(nil), "WithBase: nil base"},
+		{build.WithJobs(0), "WithJobs(0)"},
+		{build.WithWorkdir("app"), `WithWorkdir("app")`},
+	} {
+		_, err := build.NewGo(tt.opt)
+		assert.ErrorContains(t, err, tt.want)
+	}
 }
 
 func tarHeaders(t *testing.T, l v1.Layer) []*tar.Header {

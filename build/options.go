@@ -117,9 +117,18 @@ func WithBase(b Base) Option {
 	}
 }
 
-// WithUser sets the user the image runs as (default [DefaultUser]). Use "0" or
-// "root" only when you must.
-func WithUser(user string) Option { return func(o *options) error { o.user = user; return nil } }
+// WithUser sets the user the image runs as (default [DefaultUser]), as USER[:GROUP]
+// by name or number. Use "0" or "root" only when you must; an empty user (which
+// would mean root) is refused.
+func WithUser(user string) Option {
+	return func(o *options) error {
+		if user == "" {
+			return fmt.Errorf("WithUser: empty user (say \"0\" for root)")
+		}
+		o.user = user
+		return nil
+	}
+}
 
 // WithEntrypoint sets the image's entrypoint. The Go builder sets it to its binary
 // unless this option is given.
@@ -164,7 +173,15 @@ func WithPorts(ports ...string) Option {
 
 // WithEnv adds KEY=VALUE environment variables to the image config.
 func WithEnv(env ...string) Option {
-	return func(o *options) error { o.env = append(o.env, env...); return nil }
+	return func(o *options) error {
+		for _, kv := range env {
+			if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+				return fmt.Errorf("WithEnv(%q): want KEY=VALUE", kv)
+			}
+		}
+		o.env = append(o.env, env...)
+		return nil
+	}
 }
 
 // WithLabels adds labels to the image config.
@@ -186,6 +203,11 @@ func WithLdflags(flags string) Option {
 // WithBuildTags sets the -tags passed to go build. Go builder only.
 func WithBuildTags(tags ...string) Option {
 	return func(o *options) error {
+		for _, t := range tags {
+			if t == "" || strings.ContainsAny(t, ", \t\n\"'") {
+				return fmt.Errorf("WithBuildTags(%q): want one build tag per argument", t)
+			}
+		}
 		o.tags = append(o.tags, tags...)
 		o.goOnly = append(o.goOnly, "WithBuildTags")
 		return nil
@@ -214,7 +236,14 @@ func WithJobs(n int) Option {
 // up-to-date output alone. Off by default; the directory is never pruned (one
 // binary per source directory, package, platform and flags). Go builder only.
 func WithBinaryCache(dir string) Option {
-	return func(o *options) error { o.binCache = dir; o.goOnly = append(o.goOnly, "WithBinaryCache"); return nil }
+	return func(o *options) error {
+		if dir == "" {
+			return fmt.Errorf("WithBinaryCache: empty directory (leave the option out for no cache)")
+		}
+		o.binCache = dir
+		o.goOnly = append(o.goOnly, "WithBinaryCache")
+		return nil
+	}
 }
 
 // WithGoEnv sets KEY=VALUE variables for the go command, e.g. GOCACHE, GOPROXY or
