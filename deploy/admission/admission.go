@@ -16,7 +16,12 @@
 // not an AdmissionReview v1, gets a 400 (413 when too large) that says what is wrong.
 // When the gate cannot decide (a registry that cannot be reached) the request is
 // denied with code 500: the webhook fails closed, whatever its failurePolicy says
-// about a webhook that cannot be reached.
+// about a webhook that cannot be reached. The message then names the image and the
+// kind of failure (a gate.VerifyError's Failure, such as "the registry answered
+// HTTP 403") and points to the webhook's logs, which hold the error cut to
+// [MaxLoggedErrorBytes]: whatever a registry answered is never sent back to the
+// requester. Give the gate an allow-list of registries (gate.WithRegistries, and
+// the verifier its Transport), so a pod cannot make the webhook connect anywhere.
 package admission
 
 import (
@@ -36,6 +41,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/deploy/gate"
 	"github.com/shipkit/shipkit/observe"
 )
 
@@ -49,6 +55,8 @@ const (
 	DefaultTimeout = 10 * time.Second
 	// MaxMessageBytes bounds the status message; the reasons past it are counted.
 	MaxMessageBytes = 16 << 10
+	// MaxLoggedErrorBytes bounds the gate's error in the handler's log (in runes).
+	MaxLoggedErrorBytes = 2 << 10
 )
 
 // Handler is an http.Handler for a ValidatingAdmissionWebhook. It is safe for
@@ -195,7 +203,11 @@ func (h *Handler) judge(ctx context.Context, req *admissionv1.AdmissionRequest) 
 		err = errors.New("the gate returned neither a decision nor an error")
 	}
 	if err != nil {
-		return h.deny(ctx, resp, subject, http.StatusInternalServerError, "the deploy gate could not decide: "+err.Error(), err)
+		// The error can hold what a registry sent (an error page, up to tens of
+		// kilobytes, from wherever the object's images point): it goes to the log,
+		// cut, never to the requester.
+		h.log.ErrorContext(ctx, "the deploy gate could not decide", "request", subject, "err", fmt.Sprintf("%.*s", MaxLoggedErrorBytes, err.Error()))
+		return h.deny(ctx, resp, subject, http.StatusInternalServerError, undecided(err), err)
 	}
 	if d.Allowed() {
 		h.decided(ctx, subject, "allowed", nil)
@@ -225,6 +237,19 @@ func (h *Handler) decided(ctx context.Context, subject, verdict string, err erro
 	}
 	h.obs.Observe(e)
 	h.log.InfoContext(ctx, "admission", "request", subject, "verdict", verdict)
+}
+
+// undecided says why the gate could not decide without the error's text, which can
+// hold what a registry sent: the image and the kind of failure, when the gate says.
+func undecided(err error) string {
+	var ve *gate.VerifyError
+	switch {
+	case errors.As(err, &ve):
+		return fmt.Sprintf("the deploy gate could not decide: image %s: %s; see the webhook's logs", ve.Image, ve.Failure)
+	case errors.Is(err, context.DeadlineExceeded):
+		return "the deploy gate could not decide in time; see the webhook's logs"
+	}
+	return "the deploy gate could not decide; see the webhook's logs"
 }
 
 // message lists the reasons, as many as fit in MaxMessageBytes.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -129,15 +130,19 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
-// TestGateErrorFailsClosed: a gate that cannot decide denies, with code 500.
+// TestGateErrorFailsClosed: a gate that cannot decide denies, with code 500; the
+// error's text stays in the webhook's log.
 func TestGateErrorFailsClosed(t *testing.T) {
+	var logs strings.Builder
 	h := admission.NewHandler(gateFunc(func(context.Context, []*unstructured.Unstructured) (*deploy.Decision, error) {
-		return nil, errors.New("registry unreachable")
-	}))
+		return nil, errors.New("registry unreachable: " + strings.Repeat("<html>", 5000))
+	}), admission.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	out := response(t, post(t, h, review("CREATE", "a", false)))
 	assert.False(t, out.Response.Allowed)
 	assert.EqualValues(t, http.StatusInternalServerError, out.Response.Result.Code)
-	assert.Contains(t, out.Response.Result.Message, "registry unreachable")
+	assert.Equal(t, "the deploy gate could not decide; see the webhook's logs", out.Response.Result.Message)
+	assert.Contains(t, logs.String(), "registry unreachable")
+	assert.Less(t, logs.Len(), admission.MaxLoggedErrorBytes+2048, "the logged error is cut")
 }
 
 // TestTimeout: the API server's ?timeout= bounds the decision.
@@ -151,7 +156,7 @@ func TestTimeout(t *testing.T) {
 	out := response(t, rec)
 	assert.False(t, out.Response.Allowed)
 	assert.Less(t, time.Since(start), 2*time.Second)
-	assert.Contains(t, out.Response.Result.Message, "deadline exceeded")
+	assert.Contains(t, out.Response.Result.Message, "could not decide in time")
 }
 
 // TestLongMessage: thousands of reasons are cut, and the rest counted.

@@ -48,7 +48,9 @@ func (c *Cluster) startAPIServer(ctx context.Context, a assets) error {
 	api.Configure().Disable("disable-admission-plugins").
 		// Our own signing key, so the controller-manager's token controller can share it.
 		Set("service-account-key-file", saKey).
-		Set("service-account-signing-key-file", saKey)
+		Set("service-account-signing-key-file", saKey).
+		// Image volumes (beta, off by default in 1.34) so admission sees them.
+		Set("feature-gates", "ImageVolume=true")
 	c.plane = &envtest.ControlPlane{Etcd: etcd, APIServer: api}
 	etcdProc := testbed.ExternalProcess("etcd", etcdLog.Name())
 	apiProc := testbed.ExternalProcess("kube-apiserver", apiLog.Name())
