@@ -219,7 +219,9 @@ func TestVulnRuleNewest(t *testing.T) {
 func TestVulnRuleAge(t *testing.T) {
 	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	at := func(d time.Duration) []Attestation { return []Attestation{vulnAtt(shipkitPredicate(t, now.Add(d)), "ci")} }
+	at := func(d time.Duration) []Attestation {
+		return []Attestation{vulnAtt(shipkitPredicate(t, now.Add(d)), "ci")}
+	}
 	tests := []struct {
 		name string
 		rule VulnRule

@@ -238,4 +238,3 @@ func attestedFinish(t *testing.T, l interface{ Uncompressed() (io.ReadCloser, er
 	require.NoError(t, json.Unmarshal(st, &statement))
 	return statement.Predicate.Metadata.ScanFinishedOn
 }
-

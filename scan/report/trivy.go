@@ -28,11 +28,11 @@ type (
 		} `json:"Trivy"`
 	}
 	trivyVuln struct {
-		VulnerabilityID  string   `json:"VulnerabilityID"`
-		VendorIDs        []string `json:"VendorIDs"`
-		PkgName          string   `json:"PkgName"`
-		PkgPath          string   `json:"PkgPath"`
-		PkgIdentifier    struct {
+		VulnerabilityID string   `json:"VulnerabilityID"`
+		VendorIDs       []string `json:"VendorIDs"`
+		PkgName         string   `json:"PkgName"`
+		PkgPath         string   `json:"PkgPath"`
+		PkgIdentifier   struct {
 			PURL string `json:"PURL"`
 		} `json:"PkgIdentifier"`
 		InstalledVersion string   `json:"InstalledVersion"`

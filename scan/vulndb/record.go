@@ -9,8 +9,8 @@
 // with GRYPE_DB_CACHE_DIR) accepts it with checksum and age validation on. [FromOSV]
 // reads OSV JSON (https://ossf.github.io/osv-schema/) into records.
 //
-// For a real grype database archive (from `grype db list`), use grype's own
-// `grype db import` instead.
+// For a real grype database archive (from `grype db list`, copied over to an
+// air-gapped machine), install it with scan/vuln's Import instead.
 package vulndb
 
 import (
@@ -18,6 +18,8 @@ import (
 	"strings"
 
 	"github.com/anchore/grype/grype/version"
+
+	"github.com/shipkit/shipkit/scan/report"
 )
 
 // Record is one advisory as it applies to one package. An advisory that affects several
@@ -87,19 +89,21 @@ func (r Range) constraint() string {
 	return r.Vulnerable
 }
 
-// severities are the severity names grype understands, keyed by the spellings accepted.
-var severities = map[string]string{
-	"": "", "unknown": "", "critical": "critical", "high": "high",
-	"medium": "medium", "moderate": "medium", "low": "low", "negligible": "negligible",
-}
-
-// normalizeSeverity returns s in grype's spelling.
+// normalizeSeverity returns s in grype's spelling ("critical" … "negligible", ""
+// for unknown). The words are scan/report's (report.ParseSeverity: "moderate" is
+// medium), so a database and the reports read from it agree.
 func normalizeSeverity(s string) (string, error) {
-	n, ok := severities[strings.ToLower(strings.TrimSpace(s))]
-	if !ok {
-		return "", fmt.Errorf("unknown severity %q", s)
+	if strings.TrimSpace(s) == "" {
+		return "", nil
 	}
-	return n, nil
+	sev, err := report.ParseSeverity(s)
+	if err != nil {
+		return "", err
+	}
+	if sev == report.Unknown {
+		return "", nil
+	}
+	return strings.ToLower(sev.String()), nil
 }
 
 // versionFormat returns the grype version format for a syft package type.
