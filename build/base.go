@@ -1,6 +1,7 @@
 package build
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 
@@ -16,8 +17,8 @@ import (
 
 // Base is the image a build puts its layers on. Load resolves it once per build;
 // implementations exist for a registry reference ([RemoteBase]), an OCI layout
-// directory ([LayoutBase]), an image value ([ImageBase]) and the empty image
-// ([Scratch]).
+// directory ([LayoutBase]), an image value ([ImageBase]), the default base written
+// in process ([Static]) and the empty image ([Scratch]).
 type Base interface {
 	Load(ctx context.Context) (*BaseImage, error)
 }
@@ -32,6 +33,10 @@ type BaseImage struct {
 
 	index v1.ImageIndex
 	image v1.Image
+	// forPlatform makes the image of any platform, for a base that is the same
+	// layers on every platform ([Static]); label names it in errors.
+	forPlatform func(v1.Platform) (v1.Image, error)
+	label       string
 }
 
 // NewBaseIndex returns a base of one image per platform.
@@ -55,9 +60,12 @@ func NewBaseImage(name string, img v1.Image) (*BaseImage, error) {
 // ForPlatform returns the base image for one platform: the matching image of an
 // index, or the single image when its platform fits.
 func (b *BaseImage) ForPlatform(p v1.Platform) (v1.Image, error) {
+	if b.forPlatform != nil {
+		return b.forPlatform(p)
+	}
 	label := b.Name
 	if label == "" {
-		label = "scratch"
+		label = cmp.Or(b.label, "scratch")
 	}
 	if b.index == nil && b.image == nil {
 		return nil, fmt.Errorf("base %s: no image (use NewBaseImage or NewBaseIndex)", label)

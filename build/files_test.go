@@ -43,7 +43,9 @@ var javaLayers = []build.Layer{
 
 func buildFiles(t *testing.T, dir string, layers []build.Layer, opts ...build.Option) (v1.Image, error) {
 	t.Helper()
-	b, err := build.NewFiles(layers, opts...)
+	// On scratch, so that the image's layers are the builder's; the default base is
+	// TestFilesBuilderSharesLayersAcrossPlatforms's.
+	b, err := build.NewFiles(layers, append([]build.Option{build.WithBase(build.Scratch())}, opts...)...)
 	require.NoError(t, err)
 	idx, err := b.Build(context.Background(), build.Source{Dir: dir})
 	if err != nil {
@@ -179,5 +181,15 @@ func TestFilesBuilderSharesLayersAcrossPlatforms(t *testing.T) {
 		digests = append(digests, ds)
 	}
 	assert.Equal(t, digests[0], digests[1], "the platforms share the same layers")
+	require.Len(t, digests[0], 3, "the default base's layer and the two of the builder")
+	base, err := build.Static().Load(context.Background())
+	require.NoError(t, err)
+	staticImg, err := base.ForPlatform(*im.Manifests[0].Platform)
+	require.NoError(t, err)
+	staticLayers, err := staticImg.Layers()
+	require.NoError(t, err)
+	want, err := staticLayers[0].Digest()
+	require.NoError(t, err)
+	assert.Equal(t, want, digests[0][0], "the files builder's default base is Static too")
 	assert.NotEqual(t, im.Manifests[0].Digest, im.Manifests[1].Digest, "but not the same config")
 }

@@ -54,7 +54,7 @@ func TestGoBuildImage(t *testing.T) {
 	assert.Equal(t, "linux/amd64", im.Manifests[0].Platform.String())
 	assert.Equal(t, "linux/arm64", im.Manifests[1].Platform.String())
 	assert.Equal(t, "1970-01-01T00:00:00Z", im.Annotations[build.AnnotationCreated])
-	assert.NotContains(t, im.Annotations, build.AnnotationBaseName, "scratch has no base name")
+	assert.NotContains(t, im.Annotations, build.AnnotationBaseName, "the built-in base records no base name")
 
 	for _, desc := range im.Manifests {
 		img, err := idx.Image(desc.Digest)
@@ -70,8 +70,9 @@ func TestGoBuildImage(t *testing.T) {
 
 		layers, err := img.Layers()
 		require.NoError(t, err)
-		require.Len(t, layers, 1)
-		hdrs := tarHeaders(t, layers[0])
+		require.Len(t, layers, 2, "the default base's layer and the binary")
+		assert.Contains(t, cf.Config.Env, "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt", "the default base's environment")
+		hdrs := tarHeaders(t, layers[1])
 		require.Equal(t, []string{"app/", "app/app"}, names(hdrs))
 		for _, h := range hdrs {
 			assert.Zero(t, h.Uid)

@@ -48,7 +48,7 @@ type options struct {
 func newOptions(opts []Option) (*options, error) {
 	o := &options{
 		platforms: []v1.Platform{{OS: "linux", Architecture: "amd64"}},
-		base:      Scratch(),
+		base:      Static(),
 		user:      DefaultUser,
 		jobs:      2,
 	}
@@ -106,7 +106,8 @@ func WithPlatforms(platforms ...string) Option {
 	}
 }
 
-// WithBase sets the base image (default [Scratch]).
+// WithBase sets the base image (default [Static]: CA certificates, tzdata and a
+// nonroot user; [Scratch] for an image that holds only what the build adds).
 func WithBase(b Base) Option {
 	return func(o *options) error {
 		if b == nil {

@@ -181,7 +181,7 @@ func CheckBase(ctx context.Context, idx v1.ImageIndex, opts ...remote.Option) (*
 	}
 	baseName, built := im.Annotations[AnnotationBaseName], im.Annotations[AnnotationBaseDigest]
 	if baseName == "" || built == "" {
-		return nil, fmt.Errorf("checking base: the index has no %s and %s annotations (built on scratch?)", AnnotationBaseName, AnnotationBaseDigest)
+		return nil, fmt.Errorf("checking base: the index has no %s and %s annotations (built on Scratch or Static, which record none?)", AnnotationBaseName, AnnotationBaseDigest)
 	}
 	builtHash, err := v1.NewHash(built)
 	if err != nil {

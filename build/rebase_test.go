@@ -110,11 +110,40 @@ func TestRebaseOntoPatchedBase(t *testing.T) {
 	assert.ErrorContains(t, err, "not based on")
 }
 
-func TestCheckBaseScratch(t *testing.T) {
+func TestCheckBaseBuiltIn(t *testing.T) {
 	idx, err := buildApp(t, copyApp(t), ".")
 	require.NoError(t, err)
 	_, err = build.CheckBase(context.Background(), idx)
-	assert.ErrorContains(t, err, "built on scratch")
+	assert.ErrorContains(t, err, "built on Scratch or Static")
+}
+
+// TestRebaseFromStatic: an image built on the default base records no base name, so
+// Rebase asks for WithOldBase; given Static, the image moves onto another base and
+// keeps its binary layer.
+func TestRebaseFromStatic(t *testing.T) {
+	ctx := context.Background()
+	idx, err := buildApp(t, copyApp(t), ".", build.WithPlatforms("linux/amd64", "linux/arm64"))
+	require.NoError(t, err)
+	repo := newRegistry(t)
+	newBase := pushBase(t, repo.Registry.Repo("base").Tag("2"))
+	_, err = build.Rebase(ctx, idx, build.IndexBase("example.com/base:2", newBase))
+	assert.ErrorContains(t, err, "use WithOldBase")
+	_, err = build.Rebase(ctx, idx, build.IndexBase("example.com/base:2", newBase), build.WithOldBase(nil))
+	assert.ErrorContains(t, err, "WithOldBase: nil base")
+
+	rebased, err := build.Rebase(ctx, idx, build.IndexBase("example.com/base:2", newBase), build.WithOldBase(build.Static()))
+	require.NoError(t, err)
+	im, err := rebased.IndexManifest()
+	require.NoError(t, err)
+	assert.Equal(t, "example.com/base:2", im.Annotations[build.AnnotationBaseName])
+	for _, desc := range im.Manifests {
+		img, err := rebased.Image(desc.Digest)
+		require.NoError(t, err)
+		layers, err := img.Layers()
+		require.NoError(t, err)
+		require.Len(t, layers, 3, "two layers of the new base and the binary")
+		assert.Equal(t, []string{"app/", "app/app"}, names(tarHeaders(t, layers[2])))
+	}
 }
 
 func platformImage(t *testing.T, idx v1.ImageIndex, p v1.Platform) v1.Image {
