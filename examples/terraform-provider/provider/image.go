@@ -102,7 +102,7 @@ func (r *ImageResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 			},
 			"base": schema.StringAttribute{
 				Optional:    true,
-				Description: "The base image, e.g. gcr.io/distroless/static:nonroot (default: scratch, nothing but the binary).",
+				Description: "The base image, e.g. gcr.io/distroless/static:nonroot (default: a static base written by shipkit: CA certificates, tzdata and a nonroot user).",
 			},
 			"ldflags": schema.StringAttribute{
 				Optional:    true,

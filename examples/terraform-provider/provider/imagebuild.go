@@ -27,7 +27,7 @@ type imageSpec struct {
 	dir, pkg  string
 	repo      name.Repository
 	platforms []string
-	base      string // empty: scratch
+	base      string // empty: build.Static, the SDK's default
 	ldflags   string
 	sign      *signSpec
 }
