@@ -94,16 +94,7 @@ func (s *Step) startLocked(msg string) {
 
 // Progress reports that one more unit of the step is done, with msg.
 func (s *Step) Progress(msg string) {
-	if s == nil || s.obs == nil {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended {
-		return
-	}
-	s.startLocked("")
-	s.emitLocked(Event{Phase: Progress, Done: s.done.Add(1), Message: msg})
+	s.progress(msg, func() int64 { return s.done.Add(1) })
 }
 
 // ProgressTo reports progress the work measures itself, as absolute counts: done
@@ -111,6 +102,22 @@ func (s *Step) Progress(msg string) {
 // v1.Update reports them. Later events carry these counts, and [Step.Progress]
 // counts on from done.
 func (s *Step) ProgressTo(done, total int64, msg string) {
+	s.progress(msg, func() int64 {
+		s.total = total
+		s.done.Store(done)
+		return done
+	})
+}
+
+// progress reports a Progress event whose Done count is what count, called with the
+// lock held, returns.
+func (s *Step) progress(msg string, count func() int64) {
+	s.live(func() { s.emitLocked(Event{Phase: Progress, Done: count(), Message: msg}) })
+}
+
+// live runs f with the lock held, on a step that reports somewhere and has not
+// ended, after reporting it started if it had not.
+func (s *Step) live(f func()) {
 	if s == nil || s.obs == nil {
 		return
 	}
@@ -120,9 +127,7 @@ func (s *Step) ProgressTo(done, total int64, msg string) {
 		return
 	}
 	s.startLocked("")
-	s.total = total
-	s.done.Store(done)
-	s.emitLocked(Event{Phase: Progress, Done: done, Message: msg})
+	f()
 }
 
 // Done returns how many units [Step.Progress] has counted.
@@ -146,21 +151,14 @@ func (s *Step) Fail(err error) error {
 // End reports the step's end: Failed with err when err is not nil (its message is
 // err's), else Finished with msg. Only the first end is reported.
 func (s *Step) End(err error, msg string) {
-	if s == nil || s.obs == nil {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended {
-		return
-	}
-	s.startLocked("")
-	s.ended = true
-	e := Event{Phase: Finished, Done: s.done.Load(), Message: msg}
-	if err != nil {
-		e.Phase, e.Err, e.Message = Failed, err, err.Error()
-	}
-	s.emitLocked(e)
+	s.live(func() {
+		s.ended = true
+		e := Event{Phase: Finished, Done: s.done.Load(), Message: msg}
+		if err != nil {
+			e.Phase, e.Err, e.Message = Failed, err, err.Error()
+		}
+		s.emitLocked(e)
+	})
 }
 
 func (s *Step) emitLocked(e Event) {
