@@ -22,6 +22,11 @@
 // inclusion proofs are not provided; a Fulcio certificate, valid for minutes, is
 // therefore of use here only for a verification that follows the signing at once.
 //
+// A verifier reads registries within limits ([WithMaxLayers], [WithMaxPayloadSize],
+// [WithConcurrency], [WithMaxPlatforms]) whose defaults suit a server verifying
+// whatever registry a request names: what a hostile registry serves past them
+// denies the image, it is never read in full.
+//
 // Signing, attesting and verifying report their steps to an [observe.Observer]
 // ([WithObserver]).
 //

@@ -26,10 +26,11 @@ type options struct {
 	cache    *sign.Cache
 	noCache  bool
 	observer observe.Observer
+	limits   limits
 }
 
 func newOptions(opts []Option) options {
-	o := options{keychain: authn.DefaultKeychain, log: slog.New(slog.NewTextHandler(io.Discard, nil)), observer: observe.Discard{}}
+	o := options{keychain: authn.DefaultKeychain, log: slog.New(slog.NewTextHandler(io.Discard, nil)), observer: observe.Discard{}, limits: defaultLimits()}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -125,11 +126,14 @@ func (o *options) ociOptions(ctx context.Context) []ociremote.Option {
 // newPuller returns a go-containerregistry Puller with the registry options: calls
 // made through it share each repository's authentication and ping, which a new
 // transport per call would repeat (a TLS handshake and a token exchange each time).
+// Its transport cuts response bodies off at the limits (see [capTransport]).
 func (o *options) newPuller() (*remote.Puller, error) {
-	ro := []remote.Option{remote.WithAuthFromKeychain(o.keychain)}
-	if o.rt != nil {
-		ro = append(ro, remote.WithTransport(o.rt))
+	rt := o.rt
+	if rt == nil {
+		rt = remote.DefaultTransport
 	}
+	rt = &capTransport{base: rt, max: max(o.limits.maxPayload, maxManifestSize)}
+	ro := []remote.Option{remote.WithAuthFromKeychain(o.keychain), remote.WithTransport(rt)}
 	return remote.NewPuller(append(ro, o.remote...)...)
 }
 

@@ -44,7 +44,11 @@ func NewSigner(key *PrivateKey, opts ...Option) (*Signer, error) {
 	if key == nil {
 		return nil, errors.New("cosign signer: no private key")
 	}
-	return &Signer{key: key, opts: newOptions(opts)}, nil
+	o := newOptions(opts)
+	if err := o.limits.validate(); err != nil {
+		return nil, fmt.Errorf("cosign signer: %w", err)
+	}
+	return &Signer{key: key, opts: o}, nil
 }
 
 // Sign signs the image d and pushes the signature to d's repository in cosign's

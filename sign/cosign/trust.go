@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -28,6 +29,10 @@ type trustCheck struct {
 	// cosign.VerifyBlobAttestation) and claims its claim verifier.
 	verify func(context.Context, oci.Signature, v1.Hash, *cosignlib.CheckOpts) (bool, error)
 	claims func(oci.Signature, v1.Hash, map[string]any) error
+	// precheck, when set, tells whether the layer's signature verifies with a key
+	// at all, cheaply; cosign's check runs only when it does (see
+	// [dsseEnvelope.signedBy]).
+	precheck func(signature.Verifier) bool
 	// untrusted is the reason code of a layer no trusted signer made; prefix starts
 	// the layer's messages ("" for a signature, which the caller numbers;
 	// "attestation of TYPE: ").
@@ -38,15 +43,19 @@ type trustCheck struct {
 	wrongSubject func(signer string) string
 	notTrusted   string
 	// memo keeps the certificate checks of one verification.
-	memo certMemo
+	memo *certMemo
 }
 
 // certMemo keeps the verdicts of [sign.TrustedIdentity.Verify] by identity and
 // certificate chain, so that an image's signature and attestations, made with one
-// certificate, have it checked once. It is used by one goroutine.
-type certMemo map[string]error
+// certificate, have it checked once. It is safe for concurrent use (two layers
+// judged at once may both check a chain the memo does not hold yet).
+type certMemo struct {
+	mu sync.Mutex
+	m  map[string]error
+}
 
-func (m certMemo) verify(id *trustedIdentity, leaf *x509.Certificate, chain []*x509.Certificate, now time.Time) error {
+func (m *certMemo) verify(id *trustedIdentity, leaf *x509.Certificate, chain []*x509.Certificate, now time.Time) error {
 	h := sha256.New()
 	h.Write([]byte(id.fingerprint))
 	for _, c := range append([]*x509.Certificate{leaf}, chain...) {
@@ -54,11 +63,19 @@ func (m certMemo) verify(id *trustedIdentity, leaf *x509.Certificate, chain []*x
 		h.Write(sum[:])
 	}
 	key := string(h.Sum(nil))
-	if err, ok := m[key]; ok {
+	m.mu.Lock()
+	err, ok := m.m[key]
+	m.mu.Unlock()
+	if ok {
 		return err
 	}
-	err := id.id.Verify(leaf, chain, now)
-	m[key] = err
+	err = id.id.Verify(leaf, chain, now)
+	m.mu.Lock()
+	if m.m == nil {
+		m.m = map[string]error{}
+	}
+	m.m[key] = err
+	m.mu.Unlock()
 	return err
 }
 
@@ -67,7 +84,7 @@ func (m certMemo) verify(id *trustedIdentity, leaf *x509.Certificate, chain []*x
 func (v *Verifier) trust(ctx context.Context, sig oci.Signature, h v1.Hash, c trustCheck) (*signer, *problem) {
 	cert, err := sig.Cert()
 	if err != nil {
-		return nil, &problem{code: sign.ReasonMalformed, msg: c.prefix + "carries a certificate that cannot be read: " + err.Error()}
+		return nil, &problem{code: sign.ReasonMalformed, msg: c.prefix + "carries a certificate that cannot be read"}
 	}
 	if cert != nil {
 		return v.trustIdentity(ctx, sig, cert, h, c)
@@ -92,6 +109,9 @@ func (v *Verifier) trust(ctx context.Context, sig oci.Signature, h v1.Hash, c tr
 // reports whether sig verified, and whether its signature did (cosign runs the
 // claim check, which compares the signed image digest with h, only after it).
 func (v *Verifier) cosignCheck(ctx context.Context, sig oci.Signature, h v1.Hash, c trustCheck, co *cosignlib.CheckOpts) (ok, signed bool) {
+	if c.precheck != nil && !c.precheck(co.SigVerifier) {
+		return false, false
+	}
 	co.IgnoreTlog = true
 	co.ClaimVerifier = func(sig oci.Signature, h v1.Hash, ann map[string]any) error {
 		signed = true
@@ -108,15 +128,15 @@ func (v *Verifier) cosignCheck(ctx context.Context, sig oci.Signature, h v1.Hash
 func (v *Verifier) trustIdentity(ctx context.Context, sig oci.Signature, cert *x509.Certificate, h v1.Hash, c trustCheck) (*signer, *problem) {
 	if len(v.identities) == 0 {
 		return nil, &problem{code: c.untrusted, msg: fmt.Sprintf("%smade with a certificate for %s; the policy trusts keys only",
-			c.prefix, strings.Join(sign.SubjectAlternativeNames(cert), ", "))}
+			c.prefix, safeText(strings.Join(sign.SubjectAlternativeNames(cert), ", "), 200))}
 	}
 	chain, err := sig.Chain()
 	if err != nil {
-		return nil, &problem{code: sign.ReasonMalformed, msg: c.prefix + "carries a certificate chain that cannot be read: " + err.Error()}
+		return nil, &problem{code: sign.ReasonMalformed, msg: c.prefix + "carries a certificate chain that cannot be read"}
 	}
 	certVerifier, err := signature.LoadVerifier(cert.PublicKey, crypto.SHA256)
 	if err != nil {
-		return nil, &problem{code: sign.ReasonMalformed, msg: c.prefix + "certificate's key cannot verify signatures: " + err.Error()}
+		return nil, &problem{code: sign.ReasonMalformed, msg: c.prefix + "certificate's key cannot verify signatures: " + safeText(err.Error(), 200)}
 	}
 	now := time.Now()
 	var best *problem
@@ -136,7 +156,7 @@ func (v *Verifier) trustIdentity(ctx context.Context, sig oci.Signature, cert *x
 			case errors.Is(err, sign.ErrCertificateExpired):
 				code = sign.ReasonExpiredCertificate
 			}
-			consider(&problem{code: code, msg: fmt.Sprintf("%snot by trusted identity %s: %v", c.prefix, id.name, err)})
+			consider(&problem{code: code, msg: fmt.Sprintf("%snot by trusted identity %s: %s", c.prefix, id.name, safeText(err.Error(), 400))})
 			continue
 		}
 		// The certificate is trusted: cosign checks the signature with its key, the
