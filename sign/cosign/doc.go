@@ -22,6 +22,13 @@
 // inclusion proofs are not provided; a Fulcio certificate, valid for minutes, is
 // therefore of use here only for a verification that follows the signing at once.
 //
+// An image index is verified per platform: its signatures are its own, and each
+// platform image it lists is judged on the attestations attached to that image's
+// digest together with the index's ([Verifier.Verify]); [Signer.Attest] attaches a
+// predicate whose [sign.Predicate.Subject] names a platform image to that image,
+// through the index's digest. So SBOMs and vulnerability reports, which are per
+// platform, are attested and judged per platform, as BuildKit attaches them.
+//
 // A verifier reads registries within limits ([WithMaxLayers], [WithMaxPayloadSize],
 // [WithConcurrency], [WithMaxPlatforms]) whose defaults suit a server verifying
 // whatever registry a request names: what a hostile registry serves past them

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	cremote "github.com/sigstore/cosign/v2/pkg/cosign/remote"
 	"github.com/sigstore/cosign/v2/pkg/oci"
 	"github.com/sigstore/cosign/v2/pkg/oci/mutate"
@@ -168,6 +170,13 @@ const statementV01 = "https://in-toto.io/Statement/v0.1"
 // repository and digest) as a DSSE envelope and pushes it to d's repository in
 // cosign's layout (the .att tag), as cosign attest does. [sign.WithReplace] removes
 // earlier attestations of the same predicate type.
+//
+// A predicate with a [sign.Predicate.Subject] is about one platform image of the
+// index d: it is attested to that image (d's repository at the Subject digest),
+// after checking that the index d lists it; an index that does not, or a d that
+// is not an index, is an error naming both. So a caller attests each platform's
+// SBOM and vulnerability report with the index's digest alone, and a [Verifier]
+// finds them on the platform images the index lists.
 func (s *Signer) Attest(ctx context.Context, d name.Digest, p sign.Predicate, opts ...sign.AttestOption) error {
 	var o sign.AttestOptions
 	for _, opt := range opts {
@@ -176,13 +185,47 @@ func (s *Signer) Attest(ctx context.Context, d name.Digest, p sign.Predicate, op
 	if err := sign.CheckDigest(d); err != nil {
 		return fmt.Errorf("attest: %w", err)
 	}
-	st := s.opts.start("attest " + p.Type + " " + d.String())
-	if err := s.attest(ctx, d, p, o); err != nil {
-		return st.fail(fmt.Errorf("attest %s: %w", d, err))
+	target := d
+	if p.Subject != (v1.Hash{}) && p.Subject.String() != d.DigestStr() {
+		target = d.Context().Digest(p.Subject.String())
+	}
+	st := s.opts.start("attest " + p.Type + " " + target.String())
+	if target != d {
+		if err := s.checkListed(ctx, d, p.Subject); err != nil {
+			return st.fail(fmt.Errorf("attest %s: %w", target, err))
+		}
+	}
+	if err := s.attest(ctx, target, p, o); err != nil {
+		return st.fail(fmt.Errorf("attest %s: %w", target, err))
 	}
 	st.finish("attested " + p.Type + " signed by " + s.key.String())
-	s.opts.log.DebugContext(ctx, "attested image", "digest", d.String(), "predicateType", p.Type, "key", s.key.String())
+	s.opts.log.DebugContext(ctx, "attested image", "digest", target.String(), "predicateType", p.Type, "key", s.key.String())
 	return nil
+}
+
+// ErrNotInIndex is matched (errors.Is) by the error of [Signer.Attest] for a
+// predicate whose Subject the index it is attested through does not list.
+var ErrNotInIndex = errors.New("subject not listed by the image index")
+
+// checkListed checks that the image index idx lists the image sub.
+func (s *Signer) checkListed(ctx context.Context, idx name.Digest, sub v1.Hash) error {
+	desc, err := remote.Get(idx, s.opts.remoteOptions(ctx)...)
+	if err != nil {
+		return fmt.Errorf("read the image index %s: %w", idx, err)
+	}
+	if !desc.MediaType.IsIndex() {
+		return fmt.Errorf("predicate subject %s: %s is not an image index (%s), so it lists no platform image: %w", sub, idx, desc.MediaType, ErrNotInIndex)
+	}
+	im, err := v1.ParseIndexManifest(bytes.NewReader(desc.Manifest))
+	if err != nil {
+		return fmt.Errorf("read the image index %s: %w", idx, err)
+	}
+	for _, m := range im.Manifests {
+		if m.Digest == sub {
+			return nil
+		}
+	}
+	return fmt.Errorf("the image index %s does not list the predicate's subject %s: %w", idx, sub, ErrNotInIndex)
 }
 
 func (s *Signer) attest(ctx context.Context, d name.Digest, p sign.Predicate, o sign.AttestOptions) error {

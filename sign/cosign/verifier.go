@@ -109,9 +109,18 @@ func NewVerifier(p sign.Policy, opts ...Option) (*Verifier, error) {
 
 // Verify checks the image d against the policy. It returns what it verified, a
 // *[sign.DeniedError] listing every reason when the policy denies the image, or
-// another error when the registry could not be read. d may be an image index or an
-// image; an index's signatures are its own (sign it with [sign.WithRecursive] to sign
-// its images too, and verify each image by its digest).
+// another error when the registry could not be read.
+//
+// d may be an image or an image index. An index's signatures are its own (the
+// policy's threshold applies to them; [sign.WithRecursive] signs the platform
+// images too, which verify by their own digests). For an index, Verify also reads
+// the attestations of each platform image it lists (not BuildKit's attestation
+// manifests nor other artifacts), on that image's own digest, into
+// [sign.Verified.Platforms], and the policy's required predicates and conditions
+// are judged per platform, on its attestations together with the index's (see
+// [sign.Policy.Judge]): a platform missing its SBOM denies the index, naming the
+// platform. Attest a platform's predicates with [sign.Predicate.Subject] set to
+// put them there.
 func (v *Verifier) Verify(ctx context.Context, d name.Digest) (*sign.Verified, error) {
 	if err := sign.CheckDigest(d); err != nil {
 		return nil, fmt.Errorf("verify: %w", err)

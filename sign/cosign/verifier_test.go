@@ -419,7 +419,8 @@ func (l *pathLog) take() []string {
 
 // TestVerifyReusesAuth checks that a verifier pings a repository and exchanges its
 // token once, not per verification: after the first image, verifying another one of
-// the same repository reads only its two manifests and four layers.
+// the same repository reads only its three manifests (its own, to see whether it is
+// an index, and its .sig and .att tags') and four layers.
 func TestVerifyReusesAuth(t *testing.T) {
 	host := newRegistry(t)
 	d1, d2 := pushImage(t, host, "team/app", "v1"), pushImage(t, host, "team/app", "v2")
@@ -434,5 +435,5 @@ func TestVerifyReusesAuth(t *testing.T) {
 	require.NoError(t, err)
 	paths := log.take()
 	assert.NotContains(t, paths, "/v2/")
-	assert.Len(t, paths, 6, "2 manifests (.sig, .att) and 4 layers: %v", paths)
+	assert.Len(t, paths, 7, "3 manifests (the image, .sig, .att) and 4 layers: %v", paths)
 }

@@ -50,8 +50,23 @@ func (v *Verifier) verify(ctx context.Context, d name.Digest) (*sign.Verified, e
 		return nil, fmt.Errorf("verify %s: %w", d, err)
 	}
 	root := &target{digest: d, hash: h, kinds: []kind{kindSignature, kindAttestation}}
+	var (
+		plats   []platformImage
+		idxProb *problem
+		idxErr  error
+	)
+	if err := v.listAll(ctx, []*target{root}, func() { plats, idxProb, idxErr = v.platforms(ctx, d) }); err != nil {
+		return nil, fmt.Errorf("verify %s: %w", d, err)
+	}
+	if idxErr != nil {
+		return nil, fmt.Errorf("verify %s: %w", d, idxErr)
+	}
 	targets := []*target{root}
-	if err := v.listAll(ctx, targets, nil); err != nil {
+	for _, p := range plats {
+		targets = append(targets, &target{digest: p.digest, hash: p.hash, platform: p.platform,
+			prefix: p.label() + ": ", kinds: []kind{kindAttestation}})
+	}
+	if err := v.listAll(ctx, targets[1:], nil); err != nil {
 		return nil, fmt.Errorf("verify %s: %w", d, err)
 	}
 	if err := v.judgeAll(ctx, targets); err != nil {
@@ -62,6 +77,9 @@ func (v *Verifier) verify(ctx context.Context, d name.Digest) (*sign.Verified, e
 	signers := map[string]string{} // fingerprint → name
 	var sigProblems, attProblems []problem
 	var reasons []sign.Reason // problems that deny whatever else verified
+	if idxProb != nil {
+		reasons = append(reasons, idxProb.reason(""))
+	}
 	for _, t := range targets {
 		var atts []sign.Attestation
 		for _, k := range t.kinds {
