@@ -19,7 +19,11 @@ func BenchmarkGoBuildNoChange(b *testing.B) {
 		cache string
 	}{{"bincache", b.TempDir()}, {"nobincache", ""}} {
 		b.Run(bc.name, func(b *testing.B) {
-			builder, err := build.NewGo(build.WithPlatforms("linux/amd64", "linux/arm64"), build.WithBinaryCache(bc.cache))
+			opts := []build.Option{build.WithPlatforms("linux/amd64", "linux/arm64")}
+			if bc.cache != "" {
+				opts = append(opts, build.WithBinaryCache(bc.cache))
+			}
+			builder, err := build.NewGo(opts...)
 			require.NoError(b, err)
 			ctx := context.Background()
 			_, err = builder.Build(ctx, build.Source{Dir: dir}) // warm up
