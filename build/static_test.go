@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -39,7 +40,7 @@ func layerFiles(t *testing.T, rc io.ReadCloser) (map[string]layerFile, []string)
 	var order []string
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return files, order
 		}
 		require.NoError(t, err)
@@ -191,7 +192,7 @@ func extract(t *testing.T, img v1.Image) string {
 	tr := tar.NewReader(rc)
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return root
 		}
 		require.NoError(t, err)
