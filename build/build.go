@@ -61,6 +61,7 @@ type SourceDirError struct {
 	Err error
 }
 
+// Error names the directory and the cause.
 func (e *SourceDirError) Error() string { return fmt.Sprintf("source dir %s: %v", e.Dir, e.Err) }
 
 // Unwrap returns the cause.
