@@ -11,13 +11,14 @@
 //   - scan/sbom: a syft [Cataloger] for image values, image indexes (one SBOM per
 //     platform), OCI layouts and registry references; SPDX 2.3, CycloneDX 1.6 and
 //     syft JSON writers.
-//   - scan/vuln: a grype [Scanner] over a v6 database on local disk, loaded once,
-//     checked for schema and age, safe for concurrent scans.
+//   - scan/vuln: vuln.DB, a grype [Scanner] over a v6 database on local disk, loaded
+//     once, checked for schema and age, safe for concurrent scans.
 //   - scan/vulndb: writes a grype v6 database from OSV records, for air-gapped
 //     users and tests; nothing is downloaded.
 //   - scan/suppress: ignore rules with expiry dates and OpenVEX documents.
-//   - scan/report: the report, its gate (FailOn) and its JSON, SARIF 2.1.0, table
-//     and cosign vulnerability predicate writers.
+//   - scan/report: the report, its gate (FailOn), its JSON, SARIF 2.1.0 and table
+//     writers, and Decode for shipkit, grype and Trivy reports (package sign makes
+//     and reads the cosign vulnerability predicate).
 //   - scan/policy: Kubernetes manifests against the Pod Security Standards (the API
 //     server's own evaluator) and hardening rules; links no scanner.
 //

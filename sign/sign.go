@@ -8,6 +8,14 @@
 // verdicts and the [DeniedError] that lists why an image was refused. It links no
 // signing implementation, so a deploy gate can depend on a [Verifier] alone; the
 // cosign-compatible implementation is in package sign/cosign.
+//
+// It is also the one owner of the judgement of attestations, which the cosign
+// verifier and the deploy gate both delegate to: [Policy.Judge] (required predicate
+// types and conditions, per platform of an image index), [VulnRule] (the
+// vulnerability threshold, the newest report's age, unreadable reports denied), the
+// one encoder and decoder of cosign's vulnerability predicate ([VulnPredicate],
+// [DecodeVulnPredicate]) and the one vocabulary of denials ([ReasonCode], [Reason],
+// [DeniedError], [ErrDenied]).
 package sign
 
 import (

@@ -11,8 +11,8 @@ import (
 // [VulnRule] says otherwise: a week.
 const DefaultMaxReportAge = 7 * 24 * time.Hour
 
-// NoMaxReportAge, as [VulnRule.MaxReportAge], accepts a report of any age. Choose it
-// knowingly: .att is a mutable tag, so whoever can push to the repository can
+// NoMaxReportAge is the [VulnRule.MaxReportAge] that accepts a report of any age.
+// Choose it knowingly: .att is a mutable tag, so whoever can push to the repository can
 // delete the newest report and let an older, cleaner one decide (see [VulnRule]).
 const NoMaxReportAge time.Duration = -1
 

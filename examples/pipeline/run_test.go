@@ -83,7 +83,7 @@ func TestMainJob(t *testing.T) {
 	assert.Regexp(t, `(?m)^    golang\.org/x/text +v0\.3\.7 +0\.3\.8 +go-module +GHSA-69ch-w2m2-3vjp +High$`, out)
 	assert.NotContains(t, out, "GHSA-ppp9-7jff-5vj2")
 	assert.Contains(t, out, "1 finding (1 High) against 2 embedded advisories; passes fail-on critical")
-	assert.Contains(t, out, "signed by pipeline; 4 attestations verified")
+	assert.Contains(t, out, "signed by pipeline; 5 attestations verified (1 on the index, the others on 2 platform image(s))")
 	assert.Contains(t, out, "allowed: 3 objects, fail-on critical, Pod Security restricted; 1 finding (1 High) below the threshold")
 	// The plan against an empty cluster.
 	for _, obj := range []string{"Namespace/hello", "Deployment/hello/hello", "Service/hello/hello"} {
@@ -142,7 +142,7 @@ func TestMainJobSignsWithKeyFile(t *testing.T) {
 	out, err := runJob(t, "-platforms", "linux/amd64", "-key", priv, "-trust", pub)
 	require.NoError(t, err, out)
 	assert.Contains(t, out, "signed with key "+priv)
-	assert.Contains(t, out, "signed by "+pub+"; 3 attestations verified")
+	assert.Contains(t, out, "signed by "+pub+"; 3 attestations verified (1 on the index, the others on 1 platform image(s))")
 	assert.NotContains(t, out, "s3cret")
 
 	t.Setenv("COSIGN_PASSWORD", "wrong")

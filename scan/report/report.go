@@ -1,6 +1,10 @@
 // Package report holds the vulnerability report that shipkit's scan stage produces
-// and its deploy gate reads. It depends on nothing but the standard library, so a
-// program that only gates on a report does not link the scanners.
+// and its deploy gate reads: findings with severities, FailOn, the JSON, SARIF and
+// table writers, and [Decode], which reads the reports people attest (shipkit's,
+// grype's and Trivy's JSON) and refuses what it cannot read with certainty. It
+// depends on nothing but the standard library, so a program that only gates on a
+// report does not link the scanners. (Package sign writes and reads the report as
+// cosign's vulnerability predicate.)
 package report
 
 import (

@@ -53,7 +53,9 @@ func TestRun(t *testing.T) {
 	assert.Equal(t, []string{sign.PredicateSPDX, sign.PredicateVuln, sign.PredicateSLSAProvenance}, j.Attested)
 	require.NotNil(t, j.Verified)
 	assert.Equal(t, []string{"pipeline"}, j.Verified.Signers)
-	assert.Len(t, j.Verified.Attestations, 3)
+	assert.Len(t, j.Verified.Attestations, 1, "provenance, about the index")
+	require.Len(t, j.Verified.Platforms, 1)
+	assert.Len(t, j.Verified.Platforms[0].Attestations, 2, "the platform's SBOM and report, about its image")
 
 	require.NotNil(t, j.Decision)
 	assert.True(t, j.Decision.Allowed(), j.Decision.String())

@@ -179,8 +179,12 @@ func (j *Job) verify(ctx context.Context) (string, error) {
 		return "", err
 	}
 	j.Verified = verified
-	return fmt.Sprintf("signed by %s; %d attestations verified", strings.Join(verified.Signers, ", "),
-		len(verified.Attestations)), nil
+	n := len(verified.Attestations)
+	for _, p := range verified.Platforms {
+		n += len(p.Attestations)
+	}
+	return fmt.Sprintf("signed by %s; %d attestations verified (%d on the index, the others on %d platform image(s))",
+		strings.Join(verified.Signers, ", "), n, len(verified.Attestations), len(verified.Platforms)), nil
 }
 
 // verifier returns a verifier of the job's policy. The gate uses the same one; its
