@@ -1,9 +1,11 @@
 // Package gate decides whether objects may be deployed: the one check between render
-// and apply that no other tool offers as a library. For every container image in the
-// objects (containers, init containers and ephemeral containers, wherever a pod spec
-// sits) it checks that
+// and apply that no other tool offers as a library. For every image the objects run,
+// as deploy.Walk finds them (containers, init and ephemeral containers and image
+// volumes of every pod spec: workloads, Rollouts, Knative, Argo Workflows, Tekton,
+// any custom resource with a list of containers), it checks that
 //
 //   - the image is pinned by digest (a tag can move after the gate looked);
+//   - its registry is allowed, when the gate has an allow-list ([WithRegistries]);
 //   - its signatures and attestations pass a [sign.Verifier]'s policy;
 //   - the verified attestations include every required predicate type;
 //   - its newest verified vulnerability report can be read, is recent and has no
@@ -15,8 +17,10 @@
 // attestations (sign.Verified.Platforms).
 //
 // and it runs a manifest policy (Pod Security level and hardening rules) on the
-// objects. The answer is one [deploy.Decision] with every reason, each naming the
-// object, the container and the image.
+// objects. A value that looks like an image where the walker cannot tell what runs
+// it is a reason (deploy.ReasonUnrecognisedImage), never a silent pass. The answer
+// is one [deploy.Decision] with every reason, each naming the object, the container
+// and the image.
 //
 // The gate links no signing implementation: the caller passes a [sign.Verifier]
 // (package sign/cosign has one), so a program that gates does not carry sigstore
