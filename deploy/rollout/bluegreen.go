@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -56,7 +57,8 @@ type BlueGreenRollout struct {
 	opts   options
 }
 
-// NewBlueGreen checks the rollout's description and returns a rollout for it.
+// NewBlueGreen checks the rollout's description and returns a rollout for it. It
+// needs [WithStateKey].
 func NewBlueGreen(client kubernetes.Interface, spec BlueGreen, opts ...Option) (*BlueGreenRollout, error) {
 	var errs []error
 	errs = append(errs, validateName(spec.Name, spec.Namespace)...)
@@ -77,14 +79,16 @@ func NewBlueGreen(client kubernetes.Interface, spec BlueGreen, opts ...Option) (
 	if len(spec.PostPromotion) > 0 {
 		errs = append(errs, validateChecks("post-promotion analysis", spec.PostPromotion))
 	}
+	o := newOptions(opts)
+	errs = append(errs, o.newSealer())
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("blue/green %s/%s: %w: %w", spec.Namespace, spec.Name, ErrInvalid, err)
 	}
-	return &BlueGreenRollout{spec: spec, client: client, opts: newOptions(opts)}, nil
+	return &BlueGreenRollout{spec: spec, client: client, opts: o}, nil
 }
 
 func (r *BlueGreenRollout) store() *store {
-	return &store{client: r.client, namespace: r.spec.Namespace, name: stateName(r.spec.Name)}
+	return &store{client: r.client, namespace: r.spec.Namespace, name: stateName(r.spec.Name), sealer: r.opts.sealer}
 }
 
 // Promote asks the process running the rollout to go past PauseBeforePromotion.
@@ -102,7 +106,8 @@ func (r *BlueGreenRollout) Abort(ctx context.Context, reason string) error {
 	return r.store().request(ctx, keyAbort, reason)
 }
 
-// Status returns the state recorded in the cluster, or nil when the rollout never ran.
+// Status returns the state recorded in the cluster, or nil when the rollout never ran;
+// a state whose seal does not verify is a [*StateError].
 func (r *BlueGreenRollout) Status(ctx context.Context) (*Status, error) {
 	rec, _, err := r.store().load(ctx)
 	if err != nil {
@@ -112,6 +117,7 @@ func (r *BlueGreenRollout) Status(ctx context.Context) (*Status, error) {
 }
 
 // Retry forgets that the current revision was aborted, so the next Run starts it again.
+// It also forgets a state whose seal does not verify (a [*StateError]).
 func (r *BlueGreenRollout) Retry(ctx context.Context) error {
 	return retryRollout(ctx, r.client, r.spec.Namespace, r.spec.Name, r.opts)
 }
@@ -311,6 +317,10 @@ func (x *bgRun) step(i int) (done bool, err error) {
 		sr.Phase, sr.Message = StepFailed, err.Error()
 		x.failed(&sr, name)
 		return true, x.abort(err.Error())
+	case errors.As(err, new(*TemplateChangedError)):
+		sr.Phase, sr.Message = StepFailed, err.Error()
+		x.failed(&sr, name)
+		return true, errors.Join(err, x.abort(err.Error()))
 	case err != nil:
 		return true, x.interrupted(&sr, name, err)
 	case sr.Analysis != nil && sr.Analysis.Phase == analysis.Failed:
@@ -328,7 +338,36 @@ func (x *bgRun) step(i int) (done bool, err error) {
 		x.decide("pause", reason+"; the next Run repeats the step")
 		return true, x.st.save(x.runCtx, x.rec)
 	}
+	if sr.Analysis != nil {
+		x.rec.pass(i)
+	}
 	return false, x.completed(&sr, name, consume...)
+}
+
+// bgStep returns the index of a blue/green step.
+func bgStep(kind StepKind) int { return slices.Index(blueGreenSteps, kind) }
+
+// analysed refuses to go past step kind (promotion, or the end of the rollout) while
+// the analysis step before it, when the plan has one, has not passed for this
+// revision.
+func (x *bgRun) analysed(analysisKind StepKind) error {
+	if i := bgStep(analysisKind); !x.skip(analysisKind) && !x.rec.passed(i) {
+		return &NotAnalysedError{Revision: x.rec.Revision, Steps: []int{i + 1}}
+	}
+	return nil
+}
+
+// sameTemplate refuses promotion when the new version's Deployment no longer runs
+// the revision that was analysed.
+func (x *bgRun) sameTemplate() error {
+	d, err := x.client.AppsV1().Deployments(x.spec.Namespace).Get(x.runCtx, x.next.Name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("get Deployment %s/%s: %w", x.spec.Namespace, x.next.Name, err)
+	}
+	if got := revision(&d.Spec.Template); got != x.rec.Revision {
+		return &TemplateChangedError{Namespace: d.Namespace, Deployment: d.Name, Analysed: x.rec.Revision, Live: got}
+	}
+	return nil
 }
 
 // skip reports whether the plan leaves out a step of this kind.
@@ -360,8 +399,16 @@ func (x *bgRun) preview() error {
 	})
 }
 
-// promote records what the active Service selects, then switches it to the new version.
+// promote records what the active Service selects, then switches it to the new
+// version, once the pre-promotion analysis passed for the revision the new version
+// still runs.
 func (x *bgRun) promote() error {
+	if err := x.analysed("PrePromotionAnalysis"); err != nil {
+		return err
+	}
+	if err := x.sameTemplate(); err != nil {
+		return err
+	}
 	if x.previous != nil { // not yet switched (a resumed run may find it switched)
 		active, err := x.client.CoreV1().Services(x.spec.Namespace).Get(x.runCtx, x.spec.ActiveService, metav1.GetOptions{})
 		if err != nil {
@@ -386,8 +433,12 @@ func (x *bgRun) promote() error {
 	return nil
 }
 
-// scaleDownPrevious ends the rollout after the rollback window.
+// scaleDownPrevious ends the rollout after the rollback window, once the
+// post-promotion analysis passed.
 func (x *bgRun) scaleDownPrevious() error {
+	if err := x.analysed("PostPromotionAnalysis"); err != nil {
+		return err
+	}
 	if x.rec.Previous != "" {
 		if err := scale(x.runCtx, x.client, x.spec.Namespace, x.rec.Previous, 0); err != nil && !apierrors.IsNotFound(err) {
 			return err

@@ -53,7 +53,7 @@ func (e *env) blueGreen(t *testing.T, spec rollout.BlueGreen, opts ...rollout.Op
 	spec.Name, spec.Namespace = "web-bg", e.ns
 	spec.ActiveService, spec.PreviewService, spec.Selector = "web-active", "web-preview", greenLabels
 	r, err := rollout.NewBlueGreen(e.client, spec, append([]rollout.Option{rollout.WithPollInterval(100 * time.Millisecond),
-		rollout.WithReadyTimeout(time.Minute), rollout.WithLeaseDuration(3 * time.Second)}, opts...)...)
+		rollout.WithReadyTimeout(time.Minute), rollout.WithLeaseDuration(3 * time.Second), rollout.WithStateKey(stateKey)}, opts...)...)
 	require.NoError(t, err)
 	return r
 }
@@ -192,5 +192,6 @@ func TestBlueGreenChecksBeforeSwitching(t *testing.T) {
 		assert.ErrorContains(t, err, `the active and preview Service are both "web"`)
 		assert.ErrorContains(t, err, "no selector for the new version's Deployment")
 		assert.ErrorContains(t, err, "rollback window -1s is negative")
+		assert.ErrorContains(t, err, "WithStateKey: key shorter than 32 bytes", "no state key")
 	})
 }

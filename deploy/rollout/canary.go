@@ -52,13 +52,15 @@ type CanaryRollout struct {
 	opts   options
 }
 
-// NewCanary checks the canary's plan and returns a rollout for it. It reads nothing
-// from the cluster: [CanaryRollout.Run] checks the objects before traffic moves.
+// NewCanary checks the canary's plan and returns a rollout for it. It needs
+// [WithStateKey]. It reads nothing from the cluster: [CanaryRollout.Run] checks the
+// objects before traffic moves.
 func NewCanary(client kubernetes.Interface, spec Canary, opts ...Option) (*CanaryRollout, error) {
-	if err := spec.validate(); err != nil {
+	o := newOptions(opts)
+	if err := errors.Join(spec.validate(), o.newSealer()); err != nil {
 		return nil, fmt.Errorf("canary %s/%s: %w: %w", spec.Namespace, spec.Name, ErrInvalid, err)
 	}
-	return &CanaryRollout{spec: spec, client: client, opts: newOptions(opts)}, nil
+	return &CanaryRollout{spec: spec, client: client, opts: o}, nil
 }
 
 func (c *Canary) validate() error {
@@ -132,7 +134,8 @@ func (r *CanaryRollout) Abort(ctx context.Context, reason string) error {
 	return r.store().request(ctx, keyAbort, reason)
 }
 
-// Status returns the state recorded in the cluster, or nil when the rollout never ran.
+// Status returns the state recorded in the cluster, or nil when the rollout never ran;
+// a state whose seal does not verify is a [*StateError].
 func (r *CanaryRollout) Status(ctx context.Context) (*Status, error) {
 	rec, _, err := r.store().load(ctx)
 	if err != nil {
@@ -142,13 +145,15 @@ func (r *CanaryRollout) Status(ctx context.Context) (*Status, error) {
 }
 
 // Retry forgets that the current revision was aborted, so the next Run starts it again
-// from its first step. It fails with [ErrLocked] while a process runs the rollout.
+// from its first step. It also forgets a state whose seal does not verify (a
+// [*StateError]), whatever it says. It fails with [ErrLocked] while a process runs
+// the rollout.
 func (r *CanaryRollout) Retry(ctx context.Context) error {
 	return retryRollout(ctx, r.client, r.spec.Namespace, r.spec.Name, r.opts)
 }
 
 func (r *CanaryRollout) store() *store {
-	return &store{client: r.client, namespace: r.spec.Namespace, name: stateName(r.spec.Name)}
+	return &store{client: r.client, namespace: r.spec.Namespace, name: stateName(r.spec.Name), sealer: r.opts.sealer}
 }
 
 // Run runs the rollout until it is promoted, aborted or paused, and returns what it

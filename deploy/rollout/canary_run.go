@@ -46,10 +46,10 @@ func (x *canaryRun) run(ctx context.Context) (*Result, error) {
 	switch {
 	case x.rec.Phase == Aborting:
 		return x.finish(x.abort(x.rec.Message))
+	case req.Abort != "" && x.res.Resumed: // an abort wins over everything, promotion too
+		return x.finish(x.abort(req.Abort))
 	case x.rec.Phase == Promoting:
 		return x.finish(x.promote())
-	case req.Abort != "" && x.res.Resumed:
-		return x.finish(x.abort(req.Abort))
 	}
 	for x.rec.Step < len(x.spec.Steps) {
 		done, err := x.step(x.rec.Step)
@@ -198,6 +198,9 @@ func (x *canaryRun) step(i int) (done bool, err error) {
 		x.failed(&sr, name)
 		return true, x.inconclusive(fmt.Sprintf("step %d analysis inconclusive: %s", i+1, sr.Analysis.Message))
 	}
+	if s.Kind == KindAnalysis {
+		x.rec.pass(i)
+	}
 	return false, x.completed(&sr, name, consume...)
 }
 
@@ -286,10 +289,19 @@ func (x *canaryRun) abort(reason string) error {
 }
 
 // promote makes the canary's template the stable one, waits for stable to roll it out,
-// sends all traffic to stable and scales the canary to 0.
+// sends all traffic to stable and scales the canary to 0. It first makes sure that
+// every analysis step of the plan passed for this revision, and that the canary
+// still runs the revision that was analysed: a canary whose template changed is
+// aborted, never promoted.
 func (x *canaryRun) promote() error {
 	ctx := x.runCtx
 	ns := x.spec.Namespace
+	if err := x.unanalysed(); err != nil {
+		return err
+	}
+	if err := x.sameTemplate(nil); err != nil {
+		return x.refuseChanged(err)
+	}
 	if x.rec.Phase != Promoting {
 		x.rec.Phase, x.rec.Message = Promoting, fmt.Sprintf("all %d steps completed", len(x.spec.Steps))
 		x.rec.Step = len(x.spec.Steps)
@@ -307,6 +319,9 @@ func (x *canaryRun) promote() error {
 		if err != nil {
 			return err
 		}
+		if err := x.sameTemplate(canary); err != nil {
+			return err
+		}
 		stable, err := x.client.AppsV1().Deployments(ns).Get(ctx, x.stable.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -317,6 +332,9 @@ func (x *canaryRun) promote() error {
 		_, err = x.client.AppsV1().Deployments(ns).Update(ctx, stable, metav1.UpdateOptions{})
 		return err
 	})
+	if errors.As(err, new(*TemplateChangedError)) {
+		return x.refuseChanged(err)
+	}
 	if err != nil {
 		return fmt.Errorf("promote: copy the canary's template to stable Deployment %s/%s: %w", ns, x.stable.Name, err)
 	}
@@ -337,4 +355,45 @@ func (x *canaryRun) promote() error {
 	x.rep.observe("promote", observe.Finished, x.rec.Message, nil)
 	x.rep.kubeEvent(ctx, x.target, false, ReasonPromoted, "Promote", x.rec.Message)
 	return nil
+}
+
+// unanalysed refuses promotion while an analysis step of the plan has not passed for
+// this revision: the plan changed since the state was recorded, or the state came
+// back from an earlier point.
+func (x *canaryRun) unanalysed() error {
+	var missing []int
+	for i, s := range x.spec.Steps {
+		if s.Kind == KindAnalysis && !x.rec.passed(i) {
+			missing = append(missing, i+1)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return &NotAnalysedError{Revision: x.rec.Revision, Steps: missing}
+}
+
+// sameTemplate refuses promotion when the canary (live, or read now when nil) runs a
+// template other than the revision that was analysed.
+func (x *canaryRun) sameTemplate(live *appsv1.Deployment) error {
+	if live == nil {
+		d, err := x.client.AppsV1().Deployments(x.spec.Namespace).Get(x.runCtx, x.canary.Name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("promote: get canary Deployment %s/%s: %w", x.spec.Namespace, x.canary.Name, err)
+		}
+		live = d
+	}
+	if got := revision(&live.Spec.Template); got != x.rec.Revision {
+		return &TemplateChangedError{Namespace: live.Namespace, Deployment: live.Name, Analysed: x.rec.Revision, Live: got}
+	}
+	return nil
+}
+
+// refuseChanged aborts the rollout when err is a *TemplateChangedError (the revision
+// that was analysed is no longer the canary's), and returns err.
+func (x *canaryRun) refuseChanged(err error) error {
+	if !errors.As(err, new(*TemplateChangedError)) {
+		return err
+	}
+	return errors.Join(err, x.abort(err.Error()))
 }

@@ -35,9 +35,13 @@ func successRate(p observe.Provider) analysis.Check {
 		Count: 2, Interval: 5 * time.Millisecond, Success: analysis.AtLeast(0.95)}
 }
 
+// stateKey is the deployer's key of the tests' rollouts.
+var stateKey = []byte("0123456789abcdef0123456789abcdef")
+
 // fastOpts keep the fast tests fast.
 func fastOpts(extra ...rollout.Option) []rollout.Option {
-	return append([]rollout.Option{rollout.WithPollInterval(10 * time.Millisecond), rollout.WithReadyTimeout(2 * time.Second)}, extra...)
+	return append([]rollout.Option{rollout.WithPollInterval(10 * time.Millisecond), rollout.WithReadyTimeout(2 * time.Second),
+		rollout.WithStateKey(stateKey)}, extra...)
 }
 
 func newCanary(t *testing.T, c kubernetes.Interface, router *recordingRouter, steps []rollout.Step, opts ...rollout.Option) *rollout.CanaryRollout {
@@ -100,7 +104,7 @@ func TestNewCanaryRejectsBadPlans(t *testing.T) {
 			spec := rollout.Canary{Name: "web", Namespace: ns, StableSelector: stableLabels, CanarySelector: canaryLabels,
 				Router: &recordingRouter{}, Steps: []rollout.Step{rollout.SetWeight(10), rollout.Analysis(ok), rollout.SetWeight(100)}}
 			tt.edit(&spec)
-			_, err := rollout.NewCanary(fake.NewClientset(), spec)
+			_, err := rollout.NewCanary(fake.NewClientset(), spec, rollout.WithStateKey(stateKey))
 			require.Error(t, err)
 			assert.ErrorIs(t, err, rollout.ErrInvalid)
 			for _, w := range tt.wants {
@@ -113,7 +117,7 @@ func TestNewCanaryRejectsBadPlans(t *testing.T) {
 func TestNewCanaryAcceptsPauseUntilPromotedAsPromotion(t *testing.T) {
 	_, err := rollout.NewCanary(fake.NewClientset(), rollout.Canary{Name: "web", Namespace: ns,
 		StableSelector: stableLabels, CanarySelector: canaryLabels, Router: &recordingRouter{},
-		Steps: []rollout.Step{rollout.SetWeight(20), rollout.PauseUntilPromoted()}})
+		Steps: []rollout.Step{rollout.SetWeight(20), rollout.PauseUntilPromoted()}}, rollout.WithStateKey(stateKey))
 	assert.NoError(t, err)
 }
 

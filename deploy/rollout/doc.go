@@ -25,6 +25,30 @@
 // before it moves traffic again ([ErrLeaseLost]). Promote and Abort write requests into
 // the ConfigMap, so any process can send them.
 //
+// # Authenticated state
+//
+// Anyone who may write ConfigMaps in the namespace can write that state, and a Run acts
+// on it: where to resume, at which weight, whether analysis passed, which Service
+// selector to switch back to. So every Status is sealed with an HMAC-SHA256 under the
+// caller's key ([WithStateKey]) over the namespace, the ConfigMap's name and the
+// Status, and a Run trusts a state only when its seal verifies; otherwise it moves
+// nothing and returns a [*StateError] ([CanaryRollout.Retry] forgets such a state).
+// The key is required: a state that cannot be trusted cannot be resumed (its weight,
+// step and the blue/green rollback selector all come from it), and a rollout that
+// silently started over instead would hide an attack, so there is no unauthenticated
+// mode to fall back to.
+//
+// Within an authenticated state, the steps whose analysis passed for the revision are
+// recorded, and a rollout is promoted only when every analysis step of its plan is
+// among them ([NotAnalysedError] otherwise, nothing moves). On promotion the live
+// pod template of the canary (or of the blue/green new version) must still be the
+// revision that was analysed: a changed template is a [TemplateChangedError] and the
+// rollout is aborted. Requests stay unauthenticated: an abort is always honoured (it
+// wins over a recorded promotion), and a promote request only ends a pause, never an
+// analysis. A seal does not prove freshness: someone who copied an older state of the
+// same rollout can put it back, which moves the rollout back to an earlier step of the
+// same revision, never past an analysis that did not pass for it.
+//
 // # Decisions
 //
 // Nothing moves until the plan, the Deployments, the Services and the router (its

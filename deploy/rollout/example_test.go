@@ -28,9 +28,11 @@ func (printRouter) Reset(context.Context) error {
 }
 
 // A canary that goes 20% → 100%, judged by its success rate after each weight. A real
-// program passes kubernetes.NewForConfig(cfg), a router from mesh and a metrics
-// provider such as observe/prometheus.
+// program passes kubernetes.NewForConfig(cfg), a router from mesh, a metrics
+// provider such as observe/prometheus, and a state key it keeps with its credentials
+// (at least 32 random bytes, the same for every process that runs the rollout).
 func ExampleCanaryRollout_Run() {
+	stateKey := []byte("example key: use 32 random bytes")
 	client := fake.NewClientset( // a stable and a canary Deployment, both rolled out
 		deployment("web", stableLabels, "registry.example/web:v1", 4, true),
 		deployment("web-canary", canaryLabels, "registry.example/web:v2", 1, true),
@@ -49,7 +51,7 @@ func ExampleCanaryRollout_Run() {
 			rollout.SetWeight(20), rollout.Analysis(successRate),
 			rollout.SetWeight(100), rollout.Analysis(successRate),
 		},
-	}, rollout.WithPollInterval(10*time.Millisecond))
+	}, rollout.WithPollInterval(10*time.Millisecond), rollout.WithStateKey(stateKey))
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -134,7 +134,7 @@ func TestCanaryThroughGatewayAPI(t *testing.T) {
 		Name: "web", Namespace: e.ns, StableSelector: stableLabels, CanarySelector: canaryLabels,
 		Router: router, CanaryReplicas: 2, Services: []string{"web-stable", "web-canary"},
 		Steps: []rollout.Step{rollout.SetWeight(20), rollout.Analysis(e.successRate(2)), rollout.SetWeight(100)},
-	}, rollout.WithPollInterval(100*time.Millisecond), rollout.WithReadyTimeout(time.Minute), rollout.WithObserver(obs))
+	}, rollout.WithPollInterval(100*time.Millisecond), rollout.WithReadyTimeout(time.Minute), rollout.WithObserver(obs), rollout.WithStateKey(stateKey))
 	require.NoError(t, err)
 	res, err := r.Run(t.Context())
 	require.NoError(t, err)
@@ -156,7 +156,7 @@ func TestCanaryGatewayRouteMissing(t *testing.T) {
 	router, err := gateway.New(e.cluster.RESTConfig(), gateway.Route{Namespace: e.ns, Name: "no-such-route", Stable: "web", Canary: "web-c"}, gateway.Options{})
 	require.NoError(t, err)
 	r, err := rollout.NewCanary(e.client, rollout.Canary{Name: "web", Namespace: e.ns, StableSelector: stableLabels,
-		CanarySelector: canaryLabels, Router: router, CanaryReplicas: 2, Steps: []rollout.Step{rollout.SetWeight(100)}})
+		CanarySelector: canaryLabels, Router: router, CanaryReplicas: 2, Steps: []rollout.Step{rollout.SetWeight(100)}}, rollout.WithStateKey(stateKey))
 	require.NoError(t, err)
 	_, err = r.Run(t.Context())
 	require.ErrorIs(t, err, rollout.ErrInvalid)

@@ -316,7 +316,7 @@ func TestCanaryAPIServerGoneMidStep(t *testing.T) {
 	const pause = 8 * time.Second
 	spec := rollout.Canary{Name: "web", Namespace: e.ns, StableSelector: stableLabels, CanarySelector: canaryLabels,
 		Router: router, Steps: []rollout.Step{rollout.SetWeight(10), rollout.Pause(pause), rollout.SetWeight(50), rollout.SetWeight(100)}}
-	opts := []rollout.Option{rollout.WithPollInterval(100 * time.Millisecond), rollout.WithLeaseDuration(2 * time.Second)}
+	opts := []rollout.Option{rollout.WithPollInterval(100 * time.Millisecond), rollout.WithLeaseDuration(2 * time.Second), rollout.WithStateKey(stateKey)}
 	first, err := rollout.NewCanary(client, spec, append(opts, rollout.WithIdentity("process-1"))...)
 	require.NoError(t, err)
 

@@ -3,10 +3,12 @@ package rollout
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
 
+	"github.com/shipkit/shipkit/deploy/internal/seal"
 	"github.com/shipkit/shipkit/observe"
 )
 
@@ -56,6 +58,8 @@ type options struct {
 	resume        ResumePolicy
 	kubeEvents    bool
 	now           func() time.Time
+	stateKey      []byte       // from WithStateKey, until newSealer takes it
+	sealer        *seal.Sealer // seals the recorded state
 }
 
 func newOptions(opts []Option) options {
@@ -141,6 +145,34 @@ func OnResume(p ResumePolicy) Option { return func(c *options) { c.resume = p } 
 // WithKubeEvents turns Kubernetes Events (events.k8s.io/v1, on the rolled-out
 // Deployment, one per step and decision) on or off. Default on.
 func WithKubeEvents(on bool) Option { return func(c *options) { c.kubeEvents = on } }
+
+// WithStateKey gives the key that authenticates the rollout's recorded state: every
+// Status the rollout writes into its ConfigMap is sealed with an HMAC-SHA256 under
+// key (over the namespace, the ConfigMap's name and the Status), and a Run trusts a
+// recorded state only when its seal verifies; otherwise it moves nothing and
+// returns a [*StateError]. The key must be at least 32 random bytes, the same for
+// every process that runs the rollout. It is required: [NewCanary] and
+// [NewBlueGreen] refuse a rollout without it (see the package documentation,
+// "State in the cluster", for why there is no unauthenticated mode).
+//
+// Keep the key where the deployer's credentials are kept (a CI secret, a Secret in a
+// namespace only the deployer reads, a KMS), never in the rollout's namespace. A
+// state sealed with another key is refused: rotating the key makes a rollout in
+// progress unusable until it is Retried, which starts its revision again from the
+// first step. The key is never logged or printed.
+func WithStateKey(key []byte) Option {
+	return func(c *options) { c.stateKey = append([]byte(nil), key...) }
+}
+
+// newSealer checks the state key and keeps the sealer made of it.
+func (o *options) newSealer() error {
+	s, err := seal.New(o.stateKey)
+	if err != nil {
+		return fmt.Errorf("WithStateKey: %w: a rollout needs a key of at least %d random bytes to authenticate its recorded state", err, seal.MinKeySize)
+	}
+	o.sealer, o.stateKey = s, nil
+	return nil
+}
 
 // defaultIdentity is the host name with a random suffix.
 func defaultIdentity() string {

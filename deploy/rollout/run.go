@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -59,7 +60,7 @@ func newRunner(client kubernetes.Interface, opts *options, namespace, name strin
 	return runner{
 		client: client, opts: opts, namespace: namespace, name: name,
 		rep: &reporter{client: client, kube: opts.kubeEvents, identity: opts.identity, observer: opts.observer, log: opts.logger},
-		st:  &store{client: client, namespace: namespace, name: stateName(name)},
+		st:  &store{client: client, namespace: namespace, name: stateName(name), sealer: opts.sealer},
 		res: &Result{Name: name, Started: time.Now()},
 	}
 }
@@ -67,23 +68,31 @@ func newRunner(client kubernetes.Interface, opts *options, namespace, name strin
 // begin takes the lease and reads the recorded state. The returned function stops
 // renewing the lease and releases it.
 func (x *runner) begin(ctx context.Context) (*Status, requests, func(), error) {
+	release, err := x.hold(ctx)
+	if err != nil {
+		return nil, requests{}, nil, err
+	}
+	rec, req, err := x.st.load(x.runCtx)
+	if err != nil {
+		release()
+		return nil, requests{}, nil, err
+	}
+	return rec, req, release, nil
+}
+
+// hold takes the lease and keeps renewing it until the returned function is called.
+func (x *runner) hold(ctx context.Context) (func(), error) {
 	x.lease = &lease{client: x.client, namespace: x.namespace, name: stateName(x.name),
 		identity: x.opts.identity, duration: x.opts.leaseDuration, log: x.opts.logger}
 	if err := x.lease.acquire(ctx); err != nil {
-		return nil, requests{}, nil, err
+		return nil, err
 	}
 	x.st.held = x.lease.valid
 	runCtx, release := hold(ctx, x.lease)
 	x.runCtx = runCtx
 	x.stepCtx, x.cancelStep = context.WithCancelCause(runCtx)
 	x.promoted = make(chan struct{}, 1)
-	rec, req, err := x.st.load(runCtx)
-	if err != nil {
-		x.cancelStep(nil)
-		release()
-		return nil, requests{}, nil, err
-	}
-	return rec, req, func() { x.cancelStep(nil); release() }, nil
+	return func() { x.cancelStep(nil); release() }, nil
 }
 
 // moveTraffic calls f after making sure the lease is still ours.
@@ -194,7 +203,7 @@ func (x *runner) watchRequests() {
 			return
 		case <-t.C:
 		}
-		_, req, err := st.load(x.stepCtx)
+		_, req, err := st.read(x.stepCtx) // requests only: an abort is honoured whatever the state holds
 		if err != nil {
 			continue
 		}
@@ -235,16 +244,25 @@ func (x *runner) runBackground(checks []analysis.Check) {
 // next Run starts its revision again from the first step.
 func retryRollout(ctx context.Context, client kubernetes.Interface, namespace, name string, opts options) error {
 	x := newRunner(client, &opts, namespace, name)
-	rec, _, release, err := x.begin(ctx)
+	release, err := x.hold(ctx)
 	if err != nil {
 		return fmt.Errorf("retry %s/%s: %w", namespace, name, err)
 	}
 	defer release()
-	if rec == nil {
-		return nil
+	rec, _, err := x.st.load(x.runCtx)
+	var bad *StateError
+	switch {
+	case errors.As(err, &bad):
+		// A state that does not verify says nothing; forgetting it is always safe.
+		x.opts.logger.Warn("forgetting a rollout state that does not verify", "rollout", namespace+"/"+name, "err", err)
+	case err != nil:
+		return fmt.Errorf("retry %s/%s: %w", namespace, name, err)
 	}
-	if !rec.Phase.Done() {
+	if rec != nil && !rec.Phase.Done() {
 		return fmt.Errorf("retry %s/%s: the rollout is %s at step %d, not done: Run resumes it", namespace, name, rec.Phase, rec.Step+1)
+	}
+	if rec == nil && bad == nil {
+		return nil
 	}
 	err = client.CoreV1().ConfigMaps(namespace).Delete(x.runCtx, stateName(name), metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {

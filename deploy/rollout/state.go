@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -12,14 +13,20 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/shipkit/shipkit/deploy/internal/seal"
 )
 
 // The keys of the state ConfigMap.
 const (
 	keyState   = "state"   // the Status, JSON
+	keySeal    = "seal"    // the seal of the Status (see WithStateKey)
 	keyPromote = "promote" // a request to go past the current pause, RFC 3339 time
 	keyAbort   = "abort"   // a request to abort, with its reason
 )
+
+// statePurpose binds a seal to its use: a seal of anything else never verifies.
+const statePurpose = "deploy/rollout state"
 
 // maxHistory bounds the steps and decisions a Status keeps.
 const maxHistory = 100
@@ -50,6 +57,9 @@ type Status struct {
 	// Steps and Decisions are the history, newest last, at most maxHistory each.
 	Steps     []StepRecord `json:"steps,omitempty"`
 	Decisions []Decision   `json:"decisions,omitempty"`
+	// Passed lists the steps (by index) whose analysis passed for Revision. A rollout
+	// is promoted only when every analysis step of its plan is in it.
+	Passed []int `json:"passed,omitempty"`
 
 	// Blue/green: what the active Service selected before promotion, the Deployment it
 	// selected and its replicas, and when promotion switched the Service.
@@ -80,6 +90,16 @@ func (r *Status) addStep(s StepResult) {
 	}
 }
 
+// pass records that the analysis of step i passed.
+func (r *Status) pass(i int) {
+	if !r.passed(i) {
+		r.Passed = append(r.Passed, i)
+	}
+}
+
+// passed reports whether the analysis of step i passed.
+func (r *Status) passed(i int) bool { return slices.Contains(r.Passed, i) }
+
 func (r *Status) addDecision(d Decision) {
 	r.Decisions = append(r.Decisions, d)
 	if n := len(r.Decisions); n > maxHistory {
@@ -93,43 +113,107 @@ type requests struct {
 	Abort   string // reason; empty when no abort was asked
 }
 
-// store keeps a rollout's Status in a ConfigMap of its own.
+// ErrStateTampered is wrapped by a [*StateError] for a recorded state whose seal is
+// missing or does not verify with the key of [WithStateKey]: someone else wrote or
+// edited it, it was written by a version of shipkit that did not seal the state, or
+// it was sealed with another key.
+var ErrStateTampered = errors.New("rollout state not sealed by this deployer's key")
+
+// StateError refuses the state recorded in a rollout's ConfigMap. Run returns it
+// before anything moves; [CanaryRollout.Retry] (or deleting the ConfigMap) forgets
+// the state, so the next Run starts the revision again from its first step.
+type StateError struct {
+	// Namespace and Name name the state ConfigMap.
+	Namespace, Name string
+	// Err says why; it wraps [ErrStateTampered].
+	Err error
+}
+
+func (e *StateError) Error() string {
+	return fmt.Sprintf("rollout state in ConfigMap/%s/%s refused: %v", e.Namespace, e.Name, e.Err)
+}
+
+// Unwrap returns the reason.
+func (e *StateError) Unwrap() error { return e.Err }
+
+// store keeps a rollout's Status in a ConfigMap of its own, sealed.
 type store struct {
 	client    kubernetes.Interface
 	namespace string
 	name      string
-	cm        *corev1.ConfigMap // last read or written; nil when none exists
+	// sealer seals what save writes and verifies what load reads; nil only for
+	// ReadStatus, which shows the state without trusting it.
+	sealer *seal.Sealer
+	cm     *corev1.ConfigMap // last read or written; nil when none exists
 	// held, when set, says whether this process may still write (its lease is valid).
 	held func() error
 }
 
 func (s *store) ref() string { return "ConfigMap/" + s.namespace + "/" + s.name }
 
-// load reads the Status (nil when there is none) and the pending requests.
-func (s *store) load(ctx context.Context) (*Status, requests, error) {
+// sealFields bind a seal to the rollout's ConfigMap.
+func (s *store) sealFields() []string { return []string{s.namespace, s.name} }
+
+// read reads the ConfigMap (nil when there is none) and the pending requests, which
+// are not sealed: anyone who may write the ConfigMap may ask for an abort or for a
+// pause to end.
+func (s *store) read(ctx context.Context) (*corev1.ConfigMap, requests, error) {
 	cm, err := s.client.CoreV1().ConfigMaps(s.namespace).Get(ctx, s.name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		s.cm = nil
 		return nil, requests{}, nil
 	}
 	if err != nil {
 		return nil, requests{}, fmt.Errorf("read rollout state %s: %w", s.ref(), err)
 	}
-	s.cm = cm
 	req := requests{Abort: cm.Data[keyAbort]}
 	_, req.Promote = cm.Data[keyPromote]
 	if _, ok := cm.Data[keyAbort]; ok && req.Abort == "" {
 		req.Abort = "abort requested"
 	}
+	return cm, req, nil
+}
+
+// load reads the Status (nil when there is none) and the pending requests. The
+// Status is verified against its seal before it is decoded: a state that does not
+// verify is a *StateError (the requests are returned all the same).
+func (s *store) load(ctx context.Context) (*Status, requests, error) {
+	cm, req, err := s.read(ctx)
+	if err != nil {
+		return nil, req, err
+	}
+	s.cm = cm
+	if cm == nil {
+		return nil, req, nil
+	}
 	raw, ok := cm.Data[keyState]
 	if !ok {
 		return nil, req, nil
+	}
+	if s.sealer != nil {
+		if err := s.verify(raw, cm.Data[keySeal]); err != nil {
+			return nil, req, err
+		}
 	}
 	var r Status
 	if err := json.Unmarshal([]byte(raw), &r); err != nil {
 		return nil, req, fmt.Errorf("rollout state %s: key %q is not a rollout Status: %w", s.ref(), keyState, err)
 	}
 	return &r, req, nil
+}
+
+// verify checks the seal of the recorded state raw.
+func (s *store) verify(raw, sealed string) error {
+	err := s.sealer.Verify(statePurpose, s.sealFields(), []byte(raw), sealed)
+	switch {
+	case errors.Is(err, seal.ErrNoSeal):
+		return &StateError{Namespace: s.namespace, Name: s.name, Err: fmt.Errorf("%w: the state has no seal (written by a version of shipkit "+
+			"that did not seal it, or by someone else); Retry the rollout (or delete the ConfigMap) to start the revision again", ErrStateTampered)}
+	case err != nil:
+		return &StateError{Namespace: s.namespace, Name: s.name, Err: fmt.Errorf("%w: its seal does not verify with the state key "+
+			"(someone else wrote or edited it, or it was sealed with a key since rotated); Retry the rollout (or delete the ConfigMap) "+
+			"to start the revision again", ErrStateTampered)}
+	}
+	return nil
 }
 
 // save writes rec, and removes the request keys in consume (requests it acted on). A
@@ -146,11 +230,12 @@ func (s *store) save(ctx context.Context, rec *Status, consume ...string) error 
 	if err != nil {
 		return fmt.Errorf("encode rollout state: %w", err)
 	}
+	sealed := s.sealer.Seal(statePurpose, s.sealFields(), raw)
 	write := func() error {
 		if s.cm == nil {
 			cm := &corev1.ConfigMap{
 				ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, Labels: managedLabels()},
-				Data:       map[string]string{keyState: string(raw)},
+				Data:       map[string]string{keyState: string(raw), keySeal: sealed},
 			}
 			got, err := s.client.CoreV1().ConfigMaps(s.namespace).Create(ctx, cm, metav1.CreateOptions{})
 			if err == nil {
@@ -162,7 +247,7 @@ func (s *store) save(ctx context.Context, rec *Status, consume ...string) error 
 		if cm.Data == nil {
 			cm.Data = map[string]string{}
 		}
-		cm.Data[keyState] = string(raw)
+		cm.Data[keyState], cm.Data[keySeal] = string(raw), sealed
 		for _, k := range consume {
 			delete(cm.Data, k)
 		}
@@ -173,12 +258,14 @@ func (s *store) save(ctx context.Context, rec *Status, consume ...string) error 
 		return err
 	}
 	var takenBy string
+	var loadErr error
 	err = retry.OnError(retry.DefaultBackoff, func(err error) bool {
 		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
 			// Someone wrote a request (or our own write landed without its answer):
 			// read again and write on top, unless another process now runs the rollout.
 			cur, _, lerr := s.load(ctx)
 			if lerr != nil {
+				loadErr = lerr // a state that no longer verifies stops the run
 				return false
 			}
 			if cur != nil && cur.Holder != rec.Holder {
@@ -191,6 +278,9 @@ func (s *store) save(ctx context.Context, rec *Status, consume ...string) error 
 	}, write)
 	if takenBy != "" {
 		return fmt.Errorf("write rollout state %s: %w: %q wrote it meanwhile", s.ref(), ErrLeaseLost, takenBy)
+	}
+	if loadErr != nil {
+		return fmt.Errorf("write rollout state %s: %w", s.ref(), loadErr)
 	}
 	if err != nil {
 		return fmt.Errorf("write rollout state %s (step %d, %s): %w", s.ref(), rec.Step, rec.Phase, err)
@@ -229,6 +319,9 @@ var ErrNotStarted = errors.New("rollout not started")
 
 // ReadStatus returns the recorded state of the rollout called name in namespace, or
 // nil when it never ran: what a CLI or a Terraform provider shows without running it.
+// It does not verify the state's seal (it has no key): anyone who may write the
+// ConfigMap may have written what it returns. [CanaryRollout.Status] and
+// [BlueGreenRollout.Status] verify it.
 func ReadStatus(ctx context.Context, client kubernetes.Interface, namespace, name string) (*Status, error) {
 	rec, _, err := (&store{client: client, namespace: namespace, name: stateName(name)}).load(ctx)
 	if err != nil {

@@ -142,7 +142,7 @@ func (e *env) canary(t *testing.T, steps []rollout.Step, opts ...rollout.Option)
 		StableSelector: stableLabels, CanarySelector: canaryLabels,
 		Router: e.router, Services: []string{"web"}, Steps: steps,
 	}, append([]rollout.Option{rollout.WithPollInterval(100 * time.Millisecond), rollout.WithReadyTimeout(time.Minute),
-		rollout.WithLeaseDuration(3 * time.Second)}, opts...)...)
+		rollout.WithLeaseDuration(3 * time.Second), rollout.WithStateKey(stateKey)}, opts...)...)
 	require.NoError(t, err)
 	return r
 }

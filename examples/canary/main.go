@@ -1,8 +1,9 @@
 // Command canary runs a canary rollout end to end against a cluster and a Prometheus,
 // printing the canary's weight and its success rate at every step.
 //
+//	head -c 32 /dev/urandom > ~/.config/shipkit/rollout.key  # once, kept with your credentials
 //	go run ./examples/canary -kubeconfig ~/.kube/config -namespace shop \
-//	    -stable web -canary web-canary -service web \
+//	    -stable web -canary web-canary -service web -state-key-file ~/.config/shipkit/rollout.key \
 //	    -prometheus http://127.0.0.1:9090 -metrics 'app="web",version="v2"'
 //
 // The stable and the canary Deployment sit behind one Service; traffic moves between
@@ -11,7 +12,8 @@
 // requests in http_requests_total, selected by -metrics) is measured -count times,
 // -interval apart, and must stay at or above -min-success; otherwise all traffic goes
 // back to stable and the canary is scaled to zero. The rollout's state lives in the
-// cluster: interrupt the command and run it again, and it resumes where it was.
+// cluster, sealed with the key of -state-key-file (see rollout.WithStateKey): interrupt
+// the command and run it again with the same key, and it resumes where it was.
 //
 // The exit code is 0 when the canary was promoted, 3 when it was rolled back (or
 // paused on missing metrics with -pause-on-missing), and 1 on any other failure.
@@ -71,6 +73,7 @@ type config struct {
 	interval, window               time.Duration
 	pauseOnMissing                 bool
 	timeout                        time.Duration
+	stateKeyFile                   string
 }
 
 func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
@@ -93,6 +96,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	fs.DurationVar(&c.window, "window", time.Minute, "range the success rate is computed over")
 	fs.BoolVar(&c.pauseOnMissing, "pause-on-missing", false, "pause (keep the weight) instead of rolling back when metrics are missing")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Minute, "give up after this long (the rollout resumes on the next run)")
+	fs.StringVar(&c.stateKeyFile, "state-key-file", "", "file of at least 32 random bytes that authenticates the rollout's state in the cluster (required)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -107,6 +111,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	}
 	for _, f := range []struct{ name, value string }{
 		{"stable", c.stable}, {"canary", c.canary}, {"service", c.service}, {"prometheus", c.prometheus}, {"metrics", c.metrics},
+		{"state-key-file", c.stateKeyFile},
 	} {
 		if f.value == "" {
 			errs = append(errs, fmt.Errorf("-%s is required", f.name))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,8 +63,12 @@ func run(ctx context.Context, c config, out io.Writer) error {
 	for _, w := range c.steps {
 		steps = append(steps, rollout.SetWeight(w), rollout.Analysis(check))
 	}
+	key, err := os.ReadFile(c.stateKeyFile)
+	if err != nil {
+		return fmt.Errorf("state key: %w", err)
+	}
 	p := &printer{out: out, client: client, c: c}
-	opts := []rollout.Option{rollout.WithObserver(p)}
+	opts := []rollout.Option{rollout.WithObserver(p), rollout.WithStateKey(key)}
 	if c.pauseOnMissing {
 		opts = append(opts, rollout.OnInconclusive(rollout.PauseOnInconclusive))
 	}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
@@ -92,7 +93,9 @@ func setup(t *testing.T, errorRate float64) []string {
 		assert.InDelta(c, 1-errorRate, v, 0.02)
 	}, time.Minute, 250*time.Millisecond)
 
-	return []string{"-kubeconfig", cl.Kubeconfig, "-context", cl.Context, "-namespace", ns,
+	keyFile := filepath.Join(t.TempDir(), "rollout.key")
+	require.NoError(t, os.WriteFile(keyFile, []byte("test rollout state key, 32 bytes"), 0o600))
+	return []string{"-kubeconfig", cl.Kubeconfig, "-context", cl.Context, "-namespace", ns, "-state-key-file", keyFile,
 		"-stable", "web", "-canary", "web-canary", "-service", "web", "-prometheus", srv.URL, "-metrics", metrics,
 		"-min-success", "0.95", "-count", "2", "-interval", "1s", "-window", "5s", "-timeout", "3m"}
 }
@@ -142,7 +145,7 @@ func TestCanaryBadInput(t *testing.T) {
 	fs.SetOutput(io.Discard)
 	_, err := parseFlags(fs, []string{"-steps", "10,x", "-stable", "web"})
 	require.Error(t, err)
-	for _, want := range []string{`-steps: "x" is not a whole number`, "-canary is required", "-prometheus is required", "-metrics is required"} {
+	for _, want := range []string{`-steps: "x" is not a whole number`, "-canary is required", "-prometheus is required", "-metrics is required", "-state-key-file is required"} {
 		assert.ErrorContains(t, err, want)
 	}
 

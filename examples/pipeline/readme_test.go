@@ -176,8 +176,9 @@ func gateAndApply(ctx context.Context, cfg *rest.Config, digest name.Digest, pub
 
 // canary moves traffic to the canary Deployment in steps, each judged by its
 // success rate in Prometheus (observe/prometheus is an observe.Provider), and
-// promotes it or sends everything back to stable.
-func canary(ctx context.Context, client kubernetes.Interface, router mesh.Router, metrics observe.Provider) (*rollout.Result, error) {
+// promotes it or sends everything back to stable. stateKey (32 random bytes or more,
+// kept with the deployer's credentials) seals the rollout's state in the cluster.
+func canary(ctx context.Context, client kubernetes.Interface, router mesh.Router, metrics observe.Provider, stateKey []byte) (*rollout.Result, error) {
 	healthy := analysis.SuccessRate(metrics, `app="hello",track="canary"`, 0.99)
 	r, err := rollout.NewCanary(client, rollout.Canary{
 		Name: "hello", Namespace: "hello",
@@ -189,7 +190,7 @@ func canary(ctx context.Context, client kubernetes.Interface, router mesh.Router
 			rollout.SetWeight(50), rollout.Analysis(healthy),
 			rollout.SetWeight(100),
 		},
-	})
+	}, rollout.WithStateKey(stateKey))
 	if err != nil {
 		return nil, err
 	}

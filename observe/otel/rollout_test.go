@@ -85,7 +85,8 @@ func canaryIn(t *testing.T, cl *kube.Cluster, successRate float64, obs observe.O
 			rollout.SetWeight(100),
 		},
 	}, rollout.WithObserver(obs), rollout.WithPollInterval(100*time.Millisecond),
-		rollout.WithReadyTimeout(90*time.Second), rollout.WithLeaseDuration(5*time.Second))
+		rollout.WithReadyTimeout(90*time.Second), rollout.WithLeaseDuration(5*time.Second),
+		rollout.WithStateKey([]byte("test state key, 32 bytes or more")))
 	require.NoError(t, err)
 	return r
 }

@@ -2,8 +2,12 @@ package job
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -104,6 +108,10 @@ func (j *Job) rollout(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	key, err := stateKey()
+	if err != nil {
+		return "", err
+	}
 	healthy := analysis.SuccessRate(metrics, j.cfg.CanarySelector, 0.99)
 	healthy.Count, healthy.Interval = 3, j.cfg.AnalysisInterval
 	c, err := rollout.NewCanary(client, rollout.Canary{
@@ -117,7 +125,7 @@ func (j *Job) rollout(ctx context.Context) (string, error) {
 			rollout.SetWeight(50), rollout.Analysis(healthy),
 			rollout.SetWeight(100),
 		},
-	}, rollout.WithObserver(j.obs), rollout.WithLogger(j.log), rollout.WithReadyTimeout(j.cfg.Wait))
+	}, rollout.WithObserver(j.obs), rollout.WithLogger(j.log), rollout.WithReadyTimeout(j.cfg.Wait), rollout.WithStateKey(key))
 	if err != nil {
 		return "", err
 	}
@@ -130,4 +138,51 @@ func (j *Job) rollout(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("canary %s: %s", res.Phase, res.Message)
 	}
 	return fmt.Sprintf("promoted in %s: %s", res.Finished.Sub(res.Started).Round(time.Millisecond), res.Message), nil
+}
+
+// StateKeyEnv names a file holding the key that authenticates the canary's state in
+// the cluster (rollout.WithStateKey). Without it, the job keeps a key of its own in
+// the user's configuration directory (shipkit/rollout-state.key), made on first use:
+// every release from this machine shares it. A CI job sets StateKeyEnv to a file
+// from its secrets, the same in every run.
+const StateKeyEnv = "SHIPKIT_ROLLOUT_STATE_KEY_FILE"
+
+// stateKey reads the rollout state key, making the default one if it is missing.
+func stateKey() ([]byte, error) {
+	if path := os.Getenv(StateKeyEnv); path != "" {
+		key, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("rollout state key (%s): %w", StateKeyEnv, err)
+		}
+		return key, nil
+	}
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return nil, fmt.Errorf("rollout state key: set %s: %w", StateKeyEnv, err)
+	}
+	path := filepath.Join(dir, "shipkit", "rollout-state.key")
+	key, err := os.ReadFile(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return key, err
+	}
+	key = make([]byte, 32)
+	_, _ = rand.Read(key) // crypto/rand.Read never fails
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("rollout state key: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) { // another job made it meanwhile
+		return os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rollout state key: %w", err)
+	}
+	_, err = f.Write(key)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rollout state key: %w", err)
+	}
+	return key, nil
 }
