@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 
 	v6 "github.com/anchore/grype/grype/db/v6"
 	"github.com/anchore/grype/grype/db/v6/distribution"
@@ -19,25 +20,34 @@ var urlLike = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*://`)
 
 // Import installs a grype v6 database from a local file into root (the directory
 // [Open] takes), the way `grype db import` does: path is a database archive as grype
-// publishes it (vulnerability-db_v6.….tar.zst, or .tar.gz/.tar.xz, holding
+// publishes it (vulnerability-db_v6.….tar.zst, or .tar.gz/.tar.xz/.tar, holding
 // vulnerability.db) or a bare vulnerability.db file. It is the air-gapped way to
 // bring a database to a machine: copy the archive over, Import it, Open the root.
 //
-// The database is unpacked and indexed in a directory under root and checked
-// (it must be a readable v6 database of a schema this build reads, else the error
-// wraps [ErrSchema]) before it replaces the database in root/6, so a bad archive
-// leaves the installed database as it was. Import never downloads: a URL is refused.
-// A [DB] already open keeps reading the database it loaded; Open the root
-// again to use the new one. The context is checked before and after each step;
-// grype's unpacking itself cannot be interrupted.
-func Import(ctx context.Context, path, root string) error {
-	if err := importDB(ctx, path, root); err != nil {
+// The archive is unpacked by Import itself, bounded: it may inflate to at most
+// [DefaultMaxImportBytes] in all (headers and skipped entries included) and the
+// database file to at most [DefaultMaxImportFileBytes] ([WithMaxImportBytes],
+// [WithMaxImportFileBytes]); past either the error wraps [ErrTooLarge]. Only the
+// archive's top-level vulnerability.db is written to disk. The database is then
+// indexed in a directory under root and checked (it must be a readable v6 database
+// of a schema this build reads, else the error wraps [ErrSchema]) before it replaces
+// the database in root/6, so a bad or oversized archive leaves the installed database
+// as it was. Import never downloads: a URL is refused. A [Scanner] already open keeps
+// reading the database it loaded; Open the root again to use the new one. The context
+// is checked while unpacking and before and after each step; grype's indexing itself
+// cannot be interrupted.
+func Import(ctx context.Context, path, root string, opts ...ImportOption) error {
+	if err := importDB(ctx, path, root, opts); err != nil {
 		return fmt.Errorf("import vulnerability database %s into %s: %w", path, root, err)
 	}
 	return nil
 }
 
-func importDB(ctx context.Context, path, root string) (err error) {
+func importDB(ctx context.Context, path, root string, opts []ImportOption) (err error) {
+	cfg := importConfig{maxBytes: DefaultMaxImportBytes, maxFileBytes: DefaultMaxImportFileBytes}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	switch {
 	case path == "":
 		return errors.New("no file given")
@@ -45,6 +55,8 @@ func importDB(ctx context.Context, path, root string) (err error) {
 		return errors.New("no directory given")
 	case urlLike.MatchString(path):
 		return errors.New("a URL, not a local file: Import never downloads (see WithUpdate)")
+	case cfg.maxBytes <= 0 || cfg.maxFileBytes <= 0:
+		return fmt.Errorf("import limits must be positive (got %d bytes in all, %d per file)", cfg.maxBytes, cfg.maxFileBytes)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -73,6 +85,17 @@ func importDB(ctx context.Context, path, root string) (err error) {
 		}
 	}()
 
+	dbFile := abs
+	if strings.HasSuffix(abs, ".db") {
+		if limit := min(cfg.maxBytes, cfg.maxFileBytes); fi.Size() > limit {
+			return fmt.Errorf("%w: the database file takes %d bytes, more than the limit of %d", ErrTooLarge, fi.Size(), limit)
+		}
+	} else {
+		if dbFile, err = unpack(ctx, abs, filepath.Join(staging, "archive"), cfg); err != nil {
+			return err
+		}
+	}
+
 	// grype's curator unpacks, hydrates (indexes) and writes import.json into
 	// staging/6; its distribution client is never used for a local file.
 	client, err := distribution.NewClient(distribution.Config{})
@@ -83,7 +106,7 @@ func importDB(ctx context.Context, path, root string) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := cur.Import(abs); err != nil {
+	if err := cur.Import(dbFile); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {

@@ -4,12 +4,14 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	v6 "github.com/anchore/grype/grype/db/v6"
+	"github.com/mholt/archives"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -37,6 +39,103 @@ func archiveDB(t *testing.T, db *vulndb.Database) string {
 	require.NoError(t, zw.Close())
 	require.NoError(t, f.Close())
 	return path
+}
+
+// bombArchive packs db like archiveDB, after an entry of padding zero bytes, which
+// gzip shrinks about a thousandfold.
+func bombArchive(t *testing.T, db *vulndb.Database, padding int64) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "vulnerability-db_bomb.tar.gz")
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	zw := gzip.NewWriter(f)
+	tw := tar.NewWriter(zw)
+	require.NoError(t, tw.WriteHeader(&tar.Header{Name: "padding", Mode: 0o644, Size: padding}))
+	_, err = io.CopyN(tw, zeros{}, padding)
+	require.NoError(t, err)
+	b, err := os.ReadFile(filepath.Join(db.Dir, v6.VulnerabilityDBFileName))
+	require.NoError(t, err)
+	require.NoError(t, tw.WriteHeader(&tar.Header{Name: v6.VulnerabilityDBFileName, Mode: 0o644, Size: int64(len(b))}))
+	_, err = tw.Write(b)
+	require.NoError(t, err)
+	require.NoError(t, tw.Close())
+	require.NoError(t, zw.Close())
+	require.NoError(t, f.Close())
+	return path
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// TestImportBounded: an archive that inflates past the limit (a small gzip of 64 MiB
+// of zeros before the database, against a limit of 8 MiB), a database file larger
+// than its own limit, in an archive or bare, are refused with ErrTooLarge; the
+// installed database still opens, unchanged, and nothing is left beside it.
+func TestImportBounded(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now().UTC().Round(time.Second)
+	old := now.Add(-72 * time.Hour)
+	fresh := writeDB(t, vulndb.WithBuildTime(now))
+	dbSize, err := os.Stat(filepath.Join(fresh.Dir, v6.VulnerabilityDBFileName))
+	require.NoError(t, err)
+
+	bomb := bombArchive(t, fresh, 64<<20)
+	st, err := os.Stat(bomb)
+	require.NoError(t, err)
+	t.Logf("archive of %d bytes inflating to %d", st.Size(), 64<<20+dbSize.Size())
+
+	for name, tt := range map[string]struct {
+		source string
+		opts   []vuln.ImportOption
+	}{
+		"archive inflating past the limit": {bomb, []vuln.ImportOption{vuln.WithMaxImportBytes(8 << 20)}},
+		"database file past its limit":     {archiveDB(t, fresh), []vuln.ImportOption{vuln.WithMaxImportFileBytes(dbSize.Size() - 1)}},
+		"bare database past its limit":     {fresh.Path, []vuln.ImportOption{vuln.WithMaxImportFileBytes(1024)}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			root := writeDB(t, vulndb.WithBuildTime(old)).RootDir
+			err := vuln.Import(ctx, tt.source, root, tt.opts...)
+			require.ErrorIs(t, err, vuln.ErrTooLarge)
+			t.Log(err)
+			assert.Equal(t, old, builtAt(t, root), "the installed database still opens, unchanged")
+			entries, err := os.ReadDir(root)
+			require.NoError(t, err)
+			assert.Len(t, entries, 1, "nothing but 6/ is left in the root")
+		})
+	}
+
+	t.Run("within the limits", func(t *testing.T) {
+		root := writeDB(t, vulndb.WithBuildTime(old)).RootDir
+		require.NoError(t, vuln.Import(ctx, bomb, root, vuln.WithMaxImportBytes(80<<20)))
+		assert.Equal(t, now, builtAt(t, root))
+	})
+	t.Run("zstd archive, as grype publishes it", func(t *testing.T) {
+		gz, err := os.Open(archiveDB(t, fresh))
+		require.NoError(t, err)
+		defer gz.Close()
+		zr, err := gzip.NewReader(gz)
+		require.NoError(t, err)
+		path := filepath.Join(t.TempDir(), "vulnerability-db_v6.tar.zst")
+		f, err := os.Create(path)
+		require.NoError(t, err)
+		zw, err := archives.Zstd{}.OpenWriter(f)
+		require.NoError(t, err)
+		_, err = io.Copy(zw, zr)
+		require.NoError(t, err)
+		require.NoError(t, zw.Close())
+		require.NoError(t, f.Close())
+		root := writeDB(t, vulndb.WithBuildTime(old)).RootDir
+		require.NoError(t, vuln.Import(ctx, path, root))
+		assert.Equal(t, now, builtAt(t, root))
+	})
+	t.Run("limits must be positive", func(t *testing.T) {
+		err := vuln.Import(ctx, bomb, t.TempDir(), vuln.WithMaxImportBytes(0))
+		require.ErrorContains(t, err, "import limits must be positive")
+	})
 }
 
 // builtAt opens root and returns its database's build time.
