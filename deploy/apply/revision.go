@@ -132,13 +132,19 @@ func (m *Manager) readRevision(ctx context.Context, inv *inventory) error {
 	if inv.good == "" {
 		return nil
 	}
-	inv.revErr = m.verifyRevision(inv, sec)
-	if inv.revErr != nil {
-		m.log.WarnContext(ctx, "the kept revision is not sealed by this deployer: a rollback refuses it", "secret", ref.String(), "err", inv.revErr)
-		return nil
+	m.trust(ctx, inv, sec)
+	return nil
+}
+
+// trust verifies the revision read from sec: a verified one is kept as it is, one
+// that fails is recorded in inv.revErr (and logged) for a rollback to refuse.
+func (m *Manager) trust(ctx context.Context, inv *inventory, sec *unstructured.Unstructured) {
+	if inv.revErr = m.verifyRevision(inv, sec); inv.revErr != nil {
+		m.log.WarnContext(ctx, "the kept revision is not sealed by this deployer: a rollback refuses it",
+			"secret", inv.set.revisionRef().String(), "err", inv.revErr)
+		return
 	}
 	inv.kept = inv.good
-	return nil
 }
 
 // verifyRevision checks the seal of the revision Secret sec, before anything in it
