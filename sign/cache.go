@@ -167,9 +167,25 @@ func (v *Verified) clone() *Verified {
 	}
 	c := *v
 	c.Signers = slices.Clone(v.Signers)
-	c.Attestations = slices.Clone(v.Attestations)
-	for i := range c.Attestations {
-		c.Attestations[i].Predicate = slices.Clone(c.Attestations[i].Predicate)
+	c.Attestations = cloneAttestations(v.Attestations)
+	c.Platforms = slices.Clone(v.Platforms)
+	for i := range c.Platforms {
+		p := &c.Platforms[i]
+		if p.Platform != nil {
+			pl := *p.Platform
+			pl.OSFeatures = slices.Clone(pl.OSFeatures)
+			pl.Features = slices.Clone(pl.Features)
+			p.Platform = &pl
+		}
+		p.Attestations = cloneAttestations(p.Attestations)
 	}
 	return &c
+}
+
+func cloneAttestations(as []Attestation) []Attestation {
+	as = slices.Clone(as)
+	for i := range as {
+		as[i].Predicate = slices.Clone(as[i].Predicate)
+	}
+	return as
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -112,4 +113,27 @@ func TestCacheBounded(t *testing.T) {
 		require.NoError(t, err)
 	}
 	assert.LessOrEqual(t, len(c.entries), 3)
+}
+
+// TestCacheClonesPlatforms: a multi-arch verdict handed out by the cache is the
+// caller's own down to each platform's attestations.
+func TestCacheClonesPlatforms(t *testing.T) {
+	c := NewCache(CacheTTL(time.Minute))
+	ctx := context.Background()
+	verify := func(context.Context) (*Verified, error) {
+		return &Verified{Platforms: []PlatformVerified{{
+			Platform:     &v1.Platform{OS: "linux", Architecture: "arm64"},
+			Attestations: []Attestation{{PredicateType: "p", Predicate: []byte(`{"a":1}`)}},
+		}}}, nil
+	}
+	v, err := c.Do(ctx, "k", verify)
+	require.NoError(t, err)
+	v.Platforms[0].Platform.Architecture = "amd64"
+	v.Platforms[0].Attestations[0].Predicate[2] = 'b'
+	v.Platforms[0].Attestations[0].PredicateType = "changed"
+	v, err = c.Do(ctx, "k", verify)
+	require.NoError(t, err)
+	assert.Equal(t, "arm64", v.Platforms[0].Platform.Architecture)
+	assert.Equal(t, "p", v.Platforms[0].Attestations[0].PredicateType)
+	assert.JSONEq(t, `{"a":1}`, string(v.Platforms[0].Attestations[0].Predicate))
 }

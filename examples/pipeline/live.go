@@ -11,7 +11,8 @@ import (
 )
 
 // live draws the running stage and its sub-steps at the bottom of a terminal,
-// redrawn ten times a second, and prints each finished stage above them for good.
+// redrawn ten times a second and whenever a sub-step starts (so a step shorter than
+// a tick is still seen), and prints each finished stage above them for good.
 type live struct {
 	mu     sync.Mutex
 	w      io.Writer
@@ -52,6 +53,9 @@ func (l *live) Observe(e observe.Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.steps.observe(e)
+	if e.Phase == observe.Started && l.stage != "" {
+		l.redraw()
+	}
 }
 
 func (l *live) start(stage string) {
