@@ -4,7 +4,12 @@
 // server-side in stages, waits for them to become healthy and prunes what a previous
 // apply made and this one no longer has. Every operation can be planned first.
 //
-// Objects move between the steps as []*unstructured.Unstructured. The steps are
+// Objects move between the steps as []*unstructured.Unstructured. [Walk] and
+// [Images] are the one reading of the images objects use (containers of every pod
+// template shape, image volumes, the pods inside common workload custom resources,
+// and what looks like an image where no shape is known): render pinning, the gate,
+// scan/policy and the webhook all use them, so none can see fewer images than
+// another. The steps are
 // interfaces ([Renderer], [Gate], [Applier], [Planner]) so a caller can swap any one;
 // the implementations live in subpackages:
 //
