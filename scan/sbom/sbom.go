@@ -36,7 +36,6 @@ import (
 
 	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/scan"
-	"github.com/shipkit/shipkit/scan/internal/step"
 )
 
 // DefaultMaxImageSize is the default limit on the uncompressed size of all layers of
@@ -101,29 +100,24 @@ func New(opts ...Option) *Cataloger {
 	if c.maxSize <= 0 {
 		c.maxSize = DefaultMaxImageSize
 	}
-	if c.log == nil {
-		c.log = slog.New(slog.DiscardHandler)
-	}
-	if c.observer == nil {
-		c.observer = observe.Discard{}
-	}
+	c.log = observe.OrDiscardLogger(c.log)
+	c.observer = observe.OrDiscard(c.observer)
 	return c
 }
 
 // Catalog reads the packages of img into an SBOM whose subject is the image's
 // digest. The image is read from the value, layer by layer, once.
 func (c *Cataloger) Catalog(ctx context.Context, img v1.Image) (*scan.SBOM, error) {
-	st := step.New(c.observer, "catalog")
+	st := observe.NewStep(c.observer, observe.StageScan, "catalog", 0)
 	s, err := c.catalog(ctx, img, st)
 	if err != nil {
-		st.Fail(err)
-		return nil, err
+		return nil, st.Fail(err)
 	}
 	st.Finish(fmt.Sprintf("%d packages", s.Syft().Artifacts.Packages.PackageCount()))
 	return s, nil
 }
 
-func (c *Cataloger) catalog(ctx context.Context, img v1.Image, st *step.Step) (_ *scan.SBOM, err error) {
+func (c *Cataloger) catalog(ctx context.Context, img v1.Image, st *observe.Step) (_ *scan.SBOM, err error) {
 	if img == nil {
 		return nil, errors.New("catalog: no image")
 	}

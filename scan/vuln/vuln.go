@@ -34,7 +34,6 @@ import (
 
 	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/scan"
-	"github.com/shipkit/shipkit/scan/internal/step"
 	"github.com/shipkit/shipkit/scan/report"
 )
 
@@ -149,18 +148,12 @@ func Open(ctx context.Context, root string, opts ...Option) (*DB, error) {
 			o(&c)
 		}
 	}
-	if c.log == nil {
-		c.log = slog.New(slog.DiscardHandler)
-	}
-	if c.observer == nil {
-		c.observer = observe.Discard{}
-	}
-	st := step.New(c.observer, "load vulnerability database")
-	st.Start("", root)
+	c.log = observe.OrDiscardLogger(c.log)
+	c.observer = observe.OrDiscard(c.observer)
+	st := observe.StartStep(c.observer, observe.StageScan, "load vulnerability database", 0, root)
 	s, err := open(ctx, root, c)
 	if err != nil {
-		st.Fail(err)
-		return nil, err
+		return nil, st.Fail(err)
 	}
 	st.Finish(fmt.Sprintf("schema %s, built %s", s.status.Schema, s.status.Built.Format(time.RFC3339)))
 	return s, nil
@@ -275,14 +268,13 @@ func (s *DB) Close() error {
 // operating system (deb, rpm, apk) are matched with the distro that the SBOM's
 // os-release names, which grype's own conversion leaves unset.
 func (s *DB) Scan(ctx context.Context, sb *scan.SBOM) (*scan.Report, error) {
-	st := step.New(s.cfg.observer, "scan")
+	st := observe.NewStep(s.cfg.observer, observe.StageScan, "scan", 0)
 	if sb != nil {
 		st.Start("scan "+target(sb), "")
 	}
 	r, err := s.scan(ctx, sb)
 	if err != nil {
-		st.Fail(err)
-		return nil, err
+		return nil, st.Fail(err)
 	}
 	st.Finish(fmt.Sprintf("%d findings", len(r.Findings)))
 	return r, nil
