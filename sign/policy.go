@@ -3,6 +3,7 @@ package sign
 import (
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -47,17 +48,45 @@ type TrustedKey struct {
 	PEM []byte
 }
 
-// Fingerprint returns the SHA-256 of the key's DER encoding, hex encoded.
+// ErrNotPublicKey is wrapped by the error for a [TrustedKey] whose PEM is not a
+// PEM-encoded PKIX public key ("-----BEGIN PUBLIC KEY-----", as cosign.pub holds
+// it): text that is no PEM at all, a private key, a certificate, or a block whose
+// contents do not parse. The error says which, in its own words: it never quotes
+// the key's bytes (a private key given by mistake stays out of logs).
+var ErrNotPublicKey = errors.New("not a PEM public key")
+
+// Fingerprint returns the SHA-256 of the key's DER encoding, hex encoded. A PEM
+// that is not a public key is an error wrapping [ErrNotPublicKey].
 func (k TrustedKey) Fingerprint() (string, error) {
 	block, _ := pem.Decode(k.PEM)
 	if block == nil {
-		return "", errors.New("trusted key: no PEM block")
+		return "", fmt.Errorf("%w: no PEM block (want -----BEGIN PUBLIC KEY-----, as in cosign.pub)", ErrNotPublicKey)
 	}
 	if _, err := x509.ParsePKIXPublicKey(block.Bytes); err != nil {
-		return "", fmt.Errorf("trusted key: parse public key: %w", err)
+		return "", fmt.Errorf("%w: %s", ErrNotPublicKey, notPublicKey(block.Type, err))
 	}
 	sum := sha256.Sum256(block.Bytes)
 	return hex.EncodeToString(sum[:]), nil
+}
+
+// notPublicKey says why a PEM block of type typ is not a PKIX public key; err is
+// x509's, whose ASN.1 structure dumps say nothing to a person and are left out.
+func notPublicKey(typ string, err error) string {
+	if len(typ) > 40 {
+		typ = typ[:40] + "…"
+	}
+	switch {
+	case strings.Contains(typ, "PRIVATE KEY"):
+		return fmt.Sprintf("a private key (PEM block %q): trust its public key (cosign.pub, or cosign public-key --key)", typ)
+	case typ == "CERTIFICATE":
+		return "a certificate (PEM block \"CERTIFICATE\"): give its public key, or trust the signer's identity (TrustedIdentity)"
+	}
+	var syntax asn1.SyntaxError
+	var structure asn1.StructuralError
+	if errors.As(err, &syntax) || errors.As(err, &structure) {
+		return fmt.Sprintf("the PEM block %q does not hold a PKIX public key (cut off or damaged?)", typ)
+	}
+	return fmt.Sprintf("PEM block %q: %v", typ, err)
 }
 
 // DisplayName returns Name, or a name made from the fingerprint when Name is empty.
@@ -132,7 +161,10 @@ func (p *Policy) Validate() error {
 	for i, k := range p.TrustedKeys {
 		fp, err := k.Fingerprint()
 		if err != nil {
-			return fmt.Errorf("policy: trusted key %d (%s): %w", i, k.Name, err)
+			if k.Name != "" {
+				return fmt.Errorf("policy: trusted key %d (%s): %w", i, k.Name, err)
+			}
+			return fmt.Errorf("policy: trusted key %d: %w", i, err)
 		}
 		seen["key "+fp] = true
 	}

@@ -57,7 +57,8 @@ func TestPolicyValidate(t *testing.T) {
 		text string
 	}{
 		{Policy{}, "no trusted keys or identities"},
-		{Policy{TrustedKeys: []TrustedKey{{PEM: []byte("garbage")}}}, "no PEM block"},
+		{Policy{TrustedKeys: []TrustedKey{{PEM: []byte("garbage")}}}, "policy: trusted key 0: not a PEM public key: no PEM block"},
+		{Policy{TrustedKeys: []TrustedKey{{Name: "release", PEM: []byte("garbage")}}}, "policy: trusted key 0 (release): not a PEM public key"},
 		{Policy{TrustedKeys: []TrustedKey{a, a}, Threshold: 2}, "threshold 2 cannot be met by 1 distinct trusted signers"},
 		{Policy{TrustedKeys: []TrustedKey{a}, Threshold: -1}, "threshold -1"},
 		{Policy{TrustedKeys: []TrustedKey{a}, Conditions: []Condition{nil}}, "condition 0 is nil"},
@@ -68,6 +69,51 @@ func TestPolicyValidate(t *testing.T) {
 		assert.ErrorContains(t, tc.p.Validate(), tc.text)
 	}
 	assert.Regexp(t, `^sha256:[0-9a-f]{16}$`, a.DisplayName())
+}
+
+// A key that is not a PEM public key says so in words, never with x509's ASN.1
+// structure dump, and never quotes the key's bytes.
+func TestTrustedKeyNotPublicKey(t *testing.T) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	der, err := x509.MarshalPKIXPublicKey(k.Public())
+	require.NoError(t, err)
+	priv, err := x509.MarshalPKCS8PrivateKey(k)
+	require.NoError(t, err)
+	block := func(typ string, b []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}) }
+	for _, tc := range []struct {
+		name string
+		pem  []byte
+		want string
+	}{
+		{"garbage", []byte("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 me@host"), "not a PEM public key: no PEM block (want -----BEGIN PUBLIC KEY-----"},
+		{"empty", nil, "not a PEM public key: no PEM block"},
+		{"cut off", block("PUBLIC KEY", der)[:60], "not a PEM public key: no PEM block"},
+		{"junk in the block", block("PUBLIC KEY", []byte("hello, world")), `not a PEM public key: the PEM block "PUBLIC KEY" does not hold a PKIX public key`},
+		{"truncated DER", block("PUBLIC KEY", der[:len(der)/2]), `the PEM block "PUBLIC KEY" does not hold a PKIX public key`},
+		{"private key", block("PRIVATE KEY", priv), `not a PEM public key: a private key (PEM block "PRIVATE KEY"): trust its public key`},
+		{"cosign private key", block("ENCRYPTED SIGSTORE PRIVATE KEY", []byte("sealed")), "a private key"},
+		{"certificate", block("CERTIFICATE", []byte("xyzzy-cert")), "a certificate"},
+		{"trailing data", block("PUBLIC KEY", append(der, 1, 2)), `PEM block "PUBLIC KEY": x509: trailing data`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := TrustedKey{PEM: tc.pem}.Fingerprint()
+			require.ErrorIs(t, err, ErrNotPublicKey)
+			assert.ErrorContains(t, err, tc.want)
+			assert.NotContains(t, err.Error(), "asn1")
+			assert.NotContains(t, err.Error(), "structure error")
+			if len(tc.pem) > 0 {
+				b, _ := pem.Decode(tc.pem)
+				if b != nil && len(b.Bytes) > 4 {
+					assert.NotContains(t, err.Error(), string(b.Bytes[:4]), "the key's bytes are not quoted")
+				}
+			}
+			err = (&Policy{TrustedKeys: []TrustedKey{{PEM: tc.pem}}}).Validate()
+			require.ErrorIs(t, err, ErrNotPublicKey)
+		})
+	}
+	_, err = TrustedKey{PEM: block("PUBLIC KEY", der)}.Fingerprint()
+	require.NoError(t, err)
 }
 
 func TestConditionsOnUnreadablePredicates(t *testing.T) {

@@ -289,7 +289,9 @@ func (k *PrivateKey) checkCertificate(now time.Time) error {
 }
 
 // LoadTrustedKeyFile reads a PEM public key file (cosign.pub) as a trusted key named
-// name (empty: named by its fingerprint).
+// name (empty: named by its fingerprint). A file that is not a PEM public key (a
+// private key, a certificate, anything else) is an error wrapping
+// [sign.ErrNotPublicKey] that names the file and says which.
 func LoadTrustedKeyFile(path, name string) (sign.TrustedKey, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

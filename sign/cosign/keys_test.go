@@ -53,7 +53,14 @@ func TestKeyPairFilesBytesEnv(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "release", tk.DisplayName())
 	_, err = cosign.LoadTrustedKeyFile(privPath, "")
-	assert.Error(t, err, "a private key is not a public key")
+	require.ErrorIs(t, err, sign.ErrNotPublicKey, "a private key is not a public key")
+	assert.ErrorContains(t, err, "load public key "+privPath+": not a PEM public key: a private key")
+	garbagePath := filepath.Join(dir, "garbage.pub")
+	require.NoError(t, os.WriteFile(garbagePath, []byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"), 0o600))
+	_, err = cosign.LoadTrustedKeyFile(garbagePath, "")
+	require.ErrorIs(t, err, sign.ErrNotPublicKey)
+	assert.ErrorContains(t, err, "load public key "+garbagePath+": not a PEM public key: the PEM block \"PUBLIC KEY\" does not hold a PKIX public key")
+	assert.NotContains(t, err.Error(), "asn1")
 }
 
 func TestLoadPrivateKeyErrors(t *testing.T) {
