@@ -13,7 +13,8 @@ const (
 	// DefaultCacheTTL is how long a Cache keeps a verdict that passed.
 	DefaultCacheTTL = 5 * time.Minute
 	// DefaultDeniedTTL is how long a Cache keeps a denial: short, because a denied
-	// image is often one whose attestations are still being pushed.
+	// image is often one whose signatures or attestations are still being pushed;
+	// once they are, a verifier with this cache sees them within 10 seconds.
 	DefaultDeniedTTL = 10 * time.Second
 	// DefaultCacheEntries is how many verdicts a Cache keeps at most.
 	DefaultCacheEntries = 10000
@@ -24,6 +25,12 @@ const (
 // removed, so a verdict expires. Other errors (a registry that did not answer) are
 // not kept. Concurrent lookups of one key run the verification once and share it.
 // A Cache is safe for concurrent use; share one between verifiers to bound memory.
+//
+// A pass is kept for [DefaultCacheTTL] (5 minutes) and a denial for
+// [DefaultDeniedTTL] (10 seconds) unless set otherwise. A denial returned from the
+// cache is a copy of the kept *DeniedError with CachedAt and CachedUntil set, so its
+// message says it is a cached verdict and until when; sign/cosign's Verifier says a
+// cached pass is one in its observer's step message.
 type Cache struct {
 	ttl, deniedTTL time.Duration
 	max            int
@@ -36,7 +43,8 @@ type Cache struct {
 
 type cacheEntry struct {
 	v       *Verified
-	err     error
+	denied  *DeniedError
+	at      time.Time // when the verdict was reached
 	expires time.Time
 }
 
@@ -49,11 +57,13 @@ type cacheCall struct {
 // CacheOption configures a [Cache].
 type CacheOption func(*Cache)
 
-// CacheTTL sets how long a passing verdict is kept (default [DefaultCacheTTL]).
+// CacheTTL sets how long a passing verdict is kept (default [DefaultCacheTTL]); 0 or
+// less keeps none.
 func CacheTTL(d time.Duration) CacheOption { return func(c *Cache) { c.ttl = d } }
 
-// CacheDeniedTTL sets how long a denial is kept (default [DefaultDeniedTTL]); 0 or
-// less keeps none.
+// CacheDeniedTTL sets how long a denial is kept (default [DefaultDeniedTTL], 10
+// seconds); 0 or less keeps none. This is how long signatures and attestations
+// pushed after a denial can go unseen: keep it short.
 func CacheDeniedTTL(d time.Duration) CacheOption { return func(c *Cache) { c.deniedTTL = d } }
 
 // CacheMaxEntries bounds how many verdicts are kept (default [DefaultCacheEntries]).
@@ -81,7 +91,10 @@ func (c *Cache) Do(ctx context.Context, key string, verify func(ctx context.Cont
 		if e, ok := c.entries[key]; ok {
 			if c.now().Before(e.expires) {
 				c.mu.Unlock()
-				return e.v.clone(), e.err
+				if e.denied != nil {
+					return nil, e.cachedDenial()
+				}
+				return e.v.clone(), nil
 			}
 			delete(c.entries, key)
 		}
@@ -115,11 +128,14 @@ func (c *Cache) run(ctx context.Context, key string, call *cacheCall, verify fun
 		c.mu.Lock()
 		delete(c.inflight, key)
 		var denied *DeniedError
+		now := c.now()
 		switch {
 		case call.err == nil && c.ttl > 0:
-			c.store(key, cacheEntry{v: call.v, expires: c.now().Add(c.ttl)})
+			c.store(key, cacheEntry{v: call.v, at: now, expires: now.Add(c.ttl)})
 		case errors.As(call.err, &denied) && c.deniedTTL > 0:
-			c.store(key, cacheEntry{err: call.err, expires: c.now().Add(c.deniedTTL)})
+			kept := *denied // a copy the caller cannot change
+			kept.Reasons = slices.Clone(denied.Reasons)
+			c.store(key, cacheEntry{denied: &kept, at: now, expires: now.Add(c.deniedTTL)})
 		}
 		c.mu.Unlock()
 		close(call.done)
@@ -154,6 +170,14 @@ func (c *Cache) Forget() {
 	c.mu.Lock()
 	clear(c.entries)
 	c.mu.Unlock()
+}
+
+// cachedDenial returns a copy of the kept denial that says it is cached.
+func (e cacheEntry) cachedDenial() *DeniedError {
+	d := *e.denied
+	d.Reasons = slices.Clone(d.Reasons)
+	d.CachedAt, d.CachedUntil = e.at, e.expires
+	return &d
 }
 
 func isContextErr(err error) bool {

@@ -52,12 +52,27 @@ func TestCacheVerdicts(t *testing.T) {
 
 	_, err = c.Do(ctx, "deny", deny)
 	require.ErrorIs(t, err, ErrDenied)
+	var fresh *DeniedError
+	require.ErrorAs(t, err, &fresh)
+	assert.True(t, fresh.CachedAt.IsZero(), "a verdict just reached is not a cached one")
+	assert.NotContains(t, err.Error(), "cached")
+	fresh.Reasons[0].Message = "changed by the caller"
+	reached := clock.Now()
+	clock.Add(500 * time.Millisecond)
 	_, err = c.Do(ctx, "deny", deny)
 	require.ErrorIs(t, err, ErrDenied)
 	assert.EqualValues(t, 2, runs.Load(), "a denial is kept for its TTL")
+	var cached *DeniedError
+	require.ErrorAs(t, err, &cached)
+	assert.Equal(t, reached, cached.CachedAt)
+	assert.Equal(t, reached.Add(time.Second), cached.CachedUntil)
+	assert.Equal(t, "denied by policy (cached verdict of 2023-11-14T22:13:20Z, kept until 2023-11-14T22:13:21Z): no signature", err.Error(),
+		"a cached denial says so, with the reason as it was kept")
 	clock.Add(2 * time.Second)
-	_, _ = c.Do(ctx, "deny", deny)
+	_, err = c.Do(ctx, "deny", deny)
 	assert.EqualValues(t, 3, runs.Load(), "a denial expires sooner than a pass")
+	require.ErrorAs(t, err, &cached)
+	assert.True(t, cached.CachedAt.IsZero(), "after its TTL a denial is reached again")
 	_, _ = c.Do(ctx, "pass", pass)
 	assert.EqualValues(t, 3, runs.Load())
 	clock.Add(time.Minute)
@@ -75,6 +90,33 @@ func TestCacheVerdicts(t *testing.T) {
 	var nilCache *Cache
 	_, _ = nilCache.Do(ctx, "pass", pass)
 	assert.EqualValues(t, 8, runs.Load(), "a nil cache runs every time")
+}
+
+// The default cache forgets a denial after DefaultDeniedTTL, which is short: once
+// the signatures are pushed, the next verification after it sees them.
+func TestCacheDefaultDeniedTTL(t *testing.T) {
+	assert.LessOrEqual(t, DefaultDeniedTTL, 10*time.Second)
+	clock := &fakeClock{now: time.Unix(1700000000, 0)}
+	c := NewCache()
+	c.now = clock.Now
+	signed := false
+	verify := func(context.Context) (*Verified, error) {
+		if !signed {
+			return nil, &DeniedError{Reasons: []Reason{{Code: ReasonUnsigned, Message: "no signature"}}}
+		}
+		return &Verified{Signers: []string{"k"}}, nil
+	}
+	ctx := context.Background()
+	_, err := c.Do(ctx, "img", verify)
+	require.ErrorIs(t, err, ErrDenied)
+	signed = true // the signature is pushed
+	clock.Add(DefaultDeniedTTL - time.Millisecond)
+	_, err = c.Do(ctx, "img", verify)
+	require.ErrorContains(t, err, "cached verdict of", "within the TTL the denial is the cached one, and says so")
+	clock.Add(time.Millisecond)
+	v, err := c.Do(ctx, "img", verify)
+	require.NoError(t, err, "past DefaultDeniedTTL the signature is seen")
+	assert.Equal(t, []string{"k"}, v.Signers)
 }
 
 func TestCacheSharesConcurrentRuns(t *testing.T) {

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -232,9 +233,18 @@ type DeniedError struct {
 	Digest name.Digest
 	// Reasons lists every reason, at least one.
 	Reasons []Reason
+	// CachedAt is set when the denial is one a [Cache] kept (an earlier
+	// verification's verdict, returned again without verifying): when that verdict
+	// was reached. Signatures pushed since are not seen before CachedUntil. Zero for
+	// a verdict just reached.
+	CachedAt time.Time
+	// CachedUntil is when the Cache forgets the denial: CachedAt plus its denied
+	// TTL ([DefaultDeniedTTL], 10 seconds, by default).
+	CachedUntil time.Time
 }
 
 // Error names the image and lists the reasons, one a line when there are several.
+// A denial from a [Cache] says so, and until when it is kept.
 func (e *DeniedError) Error() string {
 	msgs := make([]string, len(e.Reasons))
 	for i, r := range e.Reasons {
@@ -243,6 +253,10 @@ func (e *DeniedError) Error() string {
 	head := ErrDenied.Error()
 	if d := e.Digest.String(); d != "" {
 		head = d + " " + head
+	}
+	if !e.CachedAt.IsZero() {
+		head += fmt.Sprintf(" (cached verdict of %s, kept until %s)",
+			e.CachedAt.UTC().Format(time.RFC3339), e.CachedUntil.UTC().Format(time.RFC3339))
 	}
 	return ListReasons(head, msgs)
 }

@@ -102,8 +102,9 @@ func (s step) fail(err error) error {
 }
 
 // WithCache makes a [Verifier] keep its verdicts in c, which verifiers can share; by
-// default each verifier has its own cache with [sign.DefaultCacheTTL]. WithCache(nil)
-// turns caching off. Signers ignore it.
+// default each verifier has its own cache with [sign.DefaultCacheTTL] for a pass
+// and [sign.DefaultDeniedTTL] for a denial. WithCache(nil) turns caching off.
+// Signers ignore it.
 func WithCache(c *sign.Cache) Option {
 	return func(o *options) { o.cache, o.noCache = c, c == nil }
 }

@@ -38,8 +38,12 @@ import (
 // Reasons are the verifier's own words: no registry response or payload bytes are
 // copied into them (those are logged at debug level, truncated).
 //
-// A verdict is cached (see [WithCache]): a certificate that expires while its
-// passing verdict is cached is noticed when the verdict expires. Registry
+// A verdict is cached (see [WithCache]): a pass for [sign.DefaultCacheTTL] (5
+// minutes), a denial for [sign.DefaultDeniedTTL] (10 seconds, so that signatures
+// pushed after a denial are seen soon). A certificate that expires while its
+// passing verdict is cached is noticed when the verdict expires. A cached pass is
+// reported as one in the observer's step message; a cached denial's error says it
+// is a cached verdict and until when (sign.DeniedError.CachedAt). Registry
 // authentication is kept per repository for the Verifier's life (one ping and
 // token exchange per repository, refreshed when the registry asks), so make one
 // Verifier per policy and keep it.

@@ -296,9 +296,22 @@ func TestCache(t *testing.T) {
 	// Another policy sharing the cache is judged on its own.
 	strict := fullPolicy(trusted.trustedKey(), trusted2.trustedKey())
 	strict.Threshold = 2
-	_, err = newVerifier(t, strict, cosign.WithTransport(ct), cosign.WithCache(cache)).Verify(ctx, d)
+	sv := newVerifier(t, strict, cosign.WithTransport(ct), cosign.WithCache(cache))
+	_, err = sv.Verify(ctx, d)
 	require.ErrorIs(t, err, sign.ErrDenied)
+	assert.NotContains(t, err.Error(), "cached")
 	assert.Greater(t, ct.n.Load(), first)
+
+	// A denial is kept too, for a short time, and says it is the cached one.
+	denied := ct.n.Load()
+	_, err = sv.Verify(ctx, d)
+	require.ErrorIs(t, err, sign.ErrDenied)
+	assert.Equal(t, denied, ct.n.Load(), "a cached denial must not call the registry")
+	var de *sign.DeniedError
+	require.ErrorAs(t, err, &de)
+	assert.False(t, de.CachedAt.IsZero())
+	assert.Equal(t, sign.DefaultDeniedTTL, de.CachedUntil.Sub(de.CachedAt))
+	assert.Contains(t, err.Error(), d.String()+" denied by policy (cached verdict of ")
 
 	// Without a cache every verification asks the registry.
 	nc := newVerifier(t, fullPolicy(trusted.trustedKey()), cosign.WithTransport(ct), cosign.WithCache(nil))
