@@ -30,7 +30,7 @@ var urlLike = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*://`)
 // [WithMaxImportFileBytes]); past either the error wraps [ErrTooLarge]. Only the
 // archive's top-level vulnerability.db is written to disk. The database is then
 // indexed in a directory under root and checked (it must be a readable v6 database
-// of a schema this build reads, else the error wraps [ErrSchema]) before it replaces
+// of a schema this build reads, else the error wraps [ErrCorrupt] or [ErrSchema]) before it replaces
 // the database in root/6, so a bad or oversized archive leaves the installed database
 // as it was. Import never downloads: a URL is refused. A [Scanner] already open keeps
 // reading the database it loaded; Open the root again to use the new one. The context
@@ -117,13 +117,13 @@ func importDB(ctx context.Context, path, root string, opts []ImportOption) (err 
 	dir := filepath.Join(staging, model)
 	desc, err := v6.ReadDescription(filepath.Join(dir, v6.VulnerabilityDBFileName))
 	if err != nil {
-		return fmt.Errorf("read imported database: %w", err)
+		return fmt.Errorf("read imported database: %w: %w", ErrCorrupt, err)
 	}
 	if err := checkSchema(desc.SchemaVersion.String()); err != nil {
 		return err
 	}
 	if st := cur.Status(); st.Error != nil {
-		return fmt.Errorf("check imported database: %w", st.Error)
+		return fmt.Errorf("check imported database: %w: %w", ErrCorrupt, st.Error)
 	}
 
 	// Replace root/6: move the old one aside first, so that a failed rename can

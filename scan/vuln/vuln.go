@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -47,7 +48,25 @@ var (
 	ErrSchema = errors.New("unsupported vulnerability database schema")
 	// ErrClosed: the DB was closed.
 	ErrClosed = errors.New("vulnerability database closed")
+	// ErrNoDatabase: there is no database under the root given to [Open] (no
+	// <root>/6/vulnerability.db, or no root directory): install one with [Import],
+	// or open with [WithUpdate]. errors.Is(err, fs.ErrNotExist) is true too.
+	ErrNoDatabase error = &wrapping{msg: "no vulnerability database", err: fs.ErrNotExist}
+	// ErrCorrupt: the database file is there but cannot be used: not an SQLite
+	// database, cut off, its import.json (grype's record of the installation and
+	// the file's checksum) missing or unreadable, or a checksum that does not match.
+	// Install it again with [Import].
+	ErrCorrupt = errors.New("vulnerability database corrupt or incomplete")
 )
+
+// wrapping is a sentinel error that also matches another (errors.Is).
+type wrapping struct {
+	msg string
+	err error
+}
+
+func (e *wrapping) Error() string { return e.msg }
+func (e *wrapping) Unwrap() error { return e.err }
 
 // DBAgeError says how old a refused database is.
 type DBAgeError struct {
@@ -139,8 +158,9 @@ var _ scan.Scanner = (*DB)(nil)
 
 // Open loads the grype v6 database under root (the directory holding 6/, as grype's
 // db.cache-dir) with its checksum verified, checks its schema and, with
-// [WithMaxAge], its age. A missing, corrupt, stale or foreign database is a clear
-// error.
+// [WithMaxAge], its age. A missing database is an error wrapping [ErrNoDatabase]
+// (and fs.ErrNotExist), a corrupt or incompletely installed one [ErrCorrupt], one
+// of another schema [ErrSchema], a stale one [ErrDBTooOld].
 func Open(ctx context.Context, root string, opts ...Option) (*DB, error) {
 	c := config{now: time.Now}
 	for _, o := range opts {
@@ -167,19 +187,22 @@ func open(ctx context.Context, root string, c config) (*DB, error) {
 		return nil, fmt.Errorf("open vulnerability database: %w", err)
 	}
 	inst := installation.Config{DBRootDir: root, ValidateChecksum: true}
-	dist := distribution.Config{}
 	if c.update != nil {
-		dist = *c.update
-	}
-	prov, st, err := grype.LoadVulnerabilityDB(dist, inst, c.update != nil)
-	if err != nil {
-		if errors.Is(err, v6.ErrDBDoesNotExist) {
-			if other := otherModel(root); other != "" {
-				return nil, fmt.Errorf("open vulnerability database under %s: %w: found only %s, of another schema model; this build reads model %d (in %s)",
-					root, ErrSchema, other, v6.ModelVersion, filepath.Join(root, strconv.Itoa(v6.ModelVersion)))
-			}
+		if err := update(ctx, inst, *c.update, c.log); err != nil {
+			return nil, fmt.Errorf("update vulnerability database under %s: %w", root, err)
 		}
+	}
+	if err := findDB(root); err != nil {
 		return nil, fmt.Errorf("open vulnerability database under %s: %w", root, err)
+	}
+	// Everything grype reads from here on is local and there: a failure is the
+	// database's own.
+	prov, st, err := grype.LoadVulnerabilityDB(distribution.Config{}, inst, false)
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("open vulnerability database under %s: %w", root, err)
+		}
+		return nil, fmt.Errorf("open vulnerability database under %s: %w: %w; install it again with vuln.Import", root, ErrCorrupt, err)
 	}
 	s := &DB{cfg: c, prov: prov, version: grypeVersion(), cache: newMatchCache(maxCachedPackages)}
 	if st != nil {
@@ -195,6 +218,59 @@ func open(ctx context.Context, root string, c config) (*DB, error) {
 	}
 	c.log.DebugContext(ctx, "opened vulnerability database", "path", s.status.Path, "schema", s.status.Schema, "built", s.status.Built)
 	return s, nil
+}
+
+// update checks for a newer database with grype's distribution client and installs
+// it, as grype's own loader does before loading: a failed check is an error only
+// when dist.RequireUpdateCheck is set, else it is logged and the installed database
+// is used.
+func update(ctx context.Context, inst installation.Config, dist distribution.Config, log *slog.Logger) error {
+	client, err := distribution.NewClient(dist)
+	if err != nil {
+		return fmt.Errorf("distribution client: %w", err)
+	}
+	cur, err := installation.NewCurator(inst, client)
+	if err != nil {
+		return err
+	}
+	updated, err := cur.Update()
+	switch {
+	case err != nil && dist.RequireUpdateCheck:
+		return err
+	case err != nil:
+		log.WarnContext(ctx, "vulnerability database update failed; using the installed one", "error", err)
+	case updated:
+		log.InfoContext(ctx, "vulnerability database updated", "root", inst.DBRootDir)
+	}
+	return nil
+}
+
+// findDB checks that root holds a database file of this schema model that can be
+// read: an error wrapping ErrNoDatabase (or ErrSchema, when only another model's
+// is there) if not.
+func findDB(root string) error {
+	fi, err := os.Stat(root)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: %s does not exist; install one with vuln.Import, or open with vuln.WithUpdate", ErrNoDatabase, root)
+	case err != nil:
+		return err
+	case !fi.IsDir():
+		return fmt.Errorf("%w: %s is not a directory (want the directory that holds %d/)", ErrNoDatabase, root, v6.ModelVersion)
+	}
+	path := filepath.Join(root, strconv.Itoa(v6.ModelVersion), v6.VulnerabilityDBFileName)
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if other := otherModel(root); other != "" {
+			return fmt.Errorf("%w: found only %s, of another schema model; this build reads model %d (in %s)",
+				ErrSchema, other, v6.ModelVersion, filepath.Dir(path))
+		}
+		return fmt.Errorf("%w: no %s; install one with vuln.Import, or open with vuln.WithUpdate", ErrNoDatabase, path)
+	}
+	if err != nil {
+		return err // permission denied, or another error of the file system
+	}
+	return f.Close()
 }
 
 // otherModel returns the directory of a database of another schema model under

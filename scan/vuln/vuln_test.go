@@ -3,8 +3,10 @@ package vuln_test
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -150,14 +152,27 @@ func TestOpenRefuses(t *testing.T) {
 		root    func(t *testing.T) string
 		opts    []vuln.Option
 		wantErr string
-		is      error
+		is      []error
 	}{
 		{"no directory", func(*testing.T) string { return "" }, nil, "no directory given", nil},
-		{"missing", func(t *testing.T) string { return t.TempDir() }, nil, "open vulnerability database under", nil},
+		{"empty root", func(t *testing.T) string { return t.TempDir() }, nil,
+			"no vulnerability database: no ", []error{vuln.ErrNoDatabase, fs.ErrNotExist}},
+		{"no root", func(t *testing.T) string { return filepath.Join(t.TempDir(), "absent") }, nil,
+			"absent does not exist; install one with vuln.Import", []error{vuln.ErrNoDatabase, fs.ErrNotExist}},
+		{"root is a file", func(t *testing.T) string {
+			p := filepath.Join(t.TempDir(), "file")
+			require.NoError(t, os.WriteFile(p, nil, 0o644))
+			return p
+		}, nil, "is not a directory", []error{vuln.ErrNoDatabase, fs.ErrNotExist}},
+		{"database file removed", func(t *testing.T) string {
+			db := writeDB(t)
+			require.NoError(t, os.Remove(db.Path))
+			return db.RootDir
+		}, nil, filepath.Join("6", "vulnerability.db") + "; install one with vuln.Import", []error{vuln.ErrNoDatabase, fs.ErrNotExist}},
 		{"too old", func(t *testing.T) string {
 			return writeDB(t, vulndb.WithBuildTime(now.Add(-72*time.Hour))).RootDir
 		}, []vuln.Option{vuln.WithMaxAge(48 * time.Hour), vuln.WithClock(func() time.Time { return now })},
-			"more than the maximum age 48h0m0s", vuln.ErrDBTooOld},
+			"more than the maximum age 48h0m0s", []error{vuln.ErrDBTooOld}},
 		{"old but no limit", func(t *testing.T) string {
 			return writeDB(t, vulndb.WithBuildTime(now.Add(-72*time.Hour))).RootDir
 		}, []vuln.Option{vuln.WithClock(func() time.Time { return now })}, "", nil},
@@ -165,12 +180,31 @@ func TestOpenRefuses(t *testing.T) {
 			db := writeDB(t)
 			require.NoError(t, os.WriteFile(db.Path, []byte("not a database"), 0o644))
 			return db.RootDir
-		}, nil, "not a database", nil},
+		}, nil, "vulnerability database corrupt or incomplete", []error{vuln.ErrCorrupt}},
 		{"truncated", func(t *testing.T) string {
 			db := writeDB(t)
 			require.NoError(t, os.Truncate(db.Path, 4096))
 			return db.RootDir
-		}, nil, "open vulnerability database under", nil},
+		}, nil, "install it again with vuln.Import", []error{vuln.ErrCorrupt}},
+		{"changed after install", func(t *testing.T) string {
+			db := writeDB(t)
+			f, err := os.OpenFile(db.Path, os.O_APPEND|os.O_WRONLY, 0)
+			require.NoError(t, err)
+			_, err = f.Write(make([]byte, 4096)) // still SQLite, another checksum
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
+			return db.RootDir
+		}, nil, "checksum", []error{vuln.ErrCorrupt}},
+		{"no import.json", func(t *testing.T) string {
+			db := writeDB(t)
+			require.NoError(t, os.Remove(filepath.Join(db.Dir, "import.json")))
+			return db.RootDir
+		}, nil, "import.json", []error{vuln.ErrCorrupt}},
+		{"garbled import.json", func(t *testing.T) string {
+			db := writeDB(t)
+			require.NoError(t, os.WriteFile(filepath.Join(db.Dir, "import.json"), []byte("{garbage"), 0o644))
+			return db.RootDir
+		}, nil, "import metadata", []error{vuln.ErrCorrupt}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -182,8 +216,15 @@ func TestOpenRefuses(t *testing.T) {
 			}
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.wantErr)
-			if tt.is != nil {
-				assert.ErrorIs(t, err, tt.is)
+			for _, want := range tt.is {
+				assert.ErrorIs(t, err, want)
+			}
+			for _, other := range []error{vuln.ErrNoDatabase, vuln.ErrCorrupt, vuln.ErrDBTooOld, vuln.ErrSchema} {
+				if !slices.Contains(tt.is, other) {
+					assert.NotErrorIs(t, err, other)
+				}
+			}
+			if slices.Contains(tt.is, vuln.ErrDBTooOld) {
 				var age *vuln.DBAgeError
 				require.ErrorAs(t, err, &age)
 				assert.Equal(t, 72*time.Hour, age.Age)
