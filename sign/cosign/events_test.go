@@ -163,3 +163,20 @@ func pushIndex(t *testing.T, host string) (name.Digest, name.Repository) {
 	require.NoError(t, remote.WriteIndex(repo.Tag("v1"), idx))
 	return digestOf(t, repo, idx), repo
 }
+
+// TestNilObserverAndLogger checks that WithObserver(nil) and WithLogger(nil) mean
+// the defaults (nowhere), also after a real one: the last option wins.
+func TestNilObserverAndLogger(t *testing.T) {
+	ctx := context.Background()
+	host := newRegistry(t)
+	d := pushImage(t, host, "team/app", "v1")
+	rec := &recorder{}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s := newSigner(t, trusted, cosign.WithObserver(rec), cosign.WithObserver(nil), cosign.WithLogger(log), cosign.WithLogger(nil))
+	require.NoError(t, s.Sign(ctx, d))
+	_, err := newVerifier(t, fullPolicy(trusted.trustedKey()), cosign.WithObserver(nil), cosign.WithLogger(nil)).Verify(ctx, d)
+	require.Error(t, err) // fullPolicy wants attestations this image does not have
+	assert.Empty(t, rec.lines())
+	assert.Empty(t, logs.String())
+}

@@ -2,10 +2,8 @@ package cosign
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -30,10 +28,12 @@ type options struct {
 }
 
 func newOptions(opts []Option) options {
-	o := options{keychain: authn.DefaultKeychain, log: slog.New(slog.NewTextHandler(io.Discard, nil)), observer: observe.Discard{}, limits: defaultLimits()}
+	o := options{keychain: authn.DefaultKeychain, limits: defaultLimits()}
 	for _, opt := range opts {
 		opt(&o)
 	}
+	o.log = observe.OrDiscardLogger(o.log)
+	o.observer = observe.OrDiscard(o.observer)
 	return o
 }
 
@@ -51,54 +51,22 @@ func WithKeychain(k authn.Keychain) Option { return func(o *options) { o.keychai
 // private CA.
 func WithTransport(rt http.RoundTripper) Option { return func(o *options) { o.rt = rt } }
 
-// WithLogger logs to l (default: nowhere). Keys and passwords are never logged.
-func WithLogger(l *slog.Logger) Option {
-	return func(o *options) {
-		if l != nil {
-			o.log = l
-		}
-	}
-}
+// WithLogger logs to l (default and nil: nowhere). Keys and passwords are never
+// logged.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // WithObserver reports each signature, attestation and verification to obs as a
 // step of the "sign" stage: "sign REPO@DIGEST", "attest PREDICATE-TYPE
 // REPO@DIGEST" and "verify REPO@DIGEST" start, then finish or fail (with the
 // error: a verification the policy denies fails with the *[sign.DeniedError]).
 // Messages name keys by fingerprint and certificates by subject; they never hold
-// key material or passwords. The default drops every event.
-func WithObserver(obs observe.Observer) Option {
-	return func(o *options) {
-		if obs == nil {
-			obs = observe.Discard{}
-		}
-		o.observer = obs
-	}
-}
+// key material or passwords. The default (and nil) drops every event.
+func WithObserver(obs observe.Observer) Option { return func(o *options) { o.observer = obs } }
 
-// stage is the observe.Event Stage of this package's steps.
-const stage = "sign"
-
-// step reports one step to the observer: it has started; end it with finish or
-// fail.
-type step struct {
-	obs  observe.Observer
-	name string
-}
-
-func (o *options) start(name string) step {
-	s := step{obs: o.observer, name: name}
-	s.obs.Observe(observe.Event{Stage: stage, Step: name, Phase: observe.Started, Time: time.Now()})
-	return s
-}
-
-func (s step) finish(msg string) {
-	s.obs.Observe(observe.Event{Stage: stage, Step: s.name, Phase: observe.Finished, Message: msg, Time: time.Now()})
-}
-
-// fail reports err and returns it.
-func (s step) fail(err error) error {
-	s.obs.Observe(observe.Event{Stage: stage, Step: s.name, Phase: observe.Failed, Message: err.Error(), Err: err, Time: time.Now()})
-	return err
+// start reports a step of the sign stage named name started; end it with
+// Finish or Fail.
+func (o *options) start(name string) *observe.Step {
+	return observe.StartStep(o.observer, observe.StageSign, name, 0, "")
 }
 
 // WithCache makes a [Verifier] keep its verdicts in c, which verifiers can share; by

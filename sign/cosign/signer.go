@@ -77,9 +77,9 @@ func (s *Signer) sign(ctx context.Context, d name.Digest, o sign.SignOptions, de
 	st := s.opts.start("sign " + d.String())
 	se, err := s.signOne(ctx, d, o)
 	if err != nil {
-		return st.fail(fmt.Errorf("sign %s: %w", d, err))
+		return st.Fail(fmt.Errorf("sign %s: %w", d, err))
 	}
-	st.finish("signed by " + s.key.String())
+	st.Finish("signed by " + s.key.String())
 	s.opts.log.DebugContext(ctx, "signed image", "digest", d.String(), "key", s.key.String())
 
 	idx, ok := se.(oci.SignedImageIndex)
@@ -192,13 +192,13 @@ func (s *Signer) Attest(ctx context.Context, d name.Digest, p sign.Predicate, op
 	st := s.opts.start("attest " + p.Type + " " + target.String())
 	if target != d {
 		if err := s.checkListed(ctx, d, p.Subject); err != nil {
-			return st.fail(fmt.Errorf("attest %s: %w", target, err))
+			return st.Fail(fmt.Errorf("attest %s: %w", target, err))
 		}
 	}
 	if err := s.attest(ctx, target, p, o); err != nil {
-		return st.fail(fmt.Errorf("attest %s: %w", target, err))
+		return st.Fail(fmt.Errorf("attest %s: %w", target, err))
 	}
-	st.finish("attested " + p.Type + " signed by " + s.key.String())
+	st.Finish("attested " + p.Type + " signed by " + s.key.String())
 	s.opts.log.DebugContext(ctx, "attested image", "digest", target.String(), "predicateType", p.Type, "key", s.key.String())
 	return nil
 }

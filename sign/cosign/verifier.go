@@ -136,12 +136,12 @@ func (v *Verifier) Verify(ctx context.Context, d name.Digest) (*sign.Verified, e
 		return v.verify(ctx, d)
 	})
 	if err != nil {
-		return nil, st.fail(err)
+		return nil, st.Fail(err)
 	}
 	msg := fmt.Sprintf("verified: signed by %s, %d attestations", strings.Join(out.Signers, ", "), len(out.Attestations))
 	if !ran {
 		msg += " (verdict from the cache, or shared with a concurrent verification)"
 	}
-	st.finish(msg)
+	st.Finish(msg)
 	return out, nil
 }
