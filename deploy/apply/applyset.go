@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/observe"
 )
 
 // The labels and annotations of an ApplySet (KEP-3659), as kubectl writes them.
@@ -170,13 +171,13 @@ func (m *Manager) finishInventory(ctx context.Context, inv *inventory, objs []*o
 	if err == nil {
 		err = m.writeParent(ctx, inv, objs, false)
 	}
-	st.end(err, fmt.Sprintf("%d pruned", len(pruned)))
+	st.End(err, fmt.Sprintf("%d pruned", len(pruned)))
 	return pruned, err
 }
 
 // prune deletes (or, in a dry run, lists) the members of the ApplySet that are not
 // in objs: namespaced objects first, then cluster-scoped ones, CRDs last.
-func (m *Manager) prune(ctx context.Context, inv *inventory, objs []*object, dryRun bool, st *step) ([]deploy.Change, error) {
+func (m *Manager) prune(ctx context.Context, inv *inventory, objs []*object, dryRun bool, st *observe.Step) ([]deploy.Change, error) {
 	keep := map[deploy.ObjectRef]bool{}
 	kinds := clone(inv.kinds)
 	namespaces := clone(inv.namespaces)
@@ -268,7 +269,7 @@ func (m *Manager) prune(ctx context.Context, inv *inventory, objs []*object, dry
 			if err != nil && !apierrors.IsNotFound(err) {
 				return changes, &ObjectError{Object: ref, Op: "prune", Err: err}
 			}
-			st.object(ref.String() + " " + string(deploy.Pruned))
+			st.Progress(ref.String() + " " + string(deploy.Pruned))
 		}
 		changes = append(changes, deploy.Change{Object: ref, Action: deploy.Pruned})
 	}

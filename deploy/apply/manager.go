@@ -372,7 +372,7 @@ func (m *Manager) apply(ctx context.Context, objs []*unstructured.Unstructured, 
 	}
 	st := m.step("apply", len(prepared))
 	err = m.applyStages(ctx, inv, prepared, cs, st)
-	st.end(err, summary(cs))
+	st.End(err, summary(cs))
 	if err != nil {
 		return cs, err
 	}
@@ -402,7 +402,7 @@ func (m *Manager) apply(ctx context.Context, objs []*unstructured.Unstructured, 
 
 // applyStages applies the prepared objects stage by stage, writing the ApplySet's
 // parent before the first member.
-func (m *Manager) applyStages(ctx context.Context, inv *inventory, prepared []*object, cs *deploy.ChangeSet, st *step) error {
+func (m *Manager) applyStages(ctx context.Context, inv *inventory, prepared []*object, cs *deploy.ChangeSet, st *observe.Step) error {
 	stages := stages(prepared)
 	for i, stage := range stages {
 		if len(stage) == 0 {
@@ -470,7 +470,7 @@ func (m *Manager) afterCRDs(ctx context.Context, crds []*object, later [][]*obje
 
 // applyStage applies the objects of one stage concurrently and returns their
 // changes in the stage's order.
-func (m *Manager) applyStage(ctx context.Context, stage []*object, dryRun bool, st *step) ([]deploy.Change, error) {
+func (m *Manager) applyStage(ctx context.Context, stage []*object, dryRun bool, st *observe.Step) ([]deploy.Change, error) {
 	live := m.prefetch(ctx, stage)
 	changes := make([]deploy.Change, len(stage))
 	errs := make([]error, len(stage))
@@ -483,7 +483,7 @@ func (m *Manager) applyStage(ctx context.Context, stage []*object, dryRun bool, 
 			changes[i], errs[i] = m.applyOnce(ctx, o, l, known, false, m.opts.Force)
 		}
 		if errs[i] == nil {
-			st.object(changes[i].String())
+			st.Progress(changes[i].String())
 		}
 	})
 	var done []deploy.Change

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/observe"
 )
 
 // Plan says what Apply would do with objs, changing nothing: every object is
@@ -36,11 +37,11 @@ func (m *Manager) Plan(ctx context.Context, objs []*unstructured.Unstructured) (
 	}
 	st := m.step("plan", len(prepared))
 	cs, err := m.plan(ctx, inv, prepared, st)
-	st.end(err, summary(cs))
+	st.End(err, summary(cs))
 	return cs, err
 }
 
-func (m *Manager) plan(ctx context.Context, inv *inventory, prepared []*object, st *step) (*deploy.ChangeSet, error) {
+func (m *Manager) plan(ctx context.Context, inv *inventory, prepared []*object, st *observe.Step) (*deploy.ChangeSet, error) {
 	cs := &deploy.ChangeSet{}
 	newNamespaces := map[string]bool{}
 	for _, stage := range stages(prepared) {
@@ -48,7 +49,7 @@ func (m *Manager) plan(ctx context.Context, inv *inventory, prepared []*object, 
 		for _, o := range stage {
 			if o.mapping == nil || (!o.cluster && newNamespaces[o.obj.GetNamespace()]) {
 				cs.Append(deploy.Change{Object: o.ref, Action: deploy.Created})
-				st.object(o.ref.String() + " " + string(deploy.Created))
+				st.Progress(o.ref.String() + " " + string(deploy.Created))
 				continue
 			}
 			run = append(run, o)

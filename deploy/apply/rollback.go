@@ -82,7 +82,7 @@ func (m *Manager) Rollback(ctx context.Context) (*deploy.ChangeSet, error) {
 	}
 	st := m.step("rollback", len(objs))
 	cs, err := m.apply(ctx, objs, false)
-	st.end(err, "rolled back to revision "+inv.goodRevision+": "+summary(cs))
+	st.End(err, "rolled back to revision "+inv.goodRevision+": "+summary(cs))
 	return cs, err
 }
 
@@ -98,7 +98,7 @@ func (m *Manager) rollBack(ctx context.Context, inv *inventory, cause error) err
 	m.log.WarnContext(ctx, "rollout failed, rolling back", "revision", inv.goodRevision, "err", cause)
 	st := m.step("rollback", len(objs))
 	rbe.Changes, rbe.RollbackErr = m.apply(ctx, objs, false)
-	st.end(rbe.RollbackErr, "rolled back to revision "+inv.goodRevision+": "+summary(rbe.Changes))
+	st.End(rbe.RollbackErr, "rolled back to revision "+inv.goodRevision+": "+summary(rbe.Changes))
 	return rbe
 }
 

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
 	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/observe"
 )
 
 // RolloutError reports an object whose rollout failed (a Deployment past its
@@ -70,11 +71,11 @@ func (m *Manager) Wait(ctx context.Context, objs []*unstructured.Unstructured, t
 func (m *Manager) wait(ctx context.Context, objs []*object, timeout time.Duration) error {
 	st := m.step("wait", len(objs))
 	err := m.waitFor(ctx, objs, timeout, st)
-	st.end(err, fmt.Sprintf("%d objects healthy", len(objs)))
+	st.End(err, fmt.Sprintf("%d objects healthy", len(objs)))
 	return err
 }
 
-func (m *Manager) waitFor(ctx context.Context, objs []*object, timeout time.Duration, step *step) error {
+func (m *Manager) waitFor(ctx context.Context, objs []*object, timeout time.Duration, step *observe.Step) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	pending := map[int]string{}
@@ -104,7 +105,7 @@ func (m *Manager) waitFor(ctx context.Context, objs []*object, timeout time.Dura
 			case err != nil: // the wait is ending: keep the last status, which says why
 			case st == status.CurrentStatus:
 				delete(pending, idx[k])
-				step.object(o.ref.String() + " " + string(st))
+				step.Progress(o.ref.String() + " " + string(st))
 			case st == status.FailedStatus:
 				failed = append(failed, &RolloutError{Object: o.ref, Message: msg})
 			default:
