@@ -16,8 +16,9 @@ import (
 	"github.com/shipkit/shipkit/observe"
 )
 
-// Stage is the stage name of the events a rollout reports to its observer.
-const Stage = "rollout"
+// Stage is the stage name of the events a rollout reports to its observer:
+// [observe.StageRollout].
+const Stage = observe.StageRollout
 
 // ReportingController is the controller named in the Kubernetes Events of a rollout.
 const ReportingController = "shipkit.dev/rollout"
@@ -41,7 +42,11 @@ type reporter struct {
 	log      *slog.Logger
 }
 
-// observe reports an event with Stage "rollout".
+// observe reports an event of stage [observe.StageRollout]. It is not an
+// [observe.Step], whose events pair up and whose Failed message is the error's: a
+// rollout also reports lone events (a pause is Finished only, a step interrupted
+// before it started is Failed only), and a failed step's message is the step
+// result's ("interrupted; the next run resumes here"), not the error's.
 func (r *reporter) observe(step string, phase observe.Phase, msg string, err error) {
 	r.observer.Observe(observe.Event{Stage: Stage, Step: step, Phase: phase, Message: msg, Err: err, Time: time.Now()})
 }
