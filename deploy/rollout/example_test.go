@@ -85,3 +85,35 @@ func ExampleCanaryRollout_Run() {
 	//   success-rate = 0.999 Successful
 	// Promoted
 }
+
+// The canary of a new release, built beside the stable Deployment the cluster runs
+// under the same name: the new pod template, its own name and track label, and no
+// replicas (the rollout scales it). Apply it, then give both Deployments' labels to
+// the rollout.
+func ExampleCanaryDeployment() {
+	release := deployment("web", map[string]string{"app": "web", "track": "stable"}, "registry.example/web:v2", 4, false)
+	canary, err := rollout.CanaryDeployment(release)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(canary.Name, canary.Spec.Template.Spec.Containers[0].Image)
+	fmt.Println("labels:", canary.Labels)
+	fmt.Println("selector:", canary.Spec.Selector.MatchLabels)
+	fmt.Println("pod labels:", canary.Spec.Template.Labels)
+	fmt.Println("replicas set:", canary.Spec.Replicas != nil)
+
+	spec := rollout.Canary{
+		Name: release.Name, Namespace: release.Namespace,
+		StableSelector: release.Labels, CanarySelector: canary.Labels,
+		// Router, Services, Steps...
+	}
+	fmt.Println("rollout:", spec.StableSelector, "→", spec.CanarySelector)
+	// Output:
+	// web-canary registry.example/web:v2
+	// labels: map[app:web track:canary]
+	// selector: map[app:web track:canary]
+	// pod labels: map[app:web track:canary]
+	// replicas set: false
+	// rollout: map[app:web track:stable] → map[app:web track:canary]
+}

@@ -78,8 +78,15 @@ func newEnv(t *testing.T) *env {
 
 	stable := deployment("web", stableLabels, "registry.example/web:v1", total, false)
 	stable.Spec.Template.Labels = map[string]string{"app": "web", "track": "stable", "version": "v1"}
-	canary := deployment("web-canary", canaryLabels, "registry.example/web:v2", 0, false)
-	canary.Spec.Template.Labels = map[string]string{"app": "web", "track": "canary", "version": "v2"}
+	// The canary is the library's copy of the next release of stable (v2).
+	release := stable.DeepCopy()
+	release.Spec.Template.Spec.Containers[0].Image = "registry.example/web:v2"
+	release.Spec.Template.Labels["version"] = "v2"
+	canary, err := rollout.CanaryDeployment(release)
+	require.NoError(t, err)
+	require.Equal(t, "web-canary", canary.Name)
+	require.Equal(t, canaryLabels, canary.Labels)
+	canary.Spec.Replicas = new(int32) // the router gives it its share at the first step
 	for _, d := range []*appsv1.Deployment{stable, canary} {
 		d.Namespace = e.ns
 		_, err := e.client.AppsV1().Deployments(e.ns).Create(t.Context(), d, metav1.CreateOptions{})

@@ -21,23 +21,20 @@ import (
 	"github.com/shipkit/shipkit/observe/prometheus"
 )
 
-// canarySuffix names the canary Deployment after the stable one.
-const canarySuffix = "-canary"
-
-// track is the label that tells the stable Deployment from the canary.
-const track = "track"
-
 // release is how the deploy stage shipped a canary release: the stable Deployment
 // it left alone, the canary it applied beside it, and the Service over both.
 type release struct {
 	namespace, stable, canary, service string
+	// stableLabels and canaryLabels select the two Deployments for the rollout.
+	stableLabels, canaryLabels map[string]string
 }
 
 // canaryObjects prepares a canary release: when the stable Deployment already runs
 // in the cluster, the objects apply a canary Deployment with the new pod template
-// (no replicas: the rollout scales it) and leave the stable one as it is, for the
-// rollout stage to promote. For a first release, nothing to compare with, they
-// apply as they are and the release is nil.
+// (rollout.CanaryObject: "<name>-canary", track=canary, no replicas: the rollout
+// scales it) and leave the stable one as it is, for the rollout stage to promote.
+// For a first release, nothing to compare with, they apply as they are and the
+// release is nil.
 func (j *Job) canaryObjects(ctx context.Context, client kubernetes.Interface) ([]*unstructured.Unstructured, *release, error) {
 	var stable, service *unstructured.Unstructured
 	for _, o := range j.Objects {
@@ -61,14 +58,10 @@ func (j *Job) canaryObjects(ctx context.Context, client kubernetes.Interface) ([
 	case err != nil:
 		return nil, nil, fmt.Errorf("looking for the stable Deployment %s/%s: %w", stable.GetNamespace(), stable.GetName(), err)
 	}
-	canary := stable.DeepCopy()
-	canary.SetName(stable.GetName() + canarySuffix)
-	for _, path := range [][]string{{"metadata", "labels"}, {"spec", "selector", "matchLabels"}, {"spec", "template", "metadata", "labels"}} {
-		if err := unstructured.SetNestedField(canary.Object, "canary", append(path, track)...); err != nil {
-			return nil, nil, fmt.Errorf("labelling the canary: %w", err)
-		}
+	canary, err := rollout.CanaryObject(stable)
+	if err != nil {
+		return nil, nil, err
 	}
-	unstructured.RemoveNestedField(canary.Object, "spec", "replicas")
 	objs := []*unstructured.Unstructured{}
 	for _, o := range j.Objects {
 		if o != stable {
@@ -77,6 +70,7 @@ func (j *Job) canaryObjects(ctx context.Context, client kubernetes.Interface) ([
 	}
 	return append(objs, canary), &release{
 		namespace: stable.GetNamespace(), stable: stable.GetName(), canary: canary.GetName(), service: service.GetName(),
+		stableLabels: stable.GetLabels(), canaryLabels: canary.GetLabels(),
 	}, nil
 }
 
@@ -117,8 +111,8 @@ func (j *Job) rollout(ctx context.Context) (string, error) {
 	c, err := rollout.NewCanary(client, rollout.Canary{
 		Name:           r.stable,
 		Namespace:      r.namespace,
-		StableSelector: map[string]string{track: "stable"},
-		CanarySelector: map[string]string{track: "canary"},
+		StableSelector: r.stableLabels,
+		CanarySelector: r.canaryLabels,
 		Router:         router,
 		Services:       []string{r.service},
 		Steps: []rollout.Step{
