@@ -117,8 +117,9 @@ func WithManifestPolicy(p ManifestPolicy) Option { return func(g *Gate) { g.poli
 // [DefaultConcurrency]).
 func WithConcurrency(n int) Option { return func(g *Gate) { g.concurrency = n } }
 
-// WithObserver reports the gate's progress to o: stage "deploy", step "gate", one
-// Progress event per verified digest.
+// WithObserver reports the gate's progress to o as an [observe.Step] of stage
+// [observe.StageDeploy] named "gate": one Progress event per digest verified
+// (allowed or denied), its Total the digests to verify (0 without [WithVerifier]).
 func WithObserver(o observe.Observer) Option { return func(g *Gate) { g.obs = o } }
 
 // WithLogger logs to l (default: nowhere).
@@ -142,12 +143,8 @@ func New(opts ...Option) (*Gate, error) {
 	if g.registriesErr != nil {
 		return nil, g.registriesErr
 	}
-	if g.obs == nil {
-		g.obs = observe.Discard{}
-	}
-	if g.log == nil {
-		g.log = slog.New(slog.DiscardHandler)
-	}
+	g.obs = observe.OrDiscard(g.obs)
+	g.log = observe.OrDiscardLogger(g.log)
 	return g, nil
 }
 
@@ -172,24 +169,27 @@ func (g *Gate) Check(ctx context.Context, objs []*unstructured.Unstructured) (*d
 			digests = append(digests, u.digest)
 		}
 	}
-	g.event(observe.Event{Phase: observe.Started, Total: int64(len(digests)),
-		Message: fmt.Sprintf("%d objects, %d images, %d digests", len(objs), len(all), len(digests))})
-	d, err := g.check(ctx, objs, all, digests)
+	var total int64 // the digests the step counts: those it verifies
+	if g.verifier != nil {
+		total = int64(len(digests))
+	}
+	st := observe.StartStep(g.obs, observe.StageDeploy, "gate", total,
+		fmt.Sprintf("%d objects, %d images, %d digests", len(objs), len(all), len(digests)))
+	d, err := g.check(ctx, objs, all, digests, st)
 	if err != nil {
-		g.event(observe.Event{Phase: observe.Failed, Err: err, Message: err.Error()})
-		return nil, err
+		return nil, st.Fail(err)
 	}
 	msg := "allowed"
 	if !d.Allowed() {
 		msg = fmt.Sprintf("denied: %d reasons", len(d.Reasons))
 	}
 	g.log.DebugContext(ctx, "gate decided", "decision", msg, "images", len(all), "took", time.Since(start))
-	g.event(observe.Event{Phase: observe.Finished, Done: int64(len(digests)), Total: int64(len(digests)), Message: msg})
+	st.Finish(msg)
 	return d, nil
 }
 
-func (g *Gate) check(ctx context.Context, objs []*unstructured.Unstructured, all []use, digests []name.Digest) (*deploy.Decision, error) {
-	verdicts, err := g.verifyAll(ctx, digests)
+func (g *Gate) check(ctx context.Context, objs []*unstructured.Unstructured, all []use, digests []name.Digest, st *observe.Step) (*deploy.Decision, error) {
+	verdicts, err := g.verifyAll(ctx, digests, st)
 	if err != nil {
 		return nil, err
 	}
@@ -226,8 +226,9 @@ func (g *Gate) check(ctx context.Context, objs []*unstructured.Unstructured, all
 
 // verifyAll verifies each digest once, at most g.concurrency at a time, and returns
 // the verdicts by digest name. A digest the verifier could not judge is an error;
-// the first one cancels the verifications still to start.
-func (g *Gate) verifyAll(ctx context.Context, digests []name.Digest) (map[string]verdict, error) {
+// the first one cancels the verifications still to start. Each digest verified is
+// a Progress of st.
+func (g *Gate) verifyAll(ctx context.Context, digests []name.Digest, st *observe.Step) (map[string]verdict, error) {
 	out := map[string]verdict{}
 	if g.verifier == nil || len(digests) == 0 {
 		return out, nil
@@ -238,7 +239,6 @@ func (g *Gate) verifyAll(ctx context.Context, digests []name.Digest) (map[string
 		mu   sync.Mutex
 		wg   sync.WaitGroup
 		errs []error
-		done int64
 	)
 	sem := make(chan struct{}, g.concurrency)
 	for _, dg := range digests {
@@ -267,7 +267,6 @@ func (g *Gate) verifyAll(ctx context.Context, digests []name.Digest) (map[string
 			mu.Lock()
 			defer mu.Unlock()
 			out[dg.Name()] = v
-			done++
 			if v.err != nil {
 				// After the first failure the others mostly fail because it cancelled them.
 				if len(errs) == 0 || !errors.Is(err, context.Canceled) {
@@ -280,7 +279,7 @@ func (g *Gate) verifyAll(ctx context.Context, digests []name.Digest) (map[string
 			if v.denied != nil {
 				msg = "denied " + dg.String()
 			}
-			g.event(observe.Event{Phase: observe.Progress, Done: done, Total: int64(len(digests)), Message: msg})
+			st.Progress(msg)
 		})
 	}
 	wg.Wait()
@@ -291,9 +290,4 @@ func (g *Gate) verifyAll(ctx context.Context, digests []name.Digest) (map[string
 		return nil, fmt.Errorf("gate: %w", err)
 	}
 	return out, nil
-}
-
-func (g *Gate) event(e observe.Event) {
-	e.Stage, e.Step, e.Time = "deploy", "gate", time.Now()
-	g.obs.Observe(e)
 }

@@ -302,11 +302,58 @@ func TestVerifiesEachDigestOnce(t *testing.T) {
 	require.Len(t, events, 5) // started, three digests, finished
 	assert.Equal(t, observe.Started, events[0].Phase)
 	assert.EqualValues(t, 3, events[0].Total)
+	for i, e := range events[1:4] {
+		assert.Equal(t, observe.Progress, e.Phase)
+		assert.EqualValues(t, i+1, e.Done, "progress counts up, in order")
+	}
 	assert.Equal(t, observe.Finished, events[4].Phase)
+	assert.EqualValues(t, 3, events[4].Done)
+	assert.EqualValues(t, 3, events[4].Total)
 	for _, e := range events {
-		assert.Equal(t, "deploy", e.Stage)
+		assert.Equal(t, observe.StageDeploy, e.Stage)
 		assert.Equal(t, "gate", e.Step)
 	}
+}
+
+// TestObserverEvents: a gate without a verifier counts no digests (Total and Done 0),
+// and a gate that cannot decide reports the step Failed with the error, after it
+// started, and nothing after it.
+func TestObserverEvents(t *testing.T) {
+	var events []observe.Event
+	var mu sync.Mutex
+	rec := gate.WithObserver(observe.ObserverFunc(func(e observe.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, e)
+	}))
+	objs := []*unstructured.Unstructured{deployment("web", "registry.example/app@"+digestA)}
+
+	g, err := gate.New(rec)
+	require.NoError(t, err)
+	_, err = g.Check(t.Context(), objs)
+	require.NoError(t, err)
+	require.Len(t, events, 2)
+	assert.Equal(t, []observe.Phase{observe.Started, observe.Finished}, []observe.Phase{events[0].Phase, events[1].Phase})
+	assert.Equal(t, "1 objects, 1 images, 1 digests", events[0].Message)
+	assert.Zero(t, events[0].Total)
+	assert.Zero(t, events[1].Done)
+	assert.Equal(t, "allowed", events[1].Message)
+
+	events = nil
+	down := errors.New("connection refused")
+	g, err = gate.New(rec, gate.WithVerifier(&fakeVerifier{verdicts: map[string]func(name.Digest) (*sign.Verified, error){
+		digestA: func(name.Digest) (*sign.Verified, error) { return nil, down },
+	}}))
+	require.NoError(t, err)
+	_, err = g.Check(t.Context(), objs)
+	require.ErrorIs(t, err, down)
+	require.Len(t, events, 2)
+	assert.Equal(t, observe.Started, events[0].Phase)
+	assert.EqualValues(t, 1, events[0].Total)
+	assert.Equal(t, observe.Failed, events[1].Phase)
+	assert.ErrorIs(t, events[1].Err, down)
+	assert.Equal(t, err.Error(), events[1].Message)
+	assert.Zero(t, events[1].Done, "a digest that failed is not progress")
 }
 
 // TestVerifierError: a registry that cannot be reached is a failure to decide, not a

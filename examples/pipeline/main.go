@@ -33,8 +33,10 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/shipkit/shipkit/deploy"
 	"github.com/shipkit/shipkit/examples/pipeline/job"
 	"github.com/shipkit/shipkit/scan/report"
+	"github.com/shipkit/shipkit/sign"
 )
 
 // Exit codes.
@@ -72,7 +74,7 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, job.ErrDenied):
+	case errors.Is(err, sign.ErrDenied):
 		return exitDenied
 	}
 	return exitFailed
@@ -86,7 +88,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	fs.StringVar(&c.SourceRevision, "source-rev", "", "revision of the source, recorded in the image and its provenance (default: the commit checked out, read from .git)")
 	fs.StringVar(&c.Registry, "registry", "", "repository to push to, e.g. registry.example.com/team/hello (default: a registry in process on 127.0.0.1)")
 	platforms := fs.String("platforms", strings.Join(c.Platforms, ","), "comma-separated platforms to build")
-	fs.StringVar(&c.Base, "base", "", "base image reference (default: scratch)")
+	fs.StringVar(&c.Base, "base", "", "base image reference (default: build.Static, CA certificates and tzdata on an empty root)")
 	fs.BoolVar(&c.Insecure, "insecure", false, "allow plain HTTP to -registry and -base")
 	fs.StringVar(&c.BinaryCache, "binary-cache", "", "directory to keep built binaries in and reuse while their source is unchanged (like ko's KOCACHE)")
 	fs.StringVar(&c.KeyFile, "key", "", "cosign private key file, its password in $COSIGN_PASSWORD (default: a throwaway key pair)")
@@ -167,20 +169,20 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		t := time.Now()
 		summary, err := s.Run(ctx)
 		r := result{stage: s.Name, outcome: "ok", took: time.Since(t)}
-		var denied *job.DeniedError
+		denied, isDenied := deniedReasons(err)
 		switch {
-		case errors.As(err, &denied):
-			r.outcome, summary = "denied", fmt.Sprintf("%d reason(s)", len(denied.Reasons))
-			failed = err
+		case isDenied:
+			r.outcome, summary = "denied", fmt.Sprintf("%d reason(s)", len(denied))
+			failed = fmt.Errorf("%s: %w", s.Name, err)
 		case err != nil:
 			r.outcome, summary = "failed", err.Error()
 			failed = fmt.Errorf("%s: %w", s.Name, err)
 		}
 		v.finish(s.Name, r.outcome, summary, r.took)
 		switch {
-		case denied != nil:
+		case isDenied:
 			v.detail(func(w io.Writer) error {
-				for _, reason := range denied.Reasons {
+				for _, reason := range denied {
 					fmt.Fprintln(w, "denied:", reason)
 				}
 				return nil
@@ -209,4 +211,27 @@ func details(j *job.Job, stage string, w io.Writer) error {
 		return j.WriteChanges(w)
 	}
 	return nil
+}
+
+// deniedReasons returns, when err is a denial by the signature policy (the verify
+// stage, a *sign.DeniedError) or by the gate (a *deploy.DecisionError), its reasons
+// as lines to print.
+func deniedReasons(err error) ([]string, bool) {
+	var policy *sign.DeniedError
+	if errors.As(err, &policy) {
+		lines := make([]string, len(policy.Reasons))
+		for i, r := range policy.Reasons {
+			lines[i] = fmt.Sprintf("%s: %s", r.Code, r.Message)
+		}
+		return lines, true
+	}
+	var gate *deploy.DecisionError
+	if errors.As(err, &gate) {
+		lines := make([]string, len(gate.Reasons))
+		for i, r := range gate.Reasons {
+			lines[i] = r.String()
+		}
+		return lines, true
+	}
+	return nil, false
 }

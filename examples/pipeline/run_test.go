@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -19,11 +20,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/shipkit/shipkit/examples/pipeline/job"
+	"github.com/shipkit/shipkit/deploy"
 	"github.com/shipkit/shipkit/internal/testbed"
 	"github.com/shipkit/shipkit/internal/testbed/kube"
 	"github.com/shipkit/shipkit/internal/testbed/prom"
 	"github.com/shipkit/shipkit/internal/testbed/registry"
+	"github.com/shipkit/shipkit/sign"
 	"github.com/shipkit/shipkit/sign/cosign"
 )
 
@@ -118,9 +120,9 @@ func TestMainJobDeniedUntrustedKey(t *testing.T) {
 
 	out, err := runJob(t, "-platforms", "linux/amd64", "-trust", pub)
 	require.Error(t, err, out)
-	var denied *job.DeniedError
+	var denied *sign.DeniedError
 	require.ErrorAs(t, err, &denied)
-	assert.Equal(t, "verify", denied.Stage)
+	assert.ErrorContains(t, err, "verify: ")
 	assert.Equal(t, exitDenied, exitCode(err))
 	assert.Regexp(t, `(?m)^    denied: untrusted-signature: `, out)
 	assert.Regexp(t, `(?m)^verify +denied `, out)
@@ -293,7 +295,8 @@ func TestParseFlags(t *testing.T) {
 func TestExitCode(t *testing.T) {
 	assert.Equal(t, 0, exitCode(nil))
 	assert.Equal(t, exitFailed, exitCode(errors.New("boom")))
-	assert.Equal(t, exitDenied, exitCode(&job.DeniedError{Stage: "gate", Reasons: []string{"x"}}))
+	assert.Equal(t, exitDenied, exitCode(fmt.Errorf("gate: %w", &deploy.DecisionError{Reasons: []deploy.Reason{{}}})))
+	assert.Equal(t, exitDenied, exitCode(&sign.DeniedError{Reasons: []sign.Reason{{Code: sign.ReasonUnsigned}}}))
 }
 
 // runCommand runs the test binary as the pipeline command (see TestMain) in this

@@ -42,12 +42,8 @@ func (j *Job) gate(ctx context.Context) (string, error) {
 		return "", err
 	}
 	j.Decision = d
-	if !d.Allowed() {
-		reasons := make([]string, len(d.Reasons))
-		for i, r := range d.Reasons {
-			reasons[i] = r.String()
-		}
-		return "", &DeniedError{Stage: "gate", Reasons: reasons}
+	if err := d.Err(); err != nil {
+		return "", err // a *deploy.DecisionError: errors.Is(err, sign.ErrDenied)
 	}
 	below := ""
 	if n := len(j.Report.Findings); n > 0 {

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -44,7 +43,8 @@ type Config struct {
 	SourceRepository, SourceRevision string
 	// Platforms to build, e.g. "linux/amd64".
 	Platforms []string
-	// Base is the base image reference; empty means scratch.
+	// Base is the base image reference; empty means build.Static (CA certificates and
+	// tzdata on an empty root, written in process).
 	Base string
 	// Registry is the repository to push to, e.g. "registry.example.com/team/hello",
 	// with the credentials of the Docker config; empty serves a registry in process
@@ -98,7 +98,7 @@ type Config struct {
 }
 
 // Defaults returns the embedded defaults: examples/hello for linux/amd64 and
-// linux/arm64 on scratch, an in-process registry, a throwaway key, the embedded
+// linux/arm64 on build.Static, an in-process registry, a throwaway key, the embedded
 // advisories, fail on critical findings, the embedded overlay and a plan without a
 // cluster.
 //
@@ -117,26 +117,6 @@ func Defaults() Config {
 		AnalysisInterval: 10 * time.Second,
 	}
 }
-
-// ErrDenied is matched (errors.Is) by every [DeniedError].
-var ErrDenied = errors.New("denied")
-
-// DeniedError says that a stage refused the image: the verify stage (its signature
-// policy) or the gate (signatures, attestations, vulnerabilities, manifest policy).
-type DeniedError struct {
-	// Stage is the stage that denied, "verify" or "gate".
-	Stage string
-	// Reasons lists every reason, one a line.
-	Reasons []string
-}
-
-// Error names the stage and lists the reasons.
-func (e *DeniedError) Error() string {
-	return fmt.Sprintf("%s denied the image: %s", e.Stage, strings.Join(e.Reasons, "; "))
-}
-
-// Unwrap makes errors.Is(err, ErrDenied) true.
-func (e *DeniedError) Unwrap() error { return ErrDenied }
 
 // Stage is one step of the job.
 type Stage struct {

@@ -2,7 +2,6 @@ package job
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -151,10 +150,4 @@ func TestCountFindings(t *testing.T) {
 	assert.Equal(t, "3 findings (1 Critical, 2 Low)", countFindings(&scan.Report{Findings: []scan.Finding{
 		{Severity: report.Low}, {Severity: report.Critical}, {Severity: report.Low},
 	}}))
-}
-
-func TestDeniedError(t *testing.T) {
-	err := error(&DeniedError{Stage: "gate", Reasons: []string{"a", "b"}})
-	assert.True(t, errors.Is(err, ErrDenied))
-	assert.Equal(t, "gate denied the image: a; b", err.Error())
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -167,16 +166,8 @@ func (j *Job) verify(ctx context.Context) (string, error) {
 		return "", err
 	}
 	verified, err := v.Verify(ctx, j.Digest)
-	var denied *sign.DeniedError
-	if errors.As(err, &denied) {
-		reasons := make([]string, len(denied.Reasons))
-		for i, r := range denied.Reasons {
-			reasons[i] = fmt.Sprintf("%s: %s", r.Code, r.Message)
-		}
-		return "", &DeniedError{Stage: "verify", Reasons: reasons}
-	}
 	if err != nil {
-		return "", err
+		return "", err // a denial is a *sign.DeniedError: errors.Is(err, sign.ErrDenied)
 	}
 	j.Verified = verified
 	n := len(verified.Attestations)
