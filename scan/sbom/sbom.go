@@ -1,6 +1,11 @@
 // Package sbom catalogs the packages of an image value in memory into a
 // [scan.SBOM] with syft, and writes SBOMs as SPDX 2.3, CycloneDX 1.6 and syft JSON
-// with syft's own encoders.
+// with syft's own encoders (see [Encode] for the one change: the image's package
+// URL).
+//
+// An image value has a digest but no name: [WithSourceName] gives the repository it
+// is pushed to, so that an SBOM's root component is that image by name and digest,
+// pkg:oci/app@sha256:…?repository_url=registry.example%2Fteam%2Fapp.
 //
 // The image is read through stereoscope straight from the go-containerregistry value
 // the build stage holds: no Docker daemon, no registry, no second pull. Layers are
@@ -23,6 +28,7 @@ import (
 	"github.com/anchore/stereoscope/pkg/file"
 	"github.com/anchore/stereoscope/pkg/image"
 	"github.com/anchore/syft/syft"
+	"github.com/anchore/syft/syft/source"
 	"github.com/anchore/syft/syft/source/stereoscopesource"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -69,6 +75,22 @@ func WithLogger(l *slog.Logger) Option { return func(c *Cataloger) { c.log = l }
 // with the package count or Failed with the error.
 func WithObserver(o observe.Observer) Option { return func(c *Cataloger) { c.observer = o } }
 
+// WithSourceName names the repository the images are (or will be) pushed to, e.g.
+// the one a build stage pushed the index to. The SBOM's root component (SPDX's
+// described package, CycloneDX's metadata.component) is then the image by name and
+// digest, "registry.example/team/app" at "sha256:…", with the package URL the purl
+// spec gives an OCI image:
+//
+//	pkg:oci/app@sha256:…?arch=amd64&repository_url=registry.example%2Fteam%2Fapp
+//
+// Without it an image value has no name: the root component is named by its digest
+// and has no package URL. [Cataloger.CatalogRemote] names the images by the
+// reference it is given unless WithSourceName is set. A zero Repository is
+// refused (by Catalog, as New returns no error).
+func WithSourceName(repo name.Repository) Option {
+	return func(c *Cataloger) { c.repo, c.hasRepo = repo, true }
+}
+
 // WithConfig replaces syft's default cataloging configuration, e.g. to select
 // catalogers or to change the search scope. The function receives the default
 // configuration and returns the one to use.
@@ -84,6 +106,8 @@ type Cataloger struct {
 	log      *slog.Logger
 	observer observe.Observer
 	config   func(*syft.CreateSBOMConfig) *syft.CreateSBOMConfig
+	repo     name.Repository
+	hasRepo  bool
 }
 
 var _ scan.Cataloger = (*Cataloger)(nil)
@@ -106,10 +130,16 @@ func New(opts ...Option) *Cataloger {
 }
 
 // Catalog reads the packages of img into an SBOM whose subject is the image's
-// digest. The image is read from the value, layer by layer, once.
+// digest. The image is read from the value, layer by layer, once. Its root
+// component is named by [WithSourceName], else by its digest alone.
 func (c *Cataloger) Catalog(ctx context.Context, img v1.Image) (*scan.SBOM, error) {
+	return c.catalogNamed(ctx, img, c.repo)
+}
+
+// catalogNamed is Catalog with the image's repository (zero: unnamed).
+func (c *Cataloger) catalogNamed(ctx context.Context, img v1.Image, repo name.Repository) (*scan.SBOM, error) {
 	st := observe.NewStep(c.observer, observe.StageScan, "catalog", 0)
-	s, err := c.catalog(ctx, img, st)
+	s, err := c.catalog(ctx, img, repo, st)
 	if err != nil {
 		return nil, st.Fail(err)
 	}
@@ -117,9 +147,12 @@ func (c *Cataloger) Catalog(ctx context.Context, img v1.Image) (*scan.SBOM, erro
 	return s, nil
 }
 
-func (c *Cataloger) catalog(ctx context.Context, img v1.Image, st *observe.Step) (_ *scan.SBOM, err error) {
+func (c *Cataloger) catalog(ctx context.Context, img v1.Image, repo name.Repository, st *observe.Step) (_ *scan.SBOM, err error) {
 	if img == nil {
 		return nil, errors.New("catalog: no image")
+	}
+	if c.hasRepo && c.repo.RepositoryStr() == "" {
+		return nil, errors.New("catalog: WithSourceName: no repository given")
 	}
 	digest, err := img.Digest()
 	if err != nil {
@@ -177,7 +210,7 @@ func (c *Cataloger) catalog(ctx context.Context, img v1.Image, st *observe.Step)
 	if err := simg.Read(ctx); err != nil {
 		return nil, fmt.Errorf("catalog %s: read image: %w", digest, err)
 	}
-	src := stereoscopesource.New(simg, stereoscopesource.ImageConfig{Reference: digest.String()})
+	src := stereoscopesource.New(simg, sourceConfig(repo, digest))
 	conf := syft.DefaultCreateSBOMConfig().WithTool("shipkit", "")
 	if c.config != nil {
 		conf = c.config(conf)
@@ -190,10 +223,25 @@ func (c *Cataloger) catalog(ctx context.Context, img v1.Image, st *observe.Step)
 	return scan.NewSBOM(digest, platform, *s), nil
 }
 
+// sourceConfig names the image for syft: as repo@digest when the repository is
+// known, else by its digest alone (syft would read a bare "sha256:…" as an image
+// named "sha256" tagged with the hex digits).
+func sourceConfig(repo name.Repository, digest v1.Hash) stereoscopesource.ImageConfig {
+	if repo.RepositoryStr() != "" {
+		return stereoscopesource.ImageConfig{Reference: repo.Digest(digest.String()).String()}
+	}
+	return stereoscopesource.ImageConfig{Reference: digest.String(),
+		Alias: source.Alias{Name: digest.String(), Version: digest.String()}}
+}
+
 // CatalogIndex catalogs every platform image of an index, in the index's order, and
 // returns one SBOM per platform. Entries that are not images (nested indexes,
 // attestation manifests with platform unknown/unknown) are skipped.
 func (c *Cataloger) CatalogIndex(ctx context.Context, idx v1.ImageIndex) ([]*scan.SBOM, error) {
+	return c.catalogIndex(ctx, idx, c.repo)
+}
+
+func (c *Cataloger) catalogIndex(ctx context.Context, idx v1.ImageIndex, repo name.Repository) ([]*scan.SBOM, error) {
 	if idx == nil {
 		return nil, errors.New("catalog index: no index")
 	}
@@ -216,7 +264,7 @@ func (c *Cataloger) CatalogIndex(ctx context.Context, idx v1.ImageIndex) ([]*sca
 		if err != nil {
 			return nil, fmt.Errorf("catalog index: image %s: %w", desc.Digest, err)
 		}
-		s, err := c.Catalog(ctx, img)
+		s, err := c.catalogNamed(ctx, img, repo)
 		if err != nil {
 			return nil, fmt.Errorf("catalog index: %w", err)
 		}
@@ -252,10 +300,16 @@ func (c *Cataloger) CatalogLayout(ctx context.Context, path string) ([]*scan.SBO
 // CatalogRemote catalogs the image or image index that ref names in a registry:
 // one SBOM per platform image. Each image's layers are fetched once, as stereoscope
 // reads them; platform images are cataloged one after another, so a layer that
-// several platforms share is fetched once for each of them. Pass remote options for
-// authentication and transport (e.g. remote.WithAuthFromKeychain(authn.DefaultKeychain)).
-// The context is passed to the registry calls.
+// several platforms share is fetched once for each of them. The SBOMs' root
+// components are named by ref's repository (unless [WithSourceName] names
+// another). Pass remote options for authentication and transport (e.g.
+// remote.WithAuthFromKeychain(authn.DefaultKeychain)). The context is passed to
+// the registry calls.
 func (c *Cataloger) CatalogRemote(ctx context.Context, ref name.Reference, opts ...remote.Option) ([]*scan.SBOM, error) {
+	repo := c.repo
+	if !c.hasRepo {
+		repo = ref.Context()
+	}
 	opts = append([]remote.Option{remote.WithContext(ctx)}, opts...)
 	desc, err := remote.Get(ref, opts...)
 	if err != nil {
@@ -266,7 +320,7 @@ func (c *Cataloger) CatalogRemote(ctx context.Context, ref name.Reference, opts 
 		if err != nil {
 			return nil, fmt.Errorf("catalog %s: %w", ref, err)
 		}
-		out, err := c.CatalogIndex(ctx, idx)
+		out, err := c.catalogIndex(ctx, idx, repo)
 		if err != nil {
 			return nil, fmt.Errorf("catalog %s: %w", ref, err)
 		}
@@ -276,7 +330,7 @@ func (c *Cataloger) CatalogRemote(ctx context.Context, ref name.Reference, opts 
 	if err != nil {
 		return nil, fmt.Errorf("catalog %s: %w", ref, err)
 	}
-	s, err := c.Catalog(ctx, img)
+	s, err := c.catalogNamed(ctx, img, repo)
 	if err != nil {
 		return nil, fmt.Errorf("catalog %s: %w", ref, err)
 	}

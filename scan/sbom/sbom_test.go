@@ -306,6 +306,7 @@ func TestCatalogRemote(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, sboms, 1)
 	assert.Contains(t, packages(sboms[0])[syftpkg.DebPkg], "libc6@2.36-9+deb12u2")
+	assert.Equal(t, host+"/app", rootOf(t, sboms[0], sbom.SPDXJSON).name, "named by the reference's repository")
 	gets := counter.take()
 	t.Logf("image blob GETs: %v", gets)
 	layers := layerDigests(t, img)

@@ -15,7 +15,8 @@ import (
 )
 
 // sbom catalogs every platform image of the index from the value in memory: no
-// second pull, no Docker daemon.
+// second pull, no Docker daemon. Each SBOM names its image by the repository it was
+// pushed to and its digest.
 func (j *Job) sbom(ctx context.Context) (string, error) {
 	if err := j.need("image", j.Index != nil); err != nil {
 		return "", err
@@ -28,7 +29,11 @@ func (j *Job) sbom(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("license scanner: %w", err)
 	}
 	ctx = valuesFrom{ctx, lctx}
-	if j.SBOMs, err = sbom.New(sbom.WithLogger(j.log), sbom.WithObserver(j.obs)).CatalogIndex(ctx, j.Index); err != nil {
+	opts := []sbom.Option{sbom.WithLogger(j.log), sbom.WithObserver(j.obs)}
+	if j.Repo.RepositoryStr() != "" {
+		opts = append(opts, sbom.WithSourceName(j.Repo))
+	}
+	if j.SBOMs, err = sbom.New(opts...).CatalogIndex(ctx, j.Index); err != nil {
 		return "", err
 	}
 	total := 0
