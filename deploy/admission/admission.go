@@ -81,7 +81,9 @@ func WithMaxBodyBytes(n int64) Option { return func(h *Handler) { h.maxBody = n 
 // [DefaultTimeout]).
 func WithTimeout(d time.Duration) Option { return func(h *Handler) { h.timeout = d } }
 
-// WithObserver reports each decision to o: stage "deploy", step "admission".
+// WithObserver reports each decision to o as one event of stage
+// [observe.StageDeploy], step "admission": Finished, or Failed when the gate could
+// not decide, with the request and the verdict as its message.
 func WithObserver(o observe.Observer) Option { return func(h *Handler) { h.obs = o } }
 
 // WithLogger logs to l (default: nowhere).
@@ -93,12 +95,8 @@ func NewHandler(g deploy.Gate, opts ...Option) *Handler {
 	for _, o := range opts {
 		o(h)
 	}
-	if h.obs == nil {
-		h.obs = observe.Discard{}
-	}
-	if h.log == nil {
-		h.log = slog.New(slog.DiscardHandler)
-	}
+	h.obs = observe.OrDiscard(h.obs)
+	h.log = observe.OrDiscardLogger(h.log)
 	return h
 }
 
@@ -230,8 +228,10 @@ func (h *Handler) deny(ctx context.Context, resp *admissionv1.AdmissionResponse,
 	return resp
 }
 
+// decided reports and logs a decision: one event, not an [observe.Step], since a
+// webhook's observer wants its verdicts, named by request, not a start per request.
 func (h *Handler) decided(ctx context.Context, subject, verdict string, err error) {
-	e := observe.Event{Stage: "deploy", Step: "admission", Phase: observe.Finished, Message: subject + ": " + verdict, Time: time.Now()}
+	e := observe.Event{Stage: observe.StageDeploy, Step: "admission", Phase: observe.Finished, Message: subject + ": " + verdict, Time: time.Now()}
 	if err != nil {
 		e.Phase, e.Err = observe.Failed, err
 	}
