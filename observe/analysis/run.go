@@ -33,24 +33,12 @@ func OnMeasurement(f func(Measurement)) Option {
 
 // WithObserver reports the run's progress to o: a Started event when a check starts,
 // a Progress event per measurement and a Finished or Failed event when it ends, all
-// with Stage "analysis" and the check's name as Step.
-func WithObserver(o observe.Observer) Option {
-	return func(c *config) {
-		if o != nil {
-			c.observer = o
-		}
-	}
-}
+// with Stage "analysis" and the check's name as Step. The default (and nil) is none.
+func WithObserver(o observe.Observer) Option { return func(c *config) { c.observer = o } }
 
 // WithLogger logs each measurement at debug level and inconclusive ones at warn level
-// to l.
-func WithLogger(l *slog.Logger) Option {
-	return func(c *config) {
-		if l != nil {
-			c.logger = l
-		}
-	}
-}
+// to l. The default (and nil) is nowhere.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // Run runs the checks concurrently and returns when they are all done, or as soon as
 // one check has Failed or is Inconclusive (the run can then no longer be Successful);
@@ -65,10 +53,11 @@ func WithLogger(l *slog.Logger) Option {
 //
 // Tests drive Run's timers with testing/synctest.
 func Run(ctx context.Context, checks []Check, opts ...Option) (*Result, error) {
-	cfg := config{observer: observe.Discard{}, logger: slog.New(slog.DiscardHandler)}
+	var cfg config
 	for _, o := range opts {
 		o(&cfg)
 	}
+	cfg.observer, cfg.logger = observe.OrDiscard(cfg.observer), observe.OrDiscardLogger(cfg.logger)
 	if err := Validate(checks); err != nil {
 		return nil, err
 	}

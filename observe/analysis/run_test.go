@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -297,6 +299,17 @@ func TestRunObserver(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, F, res.Phase)
 		assert.Equal(t, []string{"rate started 0/0", "rate progress 1/3", "rate progress 2/3", "rate failed 0/0"}, events)
+
+		// nil means none, also after a real observer or logger: the last option wins.
+		events = nil
+		var logs strings.Builder
+		log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		_, err = analysis.Run(t.Context(), []analysis.Check{{
+			Name: "rate", Provider: constant(0.5), Query: "q", Count: 1, Success: analysis.AtLeast(0.99),
+		}}, analysis.WithObserver(obs), analysis.WithObserver(nil), analysis.WithLogger(log), analysis.WithLogger(nil))
+		require.NoError(t, err)
+		assert.Empty(t, events)
+		assert.Empty(t, logs.String())
 	})
 }
 

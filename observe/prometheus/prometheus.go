@@ -111,9 +111,7 @@ func New(address string, opts ...Option) (*Provider, error) {
 	if o.rt == nil {
 		o.rt = http.DefaultTransport
 	}
-	if o.logger == nil {
-		o.logger = slog.New(slog.DiscardHandler)
-	}
+	o.logger = observe.OrDiscardLogger(o.logger)
 	rt := o.rt
 	if len(o.header) > 0 {
 		rt = &headerRoundTripper{header: o.header, next: rt}
