@@ -194,14 +194,7 @@ func New(cfg Config) (*Job, error) {
 			}
 		}
 	}
-	j := &Job{cfg: cfg, obs: cfg.Observer, log: cfg.Logger}
-	if j.obs == nil {
-		j.obs = observe.Discard{}
-	}
-	if j.log == nil {
-		j.log = slog.New(slog.DiscardHandler)
-	}
-	return j, nil
+	return &Job{cfg: cfg, obs: observe.OrDiscard(cfg.Observer), log: observe.OrDiscardLogger(cfg.Logger)}, nil
 }
 
 // Stages returns the job's stages in the order they must run. The rollout stage is
