@@ -62,26 +62,26 @@ func buildAndPush(ctx context.Context, repo name.Repository) (v1.ImageIndex, nam
 // README: scan
 
 // scanIndex catalogs each platform's image from the value in memory (no pull, no
-// daemon) and matches it against a grype v6 database on disk, loaded once.
-func scanIndex(ctx context.Context, idx v1.ImageIndex, dbDir string) ([]*scan.Report, error) {
-	sboms, err := sbom.New().CatalogIndex(ctx, idx)
+// daemon), named by the repository it was pushed to, and matches it against a grype
+// v6 database on disk, loaded once: an SBOM and a report per platform, each about
+// its own image (s.Subject, r.Subject). Nothing is merged.
+func scanIndex(ctx context.Context, idx v1.ImageIndex, repo name.Repository, dbDir string) ([]*scan.SBOM, []*scan.Report, error) {
+	sboms, err := sbom.New(sbom.WithSourceName(repo)).CatalogIndex(ctx, idx) // root: pkg:oci/app@sha256:…?repository_url=…
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	db, err := vuln.Open(ctx, dbDir, vuln.WithMaxAge(7*24*time.Hour)) // scan/vulndb writes one from OSV
 	if err != nil {
-		return nil, err
+		return nil, nil, err // vuln.ErrNoDatabase: install one with vuln.Import
 	}
 	defer db.Close()
-	var reports []*scan.Report
-	for _, s := range sboms {
-		r, err := db.Scan(ctx, s)
-		if err != nil {
-			return nil, err
+	reports := make([]*scan.Report, len(sboms))
+	for i, s := range sboms {
+		if reports[i], err = db.Scan(ctx, s); err != nil {
+			return nil, nil, err
 		}
-		reports = append(reports, r) // r.FailOn(report.High), r.WriteSARIF(w), ...
 	}
-	return reports, nil
+	return sboms, reports, nil // reports[i].WriteSARIF(w), .WriteTable(w), ...
 }
 
 // END README
@@ -126,6 +126,33 @@ func signAndAttest(ctx context.Context, digest name.Digest, sboms []*scan.SBOM, 
 		}
 	}
 	return nil // and provenance.Predicate() about the index itself
+}
+
+// END README
+
+// README: verify
+
+// verifyIndex verifies the index as the deploy gate does: the index's signature,
+// then each platform image on its own SBOM and vulnerability report, with the
+// index's provenance. One platform without its SBOM, or with a High finding,
+// denies the index, and the reason names it ("linux/arm64: …").
+func verifyIndex(ctx context.Context, digest name.Digest, pub []byte) (*sign.Verified, error) {
+	verifier, err := cosign.NewVerifier(sign.Policy{
+		TrustedKeys:        []sign.TrustedKey{{Name: "ci", PEM: pub}}, // not PEM: sign.ErrNotPublicKey
+		RequiredPredicates: []string{sign.PredicateSPDX, sign.PredicateVuln, sign.PredicateSLSAProvenance},
+		Conditions:         []sign.Condition{sign.VulnRule{FailOn: report.High}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	v, err := verifier.Verify(ctx, digest)
+	if err != nil {
+		return nil, err // a *sign.DeniedError with every reason
+	}
+	for _, p := range v.Platforms {
+		fmt.Printf("%s: %d attestations on %s\n", p.Platform, len(p.Attestations), p.Digest.DigestStr())
+	}
+	return v, nil
 }
 
 // END README
@@ -259,7 +286,7 @@ func (r lbRouter) Reset(ctx context.Context) error { return r.SetWeight(ctx, 0) 
 var (
 	_ scan.Scanner = advisoryScanner{}
 	_ mesh.Router  = lbRouter{}
-	_              = []any{buildAndPush, scanIndex, signAndAttest, gateAndApply, canary}
+	_              = []any{buildAndPush, scanIndex, signAndAttest, verifyIndex, gateAndApply, canary}
 )
 
 // TestReadmeSnippets checks that every Go block of the README is one of the
@@ -274,7 +301,7 @@ func TestReadmeSnippets(t *testing.T) {
 	for _, m := range regexp.MustCompile(`(?s)// README: ([a-z-]+)\n\n(.*?)\n// END README\n`).FindAllStringSubmatch(string(src), -1) {
 		snippets[m[1]] = strings.TrimSpace(m[2])
 	}
-	require.Len(t, snippets, 7)
+	require.Len(t, snippets, 8)
 
 	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
 	shown := map[string]bool{}

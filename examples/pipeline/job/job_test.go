@@ -1,11 +1,15 @@
 package job
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"path"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/package-url/packageurl-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -13,6 +17,7 @@ import (
 	"github.com/shipkit/shipkit/deploy"
 	"github.com/shipkit/shipkit/scan"
 	"github.com/shipkit/shipkit/scan/report"
+	"github.com/shipkit/shipkit/scan/sbom"
 	"github.com/shipkit/shipkit/sign"
 )
 
@@ -43,6 +48,16 @@ func TestRun(t *testing.T) {
 
 	require.Len(t, j.SBOMs, 1)
 	assert.Equal(t, im.Manifests[0].Digest, j.SBOMs[0].Subject, "the SBOM is of the platform image")
+	var cdx bytes.Buffer
+	require.NoError(t, sbom.Encode(&cdx, j.SBOMs[0], sbom.CycloneDXJSON))
+	var bom struct {
+		Metadata struct{ Component struct{ PURL string } }
+	}
+	require.NoError(t, json.Unmarshal(cdx.Bytes(), &bom))
+	purl, err := packageurl.FromString(bom.Metadata.Component.PURL)
+	require.NoError(t, err, "the SBOM names the image by the repository it was pushed to")
+	assert.Equal(t, path.Base(j.Repo.RepositoryStr())+"@"+im.Manifests[0].Digest.String(), purl.Name+"@"+purl.Version)
+	assert.Equal(t, j.Repo.Name(), purl.Qualifiers.Map()["repository_url"])
 	require.Len(t, j.Reports, 1)
 	assert.Equal(t, j.Digest.String(), j.Report.Target)
 	require.Len(t, j.Report.Findings, 1)
