@@ -304,6 +304,24 @@ func (cs *ChangeSet) Count(a Action) int {
 	return n
 }
 
+// Summary counts the changes by action, in the order created, configured,
+// unchanged, pruned: "2 created, 1 configured, 3 unchanged"; "no objects" for an
+// empty or nil set.
+func (cs *ChangeSet) Summary() string {
+	var counts []string
+	if cs != nil {
+		for _, a := range []Action{Created, Configured, Unchanged, Pruned} {
+			if n := cs.Count(a); n > 0 {
+				counts = append(counts, fmt.Sprintf("%d %s", n, a))
+			}
+		}
+	}
+	if len(counts) == 0 {
+		return "no objects"
+	}
+	return strings.Join(counts, ", ")
+}
+
 // String prints one change a line, each update's diff and drift indented below it.
 func (cs *ChangeSet) String() string {
 	var b strings.Builder

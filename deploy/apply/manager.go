@@ -372,7 +372,7 @@ func (m *Manager) apply(ctx context.Context, objs []*unstructured.Unstructured, 
 	}
 	st := m.step("apply", len(prepared))
 	err = m.applyStages(ctx, inv, prepared, cs, st)
-	st.End(err, summary(cs))
+	st.End(err, cs.Summary())
 	if err != nil {
 		return cs, err
 	}

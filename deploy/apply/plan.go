@@ -37,7 +37,7 @@ func (m *Manager) Plan(ctx context.Context, objs []*unstructured.Unstructured) (
 	}
 	st := m.step("plan", len(prepared))
 	cs, err := m.plan(ctx, inv, prepared, st)
-	st.End(err, summary(cs))
+	st.End(err, cs.Summary())
 	return cs, err
 }
 

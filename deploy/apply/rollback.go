@@ -33,7 +33,7 @@ func (e *RolledBackError) Error() string {
 	case e.RollbackErr != nil:
 		return fmt.Sprintf("rollout failed: %v; rollback to revision %s failed too: %v", e.Err, e.Revision, e.RollbackErr)
 	}
-	return fmt.Sprintf("rollout failed: %v; rolled back to revision %s (%s)", e.Err, e.Revision, summary(e.Changes))
+	return fmt.Sprintf("rollout failed: %v; rolled back to revision %s (%s)", e.Err, e.Revision, e.Changes.Summary())
 }
 
 // Unwrap returns the rollout's error and the rollback's.
@@ -82,7 +82,7 @@ func (m *Manager) Rollback(ctx context.Context) (*deploy.ChangeSet, error) {
 	}
 	st := m.step("rollback", len(objs))
 	cs, err := m.apply(ctx, objs, false)
-	st.End(err, "rolled back to revision "+inv.goodRevision+": "+summary(cs))
+	st.End(err, "rolled back to revision "+inv.goodRevision+": "+cs.Summary())
 	return cs, err
 }
 
@@ -98,7 +98,7 @@ func (m *Manager) rollBack(ctx context.Context, inv *inventory, cause error) err
 	m.log.WarnContext(ctx, "rollout failed, rolling back", "revision", inv.goodRevision, "err", cause)
 	st := m.step("rollback", len(objs))
 	rbe.Changes, rbe.RollbackErr = m.apply(ctx, objs, false)
-	st.End(rbe.RollbackErr, "rolled back to revision "+inv.goodRevision+": "+summary(rbe.Changes))
+	st.End(rbe.RollbackErr, "rolled back to revision "+inv.goodRevision+": "+rbe.Changes.Summary())
 	return rbe
 }
 

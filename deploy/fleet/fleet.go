@@ -211,14 +211,5 @@ func describe(cs *deploy.ChangeSet) string {
 	if cs == nil {
 		return "nothing done"
 	}
-	counts := []string{}
-	for _, a := range []deploy.Action{deploy.Created, deploy.Configured, deploy.Unchanged, deploy.Pruned} {
-		if n := cs.Count(a); n > 0 {
-			counts = append(counts, fmt.Sprintf("%d %s", n, a))
-		}
-	}
-	if len(counts) == 0 {
-		return "no objects"
-	}
-	return strings.Join(counts, ", ")
+	return cs.Summary()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -56,15 +55,15 @@ func (j *Job) deploy(ctx context.Context) (string, error) {
 		if j.Changes, err = m.Plan(ctx, j.Objects); err != nil {
 			return "", err
 		}
-		return "plan (server-side dry run): " + countChanges(j.Changes), nil
+		return "plan (server-side dry run): " + j.Changes.Summary(), nil
 	}
 	if j.Changes, err = m.Apply(ctx, objs); err != nil {
 		return "", err
 	}
 	if j.release != nil {
-		return fmt.Sprintf("applied the canary beside stable: %s; healthy", countChanges(j.Changes)), nil
+		return fmt.Sprintf("applied the canary beside stable: %s; healthy", j.Changes.Summary()), nil
 	}
-	return fmt.Sprintf("applied: %s; healthy", countChanges(j.Changes)), nil
+	return fmt.Sprintf("applied: %s; healthy", j.Changes.Summary()), nil
 }
 
 // restConfig reads the cluster of Kubeconfig and Context.
@@ -76,20 +75,6 @@ func (j *Job) restConfig() (*rest.Config, error) {
 		return nil, fmt.Errorf("kubeconfig %s: %w", j.cfg.Kubeconfig, err)
 	}
 	return cfg, nil
-}
-
-// countChanges says "2 created, 1 unchanged".
-func countChanges(cs *deploy.ChangeSet) string {
-	var parts []string
-	for _, a := range []deploy.Action{deploy.Created, deploy.Configured, deploy.Unchanged, deploy.Pruned} {
-		if n := cs.Count(a); n > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", n, a))
-		}
-	}
-	if len(parts) == 0 {
-		return "nothing"
-	}
-	return strings.Join(parts, ", ")
 }
 
 // WriteChanges writes what the deploy stage did or would do, one object a line,
