@@ -3,6 +3,7 @@ package build
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path"
 	"slices"
@@ -278,12 +279,11 @@ func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error { o.logger = l; return nil }
 }
 
+// merge copies src into dst (a new map when dst is nil) and returns dst.
 func merge(dst, src map[string]string) map[string]string {
 	if dst == nil {
-		dst = map[string]string{}
+		dst = make(map[string]string, len(src))
 	}
-	for k, v := range src {
-		dst[k] = v
-	}
+	maps.Copy(dst, src)
 	return dst
 }

@@ -1,6 +1,8 @@
 package render
 
 import (
+	"maps"
+
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/shipkit/shipkit/deploy"
@@ -48,12 +50,11 @@ func labelTemplate(tmpl map[string]any, labels map[string]string) {
 	}
 }
 
+// merge copies src into dst (a new map when dst is nil) and returns dst.
 func merge(dst, src map[string]string) map[string]string {
 	if dst == nil {
-		dst = map[string]string{}
+		dst = make(map[string]string, len(src))
 	}
-	for k, v := range src {
-		dst[k] = v
-	}
+	maps.Copy(dst, src)
 	return dst
 }
