@@ -38,11 +38,11 @@ func TestRoutersCheckPrerequisites(t *testing.T) {
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
 
-	gw, err := gateway.New(c.RESTConfig(), gateway.Route{Namespace: ns, Name: "web", Stable: "web", Canary: "web-canary"}, gateway.Options{})
+	gw, err := gateway.New(c.RESTConfig(), gateway.Route{Namespace: ns, Name: "web", Stable: "web", Canary: "web-canary"})
 	require.NoError(t, err)
-	is, err := istio.New(c.RESTConfig(), istio.Route{Namespace: ns, VirtualService: "web", Service: "web", Stable: "v1", Canary: "v2"}, istio.Options{})
+	is, err := istio.New(c.RESTConfig(), istio.Route{Namespace: ns, VirtualService: "web", Service: "web", Stable: "v1", Canary: "v2"})
 	require.NoError(t, err)
-	rp, err := replicas.New(c.RESTConfig(), replicas.Workload{Namespace: ns, Service: "web", Stable: "web", Canary: "web-canary"}, replicas.Options{})
+	rp, err := replicas.New(c.RESTConfig(), replicas.Workload{Namespace: ns, Service: "web", Stable: "web", Canary: "web-canary"})
 	require.NoError(t, err)
 
 	for _, tc := range []struct {

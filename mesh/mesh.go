@@ -60,6 +60,12 @@ type WeightReader interface {
 // traffic layer cannot do, such as a header match without an L7 proxy.
 var ErrUnsupported = errors.New("not supported by this router")
 
+// ErrInvalidOption is matched (errors.Is) by the error of a router's constructor
+// (New and NewWithClient of mesh/gateway, mesh/istio and mesh/replicas) given an
+// option with a value it cannot use, such as an empty field manager. The error
+// names the option; nothing is contacted before it is returned.
+var ErrInvalidOption = errors.New("invalid option")
+
 // ErrPrerequisite is wrapped by the errors of [Checker.Check] (and of the router's
 // other methods, which check before their first write) when a CRD is not installed or
 // an object the router needs is missing or unusable.

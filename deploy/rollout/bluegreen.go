@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/shipkit/shipkit/observe"
@@ -57,9 +58,20 @@ type BlueGreenRollout struct {
 	opts   options
 }
 
-// NewBlueGreen checks the rollout's description and returns a rollout for it. It
-// needs [WithStateKey].
-func NewBlueGreen(client kubernetes.Interface, spec BlueGreen, opts ...Option) (*BlueGreenRollout, error) {
+// NewBlueGreen checks the rollout's description and options and returns a rollout
+// for it in the cluster of cfg. It needs [WithStateKey]. Like [NewCanary], it reads
+// nothing from the cluster, and its errors wrap [ErrInvalid] (and
+// [deploy.ErrInvalidOption] for an option given a value it cannot use).
+func NewBlueGreen(cfg *rest.Config, spec BlueGreen, opts ...Option) (*BlueGreenRollout, error) {
+	client, err := newClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("blue/green %s/%s: %w", spec.Namespace, spec.Name, err)
+	}
+	return NewBlueGreenWithClient(client, spec, opts...)
+}
+
+// NewBlueGreenWithClient is [NewBlueGreen] with a clientset the caller made.
+func NewBlueGreenWithClient(client kubernetes.Interface, spec BlueGreen, opts ...Option) (*BlueGreenRollout, error) {
 	var errs []error
 	errs = append(errs, validateName(spec.Name, spec.Namespace)...)
 	if spec.ActiveService == "" || spec.PreviewService == "" {
@@ -79,8 +91,8 @@ func NewBlueGreen(client kubernetes.Interface, spec BlueGreen, opts ...Option) (
 	if len(spec.PostPromotion) > 0 {
 		errs = append(errs, validateChecks("post-promotion analysis", spec.PostPromotion))
 	}
-	o := newOptions(opts)
-	errs = append(errs, o.newSealer())
+	o, err := newOptions(opts)
+	errs = append(errs, err, o.newSealer(), needClient(client))
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("blue/green %s/%s: %w: %w", spec.Namespace, spec.Name, ErrInvalid, err)
 	}

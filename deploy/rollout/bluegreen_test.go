@@ -52,7 +52,7 @@ func (e *env) blueGreen(t *testing.T, spec rollout.BlueGreen, opts ...rollout.Op
 	t.Helper()
 	spec.Name, spec.Namespace = "web-bg", e.ns
 	spec.ActiveService, spec.PreviewService, spec.Selector = "web-active", "web-preview", greenLabels
-	r, err := rollout.NewBlueGreen(e.client, spec, append([]rollout.Option{rollout.WithPollInterval(100 * time.Millisecond),
+	r, err := rollout.NewBlueGreen(e.cluster.RESTConfig(), spec, append([]rollout.Option{rollout.WithPollInterval(100 * time.Millisecond),
 		rollout.WithReadyTimeout(time.Minute), rollout.WithLeaseDuration(3 * time.Second), rollout.WithStateKey(stateKey)}, opts...)...)
 	require.NoError(t, err)
 	return r
@@ -172,7 +172,7 @@ func TestBlueGreenChecksBeforeSwitching(t *testing.T) {
 			for _, s := range tt.services {
 				before[s.Name] = maps.Clone(s.Spec.Selector)
 			}
-			r, err := rollout.NewBlueGreen(c, rollout.BlueGreen{Name: "web-bg", Namespace: ns, ActiveService: "web-active",
+			r, err := rollout.NewBlueGreenWithClient(c, rollout.BlueGreen{Name: "web-bg", Namespace: ns, ActiveService: "web-active",
 				PreviewService: "web-preview", Selector: greenLabels}, fastOpts()...)
 			require.NoError(t, err)
 			_, err = r.Run(t.Context())
@@ -186,7 +186,7 @@ func TestBlueGreenChecksBeforeSwitching(t *testing.T) {
 		})
 	}
 	t.Run("bad description", func(t *testing.T) {
-		_, err := rollout.NewBlueGreen(fake.NewClientset(), rollout.BlueGreen{Name: "web-bg", Namespace: ns,
+		_, err := rollout.NewBlueGreenWithClient(fake.NewClientset(), rollout.BlueGreen{Name: "web-bg", Namespace: ns,
 			ActiveService: "web", PreviewService: "web", RollbackWindow: -time.Second})
 		require.ErrorIs(t, err, rollout.ErrInvalid)
 		assert.ErrorContains(t, err, `the active and preview Service are both "web"`)

@@ -9,6 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/shipkit/shipkit/mesh"
 	"github.com/shipkit/shipkit/observe/analysis"
@@ -52,12 +53,25 @@ type CanaryRollout struct {
 	opts   options
 }
 
-// NewCanary checks the canary's plan and returns a rollout for it. It needs
-// [WithStateKey]. It reads nothing from the cluster: [CanaryRollout.Run] checks the
-// objects before traffic moves.
-func NewCanary(client kubernetes.Interface, spec Canary, opts ...Option) (*CanaryRollout, error) {
-	o := newOptions(opts)
-	if err := errors.Join(spec.validate(), o.newSealer()); err != nil {
+// NewCanary checks the canary's plan and options and returns a rollout for it in
+// the cluster of cfg (the *rest.Config that deploy/apply and the mesh routers take
+// too). It needs [WithStateKey]. It reads nothing from the cluster:
+// [CanaryRollout.Run] checks the objects before traffic moves. A plan that cannot
+// run is an error wrapping [ErrInvalid]; an option given a value it cannot use wraps
+// [deploy.ErrInvalidOption] too.
+func NewCanary(cfg *rest.Config, spec Canary, opts ...Option) (*CanaryRollout, error) {
+	client, err := newClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("canary %s/%s: %w", spec.Namespace, spec.Name, err)
+	}
+	return NewCanaryWithClient(client, spec, opts...)
+}
+
+// NewCanaryWithClient is [NewCanary] with a clientset the caller made (shared with
+// other code, or a fake in tests).
+func NewCanaryWithClient(client kubernetes.Interface, spec Canary, opts ...Option) (*CanaryRollout, error) {
+	o, optErr := newOptions(opts)
+	if err := errors.Join(spec.validate(), optErr, o.newSealer(), needClient(client)); err != nil {
 		return nil, fmt.Errorf("canary %s/%s: %w: %w", spec.Namespace, spec.Name, ErrInvalid, err)
 	}
 	return &CanaryRollout{spec: spec, client: client, opts: o}, nil

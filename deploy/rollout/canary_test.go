@@ -46,7 +46,7 @@ func fastOpts(extra ...rollout.Option) []rollout.Option {
 
 func newCanary(t *testing.T, c kubernetes.Interface, router *recordingRouter, steps []rollout.Step, opts ...rollout.Option) *rollout.CanaryRollout {
 	t.Helper()
-	r, err := rollout.NewCanary(c, rollout.Canary{
+	r, err := rollout.NewCanaryWithClient(c, rollout.Canary{
 		Name: "web", Namespace: ns,
 		StableSelector: stableLabels, CanarySelector: canaryLabels,
 		Router: router, Services: []string{"web"}, Steps: steps,
@@ -104,7 +104,7 @@ func TestNewCanaryRejectsBadPlans(t *testing.T) {
 			spec := rollout.Canary{Name: "web", Namespace: ns, StableSelector: stableLabels, CanarySelector: canaryLabels,
 				Router: &recordingRouter{}, Steps: []rollout.Step{rollout.SetWeight(10), rollout.Analysis(ok), rollout.SetWeight(100)}}
 			tt.edit(&spec)
-			_, err := rollout.NewCanary(fake.NewClientset(), spec, rollout.WithStateKey(stateKey))
+			_, err := rollout.NewCanaryWithClient(fake.NewClientset(), spec, rollout.WithStateKey(stateKey))
 			require.Error(t, err)
 			assert.ErrorIs(t, err, rollout.ErrInvalid)
 			for _, w := range tt.wants {
@@ -115,7 +115,7 @@ func TestNewCanaryRejectsBadPlans(t *testing.T) {
 }
 
 func TestNewCanaryAcceptsPauseUntilPromotedAsPromotion(t *testing.T) {
-	_, err := rollout.NewCanary(fake.NewClientset(), rollout.Canary{Name: "web", Namespace: ns,
+	_, err := rollout.NewCanaryWithClient(fake.NewClientset(), rollout.Canary{Name: "web", Namespace: ns,
 		StableSelector: stableLabels, CanarySelector: canaryLabels, Router: &recordingRouter{},
 		Steps: []rollout.Step{rollout.SetWeight(20), rollout.PauseUntilPromoted()}}, rollout.WithStateKey(stateKey))
 	assert.NoError(t, err)
@@ -458,7 +458,7 @@ func TestBackgroundAnalysisAbortsDuringPause(t *testing.T) {
 	})
 	bg := successRate(p)
 	bg.Name, bg.Count, bg.Interval = "background-success", 100, 10*time.Millisecond
-	r, err := rollout.NewCanary(c, rollout.Canary{Name: "web", Namespace: ns, StableSelector: stableLabels, CanarySelector: canaryLabels,
+	r, err := rollout.NewCanaryWithClient(c, rollout.Canary{Name: "web", Namespace: ns, StableSelector: stableLabels, CanarySelector: canaryLabels,
 		Router: router, Steps: []rollout.Step{rollout.SetWeight(10), rollout.Pause(time.Minute), rollout.SetWeight(100)},
 		Background: []analysis.Check{bg}}, fastOpts()...)
 	require.NoError(t, err)

@@ -28,7 +28,8 @@ func (printRouter) Reset(context.Context) error {
 }
 
 // A canary that goes 20% → 100%, judged by its success rate after each weight. A real
-// program passes kubernetes.NewForConfig(cfg), a router from mesh, a metrics
+// program calls rollout.NewCanary with its *rest.Config (the one it gives deploy/apply
+// and the router), a router from mesh, a metrics
 // provider such as observe/prometheus, and a state key it keeps with its credentials
 // (at least 32 random bytes, the same for every process that runs the rollout).
 func ExampleCanaryRollout_Run() {
@@ -41,7 +42,7 @@ func ExampleCanaryRollout_Run() {
 	successRate := analysis.SuccessRate(metrics, `app="web",track="canary"`, 0.99)
 	successRate.Count, successRate.Interval = 2, time.Millisecond
 
-	r, err := rollout.NewCanary(client, rollout.Canary{
+	r, err := rollout.NewCanaryWithClient(client, rollout.Canary{
 		Name:           "web",
 		Namespace:      "shop",
 		StableSelector: map[string]string{"app": "web", "track": "stable"},

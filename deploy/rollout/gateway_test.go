@@ -113,7 +113,7 @@ func TestCanaryThroughGatewayAPI(t *testing.T) {
 	}}
 	_, err = dyn.Resource(gateway.HTTPRoutes).Namespace(e.ns).Create(t.Context(), route, metav1.CreateOptions{})
 	require.NoError(t, err)
-	router, err := gateway.New(e.cluster.RESTConfig(), gateway.Route{Namespace: e.ns, Name: "web", Stable: "web-stable", Canary: "web-canary"}, gateway.Options{})
+	router, err := gateway.New(e.cluster.RESTConfig(), gateway.Route{Namespace: e.ns, Name: "web", Stable: "web-stable", Canary: "web-canary"})
 	require.NoError(t, err)
 
 	var mu sync.Mutex
@@ -130,7 +130,7 @@ func TestCanaryThroughGatewayAPI(t *testing.T) {
 		defer mu.Unlock()
 		atAnalysis = append(atAnalysis, fmt.Sprintf("weight %d, canary %d/%d available", w, d.Status.AvailableReplicas, *d.Spec.Replicas))
 	})
-	r, err := rollout.NewCanary(e.client, rollout.Canary{
+	r, err := rollout.NewCanary(e.cluster.RESTConfig(), rollout.Canary{
 		Name: "web", Namespace: e.ns, StableSelector: stableLabels, CanarySelector: canaryLabels,
 		Router: router, CanaryReplicas: 2, Services: []string{"web-stable", "web-canary"},
 		Steps: []rollout.Step{rollout.SetWeight(20), rollout.Analysis(e.successRate(2)), rollout.SetWeight(100)},
@@ -153,9 +153,9 @@ func TestCanaryThroughGatewayAPI(t *testing.T) {
 // anything moves.
 func TestCanaryGatewayRouteMissing(t *testing.T) {
 	e := newEnv(t)
-	router, err := gateway.New(e.cluster.RESTConfig(), gateway.Route{Namespace: e.ns, Name: "no-such-route", Stable: "web", Canary: "web-c"}, gateway.Options{})
+	router, err := gateway.New(e.cluster.RESTConfig(), gateway.Route{Namespace: e.ns, Name: "no-such-route", Stable: "web", Canary: "web-c"})
 	require.NoError(t, err)
-	r, err := rollout.NewCanary(e.client, rollout.Canary{Name: "web", Namespace: e.ns, StableSelector: stableLabels,
+	r, err := rollout.NewCanaryWithClient(e.client, rollout.Canary{Name: "web", Namespace: e.ns, StableSelector: stableLabels,
 		CanarySelector: canaryLabels, Router: router, CanaryReplicas: 2, Steps: []rollout.Step{rollout.SetWeight(100)}}, rollout.WithStateKey(stateKey))
 	require.NoError(t, err)
 	_, err = r.Run(t.Context())

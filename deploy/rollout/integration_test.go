@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/shipkit/shipkit/deploy/rollout"
 	"github.com/shipkit/shipkit/internal/testbed/prom"
@@ -308,16 +307,14 @@ func waitFor(t *testing.T, d time.Duration, f func(c *assert.CollectT)) {
 func TestCanaryAPIServerGoneMidStep(t *testing.T) {
 	e := newEnv(t)
 	cfg, proxy := proxied(t, e.cluster.RESTConfig())
-	client, err := kubernetes.NewForConfig(cfg)
-	require.NoError(t, err)
 	router, err := replicas.New(cfg, replicas.Workload{Namespace: e.ns, Service: "web", Stable: "web", Canary: "web-canary"},
-		replicas.Options{Total: total})
+		replicas.WithTotal(total))
 	require.NoError(t, err)
 	const pause = 8 * time.Second
 	spec := rollout.Canary{Name: "web", Namespace: e.ns, StableSelector: stableLabels, CanarySelector: canaryLabels,
 		Router: router, Steps: []rollout.Step{rollout.SetWeight(10), rollout.Pause(pause), rollout.SetWeight(50), rollout.SetWeight(100)}}
 	opts := []rollout.Option{rollout.WithPollInterval(100 * time.Millisecond), rollout.WithLeaseDuration(2 * time.Second), rollout.WithStateKey(stateKey)}
-	first, err := rollout.NewCanary(client, spec, append(opts, rollout.WithIdentity("process-1"))...)
+	first, err := rollout.NewCanary(cfg, spec, append(opts, rollout.WithIdentity("process-1"))...)
 	require.NoError(t, err)
 
 	done := make(chan error, 1)
@@ -352,7 +349,7 @@ func TestCanaryAPIServerGoneMidStep(t *testing.T) {
 	assert.Equal(t, 10, e.router.live(t))
 
 	spec.Router = e.router
-	second, err := rollout.NewCanary(e.client, spec, append(opts, rollout.WithIdentity("process-2"))...)
+	second, err := rollout.NewCanaryWithClient(e.client, spec, append(opts, rollout.WithIdentity("process-2"))...)
 	require.NoError(t, err)
 	resumed := time.Now()
 	res, err := second.Run(t.Context())

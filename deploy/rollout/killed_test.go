@@ -61,7 +61,7 @@ func TestRolloutProcess(t *testing.T) {
 	metrics, err := prometheus.New(c.Prometheus, prometheus.WithTimeout(2*time.Second))
 	require.NoError(t, err)
 	router, err := replicas.New(cfg, replicas.Workload{Namespace: c.Namespace, Service: "web", Stable: "web", Canary: "web-canary"},
-		replicas.Options{Total: total})
+		replicas.WithTotal(total))
 	require.NoError(t, err)
 	e := &env{client: client, ns: c.Namespace, app: &prom.App{Addr: c.App}, metrics: metrics,
 		router: &loggedRouter{Router: router, client: client, ns: c.Namespace}}

@@ -19,11 +19,32 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // managedLabels mark the objects a rollout makes for itself (its Lease and ConfigMap).
 func managedLabels() map[string]string {
 	return map[string]string{"app.kubernetes.io/managed-by": "shipkit"}
+}
+
+// newClient returns a clientset for the cluster of cfg; it contacts nothing.
+func newClient(cfg *rest.Config) (kubernetes.Interface, error) {
+	if cfg == nil {
+		return nil, errors.New("no *rest.Config")
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return c, nil
+}
+
+// needClient refuses a nil clientset.
+func needClient(c kubernetes.Interface) error {
+	if c == nil {
+		return errors.New("no client")
+	}
+	return nil
 }
 
 // transient reports whether err may go away by itself: the API server is busy,

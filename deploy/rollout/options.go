@@ -3,11 +3,13 @@ package rollout
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"time"
 
+	"github.com/shipkit/shipkit/deploy"
 	"github.com/shipkit/shipkit/deploy/internal/seal"
 	"github.com/shipkit/shipkit/observe"
 )
@@ -43,8 +45,10 @@ const (
 	RollbackOnResume
 )
 
-// Option configures a rollout.
-type Option func(*options)
+// Option configures a rollout. An option given a value it cannot use makes
+// [NewCanary] or [NewBlueGreen] fail with an error wrapping
+// [deploy.ErrInvalidOption] that names it.
+type Option func(*options) error
 
 type options struct {
 	observer      observe.Observer
@@ -62,10 +66,10 @@ type options struct {
 	sealer        *seal.Sealer // seals the recorded state
 }
 
-func newOptions(opts []Option) options {
+// newOptions applies opts over the defaults; the error joins those of every option
+// given a value it cannot use.
+func newOptions(opts []Option) (options, error) {
 	o := options{
-		observer:      observe.Discard{},
-		logger:        slog.New(slog.DiscardHandler),
 		leaseDuration: DefaultLeaseDuration,
 		poll:          DefaultPollInterval,
 		readyTimeout:  DefaultReadyTimeout,
@@ -73,78 +77,99 @@ func newOptions(opts []Option) options {
 		kubeEvents:    true,
 		now:           time.Now,
 	}
+	var errs []error
 	for _, f := range opts {
-		f(&o)
+		if err := f(&o); err != nil {
+			errs = append(errs, fmt.Errorf("%w: %w", deploy.ErrInvalidOption, err))
+		}
 	}
+	o.observer, o.logger = observe.OrDiscard(o.observer), observe.OrDiscardLogger(o.logger)
 	if o.identity == "" {
 		o.identity = defaultIdentity()
 	}
-	return o
+	return o, errors.Join(errs...)
 }
 
 // WithObserver reports an event per step (Stage "rollout") to o, and the analysis
-// events (Stage "analysis") of every check.
+// events (Stage "analysis") of every check. Default (and nil): discard.
 func WithObserver(o observe.Observer) Option {
-	return func(c *options) {
-		if o != nil {
-			c.observer = o
-		}
-	}
+	return func(c *options) error { c.observer = o; return nil }
 }
 
-// WithLogger logs decisions at info level and details at debug level to l.
+// WithLogger logs decisions at info level and details at debug level to l. Default
+// (and nil): discard.
 func WithLogger(l *slog.Logger) Option {
-	return func(c *options) {
-		if l != nil {
-			c.logger = l
-		}
-	}
+	return func(c *options) error { c.logger = l; return nil }
 }
 
 // WithIdentity names this process in the Lease and in Kubernetes Events. Default: the
-// host name and a random suffix, different for each rollout value.
-func WithIdentity(id string) Option { return func(c *options) { c.identity = id } }
+// host name and a random suffix, different for each rollout value. An empty identity
+// is refused.
+func WithIdentity(id string) Option {
+	return func(c *options) error {
+		if id == "" {
+			return errors.New(`WithIdentity(""): empty identity`)
+		}
+		c.identity = id
+		return nil
+	}
+}
 
 // WithLeaseDuration sets how long the rollout's Lease stays valid without renewal:
-// the time another process must wait after this one crashed. Default 15s.
+// the time another process must wait after this one crashed. Default 15s; zero or
+// less is refused.
 func WithLeaseDuration(d time.Duration) Option {
-	return func(c *options) {
-		if d > 0 {
-			c.leaseDuration = d
-		}
-	}
+	return func(c *options) error { return positive(&c.leaseDuration, "WithLeaseDuration", d) }
 }
 
 // WithPollInterval sets how often the rollout looks at Deployments, Promote and Abort
-// requests. Default 1s.
+// requests. Default 1s; zero or less is refused.
 func WithPollInterval(d time.Duration) Option {
-	return func(c *options) {
-		if d > 0 {
-			c.poll = d
-		}
-	}
+	return func(c *options) error { return positive(&c.poll, "WithPollInterval", d) }
 }
 
 // WithReadyTimeout bounds the wait for a Deployment to become ready; a canary that is
-// not ready in time aborts the rollout. Default 5m.
+// not ready in time aborts the rollout. Default 5m; zero or less is refused.
 func WithReadyTimeout(d time.Duration) Option {
-	return func(c *options) {
-		if d > 0 {
-			c.readyTimeout = d
-		}
+	return func(c *options) error { return positive(&c.readyTimeout, "WithReadyTimeout", d) }
+}
+
+// positive sets *p to d, or says why option cannot take d.
+func positive(p *time.Duration, option string, d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%s(%v): must be positive", option, d)
 	}
+	*p = d
+	return nil
 }
 
 // OnInconclusive chooses what an inconclusive analysis does. Default:
-// [AbortOnInconclusive].
-func OnInconclusive(p InconclusivePolicy) Option { return func(c *options) { c.inconclusive = p } }
+// [AbortOnInconclusive]; a value that is not one of the policies is refused.
+func OnInconclusive(p InconclusivePolicy) Option {
+	return func(c *options) error {
+		if p != AbortOnInconclusive && p != PauseOnInconclusive {
+			return fmt.Errorf("OnInconclusive(%d): not an InconclusivePolicy", p)
+		}
+		c.inconclusive = p
+		return nil
+	}
+}
 
-// OnResume chooses what a run does with a rollout left in progress. Default: [Resume].
-func OnResume(p ResumePolicy) Option { return func(c *options) { c.resume = p } }
+// OnResume chooses what a run does with a rollout left in progress. Default:
+// [Resume]; a value that is not one of the policies is refused.
+func OnResume(p ResumePolicy) Option {
+	return func(c *options) error {
+		if p != Resume && p != RollbackOnResume {
+			return fmt.Errorf("OnResume(%d): not a ResumePolicy", p)
+		}
+		c.resume = p
+		return nil
+	}
+}
 
 // WithKubeEvents turns Kubernetes Events (events.k8s.io/v1, on the rolled-out
 // Deployment, one per step and decision) on or off. Default on.
-func WithKubeEvents(on bool) Option { return func(c *options) { c.kubeEvents = on } }
+func WithKubeEvents(on bool) Option { return func(c *options) error { c.kubeEvents = on; return nil } }
 
 // WithStateKey gives the key that authenticates the rollout's recorded state: every
 // Status the rollout writes into its ConfigMap is sealed with an HMAC-SHA256 under
@@ -161,14 +186,15 @@ func WithKubeEvents(on bool) Option { return func(c *options) { c.kubeEvents = o
 // progress unusable until it is Retried, which starts its revision again from the
 // first step. The key is never logged or printed.
 func WithStateKey(key []byte) Option {
-	return func(c *options) { c.stateKey = append([]byte(nil), key...) }
+	return func(c *options) error { c.stateKey = append([]byte(nil), key...); return nil }
 }
 
 // newSealer checks the state key and keeps the sealer made of it.
 func (o *options) newSealer() error {
 	s, err := seal.New(o.stateKey)
 	if err != nil {
-		return fmt.Errorf("WithStateKey: %w: a rollout needs a key of at least %d random bytes to authenticate its recorded state", err, seal.MinKeySize)
+		return fmt.Errorf("%w: WithStateKey: %w: a rollout needs a key of at least %d random bytes to authenticate its recorded state",
+			deploy.ErrInvalidOption, err, seal.MinKeySize)
 	}
 	o.sealer, o.stateKey = s, nil
 	return nil

@@ -52,7 +52,7 @@ func TestStateKeyRequired(t *testing.T) {
 		"no key":    nil,
 		"short key": {rollout.WithStateKey(stateKey[:31])},
 	} {
-		_, err := rollout.NewCanary(fake.NewClientset(), spec, opts...)
+		_, err := rollout.NewCanaryWithClient(fake.NewClientset(), spec, opts...)
 		require.ErrorIs(t, err, rollout.ErrInvalid, name)
 		assert.ErrorContains(t, err, "WithStateKey: key shorter than 32 bytes", name)
 	}

@@ -144,7 +144,7 @@ func (e *env) waitReady(t *testing.T, name string) {
 // canary returns the env's canary rollout.
 func (e *env) canary(t *testing.T, steps []rollout.Step, opts ...rollout.Option) *rollout.CanaryRollout {
 	t.Helper()
-	r, err := rollout.NewCanary(e.client, rollout.Canary{
+	r, err := rollout.NewCanary(e.cluster.RESTConfig(), rollout.Canary{
 		Name: "web", Namespace: e.ns,
 		StableSelector: stableLabels, CanarySelector: canaryLabels,
 		Router: e.router, Services: []string{"web"}, Steps: steps,
@@ -187,7 +187,7 @@ type loggedRouter struct {
 func newRouter(t *testing.T, cl *kube.Cluster, ns string) *loggedRouter {
 	t.Helper()
 	r, err := replicas.New(cl.RESTConfig(), replicas.Workload{Namespace: ns, Service: "web", Stable: "web", Canary: "web-canary"},
-		replicas.Options{Total: total})
+		replicas.WithTotal(total))
 	require.NoError(t, err)
 	return &loggedRouter{Router: r, client: cl.Clientset(), ns: ns}
 }

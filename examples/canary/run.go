@@ -48,8 +48,11 @@ func run(ctx context.Context, c config, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("canary Deployment %s/%s: %w", c.namespace, c.canary, err)
 	}
-	router, err := replicas.New(rc, replicas.Workload{Namespace: c.namespace, Service: c.service, Stable: c.stable, Canary: c.canary},
-		replicas.Options{Total: int32(c.total)})
+	var split []replicas.Option
+	if c.total != 0 { // WithTotal refuses a negative total
+		split = append(split, replicas.WithTotal(int32(c.total)))
+	}
+	router, err := replicas.New(rc, replicas.Workload{Namespace: c.namespace, Service: c.service, Stable: c.stable, Canary: c.canary}, split...)
 	if err != nil {
 		return err
 	}
@@ -72,7 +75,7 @@ func run(ctx context.Context, c config, out io.Writer) error {
 	if c.pauseOnMissing {
 		opts = append(opts, rollout.OnInconclusive(rollout.PauseOnInconclusive))
 	}
-	r, err := rollout.NewCanary(client, rollout.Canary{
+	r, err := rollout.NewCanary(rc, rollout.Canary{
 		Name: c.name, Namespace: c.namespace,
 		StableSelector: stable.Labels, CanarySelector: canary.Labels,
 		Router: router, Services: []string{c.service}, Steps: steps,

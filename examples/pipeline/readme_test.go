@@ -14,7 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 
 	"github.com/shipkit/shipkit/build"
@@ -25,6 +25,7 @@ import (
 	"github.com/shipkit/shipkit/deploy/render"
 	"github.com/shipkit/shipkit/deploy/rollout"
 	"github.com/shipkit/shipkit/mesh"
+	"github.com/shipkit/shipkit/mesh/replicas"
 	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/observe/analysis"
 	"github.com/shipkit/shipkit/scan"
@@ -201,17 +202,37 @@ func gateAndApply(ctx context.Context, cfg *rest.Config, digest name.Digest, pub
 
 // README: rollout
 
-// canary moves traffic to the canary Deployment in steps, each judged by its
-// success rate in Prometheus (observe/prometheus is an observe.Provider), and
-// promotes it or sends everything back to stable. stateKey (32 random bytes or more,
-// kept with the deployer's credentials) seals the rollout's state in the cluster.
-func canary(ctx context.Context, client kubernetes.Interface, router mesh.Router, metrics observe.Provider, stateKey []byte) (*rollout.Result, error) {
+// canary rolls a new release of the Deployment "hello" out as a canary: the canary
+// Deployment runs beside stable ("hello-canary", track=canary, no replicas), traffic
+// moves to it in steps by replica counts (mesh/replicas, no mesh needed; mesh/gateway
+// and mesh/istio split it on a route), each judged by its success rate in Prometheus
+// (observe/prometheus is an observe.Provider), and it is promoted or everything goes
+// back to stable. One *rest.Config serves apply, the router and the rollout.
+// stateKey (32 random bytes or more, kept with the deployer's credentials) seals the
+// rollout's state in the cluster.
+func canary(ctx context.Context, cfg *rest.Config, release *unstructured.Unstructured, metrics observe.Provider, stateKey []byte) (*rollout.Result, error) {
+	c, err := rollout.CanaryObject(release)
+	if err != nil {
+		return nil, err
+	}
+	mgr, err := apply.New(cfg, apply.Options{Wait: 5 * time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := mgr.Apply(ctx, []*unstructured.Unstructured{c}); err != nil {
+		return nil, err
+	}
+	router, err := replicas.New(cfg, replicas.Workload{Namespace: "hello", Service: "hello", Stable: "hello", Canary: c.GetName()})
+	if err != nil {
+		return nil, err
+	}
 	healthy := analysis.SuccessRate(metrics, `app="hello",track="canary"`, 0.99)
-	r, err := rollout.NewCanary(client, rollout.Canary{
+	r, err := rollout.NewCanary(cfg, rollout.Canary{
 		Name: "hello", Namespace: "hello",
-		StableSelector: map[string]string{"app": "hello", "track": "stable"},
-		CanarySelector: map[string]string{"app": "hello", "track": "canary"},
-		Router:         router, // mesh/replicas without a mesh, mesh/gateway for Gateway API
+		StableSelector: release.GetLabels(), // app=hello, track=stable
+		CanarySelector: c.GetLabels(),       // app=hello, track=canary
+		Router:         router,
+		Services:       []string{"hello"},
 		Steps: []rollout.Step{
 			rollout.SetWeight(20), rollout.Analysis(healthy),
 			rollout.SetWeight(50), rollout.Analysis(healthy),

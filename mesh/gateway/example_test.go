@@ -24,7 +24,7 @@ func ExampleRouter() {
 	cfg, cleanup := exampleRoute("example-gateway")
 	defer cleanup()
 
-	r, err := gateway.New(cfg, gateway.Route{Namespace: "example-gateway", Name: "web", Stable: "web", Canary: "web-canary"}, gateway.Options{})
+	r, err := gateway.New(cfg, gateway.Route{Namespace: "example-gateway", Name: "web", Stable: "web", Canary: "web-canary"})
 	if err != nil {
 		fmt.Println(err)
 		return

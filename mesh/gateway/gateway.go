@@ -18,7 +18,6 @@
 package gateway
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -37,10 +36,12 @@ import (
 	"github.com/shipkit/shipkit/mesh/internal/kube"
 )
 
-// DefaultFieldManager is the field manager of a zero [Options].
+// DefaultFieldManager is the field manager a router applies under unless
+// [WithFieldManager] names another.
 const DefaultFieldManager = "shipkit-mesh"
 
-// DefaultHeaderRule names the rule that [Router.SetHeaderMatch] adds.
+// DefaultHeaderRule names the rule that [Router.SetHeaderMatch] adds unless
+// [WithHeaderRule] names another.
 const DefaultHeaderRule = "canary-header"
 
 // HTTPRoutes is the resource the router writes.
@@ -61,24 +62,42 @@ type Route struct {
 // String returns "HTTPRoute namespace/name".
 func (r Route) String() string { return kube.Name(httpRoutes.Kind, r.Namespace, r.Name) }
 
-// Options configure a [Router]. The zero value works.
-type Options struct {
-	// FieldManager owns the rules the router applies. Default: [DefaultFieldManager].
-	FieldManager string
-	// HeaderRule names the rule SetHeaderMatch adds; with several weighted rules, the
-	// n-th (from 1) gets the suffix "-n". Rules of these names belong to the router.
-	// Default: [DefaultHeaderRule].
-	HeaderRule string
-	// Logger receives debug logs. Default: discard.
-	Logger *slog.Logger
+// Option configures a [Router]. An option given a value it cannot use makes [New]
+// fail with an error wrapping [mesh.ErrInvalidOption] that names it.
+type Option func(*options)
+
+type options struct {
+	kube.Settings
+	headerRule string
 }
+
+// WithFieldManager names the field manager that owns the rules the router applies
+// (1 to 128 printable characters). Default: [DefaultFieldManager].
+func WithFieldManager(name string) Option { return func(o *options) { o.SetFieldManager(name) } }
+
+// WithHeaderRule names the rule SetHeaderMatch adds (a lower-case DNS subdomain of at
+// most 240 characters); with several weighted rules, the n-th (from 1) gets the
+// suffix "-n". Rules of these names belong to the router. Default:
+// [DefaultHeaderRule].
+func WithHeaderRule(name string) Option {
+	return func(o *options) {
+		if !ruleName.MatchString(name) || len(name) > 240 {
+			o.Invalid("WithHeaderRule(%.250q): not a lower-case DNS subdomain of at most 240 characters", name)
+			return
+		}
+		o.headerRule = name
+	}
+}
+
+// WithLogger sends the router's debug logs to l. Default (and nil): discard.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.Logger = l } }
 
 // Router splits the traffic of one HTTPRoute between two Services. It is safe for
 // concurrent use; concurrent writes are serialised by the API server.
 type Router struct {
 	c       *kube.Client
 	route   Route
-	opts    Options
+	opts    options
 	log     *slog.Logger
 	checked atomic.Bool
 }
@@ -89,13 +108,14 @@ var (
 	_ mesh.WeightReader = (*Router)(nil)
 )
 
-// New returns a Router for route in the cluster of cfg.
-func New(cfg *rest.Config, route Route, opts Options) (*Router, error) {
+// New returns a Router for route in the cluster of cfg; it contacts nothing (see
+// [Router.Check]).
+func New(cfg *rest.Config, route Route, opts ...Option) (*Router, error) {
 	dyn, err := kube.NewDynamic(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	return NewWithClient(dyn, route, opts)
+	return NewWithClient(dyn, route, opts...)
 }
 
 // ruleName is the Gateway API's pattern for a rule name (a DNS subdomain).
@@ -103,8 +123,12 @@ var ruleName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a
 
 // NewWithClient returns a Router that uses the given dynamic client, for callers
 // that share one.
-func NewWithClient(dyn dynamic.Interface, route Route, opts Options) (*Router, error) {
-	var errs []error
+func NewWithClient(dyn dynamic.Interface, route Route, opts ...Option) (*Router, error) {
+	o := options{headerRule: DefaultHeaderRule}
+	for _, f := range opts {
+		f(&o)
+	}
+	errs := o.Errs
 	for _, f := range []struct{ name, value string }{
 		{"namespace", route.Namespace}, {"name", route.Name}, {"stable Service", route.Stable}, {"canary Service", route.Canary},
 	} {
@@ -115,20 +139,13 @@ func NewWithClient(dyn dynamic.Interface, route Route, opts Options) (*Router, e
 	if route.Stable != "" && route.Stable == route.Canary {
 		errs = append(errs, fmt.Errorf("stable and canary are the same Service %q", route.Stable))
 	}
-	opts.FieldManager = cmp.Or(opts.FieldManager, DefaultFieldManager)
-	opts.HeaderRule = cmp.Or(opts.HeaderRule, DefaultHeaderRule)
-	if !ruleName.MatchString(opts.HeaderRule) || len(opts.HeaderRule) > 240 {
-		errs = append(errs, fmt.Errorf("header rule name %q is not a lower-case DNS subdomain of at most 240 characters", opts.HeaderRule))
+	if dyn == nil {
+		errs = append(errs, errors.New("no client"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("gateway: %s: %w", route, err)
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	c := &kube.Client{Dynamic: dyn, FieldManager: opts.FieldManager}
-	return &Router{c: c, route: route, opts: opts, log: log}, nil
+	return &Router{c: o.Client(dyn, DefaultFieldManager), route: route, opts: o, log: o.Log()}, nil
 }
 
 // Check verifies, without changing anything, that the HTTPRoute CRD is installed,

@@ -96,9 +96,9 @@ func (e *env) get(t testing.TB, name string) *gatewayv1.HTTPRoute {
 	return &rt
 }
 
-func (e *env) router(t testing.TB, name string, opts gateway.Options) *gateway.Router {
+func (e *env) router(t testing.TB, name string, opts ...gateway.Option) *gateway.Router {
 	t.Helper()
-	r, err := gateway.New(e.c.RESTConfig(), gateway.Route{Namespace: e.ns, Name: name, Stable: "web", Canary: "web-canary"}, opts)
+	r, err := gateway.New(e.c.RESTConfig(), gateway.Route{Namespace: e.ns, Name: name, Stable: "web", Canary: "web-canary"}, opts...)
 	require.NoError(t, err)
 	return r
 }
@@ -145,7 +145,7 @@ func TestSetWeight(t *testing.T) {
 	e := setup(t)
 	e.shop(t)
 	before := e.get(t, "shop")
-	r := e.router(t, "shop", gateway.Options{})
+	r := e.router(t, "shop")
 	ctx := t.Context()
 	for _, w := range []int32{0, 10, 50, 100, 0} {
 		require.NoError(t, r.SetWeight(ctx, w))
@@ -190,7 +190,7 @@ func TestSetWeight(t *testing.T) {
 func TestHeaderMatch(t *testing.T) {
 	e := setup(t)
 	e.shop(t)
-	r := e.router(t, "shop", gateway.Options{})
+	r := e.router(t, "shop")
 	ctx := t.Context()
 	require.NoError(t, r.SetWeight(ctx, 10))
 	require.NoError(t, r.SetHeaderMatch(ctx, "X-Canary", "always"))
@@ -238,7 +238,7 @@ func TestHeaderMatchSeveralRules(t *testing.T) {
 		gatewayv1.HTTPRouteRule{Matches: prefix("/v2"), BackendRefs: []gatewayv1.HTTPBackendRef{backend("web", 8080)}},
 		gatewayv1.HTTPRouteRule{BackendRefs: []gatewayv1.HTTPBackendRef{backend("web", 80)}},
 	)
-	r := e.router(t, "web", gateway.Options{HeaderRule: "ab"})
+	r := e.router(t, "web", gateway.WithHeaderRule("ab"))
 	require.NoError(t, r.SetHeaderMatch(t.Context(), "x-group", "b"))
 	rt := e.get(t, "web")
 	require.Equal(t, []string{"ab-1", "", "ab-2", ""}, ruleNames(rt))
@@ -277,7 +277,7 @@ func TestCheck(t *testing.T) {
 		{"bad-port", "Service " + e.ns + "/web: has no port 9090"},
 	} {
 		t.Run(tc.route, func(t *testing.T) {
-			r := e.router(t, tc.route, gateway.Options{})
+			r := e.router(t, tc.route)
 			err := r.Check(t.Context())
 			require.ErrorIs(t, err, mesh.ErrPrerequisite)
 			assert.ErrorContains(t, err, tc.want)
@@ -303,7 +303,7 @@ func TestConcurrentWriter(t *testing.T) {
 	e.shop(t)
 	racer := &racingClient{Interface: e.dyn, t: t, ns: e.ns}
 	r, err := gateway.NewWithClient(racer,
-		gateway.Route{Namespace: e.ns, Name: "shop", Stable: "web", Canary: "web-canary"}, gateway.Options{})
+		gateway.Route{Namespace: e.ns, Name: "shop", Stable: "web", Canary: "web-canary"})
 	require.NoError(t, err)
 	require.NoError(t, r.SetWeight(t.Context(), 30))
 	require.True(t, racer.raced)
@@ -359,7 +359,7 @@ func (r *racingNamespaced) Apply(ctx context.Context, name string, obj *unstruct
 func BenchmarkSetWeight(b *testing.B) {
 	e := setup(b)
 	e.shop(b)
-	r := e.router(b, "shop", gateway.Options{})
+	r := e.router(b, "shop")
 	require.NoError(b, r.Check(b.Context()))
 	weights := [2]int32{10, 50}
 	for i := 0; b.Loop(); i++ {

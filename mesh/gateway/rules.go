@@ -93,10 +93,10 @@ func (r *Router) service(ref gatewayv1.BackendObjectReference) string {
 
 // isHeaderRule reports whether a rule of this name is one SetHeaderMatch added.
 func (r *Router) isHeaderRule(name string) bool {
-	if name == r.opts.HeaderRule {
+	if name == r.opts.headerRule {
 		return true
 	}
-	n, ok := strings.CutPrefix(name, r.opts.HeaderRule+"-")
+	n, ok := strings.CutPrefix(name, r.opts.headerRule+"-")
 	_, err := strconv.Atoi(n)
 	return ok && err == nil
 }
@@ -193,9 +193,9 @@ func (rs *rules) removeHeaderRules() { rs.rebuild(nil) }
 func (rs *rules) setHeader(name, value string) {
 	rs.rebuild(func(rule map[string]any, n, of int) map[string]any {
 		h := runtime.DeepCopyJSONValue(rule).(map[string]any)
-		h["name"] = rs.r.opts.HeaderRule
+		h["name"] = rs.r.opts.headerRule
 		if of > 1 {
-			h["name"] = rs.r.opts.HeaderRule + "-" + strconv.Itoa(n+1)
+			h["name"] = rs.r.opts.headerRule + "-" + strconv.Itoa(n+1)
 		}
 		matches, _, _ := unstructured.NestedSlice(h, "matches")
 		if len(matches) == 0 { // the API's default: every path

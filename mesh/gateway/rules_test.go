@@ -6,12 +6,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"sigs.k8s.io/yaml"
 )
 
 func parseRoute(t *testing.T, doc string) *rules {
 	t.Helper()
-	r, err := NewWithClient(nil, Route{Namespace: "shop", Name: "web", Stable: "web", Canary: "web-canary"}, Options{})
+	r, err := NewWithClient(dynamicfake.NewSimpleDynamicClient(runtime.NewScheme()), Route{Namespace: "shop", Name: "web", Stable: "web", Canary: "web-canary"})
 	require.NoError(t, err)
 	// Decoded as the API client decodes: whole numbers are int64.
 	b, err := yaml.YAMLToJSON([]byte("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n" + doc))

@@ -27,7 +27,7 @@ func ExampleRouter() {
 	r, err := istio.New(cfg, istio.Route{
 		Namespace: "example-istio", VirtualService: "web", Service: "web",
 		Stable: "v1", Canary: "v2", // values of the pods' "version" label
-	}, istio.Options{})
+	})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -39,10 +39,12 @@ import (
 	"github.com/shipkit/shipkit/mesh/internal/kube"
 )
 
-// DefaultFieldManager is the field manager of a zero [Options].
+// DefaultFieldManager is the field manager a router applies under unless
+// [WithFieldManager] names another.
 const DefaultFieldManager = "shipkit-mesh"
 
-// DefaultHeaderRoute names the HTTP route that [Router.SetHeaderMatch] adds.
+// DefaultHeaderRoute names the HTTP route that [Router.SetHeaderMatch] adds unless
+// [WithHeaderRoute] names another.
 const DefaultHeaderRoute = "canary-header"
 
 // DefaultVersionLabel is the pod label the subsets select by when [Route] names none.
@@ -86,24 +88,42 @@ func (r Route) String() string {
 	return kube.Name(virtualServices.Kind, r.Namespace, r.VirtualService)
 }
 
-// Options configure a [Router]. The zero value works.
-type Options struct {
-	// FieldManager owns what the router applies. Default: [DefaultFieldManager].
-	FieldManager string
-	// HeaderRoute names the HTTP route SetHeaderMatch adds; with several weighted
-	// routes, the n-th (from 1) gets the suffix "-n". Routes of these names belong to
-	// the router. Default: [DefaultHeaderRoute].
-	HeaderRoute string
-	// Logger receives debug logs. Default: discard.
-	Logger *slog.Logger
+// Option configures a [Router]. An option given a value it cannot use makes [New]
+// fail with an error wrapping [mesh.ErrInvalidOption] that names it.
+type Option func(*options)
+
+type options struct {
+	kube.Settings
+	headerRoute string
 }
+
+// WithFieldManager names the field manager that owns what the router applies (1 to
+// 128 printable characters). Default: [DefaultFieldManager].
+func WithFieldManager(name string) Option { return func(o *options) { o.SetFieldManager(name) } }
+
+// WithHeaderRoute names the HTTP route SetHeaderMatch adds (a lower-case name without
+// dots of at most 240 characters); with several weighted routes, the n-th (from 1)
+// gets the suffix "-n". Routes of these names belong to the router. Default:
+// [DefaultHeaderRoute].
+func WithHeaderRoute(name string) Option {
+	return func(o *options) {
+		if !routeName.MatchString(name) || len(name) > 240 {
+			o.Invalid("WithHeaderRoute(%.250q): not a lower-case name of at most 240 characters", name)
+			return
+		}
+		o.headerRoute = name
+	}
+}
+
+// WithLogger sends the router's debug logs to l. Default (and nil): discard.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.Logger = l } }
 
 // Router splits the traffic of one Service between two versions with Istio. It is
 // safe for concurrent use; concurrent writes are serialised by the API server.
 type Router struct {
 	c       *kube.Client
 	route   Route
-	opts    Options
+	opts    options
 	log     *slog.Logger
 	checked atomic.Bool
 }
@@ -114,13 +134,14 @@ var (
 	_ mesh.WeightReader = (*Router)(nil)
 )
 
-// New returns a Router for route in the cluster of cfg.
-func New(cfg *rest.Config, route Route, opts Options) (*Router, error) {
+// New returns a Router for route in the cluster of cfg; it contacts nothing (see
+// [Router.Check]).
+func New(cfg *rest.Config, route Route, opts ...Option) (*Router, error) {
 	dyn, err := kube.NewDynamic(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("istio: %w", err)
 	}
-	return NewWithClient(dyn, route, opts)
+	return NewWithClient(dyn, route, opts...)
 }
 
 // routeName is a lower-case name without dots, which Istio route names may be.
@@ -128,12 +149,14 @@ var routeName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
 // NewWithClient returns a Router that uses the given dynamic client, for callers
 // that share one.
-func NewWithClient(dyn dynamic.Interface, route Route, opts Options) (*Router, error) {
+func NewWithClient(dyn dynamic.Interface, route Route, opts ...Option) (*Router, error) {
 	route.DestinationRule = cmp.Or(route.DestinationRule, route.Service)
 	route.VersionLabel = cmp.Or(route.VersionLabel, DefaultVersionLabel)
-	opts.FieldManager = cmp.Or(opts.FieldManager, DefaultFieldManager)
-	opts.HeaderRoute = cmp.Or(opts.HeaderRoute, DefaultHeaderRoute)
-	var errs []error
+	o := options{headerRoute: DefaultHeaderRoute}
+	for _, f := range opts {
+		f(&o)
+	}
+	errs := o.Errs
 	for _, f := range []struct{ name, value string }{
 		{"namespace", route.Namespace}, {"VirtualService", route.VirtualService}, {"Service", route.Service},
 		{"stable version", route.Stable}, {"canary version", route.Canary},
@@ -153,18 +176,13 @@ func NewWithClient(dyn dynamic.Interface, route Route, opts Options) (*Router, e
 			errs = append(errs, fmt.Errorf("version %q: %s", v, msg))
 		}
 	}
-	if !routeName.MatchString(opts.HeaderRoute) || len(opts.HeaderRoute) > 240 {
-		errs = append(errs, fmt.Errorf("header route name %q is not a lower-case name of at most 240 characters", opts.HeaderRoute))
+	if dyn == nil {
+		errs = append(errs, errors.New("no client"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("istio: %s: %w", route, err)
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	c := &kube.Client{Dynamic: dyn, FieldManager: opts.FieldManager}
-	return &Router{c: c, route: route, opts: opts, log: log}, nil
+	return &Router{c: o.Client(dyn, DefaultFieldManager), route: route, opts: o, log: o.Log()}, nil
 }
 
 // Check verifies, without changing anything, that Istio's VirtualService and

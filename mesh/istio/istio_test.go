@@ -120,7 +120,7 @@ func (e *env) router(t testing.TB, route istio.Route) *istio.Router {
 	route.VirtualService = cmpOr(route.VirtualService, "web")
 	route.Service = cmpOr(route.Service, "web")
 	route.Stable, route.Canary = cmpOr(route.Stable, "v1"), cmpOr(route.Canary, "v2")
-	r, err := istio.New(e.c.RESTConfig(), route, istio.Options{})
+	r, err := istio.New(e.c.RESTConfig(), route)
 	require.NoError(t, err)
 	return r
 }
@@ -317,7 +317,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"bad version", istio.Route{Namespace: "a", VirtualService: "b", Service: "c", Stable: "v1", Canary: "v 2"}, `version "v 2"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := istio.NewWithClient(nil, tc.route, istio.Options{})
+			_, err := istio.NewWithClient(nil, tc.route)
 			assert.ErrorContains(t, err, tc.want)
 		})
 	}

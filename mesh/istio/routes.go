@@ -86,10 +86,10 @@ func (r *Router) isService(host string) bool {
 
 // isHeaderRoute reports whether a route of this name is one SetHeaderMatch added.
 func (r *Router) isHeaderRoute(name string) bool {
-	if name == r.opts.HeaderRoute {
+	if name == r.opts.headerRoute {
 		return true
 	}
-	n, ok := strings.CutPrefix(name, r.opts.HeaderRoute+"-")
+	n, ok := strings.CutPrefix(name, r.opts.headerRoute+"-")
 	_, err := strconv.Atoi(n)
 	return ok && err == nil
 }
@@ -164,9 +164,9 @@ func (rs *routes) setHeader(name, value string) {
 	name = strings.ToLower(name) // Istio matches lower-case header names only
 	rs.rebuild(func(route map[string]any, n, of int) map[string]any {
 		h := runtime.DeepCopyJSONValue(route).(map[string]any)
-		h["name"] = rs.r.opts.HeaderRoute
+		h["name"] = rs.r.opts.headerRoute
 		if of > 1 {
-			h["name"] = rs.r.opts.HeaderRoute + "-" + strconv.Itoa(n+1)
+			h["name"] = rs.r.opts.headerRoute + "-" + strconv.Itoa(n+1)
 		}
 		matches, _, _ := unstructured.NestedSlice(h, "match")
 		if len(matches) == 0 {

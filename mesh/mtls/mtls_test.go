@@ -163,7 +163,7 @@ func TestApply(t *testing.T) {
 	}}
 	_, err = dyn.Resource(istio.VirtualServices).Namespace(ns).Apply(t.Context(), "web", vs, metav1.ApplyOptions{FieldManager: "deploy"})
 	require.NoError(t, err)
-	r, err := istio.New(c.RESTConfig(), istio.Route{Namespace: ns, VirtualService: "web", Service: "web", Stable: "v1", Canary: "v2"}, istio.Options{})
+	r, err := istio.New(c.RESTConfig(), istio.Route{Namespace: ns, VirtualService: "web", Service: "web", Stable: "v1", Canary: "v2"})
 	require.NoError(t, err)
 	require.NoError(t, r.SetWeight(t.Context(), 10))
 

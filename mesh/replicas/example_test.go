@@ -35,7 +35,7 @@ func ExampleRouter() {
 	cfg, cleanup := exampleDeployments("example-replicas")
 	defer cleanup()
 
-	r, err := replicas.New(cfg, replicas.Workload{Namespace: "example-replicas", Service: "web", Stable: "web", Canary: "web-canary"}, replicas.Options{})
+	r, err := replicas.New(cfg, replicas.Workload{Namespace: "example-replicas", Service: "web", Stable: "web", Canary: "web-canary"})
 	if err != nil {
 		fmt.Println(err)
 		return

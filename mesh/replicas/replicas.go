@@ -16,7 +16,6 @@
 package replicas
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,7 +35,8 @@ import (
 	"github.com/shipkit/shipkit/mesh/internal/kube"
 )
 
-// DefaultFieldManager is the field manager of a zero [Options].
+// DefaultFieldManager is the field manager a router applies under unless
+// [WithFieldManager] names another.
 const DefaultFieldManager = "shipkit-mesh"
 
 // Workload names the Service and the two Deployments behind it, in one namespace.
@@ -51,24 +51,41 @@ type Workload struct {
 // String returns "Service namespace/name".
 func (w Workload) String() string { return kube.Name("Service", w.Namespace, w.Service) }
 
-// Options configure a [Router]. The zero value works.
-type Options struct {
-	// FieldManager owns the replica counts the router applies.
-	// Default: [DefaultFieldManager].
-	FieldManager string
-	// Total is the number of replicas the two Deployments share. Zero: the sum of
-	// their replicas when a call starts (which the router keeps constant).
-	Total int32
-	// Logger receives debug logs. Default: discard.
-	Logger *slog.Logger
+// Option configures a [Router]. An option given a value it cannot use makes [New]
+// fail with an error wrapping [mesh.ErrInvalidOption] that names it.
+type Option func(*options)
+
+type options struct {
+	kube.Settings
+	total int32
 }
+
+// WithFieldManager names the field manager that owns the replica counts the router
+// applies (1 to 128 printable characters). Default: [DefaultFieldManager].
+func WithFieldManager(name string) Option { return func(o *options) { o.SetFieldManager(name) } }
+
+// WithTotal sets the number of replicas the two Deployments share, at least 1.
+// Default: the sum of their replicas when a call starts (which the router keeps
+// constant).
+func WithTotal(n int32) Option {
+	return func(o *options) {
+		if n < 1 {
+			o.Invalid("WithTotal(%d): want at least 1 replica (leave it out to share the Deployments' sum)", n)
+			return
+		}
+		o.total = n
+	}
+}
+
+// WithLogger sends the router's debug logs to l. Default (and nil): discard.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.Logger = l } }
 
 // Router approximates a traffic split with replica counts. It is safe for
 // concurrent use, but concurrent calls with different weights race.
 type Router struct {
 	c       *kube.Client
 	w       Workload
-	opts    Options
+	opts    options
 	log     *slog.Logger
 	checked atomic.Bool
 }
@@ -79,19 +96,24 @@ var (
 	_ mesh.WeightReader = (*Router)(nil)
 )
 
-// New returns a Router for w in the cluster of cfg.
-func New(cfg *rest.Config, w Workload, opts Options) (*Router, error) {
+// New returns a Router for w in the cluster of cfg; it contacts nothing (see
+// [Router.Check]).
+func New(cfg *rest.Config, w Workload, opts ...Option) (*Router, error) {
 	dyn, err := kube.NewDynamic(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("replicas: %w", err)
 	}
-	return NewWithClient(dyn, w, opts)
+	return NewWithClient(dyn, w, opts...)
 }
 
 // NewWithClient returns a Router that uses the given dynamic client, for callers
 // that share one.
-func NewWithClient(dyn dynamic.Interface, w Workload, opts Options) (*Router, error) {
-	var errs []error
+func NewWithClient(dyn dynamic.Interface, w Workload, opts ...Option) (*Router, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	errs := o.Errs
 	for _, f := range []struct{ name, value string }{
 		{"namespace", w.Namespace}, {"Service", w.Service}, {"stable Deployment", w.Stable}, {"canary Deployment", w.Canary},
 	} {
@@ -102,19 +124,13 @@ func NewWithClient(dyn dynamic.Interface, w Workload, opts Options) (*Router, er
 	if w.Stable != "" && w.Stable == w.Canary {
 		errs = append(errs, fmt.Errorf("stable and canary are the same Deployment %q", w.Stable))
 	}
-	if opts.Total < 0 {
-		errs = append(errs, fmt.Errorf("total replicas %d is negative", opts.Total))
+	if dyn == nil {
+		errs = append(errs, errors.New("no client"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("replicas: %s: %w", w, err)
 	}
-	opts.FieldManager = cmp.Or(opts.FieldManager, DefaultFieldManager)
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	c := &kube.Client{Dynamic: dyn, FieldManager: opts.FieldManager}
-	return &Router{c: c, w: w, opts: opts, log: log}, nil
+	return &Router{c: o.Client(dyn, DefaultFieldManager), w: w, opts: o, log: o.Log()}, nil
 }
 
 // Split returns how many of total replicas the stable and the canary version get
@@ -164,7 +180,7 @@ func (r *Router) check(ctx context.Context) error {
 	}
 	if r.total(stable, canary) == 0 {
 		errs = append(errs, &mesh.PrerequisiteError{Object: r.w.String(),
-			Problem: fmt.Sprintf("Deployments %s and %s have no replicas to share; set Options.Total", stable.Name, canary.Name)})
+			Problem: fmt.Sprintf("Deployments %s and %s have no replicas to share; give WithTotal", stable.Name, canary.Name)})
 	}
 	return errors.Join(errs...)
 }
@@ -181,10 +197,10 @@ func (r *Router) get(ctx context.Context, k kube.Kind, name string, into any) er
 	return nil
 }
 
-// total returns the replicas to share: Options.Total or the Deployments' sum.
+// total returns the replicas to share: WithTotal's or the Deployments' sum.
 func (r *Router) total(stable, canary *appsv1.Deployment) int32 {
-	if r.opts.Total > 0 {
-		return r.opts.Total
+	if r.opts.total > 0 {
+		return r.opts.total
 	}
 	return replicas(stable) + replicas(canary)
 }
@@ -222,7 +238,7 @@ func (r *Router) setWeight(ctx context.Context, weight int32) error {
 	}
 	total := r.total(stable, canary)
 	if total == 0 {
-		return &mesh.PrerequisiteError{Object: r.w.String(), Problem: "no replicas to share; set Options.Total"}
+		return &mesh.PrerequisiteError{Object: r.w.String(), Problem: "no replicas to share; give WithTotal"}
 	}
 	s, c := Split(total, weight)
 	if err := r.scale(ctx, canary, c); err != nil {

@@ -76,9 +76,9 @@ func (e *env) web(t testing.TB) {
 	e.service(t, "web", map[string]string{"app": "web"})
 }
 
-func (e *env) router(t testing.TB, opts replicas.Options) *replicas.Router {
+func (e *env) router(t testing.TB, opts ...replicas.Option) *replicas.Router {
 	t.Helper()
-	r, err := replicas.New(e.c.RESTConfig(), replicas.Workload{Namespace: e.ns, Service: "web", Stable: "web", Canary: "web-canary"}, opts)
+	r, err := replicas.New(e.c.RESTConfig(), replicas.Workload{Namespace: e.ns, Service: "web", Stable: "web", Canary: "web-canary"}, opts...)
 	require.NoError(t, err)
 	return r
 }
@@ -116,7 +116,7 @@ func (e *env) readyEndpoints(ctx context.Context, service string) (map[string]in
 func TestSetWeight(t *testing.T) {
 	e := setup(t)
 	e.web(t)
-	r := e.router(t, replicas.Options{})
+	r := e.router(t)
 	ctx := t.Context()
 	for _, tc := range []struct{ weight, stable, canary int32 }{
 		{0, 10, 0}, {10, 9, 1}, {50, 5, 5}, {100, 0, 10}, {0, 10, 0},
@@ -158,7 +158,7 @@ func TestSetWeight(t *testing.T) {
 func TestCanaryScaledFirst(t *testing.T) {
 	e := setup(t)
 	e.web(t)
-	r := e.router(t, replicas.Options{})
+	r := e.router(t)
 	ctx := t.Context()
 	for _, w := range []int32{40, 10} {
 		order := e.watchScaling(t, func() { require.NoError(t, r.SetWeight(ctx, w)) })
@@ -203,7 +203,7 @@ func (e *env) watchScaling(t *testing.T, fn func()) []string {
 func TestTotal(t *testing.T) {
 	e := setup(t)
 	e.web(t)
-	r := e.router(t, replicas.Options{Total: 4})
+	r := e.router(t, replicas.WithTotal(4))
 	require.NoError(t, r.SetWeight(t.Context(), 10))
 	assert.Equal(t, int32(4), *e.get(t, "web").Spec.Replicas)
 	assert.Equal(t, int32(0), *e.get(t, "web-canary").Spec.Replicas, "one canary replica of four would be 25%, more than 10%")
@@ -245,7 +245,7 @@ func TestCheck(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := setup(t)
 			tc.setup(t, e)
-			r := e.router(t, replicas.Options{})
+			r := e.router(t)
 			err := r.Check(t.Context())
 			require.ErrorIs(t, err, mesh.ErrPrerequisite)
 			want := tc.want
@@ -271,7 +271,7 @@ func TestCheck(t *testing.T) {
 func BenchmarkSetWeight(b *testing.B) {
 	e := setup(b)
 	e.web(b)
-	r := e.router(b, replicas.Options{})
+	r := e.router(b)
 	require.NoError(b, r.Check(b.Context()))
 	weights := [2]int32{10, 50}
 	for i := 0; b.Loop(); i++ {

@@ -64,7 +64,7 @@ func canaryIn(t *testing.T, cl *kube.Cluster, successRate float64, obs observe.O
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
 	router, err := replicas.New(cl.RESTConfig(), replicas.Workload{Namespace: ns, Service: "web", Stable: "web", Canary: "web-canary"},
-		replicas.Options{Total: 4})
+		replicas.WithTotal(4))
 	require.NoError(t, err)
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		d, err := client.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
@@ -73,7 +73,7 @@ func canaryIn(t *testing.T, cl *kube.Cluster, successRate float64, obs observe.O
 	}, 90*time.Second, 100*time.Millisecond)
 
 	metrics := observe.ProviderFunc(func(context.Context, string) (float64, error) { return successRate, nil })
-	r, err := rollout.NewCanary(client, rollout.Canary{
+	r, err := rollout.NewCanaryWithClient(client, rollout.Canary{
 		Name: "web", Namespace: ns,
 		StableSelector: map[string]string{"app": "web", "track": "stable"},
 		CanarySelector: map[string]string{"app": "web", "track": "canary"},

@@ -88,13 +88,9 @@ func (j *Job) rollout(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return "", err
-	}
 	r := j.release
 	router, err := replicas.New(rc, replicas.Workload{Namespace: r.namespace, Service: r.service, Stable: r.stable, Canary: r.canary},
-		replicas.Options{Logger: j.log})
+		replicas.WithLogger(j.log))
 	if err != nil {
 		return "", err
 	}
@@ -108,7 +104,7 @@ func (j *Job) rollout(ctx context.Context) (string, error) {
 	}
 	healthy := analysis.SuccessRate(metrics, j.cfg.CanarySelector, 0.99)
 	healthy.Count, healthy.Interval = 3, j.cfg.AnalysisInterval
-	c, err := rollout.NewCanary(client, rollout.Canary{
+	c, err := rollout.NewCanary(rc, rollout.Canary{
 		Name:           r.stable,
 		Namespace:      r.namespace,
 		StableSelector: r.stableLabels,

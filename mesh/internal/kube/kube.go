@@ -5,10 +5,14 @@
 package kube
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"time"
+	"unicode"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/shipkit/shipkit/mesh"
+	"github.com/shipkit/shipkit/observe"
 )
 
 // Kind is one API kind a router reads or writes.
@@ -44,8 +49,53 @@ type Client struct {
 	FieldManager string
 }
 
-// NewDynamic returns a dynamic client for the cluster of cfg.
-func NewDynamic(cfg *rest.Config) (dynamic.Interface, error) { return dynamic.NewForConfig(cfg) }
+// NewDynamic returns a dynamic client for the cluster of cfg; it contacts nothing.
+func NewDynamic(cfg *rest.Config) (dynamic.Interface, error) {
+	if cfg == nil {
+		return nil, errors.New("no *rest.Config")
+	}
+	return dynamic.NewForConfig(cfg)
+}
+
+// maxFieldManager is the longest field manager the API server accepts.
+const maxFieldManager = 128
+
+// Settings are the options every router has. A router's options embed them, its
+// WithFieldManager and WithLogger set them, and its constructor takes the router's
+// client, logger and the options' errors from them.
+type Settings struct {
+	// FieldManager owns what the router applies; empty until set.
+	FieldManager string
+	// Logger receives the router's debug logs; nil discards them.
+	Logger *slog.Logger
+	// Errs are the errors of the options given values they cannot use, each
+	// wrapping [mesh.ErrInvalidOption].
+	Errs []error
+}
+
+// Invalid records that an option was given a value it cannot use.
+func (s *Settings) Invalid(format string, args ...any) {
+	s.Errs = append(s.Errs, fmt.Errorf("%w: %s", mesh.ErrInvalidOption, fmt.Sprintf(format, args...)))
+}
+
+// SetFieldManager sets the field manager, or records why name cannot be one (the API
+// server's rule: 1 to 128 printable characters).
+func (s *Settings) SetFieldManager(name string) {
+	if name == "" || len(name) > maxFieldManager || strings.IndexFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		s.Invalid("WithFieldManager(%.140q): want 1 to %d printable characters", name, maxFieldManager)
+		return
+	}
+	s.FieldManager = name
+}
+
+// Client returns the router's client: dyn, applying under the field manager set, or
+// fallback when none was.
+func (s *Settings) Client(dyn dynamic.Interface, fallback string) *Client {
+	return &Client{Dynamic: dyn, FieldManager: cmp.Or(s.FieldManager, fallback)}
+}
+
+// Log returns the logger set, or one that discards.
+func (s *Settings) Log() *slog.Logger { return observe.OrDiscardLogger(s.Logger) }
 
 // Served returns a [mesh.PrerequisiteError] unless the cluster serves kind, which a
 // CRD defines. It lists at most one object of the kind in namespace: the API server
