@@ -36,8 +36,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -45,6 +47,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -75,7 +78,8 @@ type Options struct {
 	// Wait, when positive, makes Apply wait up to this long for every applied object
 	// to become healthy (see [Manager.Wait]).
 	Wait time.Duration
-	// PollInterval is how often Wait looks at the objects. Default: 500ms.
+	// PollInterval is how often Wait looks at the objects. Default:
+	// [DefaultPollInterval].
 	PollInterval time.Duration
 	// ApplySet records the applied objects in an inventory so a later apply can
 	// prune; nil keeps no inventory.
@@ -86,13 +90,14 @@ type Options struct {
 	// Preflight makes Apply check with [Manager.Preflight] that the caller may do
 	// everything it needs before it touches anything.
 	Preflight bool
-	// Concurrency bounds the requests in flight within one stage. Default: 8.
+	// Concurrency bounds the requests in flight within one stage. Default:
+	// [DefaultConcurrency].
 	Concurrency int
 	// Logger receives debug logs. Default: discard.
 	Logger *slog.Logger
 	// Observer receives progress events (stage "deploy"; steps "apply", "plan",
 	// "wait", "prune" and "rollback"; one Progress event per object). It must be safe
-	// for concurrent use. Default: observe.Discard{}.
+	// for concurrent use. Default (and nil): discard.
 	Observer observe.Observer
 	// Rollback, after a failed wait (a rollout that failed or timed out), re-applies
 	// the last revision of the ApplySet that applied and became healthy, and waits for
@@ -146,10 +151,14 @@ const (
 	DefaultBurst = 300
 )
 
-// New returns a Manager for the cluster of cfg. When cfg sets no QPS and no rate
-// limiter, the Manager's clients allow [DefaultQPS] requests a second in bursts of
-// [DefaultBurst].
+// New returns a Manager for the cluster of cfg; it contacts nothing. When cfg sets
+// no QPS and no rate limiter, the Manager's clients allow [DefaultQPS] requests a
+// second in bursts of [DefaultBurst]. Options that cannot work are refused as
+// [NewWithClient] says.
 func New(cfg *rest.Config, opts Options) (*Manager, error) {
+	if cfg == nil {
+		return nil, errors.New("apply: no *rest.Config")
+	}
 	if cfg.QPS == 0 && cfg.RateLimiter == nil {
 		cfg = rest.CopyConfig(cfg)
 		cfg.QPS, cfg.Burst = DefaultQPS, max(cfg.Burst, DefaultBurst)
@@ -166,45 +175,101 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	return NewWithClient(client, mapper, opts)
 }
 
+// Defaults of [Options].
+const (
+	DefaultPollInterval = 500 * time.Millisecond
+	DefaultConcurrency  = 8
+)
+
+// maxFieldManager is the longest field manager the API server accepts.
+const maxFieldManager = 128
+
 // NewWithClient returns a Manager that uses the given client and REST mapper, for
 // callers that share them (or tests that fake them). The mapper is reset after CRDs
 // are applied so their kinds become known.
+//
+// Options that cannot work are refused, each named, with an error wrapping
+// [deploy.ErrInvalidOption]: a negative Wait, PollInterval or Concurrency; a
+// FieldManager longer than 128 characters or with unprintable ones; a Namespace that
+// is not a DNS label; an ApplySet without a name or namespace; Prune, RevisionKey or
+// Gate without an ApplySet (nothing to prune, seal or roll back); Rollback without
+// ApplySet, Wait and RevisionKey; a RevisionKey shorter than [MinRevisionKeySize].
+// Zero values take the defaults.
 func NewWithClient(client dynamic.Interface, mapper meta.ResettableRESTMapper, opts Options) (*Manager, error) {
-	if opts.Prune && opts.ApplySet == nil {
-		return nil, errors.New("apply: Prune needs an ApplySet to know what a previous apply made")
+	sealer, err := opts.validate()
+	if client == nil || mapper == nil {
+		err = errors.Join(err, errors.New("apply: no client or no REST mapper"))
 	}
-	if opts.ApplySet != nil {
-		if err := opts.ApplySet.validate(); err != nil {
-			return nil, err
+	if err != nil {
+		return nil, err
+	}
+	opts.Observer = observe.OrDiscard(opts.Observer)
+	opts.FieldManager = cmp.Or(opts.FieldManager, DefaultFieldManager)
+	opts.PollInterval = cmp.Or(opts.PollInterval, DefaultPollInterval)
+	opts.Concurrency = cmp.Or(opts.Concurrency, DefaultConcurrency)
+	return &Manager{client: client, mapper: mapper, opts: opts, log: observe.OrDiscardLogger(opts.Logger), sealer: sealer}, nil
+}
+
+// validate returns the sealer of RevisionKey (nil without one), or an error naming
+// every option that cannot work.
+func (o *Options) validate() (*seal.Sealer, error) {
+	var errs []string
+	if o.Wait < 0 {
+		errs = append(errs, fmt.Sprintf("Wait %v is negative", o.Wait))
+	}
+	if o.PollInterval < 0 {
+		errs = append(errs, fmt.Sprintf("PollInterval %v is negative", o.PollInterval))
+	}
+	if o.Concurrency < 0 {
+		errs = append(errs, fmt.Sprintf("Concurrency %d is negative", o.Concurrency))
+	}
+	if len(o.FieldManager) > maxFieldManager || strings.IndexFunc(o.FieldManager, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		errs = append(errs, fmt.Sprintf("FieldManager %.140q: want at most %d printable characters", o.FieldManager, maxFieldManager))
+	}
+	if o.Namespace != "" {
+		if msgs := validation.IsDNS1123Label(o.Namespace); len(msgs) > 0 {
+			errs = append(errs, fmt.Sprintf("Namespace %.80q: %s", o.Namespace, strings.Join(msgs, "; ")))
 		}
 	}
-	if opts.Rollback && (opts.ApplySet == nil || opts.Wait <= 0) {
-		return nil, errors.New("apply: Rollback needs an ApplySet (which keeps the last good revision) and Wait (which tells a failed rollout)")
+	if o.ApplySet != nil {
+		if err := o.ApplySet.validate(); err != nil {
+			errs = append(errs, strings.TrimPrefix(err.Error(), "apply: "))
+		}
+	} else {
+		for _, f := range []struct {
+			set  bool
+			what string
+		}{
+			{o.Prune, "Prune needs an ApplySet to know what a previous apply made"},
+			{len(o.RevisionKey) > 0, "RevisionKey needs an ApplySet, whose revisions it seals"},
+			{o.Gate != nil, "Gate needs an ApplySet, whose kept revision it judges before a rollback"},
+		} {
+			if f.set {
+				errs = append(errs, f.what)
+			}
+		}
+	}
+	if o.Rollback && (o.ApplySet == nil || o.Wait <= 0) {
+		errs = append(errs, "Rollback needs an ApplySet (which keeps the last good revision) and Wait (which tells a failed rollout)")
 	}
 	var sealer *seal.Sealer
 	switch {
-	case len(opts.RevisionKey) > 0:
+	case len(o.RevisionKey) > 0:
 		var err error
-		if sealer, err = seal.New(opts.RevisionKey); err != nil {
-			return nil, fmt.Errorf("apply: RevisionKey: %w", err)
+		if sealer, err = seal.New(o.RevisionKey); err != nil {
+			errs = append(errs, "RevisionKey: "+err.Error())
 		}
-	case opts.Rollback:
-		return nil, fmt.Errorf("apply: Rollback needs RevisionKey (at least %d random bytes) to seal the revisions it keeps", MinRevisionKeySize)
+	case o.Rollback:
+		errs = append(errs, fmt.Sprintf("Rollback needs RevisionKey (at least %d random bytes) to seal the revisions it keeps", MinRevisionKeySize))
 	}
-	if opts.Observer == nil {
-		opts.Observer = observe.Discard{}
+	if len(errs) == 0 {
+		return sealer, nil
 	}
-	opts.FieldManager = cmp.Or(opts.FieldManager, DefaultFieldManager)
-	opts.PollInterval = cmp.Or(opts.PollInterval, 500*time.Millisecond)
-	opts.Concurrency = max(opts.Concurrency, 0)
-	if opts.Concurrency == 0 {
-		opts.Concurrency = 8
+	joined := make([]error, len(errs))
+	for i, e := range errs {
+		joined[i] = fmt.Errorf("apply: %w: %s", deploy.ErrInvalidOption, e)
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Manager{client: client, mapper: mapper, opts: opts, log: log, sealer: sealer}, nil
+	return nil, errors.Join(joined...)
 }
 
 // Options returns the manager's options with defaults filled in.

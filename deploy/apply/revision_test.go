@@ -340,7 +340,8 @@ func TestRevisionKeyChecks(t *testing.T) {
 	assert.NotContains(t, printed, "107 107")
 	assert.Contains(t, printed, "(redacted)")
 
-	m, err := apply.NewWithClient(nil, nil, apply.Options{ApplySet: set})
+	client, mapper := fakeClients()
+	m, err := apply.NewWithClient(client, mapper, apply.Options{ApplySet: set})
 	require.NoError(t, err)
 	_, err = m.Rollback(t.Context())
 	require.ErrorContains(t, err, "rollback needs Options.RevisionKey")
