@@ -38,7 +38,8 @@ const revisionAnnotation = "deployment.kubernetes.io/revision"
 // the same name as the stable Deployment in the cluster, [TrackLabel] in its selector.
 // The canary is a copy of it (release is not changed)
 //
-//   - named "<name>-canary" ([CanarySuffix]), in the same namespace;
+//   - named "<name>-canary" ([CanarySuffix]), in the same namespace, with its
+//     apiVersion and kind set (a Deployment read with a clientset has none);
 //   - labelled track=canary ([CanaryTrack]) on the Deployment, in its selector's
 //     matchLabels and on its pod template, in place of the stable value, so neither
 //     Deployment's selector selects the other's pods;
@@ -64,6 +65,7 @@ func CanaryDeployment(release *appsv1.Deployment) (*appsv1.Deployment, error) {
 		return nil, fmt.Errorf("canary of Deployment %s/%s: %w: %w", release.Namespace, release.Name, ErrInvalid, err)
 	}
 	c := release.DeepCopy()
+	c.TypeMeta = metav1.TypeMeta{APIVersion: appsv1.SchemeGroupVersion.String(), Kind: "Deployment"}
 	c.ObjectMeta = metav1.ObjectMeta{
 		Name:            release.Name + CanarySuffix,
 		Namespace:       release.Namespace,

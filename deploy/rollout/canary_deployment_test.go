@@ -34,6 +34,7 @@ func TestCanaryDeployment(t *testing.T) {
 	assert.Equal(t, before, release, "the release is not changed")
 
 	assert.Equal(t, "web-canary", c.Name)
+	assert.Equal(t, metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"}, c.TypeMeta)
 	assert.Equal(t, ns, c.Namespace)
 	assert.Equal(t, map[string]string{"app": "web", "track": "canary", "tier": "front"}, c.Labels)
 	assert.Equal(t, map[string]string{"app": "web", "track": "canary", "tier": "front"}, c.Spec.Selector.MatchLabels)

@@ -6,6 +6,13 @@
 //	    -stable web -canary web-canary -service web -state-key-file ~/.config/shipkit/rollout.key \
 //	    -prometheus http://127.0.0.1:9090 -metrics 'app="web",version="v2"'
 //
+// With -image instead of -canary, the command makes the canary itself: a copy of the
+// stable Deployment running the image in its first container, named
+// "<stable>-canary" and labelled track=canary (rollout.CanaryDeployment), applied
+// server-side (deploy/apply) before the rollout starts:
+//
+//	go run ./examples/canary ... -stable web -image registry.example/web:v2 -service web ...
+//
 // The stable and the canary Deployment sit behind one Service; traffic moves between
 // them by replica counts (mesh/replicas, no mesh needed), 10% → 50% → 100% by default
 // (-steps). After each weight the canary's success rate (the share of non-5xx
@@ -29,6 +36,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shipkit/shipkit/deploy/rollout"
 )
 
 // Exit codes.
@@ -65,6 +74,7 @@ type config struct {
 	kubeconfig, context, namespace string
 	name                           string
 	stable, canary, service        string
+	image                          string
 	total                          int
 	prometheus, metrics            string
 	steps                          []int32
@@ -84,7 +94,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	fs.StringVar(&c.namespace, "namespace", "default", "namespace of the Deployments and the Service")
 	fs.StringVar(&c.name, "name", "", "name of the rollout, for its state and lease (default: the stable Deployment's name)")
 	fs.StringVar(&c.stable, "stable", "", "stable Deployment (required)")
-	fs.StringVar(&c.canary, "canary", "", "canary Deployment (required)")
+	fs.StringVar(&c.canary, "canary", "", "canary Deployment (required without -image)")
+	fs.StringVar(&c.image, "image", "", "new release's image: make the canary \"<stable>-canary\" from the stable Deployment with it (instead of -canary)")
 	fs.StringVar(&c.service, "service", "", "Service in front of both Deployments (required)")
 	fs.IntVar(&c.total, "total", 0, "replicas the two Deployments share (default: their sum at the start)")
 	fs.StringVar(&c.prometheus, "prometheus", "", "Prometheus base URL (required)")
@@ -110,12 +121,20 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 		c.steps = append(c.steps, int32(w))
 	}
 	for _, f := range []struct{ name, value string }{
-		{"stable", c.stable}, {"canary", c.canary}, {"service", c.service}, {"prometheus", c.prometheus}, {"metrics", c.metrics},
+		{"stable", c.stable}, {"service", c.service}, {"prometheus", c.prometheus}, {"metrics", c.metrics},
 		{"state-key-file", c.stateKeyFile},
 	} {
 		if f.value == "" {
 			errs = append(errs, fmt.Errorf("-%s is required", f.name))
 		}
+	}
+	switch {
+	case c.image == "" && c.canary == "":
+		errs = append(errs, errors.New("-canary is required (or -image, to make the canary)"))
+	case c.image != "" && c.canary != "":
+		errs = append(errs, errors.New("-canary and -image: give one (-image makes the canary <stable>-canary)"))
+	case c.image != "":
+		c.canary = c.stable + rollout.CanarySuffix
 	}
 	if c.name == "" {
 		c.name = c.stable

@@ -12,12 +12,16 @@ import (
 	"text/tabwriter"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/shipkit/shipkit/deploy/apply"
 	"github.com/shipkit/shipkit/deploy/rollout"
 	"github.com/shipkit/shipkit/mesh/replicas"
 	"github.com/shipkit/shipkit/observe"
@@ -44,7 +48,12 @@ func run(ctx context.Context, c config, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("stable Deployment %s/%s: %w", c.namespace, c.stable, err)
 	}
-	canary, err := client.AppsV1().Deployments(c.namespace).Get(ctx, c.canary, metav1.GetOptions{})
+	var canary *appsv1.Deployment
+	if c.image != "" {
+		canary, err = applyCanary(ctx, rc, stable, c.image)
+	} else {
+		canary, err = client.AppsV1().Deployments(c.namespace).Get(ctx, c.canary, metav1.GetOptions{})
+	}
 	if err != nil {
 		return fmt.Errorf("canary Deployment %s/%s: %w", c.namespace, c.canary, err)
 	}
@@ -96,6 +105,35 @@ func run(ctx context.Context, c config, out io.Writer) error {
 		return fmt.Errorf("%w: %s: %s", errNotPromoted, res.Phase, res.Message)
 	}
 	return nil
+}
+
+// applyCanary makes the canary of a new release from the stable Deployment: its pod
+// template with image in the first container, named and labelled by
+// rollout.CanaryDeployment, applied server-side with the same *rest.Config as the
+// router and the rollout. The canary's fields are this command's (Force); its
+// replicas are left to the rollout.
+func applyCanary(ctx context.Context, rc *rest.Config, stable *appsv1.Deployment, image string) (*appsv1.Deployment, error) {
+	release := stable.DeepCopy()
+	if len(release.Spec.Template.Spec.Containers) == 0 {
+		return nil, errors.New("the stable Deployment has no container to give the image")
+	}
+	release.Spec.Template.Spec.Containers[0].Image = image
+	canary, err := rollout.CanaryDeployment(release)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(canary)
+	if err != nil {
+		return nil, err
+	}
+	m, err := apply.New(rc, apply.Options{FieldManager: "shipkit-canary", Force: true})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.Apply(ctx, []*unstructured.Unstructured{{Object: obj}}); err != nil {
+		return nil, err
+	}
+	return canary, nil
 }
 
 // restConfig loads a kubeconfig the way kubectl does.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"testing"
 	"time"
 
@@ -47,6 +48,12 @@ func TestMain(m *testing.M) {
 // the canary's failing at errorRate. It returns the command's flags.
 func setup(t *testing.T, errorRate float64) []string {
 	t.Helper()
+	return setupWith(t, errorRate, true)
+}
+
+// setupWith is setup, with or without the canary Deployment (and its -canary flag).
+func setupWith(t *testing.T, errorRate float64, withCanary bool) []string {
+	t.Helper()
 	cl := cluster.Get(t)
 	srv := promServer.Get(t)
 	ns := cl.NewNamespace(t)
@@ -55,6 +62,9 @@ func setup(t *testing.T, errorRate float64) []string {
 		name, track, version string
 		replicas             int32
 	}{{"web", "stable", "v1", 10}, {"web-canary", "canary", "v2", 0}} {
+		if d.track == "canary" && !withCanary {
+			continue
+		}
 		labels := map[string]string{"app": "web", "track": d.track}
 		pod := map[string]string{"app": "web", "track": d.track, "version": d.version}
 		_, err := c.AppsV1().Deployments(ns).Create(t.Context(), &appsv1.Deployment{
@@ -95,9 +105,13 @@ func setup(t *testing.T, errorRate float64) []string {
 
 	keyFile := filepath.Join(t.TempDir(), "rollout.key")
 	require.NoError(t, os.WriteFile(keyFile, []byte("test rollout state key, 32 bytes"), 0o600))
-	return []string{"-kubeconfig", cl.Kubeconfig, "-context", cl.Context, "-namespace", ns, "-state-key-file", keyFile,
-		"-stable", "web", "-canary", "web-canary", "-service", "web", "-prometheus", srv.URL, "-metrics", metrics,
+	args := []string{"-kubeconfig", cl.Kubeconfig, "-context", cl.Context, "-namespace", ns, "-state-key-file", keyFile,
+		"-stable", "web", "-service", "web", "-prometheus", srv.URL, "-metrics", metrics,
 		"-min-success", "0.95", "-count", "2", "-interval", "1s", "-window", "5s", "-timeout", "3m"}
+	if withCanary {
+		args = append(args, "-canary", "web-canary")
+	}
+	return args
 }
 
 func runCommand(t *testing.T, args []string) (string, error) {
@@ -130,6 +144,36 @@ func TestCanaryPromoted(t *testing.T) {
 	} {
 		assert.Regexp(t, regexp.MustCompile(line), out)
 	}
+}
+
+// TestCanaryFromImage: with -image, the command makes the canary from the stable
+// Deployment (rollout.CanaryDeployment, applied with deploy/apply: web-canary,
+// track=canary, the new image, one replica until the router scales it) and rolls it
+// out; stable then runs the new image.
+func TestCanaryFromImage(t *testing.T) {
+	args := append(setupWith(t, 0, false), "-image", "registry.example/web:v3", "-total", "10", "-steps", "10,100")
+	out, err := runCommand(t, args)
+	require.NoError(t, err)
+	assert.Regexp(t, `(?m)^canary \S+/web: web \(registry.example/web:v1\) → web-canary \(registry.example/web:v3\)`, out)
+	assert.Regexp(t, `(?m)^    canary at 10% \(replicas: web 9, web-canary 1\)$`, out)
+	assert.Regexp(t, `(?m)^Promoted: `, out)
+
+	c := cluster.Get(t).Clientset()
+	ns := args[slices.Index(args, "-namespace")+1]
+	canary, err := c.AppsV1().Deployments(ns).Get(t.Context(), "web-canary", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"app": "web", "track": "canary"}, canary.Labels)
+	assert.Equal(t, map[string]string{"app": "web", "track": "canary"}, canary.Spec.Selector.MatchLabels)
+	assert.Equal(t, "canary", canary.Spec.Template.Labels["track"])
+	stable, err := c.AppsV1().Deployments(ns).Get(t.Context(), "web", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "registry.example/web:v3", stable.Spec.Template.Spec.Containers[0].Image)
+	assert.Equal(t, "stable", stable.Spec.Template.Labels["track"])
+
+	fs := flag.NewFlagSet("canary", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	_, err = parseFlags(fs, append(args, "-canary", "web-canary"))
+	assert.ErrorContains(t, err, "-canary and -image: give one")
 }
 
 func TestCanaryRolledBack(t *testing.T) {
