@@ -18,6 +18,12 @@
 //   - mesh/mtls: Istio PeerAuthentication and DestinationRule TLS for mutual TLS.
 //   - mesh/netpol: NetworkPolicies from label intent ("app=api may receive from
 //     app=web on 8080").
+//
+// Every router is made the same way: New(cfg, route, opts...) takes the cluster's
+// *rest.Config (the one deploy/apply and deploy/rollout take) and functional options
+// (WithFieldManager, WithLogger, and the router's own), NewWithClient a dynamic
+// client the caller shares; neither contacts the cluster, and an option given a
+// value it cannot use is refused with an error wrapping [ErrInvalidOption].
 package mesh
 
 import (

@@ -3,7 +3,9 @@
 // drives: no controller, no CRDs.
 //
 //   - A canary ([NewCanary]) runs the new version in a Deployment of its own beside
-//     the stable one, and follows its plan of steps: [SetWeight] shifts traffic with
+//     the stable one ([CanaryDeployment] and [CanaryObject] make it from the new
+//     release's Deployment: "<name>-canary", track=canary, no replicas, as Flagger
+//     makes its "-primary"), and follows its plan of steps: [SetWeight] shifts traffic with
 //     a [mesh.Router], [Pause] and [PauseUntilPromoted] wait, [Analysis] judges the
 //     canary by its metrics with observe/analysis, and background checks judge it
 //     throughout. Promotion copies the canary's pod template into the stable
@@ -12,6 +14,12 @@
 //   - A blue/green rollout ([NewBlueGreen]) points a preview Service at the new
 //     version, judges it, promotes it by switching the active Service's selector,
 //     judges it again, and keeps the old version for a rollback window.
+//
+// [NewCanary] and [NewBlueGreen] take the cluster's *rest.Config, as deploy/apply
+// and the mesh routers do, so one configuration serves them all;
+// [NewCanaryWithClient] and [NewBlueGreenWithClient] take a clientset the caller
+// made. An option given a value it cannot use is refused there, with an error
+// wrapping [github.com/shipkit/shipkit/deploy.ErrInvalidOption].
 //
 // # State in the cluster
 //
