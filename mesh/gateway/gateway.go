@@ -128,7 +128,7 @@ func NewWithClient(dyn dynamic.Interface, route Route, opts ...Option) (*Router,
 	for _, f := range opts {
 		f(&o)
 	}
-	errs := o.Errs
+	var errs []error
 	for _, f := range []struct{ name, value string }{
 		{"namespace", route.Namespace}, {"name", route.Name}, {"stable Service", route.Stable}, {"canary Service", route.Canary},
 	} {
@@ -139,10 +139,7 @@ func NewWithClient(dyn dynamic.Interface, route Route, opts ...Option) (*Router,
 	if route.Stable != "" && route.Stable == route.Canary {
 		errs = append(errs, fmt.Errorf("stable and canary are the same Service %q", route.Stable))
 	}
-	if dyn == nil {
-		errs = append(errs, errors.New("no client"))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := o.Err(dyn, errs); err != nil {
 		return nil, fmt.Errorf("gateway: %s: %w", route, err)
 	}
 	return &Router{c: o.Client(dyn, DefaultFieldManager), route: route, opts: o, log: o.Log()}, nil

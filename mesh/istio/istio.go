@@ -156,7 +156,7 @@ func NewWithClient(dyn dynamic.Interface, route Route, opts ...Option) (*Router,
 	for _, f := range opts {
 		f(&o)
 	}
-	errs := o.Errs
+	var errs []error
 	for _, f := range []struct{ name, value string }{
 		{"namespace", route.Namespace}, {"VirtualService", route.VirtualService}, {"Service", route.Service},
 		{"stable version", route.Stable}, {"canary version", route.Canary},
@@ -176,10 +176,7 @@ func NewWithClient(dyn dynamic.Interface, route Route, opts ...Option) (*Router,
 			errs = append(errs, fmt.Errorf("version %q: %s", v, msg))
 		}
 	}
-	if dyn == nil {
-		errs = append(errs, errors.New("no client"))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := o.Err(dyn, errs); err != nil {
 		return nil, fmt.Errorf("istio: %s: %w", route, err)
 	}
 	return &Router{c: o.Client(dyn, DefaultFieldManager), route: route, opts: o, log: o.Log()}, nil

@@ -113,7 +113,7 @@ func NewWithClient(dyn dynamic.Interface, w Workload, opts ...Option) (*Router, 
 	for _, f := range opts {
 		f(&o)
 	}
-	errs := o.Errs
+	var errs []error
 	for _, f := range []struct{ name, value string }{
 		{"namespace", w.Namespace}, {"Service", w.Service}, {"stable Deployment", w.Stable}, {"canary Deployment", w.Canary},
 	} {
@@ -124,10 +124,7 @@ func NewWithClient(dyn dynamic.Interface, w Workload, opts ...Option) (*Router, 
 	if w.Stable != "" && w.Stable == w.Canary {
 		errs = append(errs, fmt.Errorf("stable and canary are the same Deployment %q", w.Stable))
 	}
-	if dyn == nil {
-		errs = append(errs, errors.New("no client"))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := o.Err(dyn, errs); err != nil {
 		return nil, fmt.Errorf("replicas: %s: %w", w, err)
 	}
 	return &Router{c: o.Client(dyn, DefaultFieldManager), w: w, opts: o, log: o.Log()}, nil

@@ -94,6 +94,15 @@ func (s *Settings) Client(dyn dynamic.Interface, fallback string) *Client {
 	return &Client{Dynamic: dyn, FieldManager: cmp.Or(s.FieldManager, fallback)}
 }
 
+// Err joins the options' errors, errs (the route's) and, when dyn is nil, a missing
+// client.
+func (s *Settings) Err(dyn dynamic.Interface, errs []error) error {
+	if dyn == nil {
+		errs = append(errs, errors.New("no client"))
+	}
+	return errors.Join(append(s.Errs, errs...)...)
+}
+
 // Log returns the logger set, or one that discards.
 func (s *Settings) Log() *slog.Logger { return observe.OrDiscardLogger(s.Logger) }
 
