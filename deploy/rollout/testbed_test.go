@@ -144,7 +144,7 @@ func (e *env) waitReady(t *testing.T, name string) {
 // canary returns the env's canary rollout.
 func (e *env) canary(t *testing.T, steps []rollout.Step, opts ...rollout.Option) *rollout.CanaryRollout {
 	t.Helper()
-	r, err := rollout.NewCanary(e.cluster.RESTConfig(), rollout.Canary{
+	r, err := rollout.NewCanaryWithClient(e.client, rollout.Canary{ // the killed test's child process has a client, no cluster
 		Name: "web", Namespace: e.ns,
 		StableSelector: stableLabels, CanarySelector: canaryLabels,
 		Router: e.router, Services: []string{"web"}, Steps: steps,
