@@ -103,7 +103,11 @@ func (j *Job) rollout(ctx context.Context) (string, error) {
 		return "", err
 	}
 	healthy := analysis.SuccessRate(metrics, j.cfg.CanarySelector, 0.99)
-	healthy.Count, healthy.Interval = 3, j.cfg.AnalysisInterval
+	// The first measurement comes one interval after the canary gets its share, as
+	// Flagger's does: a canary that had no replicas until now has no requests in
+	// Prometheus yet (a rate needs two scrapes), and at once its success rate is NaN,
+	// an inconclusive analysis that aborts the rollout.
+	healthy.Count, healthy.Interval, healthy.InitialDelay = 3, j.cfg.AnalysisInterval, j.cfg.AnalysisInterval
 	c, err := rollout.NewCanary(rc, rollout.Canary{
 		Name:           r.stable,
 		Namespace:      r.namespace,
