@@ -16,6 +16,12 @@
 // Flags point each stage at real things: -registry, -key, -db, -kubeconfig (apply and
 // wait; with -dry-run a server-side plan), -prometheus (releases after the first go
 // out as a canary, judged by the canary's success rate and promoted or rolled back).
+// -cluster local starts a Kubernetes control plane with kwok nodes and a Prometheus on
+// 127.0.0.1 (hack/testbed.sh builds them once) and ships three releases to it: the
+// first applied and waited for, a changed one promoted as a canary, a bad one rolled
+// back; NetworkPolicies from the Service's labels, spans to a file (-trace), and the
+// cluster torn down at the end (-keep keeps it until interrupted).
+//
 // The exit code is 0 when the job went through, 3 when the verify stage or the gate
 // denied the image, and 1 on any other failure.
 package main
@@ -50,6 +56,7 @@ type options struct {
 	cfg     job.Config
 	timeout time.Duration
 	plain   bool
+	local   localOptions
 }
 
 func main() {
@@ -106,6 +113,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	fs.DurationVar(&c.AnalysisInterval, "analysis-interval", c.AnalysisInterval, "time between the 3 measurements of a canary analysis step")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this long")
 	fs.BoolVar(&o.plain, "plain", false, "print plain lines even on a terminal")
+	o.local.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -123,6 +131,10 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 		return o, err
 	}
 	c.FailOn = sev
+	if err := checkLocal(fs, &o); err != nil {
+		fmt.Fprintln(fs.Output(), err)
+		return o, err
+	}
 	if c.KeyFile != "" {
 		c.KeyPassword = []byte(os.Getenv("COSIGN_PASSWORD"))
 	}
@@ -143,6 +155,9 @@ func splitList(s string) []string {
 func run(ctx context.Context, o options, out io.Writer) error {
 	if o.cfg.SourceRevision == "" {
 		o.cfg.SourceRevision = gitRevision(o.cfg.Source)
+	}
+	if o.local.cluster != "" {
+		return runLocal(ctx, o, out)
 	}
 	var v view
 	if o.plain {
