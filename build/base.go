@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/shipkit/shipkit/internal/oci"
 )
 
 // Base is the image a build puts its layers on. Load resolves it once per build;
@@ -142,22 +144,11 @@ func (r remoteBase) Load(ctx context.Context) (*BaseImage, error) {
 			return nil, fmt.Errorf("base %q: %w", r.raw, err)
 		}
 	}
-	desc, err := remote.Get(ref, remoteOptions(ctx, r.opts)...)
+	a, err := oci.Get(ref, remoteOptions(ctx, r.opts)...)
 	if err != nil {
 		return nil, fmt.Errorf("pulling base %s: %w", ref, err)
 	}
-	if desc.MediaType.IsIndex() {
-		idx, err := desc.ImageIndex()
-		if err != nil {
-			return nil, fmt.Errorf("base %s: %w", ref, err)
-		}
-		return &BaseImage{Name: ref.String(), Digest: desc.Digest, index: idx}, nil
-	}
-	img, err := desc.Image()
-	if err != nil {
-		return nil, fmt.Errorf("base %s: %w", ref, err)
-	}
-	return &BaseImage{Name: ref.String(), Digest: desc.Digest, image: img}, nil
+	return &BaseImage{Name: ref.String(), Digest: a.Digest, index: a.Index, image: a.Image}, nil
 }
 
 type layoutBase struct{ dir, name string }

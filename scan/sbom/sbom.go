@@ -40,6 +40,7 @@ import (
 	// driver grype links (via gorm), so a program using both registers it once.
 	_ "github.com/glebarez/go-sqlite"
 
+	"github.com/shipkit/shipkit/internal/oci"
 	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/scan"
 )
@@ -69,8 +70,8 @@ func WithMaxImageSize(n int64) Option { return func(c *Cataloger) { c.maxSize = 
 // WithLogger sets the logger for the cataloger's own messages (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(c *Cataloger) { c.log = l } }
 
-// WithObserver sets where the cataloger reports its steps (default
-// observe.Discard{}): one "catalog <platform>" step per image ("catalog <digest>"
+// WithObserver sets where the cataloger reports its steps (default: none;
+// nil means none): one "catalog <platform>" step per image ("catalog <digest>"
 // when the image names no platform), Started with the image digest, then Finished
 // with the package count or Failed with the error.
 func WithObserver(o observe.Observer) Option { return func(c *Cataloger) { c.observer = o } }
@@ -311,26 +312,18 @@ func (c *Cataloger) CatalogRemote(ctx context.Context, ref name.Reference, opts 
 		repo = ref.Context()
 	}
 	opts = append([]remote.Option{remote.WithContext(ctx)}, opts...)
-	desc, err := remote.Get(ref, opts...)
+	a, err := oci.Get(ref, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("catalog %s: %w", ref, err)
 	}
-	if desc.MediaType.IsIndex() {
-		idx, err := desc.ImageIndex()
-		if err != nil {
-			return nil, fmt.Errorf("catalog %s: %w", ref, err)
-		}
-		out, err := c.catalogIndex(ctx, idx, repo)
+	if a.Index != nil {
+		out, err := c.catalogIndex(ctx, a.Index, repo)
 		if err != nil {
 			return nil, fmt.Errorf("catalog %s: %w", ref, err)
 		}
 		return out, nil
 	}
-	img, err := desc.Image()
-	if err != nil {
-		return nil, fmt.Errorf("catalog %s: %w", ref, err)
-	}
-	s, err := c.catalogNamed(ctx, img, repo)
+	s, err := c.catalogNamed(ctx, a.Image, repo)
 	if err != nil {
 		return nil, fmt.Errorf("catalog %s: %w", ref, err)
 	}

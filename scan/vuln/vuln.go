@@ -128,8 +128,8 @@ func WithClock(now func() time.Time) Option { return func(c *config) { c.now = n
 // WithLogger sets the logger for the scanner's own messages (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 
-// WithObserver sets where the scanner reports its steps (default
-// observe.Discard{}): "load vulnerability database" in Open, Finished with the
+// WithObserver sets where the scanner reports its steps (default: none;
+// nil means none): "load vulnerability database" in Open, Finished with the
 // database's schema and build time; and "scan <digest>" for each Scan, Finished with
 // the number of findings. A step that fails reports Failed with the error.
 func WithObserver(o observe.Observer) Option { return func(c *config) { c.observer = o } }
