@@ -240,20 +240,12 @@ func (j *Job) Close() error {
 	return nil
 }
 
-// event reports a sub-step of a stage to the observer.
-func (j *Job) event(stage, step string, phase observe.Phase, msg string) {
-	j.obs.Observe(observe.Event{Stage: stage, Step: step, Phase: phase, Message: msg, Time: time.Now()})
-}
-
 // step reports a sub-step's start and end around f.
 func (j *Job) step(stage, step string, f func() error) error {
-	j.event(stage, step, observe.Started, "")
-	if err := f(); err != nil {
-		j.obs.Observe(observe.Event{Stage: stage, Step: step, Phase: observe.Failed, Err: err, Message: err.Error(), Time: time.Now()})
-		return err
-	}
-	j.event(stage, step, observe.Finished, "")
-	return nil
+	s := observe.StartStep(j.obs, stage, step, 0, "")
+	err := f()
+	s.End(err, "")
+	return err
 }
 
 // cache returns the verdict cache the verify and gate stages share.

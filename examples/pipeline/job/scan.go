@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/scan"
 	"github.com/shipkit/shipkit/scan/report"
 	"github.com/shipkit/shipkit/scan/vuln"
@@ -63,7 +64,7 @@ func (j *Job) openDB(ctx context.Context) (*scanDB, error) {
 		}
 		j.cleanup = append(j.cleanup, func() { _ = os.RemoveAll(dir) })
 		var n int
-		if err := j.step("scan", "write vulnerability database", func() error {
+		if err := j.step(observe.StageScan, "write vulnerability database", func() error {
 			n, err = WriteAdvisoryDB(ctx, dir)
 			return err
 		}); err != nil {
