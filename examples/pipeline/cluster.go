@@ -79,6 +79,9 @@ func checkLocal(fs *flag.FlagSet, o *options) error {
 			return fmt.Errorf("-cluster local starts its own cluster and Prometheus: drop -%s", name)
 		}
 	}
+	if set["overlay"] {
+		return errors.New("-cluster local ships the embedded overlay of examples/hello, whose Deployment, Service and labels it watches: drop -overlay")
+	}
 	if !set["analysis-interval"] {
 		o.cfg.AnalysisInterval = localAnalysisInterval
 	}
@@ -242,7 +245,7 @@ func (r *localRun) startCluster(ctx context.Context) func() (string, error) {
 		}
 		r.cluster = c
 		r.client = c.Clientset()
-		m, err := newServiceMetrics(r.client, r.namespace(), "hello")
+		m, err := newServiceMetrics(ctx, r.client, r.namespace(), "hello")
 		if err != nil {
 			return "", err
 		}

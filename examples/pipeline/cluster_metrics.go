@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"net"
@@ -66,7 +67,7 @@ type podDue struct{ ok, failed float64 }
 
 // newServiceMetrics starts the metrics source of the pods labelled app=app in
 // namespace.
-func newServiceMetrics(client kubernetes.Interface, namespace, app string) (*serviceMetrics, error) {
+func newServiceMetrics(ctx context.Context, client kubernetes.Interface, namespace, app string) (*serviceMetrics, error) {
 	m := &serviceMetrics{
 		app: app,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -93,7 +94,8 @@ func newServiceMetrics(client kubernetes.Interface, namespace, app string) (*ser
 			return nil, fmt.Errorf("metrics source: no %v from the API server", typ)
 		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		close(m.stop)
 		factory.Shutdown()

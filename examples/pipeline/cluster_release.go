@@ -72,13 +72,13 @@ func policyFor(objs []*unstructured.Unstructured) (netpol.Policy, error) {
 		}
 		var svc corev1.Service
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &svc); err != nil {
-			return p, fmt.Errorf("Service %s/%s: %w", o.GetNamespace(), o.GetName(), err)
+			return p, fmt.Errorf("netpol: Service %s/%s: %w", o.GetNamespace(), o.GetName(), err)
 		}
 		if len(svc.Spec.Selector) == 0 {
 			continue // no pods of its own to open
 		}
 		if p.Namespace != "" && p.Namespace != svc.Namespace {
-			return p, fmt.Errorf("Services in namespaces %s and %s: one policy is for one namespace", p.Namespace, svc.Namespace)
+			return p, fmt.Errorf("netpol: Services in namespaces %s and %s, and one policy is for one namespace", p.Namespace, svc.Namespace)
 		}
 		p.Namespace = svc.Namespace
 		var ports []netpol.Port
@@ -99,7 +99,7 @@ func policyFor(objs []*unstructured.Unstructured) (netpol.Policy, error) {
 		})
 	}
 	if len(p.Ingress) == 0 {
-		return p, errors.New("no Service with a selector to derive NetworkPolicies from")
+		return p, errors.New("netpol: no Service with a selector to derive NetworkPolicies from")
 	}
 	return p, nil
 }

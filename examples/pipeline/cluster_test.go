@@ -193,7 +193,7 @@ func TestParseFlagsLocal(t *testing.T) {
 		{"-keep"}, {"-build-testbed"}, {"-trace", "t.json"},
 		{"-cluster", "remote"},
 		{"-cluster", "local", "-kubeconfig", "kc"}, {"-cluster", "local", "-prometheus", "http://127.0.0.1:9090"},
-		{"-cluster", "local", "-dry-run"},
+		{"-cluster", "local", "-dry-run"}, {"-cluster", "local", "-overlay", "."},
 	} {
 		fs := flag.NewFlagSet("pipeline", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
