@@ -178,7 +178,8 @@ func TestFlow(t *testing.T) {
 	checker, err := policy.New(policy.WithLevel(policy.Restricted))
 	require.NoError(t, err)
 	g, err := gate.New(gate.WithVerifier(verifier), gate.RequireAttestations(sign.PredicateVuln),
-		gate.FailOn(report.High), gate.WithManifestPolicy(checker))
+		gate.FailOn(report.High), gate.WithManifestPolicy(checker),
+		gate.WithRegistries(gate.Registries{Insecure: []string{host}})) // the in-process registry is plain HTTP
 	require.NoError(t, err)
 
 	// Render and gate: the signed, clean image passes.

@@ -87,7 +87,8 @@ func TestWebhook(t *testing.T) {
 	require.NoError(t, err)
 	checker, err := policy.New() // Pod Security "restricted" and the hardening rules
 	require.NoError(t, err)
-	g, err := gate.New(gate.WithVerifier(verifier), gate.FailOn(report.High), gate.WithManifestPolicy(checker))
+	g, err := gate.New(gate.WithVerifier(verifier), gate.FailOn(report.High), gate.WithManifestPolicy(checker),
+		gate.WithRegistries(gate.Registries{Insecure: []string{host}})) // the in-process registry is plain HTTP
 	require.NoError(t, err)
 
 	srv := httptest.NewTLSServer(admission.NewHandler(g))

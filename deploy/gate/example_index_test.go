@@ -82,10 +82,12 @@ func ExampleGate_index() {
 		}
 	}
 
-	// The deploy side: the gate, with the verifier of the trusted key.
+	// The deploy side: the gate, with the verifier of the trusted key. The registry
+	// here is plain HTTP on 127.0.0.1, which a gate reads only when it is listed.
 	verifier, _ := cosign.NewVerifier(sign.Policy{TrustedKeys: []sign.TrustedKey{{Name: "ci", PEM: pair.PublicPEM}}})
 	g, err := gate.New(gate.WithVerifier(verifier), gate.FailOn(report.High),
-		gate.RequireAttestations(sign.PredicateSLSAProvenance, sign.PredicateVuln))
+		gate.RequireAttestations(sign.PredicateSLSAProvenance, sign.PredicateVuln),
+		gate.WithRegistries(gate.Registries{Insecure: []string{host}}))
 	if err != nil {
 		fmt.Println(err)
 		return

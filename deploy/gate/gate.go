@@ -5,7 +5,9 @@
 // any custom resource with a list of containers), it checks that
 //
 //   - the image is pinned by digest (a tag can move after the gate looked);
-//   - its registry is allowed, when the gate has an allow-list ([WithRegistries]);
+//   - its registry is allowed: by the allow-list of [WithRegistries] when the gate
+//     has one; without one, any registry read over HTTPS, and none that would be
+//     read over plain HTTP ([ReasonInsecureRegistry]);
 //   - its signatures and attestations pass a [sign.Verifier]'s policy;
 //   - the verified attestations include every required predicate type;
 //   - its newest verified vulnerability report can be read, is recent and has no
@@ -27,6 +29,18 @@
 // unless it chooses to. Each distinct digest is verified once per Check, several at a
 // time. Package deploy/admission serves the same gate as a Kubernetes admission
 // webhook.
+//
+// Whoever names an image chooses where a gate with a verifier connects. By default
+// the gate lets its verifier read any registry over HTTPS and refuses, without a
+// request, every image that go-containerregistry would read over plain HTTP
+// (localhost, *.localhost, loopback and private addresses): such an image is denied
+// with [ReasonInsecureRegistry]. [WithRegistries] narrows the registries to an
+// allow-list and is the only way to let the gate read plain HTTP (Registries.Insecure).
+// The allow-list is checked on the names images give; where a request really goes
+// after redirects and DNS is up to the verifier's HTTP transport: give the verifier
+// [Registries.Transport] (sign/cosign.WithTransport) built from the same Registries,
+// or a pod can name an allowed registry that redirects inside the network. New
+// cannot check this for you.
 package gate
 
 import (
@@ -62,11 +76,11 @@ type Gate struct {
 	judge     *sign.Policy // the attestation rules: required predicates and vulnerabilities
 	policy    ManifestPolicy
 	// registries is the allow-list of WithRegistries, nil for none.
-	registries    *allowList
-	registriesErr error
-	concurrency   int
-	obs           observe.Observer
-	log           *slog.Logger
+	registries         *allowList
+	registriesProblems []string
+	concurrency        int
+	obs                observe.Observer
+	log                *slog.Logger
 }
 
 var _ deploy.Gate = (*Gate)(nil)
@@ -125,23 +139,33 @@ func WithObserver(o observe.Observer) Option { return func(g *Gate) { g.obs = o 
 // WithLogger logs to l (default: nowhere).
 func WithLogger(l *slog.Logger) Option { return func(g *Gate) { g.log = l } }
 
-// New returns a gate with the options.
+// New returns a gate with the options. Options that cannot work are refused, each
+// named, with one error wrapping [deploy.ErrInvalidOption] (errors.Is):
+// RequireAttestations or FailOn without WithVerifier, MaxReportAge without FailOn
+// or not positive, a FailOn severity that is not a threshold, WithConcurrency below
+// 1, and WithRegistries entries that are not registries or networks.
 func New(opts ...Option) (*Gate, error) {
 	g := &Gate{concurrency: DefaultConcurrency}
 	for _, o := range opts {
 		o(g)
 	}
+	var problems []string
 	if g.verifier == nil && (len(g.required) > 0 || g.hasFailOn) {
-		return nil, errors.New("gate: RequireAttestations and FailOn read verified attestations: add WithVerifier")
+		problems = append(problems, "RequireAttestations and FailOn read verified attestations: add WithVerifier")
 	}
-	if err := g.attestationRules(); err != nil {
-		return nil, err
-	}
+	problems = append(problems, g.attestationRules()...)
 	if g.concurrency < 1 {
-		return nil, fmt.Errorf("gate: concurrency %d, want at least 1", g.concurrency)
+		problems = append(problems, fmt.Sprintf("WithConcurrency(%d): want at least 1", g.concurrency))
 	}
-	if g.registriesErr != nil {
-		return nil, g.registriesErr
+	for _, p := range g.registriesProblems {
+		problems = append(problems, "WithRegistries: "+p)
+	}
+	if len(problems) > 0 {
+		errs := make([]error, len(problems))
+		for i, p := range problems {
+			errs[i] = fmt.Errorf("gate: %w: %s", deploy.ErrInvalidOption, p)
+		}
+		return nil, errors.Join(errs...)
 	}
 	g.obs = observe.OrDiscard(g.obs)
 	g.log = observe.OrDiscardLogger(g.log)

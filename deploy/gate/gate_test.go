@@ -396,9 +396,20 @@ func TestNewRefusesWhatCannotWork(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := gate.New(tt.opts...)
-			assert.Error(t, err)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, deploy.ErrInvalidOption)
 		})
 	}
+	t.Run("every bad option at once", func(t *testing.T) {
+		_, err := gate.New(gate.RequireAttestations(sign.PredicateVuln), gate.WithConcurrency(-1),
+			gate.MaxReportAge(time.Hour), gate.WithRegistries(gate.Registries{Hosts: []string{"https://x/"}, Insecure: []string{""}}))
+		require.Error(t, err)
+		assert.ErrorIs(t, err, deploy.ErrInvalidOption)
+		for _, want := range []string{"add WithVerifier", "WithConcurrency(-1)", "MaxReportAge bounds", `host "https://x/"`, `insecure registry ""`} {
+			assert.Contains(t, err.Error(), want)
+		}
+		t.Log(err)
+	})
 }
 
 // TestManifestPolicy: scan/policy's violations become reasons naming the object (with

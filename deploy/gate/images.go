@@ -2,6 +2,7 @@ package gate
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -53,10 +54,8 @@ func (g *Gate) uses(objs []*unstructured.Unstructured) []use {
 			switch r := ref.(type) {
 			case name.Digest:
 				u.digest = r.Context().Digest(r.DigestStr())
-				if g.registries != nil {
-					if code, msg := g.registries.check(r.Context().Registry); code != "" {
-						deny(code, msg)
-					}
+				if code, msg := g.checkRegistry(r.Context().Registry); code != "" {
+					deny(code, msg)
 				}
 			case name.Tag:
 				deny(deploy.ReasonNotPinned, fmt.Sprintf("not pinned by digest (tag %q): pin it to the digest the build published", r.TagStr()))
@@ -74,4 +73,17 @@ func (u use) deny(r sign.Reason) deploy.Reason {
 		r.Message = u.path + ": " + r.Message
 	}
 	return deploy.Reason{Reason: r, Object: u.object, Container: u.container, Image: u.image}
+}
+
+// checkRegistry returns the reason the gate refuses to read reg, or "": the
+// allow-list's, or without one, plain HTTP when the verifier would read it.
+func (g *Gate) checkRegistry(reg name.Registry) (deploy.ReasonCode, string) {
+	switch {
+	case g.registries != nil:
+		return g.registries.check(reg)
+	case g.verifier != nil && reg.Scheme() == "http":
+		return ReasonInsecureRegistry, fmt.Sprintf("registry %s would be read over plain HTTP (a localhost, loopback or private address): "+
+			"the gate reads plain HTTP only from the registries listed in WithRegistries' Registries.Insecure", strings.ToLower(reg.RegistryStr()))
+	}
+	return "", ""
 }

@@ -26,14 +26,18 @@ const (
 	ReasonRegistryNotAllowed deploy.ReasonCode = "registry-not-allowed"
 	// ReasonInsecureRegistry: the image's registry would be read over plain HTTP
 	// (go-containerregistry falls back to HTTP for localhost, *.localhost, 127.0.0.1,
-	// ::1 and private addresses) and is not listed in [Registries].Insecure.
+	// ::1 and private addresses) and is not listed in [Registries].Insecure. A gate
+	// with a verifier and no allow-list refuses every such registry; nothing is
+	// fetched from it.
 	ReasonInsecureRegistry deploy.ReasonCode = "insecure-registry"
 )
 
 // Registries is an allow-list of the registries a gate reads signatures and
 // attestations from. Whoever names an image chooses where the gate connects: in an
 // admission webhook, anyone who may create a pod. Without an allow-list the gate
-// fetches from any registry, including addresses inside the cluster's network.
+// lets its verifier read any registry over HTTPS, including names that resolve to
+// addresses inside the cluster's network, and refuses plain HTTP; with one, only
+// the registries listed, and plain HTTP only to those in Insecure.
 type Registries struct {
 	// Hosts lists the registries allowed by name, as images name them: a host with
 	// an optional port ("ghcr.io", "registry.internal:5000"; "docker.io" means
@@ -59,23 +63,26 @@ type allowList struct {
 // WithRegistries makes the gate read only from the registries r allows: an image
 // from another registry is denied with [ReasonRegistryNotAllowed], one that would
 // be read over plain HTTP without being listed as insecure with
-// [ReasonInsecureRegistry], and the verifier is not called for either. Give the
-// verifier r's [Registries.Transport] too, so that redirects and DNS cannot take
-// it elsewhere. New fails on an entry that is not a registry name or a network.
+// [ReasonInsecureRegistry], and the verifier is not called for either. The gate
+// checks the names images give, nothing more: give the verifier r's
+// [Registries.Transport] too (sign/cosign.WithTransport), or an allowed registry's
+// redirect, or a name that resolves inside the network, takes it elsewhere. New
+// fails on an entry that is not a registry name or a network.
 func WithRegistries(r Registries) Option {
 	return func(g *Gate) {
-		g.registries, g.registriesErr = r.parse()
+		g.registries, g.registriesProblems = r.parse()
 	}
 }
 
-func (r Registries) parse() (*allowList, error) {
+// parse returns the allow-list, or what is wrong with r, one entry per problem.
+func (r Registries) parse() (*allowList, []string) {
 	a := &allowList{hosts: map[string]bool{}, insecure: map[string]bool{}}
-	var errs []error
+	var errs []string
 	for _, h := range r.Hosts {
 		if rest, ok := strings.CutPrefix(h, "*."); ok {
 			reg, err := registryName(rest)
 			if err != nil || strings.Contains(reg, ":") {
-				errs = append(errs, fmt.Errorf("host %q: want *.domain, without a port", h))
+				errs = append(errs, fmt.Sprintf("host %q: want *.domain, without a port", h))
 				continue
 			}
 			a.wildcards = append(a.wildcards, "."+reg)
@@ -83,7 +90,7 @@ func (r Registries) parse() (*allowList, error) {
 		}
 		reg, err := registryName(h)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("host %q: %w", h, err))
+			errs = append(errs, fmt.Sprintf("host %q: %v", h, err))
 			continue
 		}
 		a.hosts[reg] = true
@@ -91,20 +98,20 @@ func (r Registries) parse() (*allowList, error) {
 	for _, h := range r.Insecure {
 		reg, err := registryName(h)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("insecure registry %q: %w", h, err))
+			errs = append(errs, fmt.Sprintf("insecure registry %q: %v", h, err))
 			continue
 		}
 		a.insecure[reg] = true
 	}
 	for _, p := range r.CIDRs {
 		if !p.IsValid() {
-			errs = append(errs, fmt.Errorf("network %v is not valid", p))
+			errs = append(errs, fmt.Sprintf("network %v is not valid", p))
 			continue
 		}
 		a.cidrs = append(a.cidrs, p.Masked())
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("gate: registries: %w", err)
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	return a, nil
 }
@@ -206,9 +213,9 @@ func splitHostPort(hostport string) (host, port string) {
 // http.DefaultTransport); its Proxy and DialContext are replaced. A refused
 // connection or request fails with a *[RefusedError].
 func (r Registries) Transport(base *http.Transport) (http.RoundTripper, error) {
-	a, err := r.parse()
-	if err != nil {
-		return nil, err
+	a, problems := r.parse()
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("gate: registries: %s", strings.Join(problems, "; "))
 	}
 	if base == nil {
 		base = http.DefaultTransport.(*http.Transport)

@@ -180,3 +180,59 @@ func TestVerifyErrorHidesBody(t *testing.T) {
 	assert.Equal(t, host+"/app@"+digestA, ve.Image.String())
 	assert.Positive(t, hits.Load())
 }
+
+// TestPlainHTTPRefusedByDefault: a gate with a verifier and no allow-list denies an
+// image that go-containerregistry would read over plain HTTP (loopback, localhost,
+// *.localhost, private addresses) with insecure-registry, and no request reaches
+// the registry; HTTPS registries are still verified. Without a verifier nothing is
+// fetched, so nothing is refused.
+func TestPlainHTTPRefusedByDefault(t *testing.T) {
+	srv, hits := counting(t, false, func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = io.WriteString(w, "INTERNAL-ADMIN-PAGE")
+	})
+	host := strings.TrimPrefix(srv.URL, "http://")
+	port := host[strings.LastIndex(host, ":")+1:]
+	pair, err := cosign.GenerateKeyPair([]byte("pw"))
+	require.NoError(t, err)
+	key, err := cosign.LoadPrivateKey(pair.PrivatePEM, []byte("pw"))
+	require.NoError(t, err)
+	verifier, err := cosign.NewVerifier(sign.Policy{TrustedKeys: []sign.TrustedKey{key.TrustedKey("ci")}})
+	require.NoError(t, err)
+	g, err := gate.New(gate.WithVerifier(verifier))
+	require.NoError(t, err)
+
+	for _, image := range []string{
+		host + "/app@" + digestA,
+		"localhost:" + port + "/app@" + digestA,
+		"registry.localhost:" + port + "/app@" + digestA,
+		"[::1]:" + port + "/app@" + digestA,
+		"10.1.2.3:5000/app@" + digestA,
+		"192.168.0.1/app@" + digestA,
+	} {
+		t.Run(image, func(t *testing.T) {
+			d, err := g.Check(t.Context(), []*unstructured.Unstructured{deployment("web", image)})
+			require.NoError(t, err)
+			require.Len(t, d.Reasons, 1, "%s", d)
+			assert.Equal(t, gate.ReasonInsecureRegistry, d.Reasons[0].Code)
+			assert.Contains(t, d.Reasons[0].Message, "plain HTTP")
+			assert.Zero(t, hits.Load(), "the registry was contacted")
+		})
+	}
+
+	t.Run("HTTPS registries are verified", func(t *testing.T) {
+		v := &fakeVerifier{verdicts: map[string]func(name.Digest) (*sign.Verified, error){digestA: verified()}}
+		g, err := gate.New(gate.WithVerifier(v))
+		require.NoError(t, err)
+		d, err := g.Check(t.Context(), []*unstructured.Unstructured{deployment("web", "ghcr.io/team/app@"+digestA)})
+		require.NoError(t, err)
+		assert.True(t, d.Allowed(), "%s", d)
+	})
+	t.Run("no verifier reads nothing", func(t *testing.T) {
+		g, err := gate.New()
+		require.NoError(t, err)
+		d, err := g.Check(t.Context(), []*unstructured.Unstructured{deployment("web", host+"/app@"+digestA)})
+		require.NoError(t, err)
+		assert.True(t, d.Allowed(), "%s", d)
+	})
+}

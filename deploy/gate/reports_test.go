@@ -87,12 +87,14 @@ func attestedImage(t *testing.T, host, repo string, key *cosign.PrivateKey, bodi
 }
 
 // gateImage runs a gate with a fresh cosign verifier of key and opts on a
-// Deployment that runs d.
+// Deployment that runs d, whose registry (the in-process one, plain HTTP) is
+// allowed as insecure.
 func gateImage(t *testing.T, key *cosign.PrivateKey, d name.Digest, opts ...gate.Option) *deploy.Decision {
 	t.Helper()
 	v, err := cosign.NewVerifier(sign.Policy{TrustedKeys: []sign.TrustedKey{key.TrustedKey("ci")}})
 	require.NoError(t, err)
-	g, err := gate.New(append([]gate.Option{gate.WithVerifier(v)}, opts...)...)
+	g, err := gate.New(append([]gate.Option{gate.WithVerifier(v),
+		gate.WithRegistries(gate.Registries{Insecure: []string{d.RegistryStr()}})}, opts...)...)
 	require.NoError(t, err)
 	dec, err := g.Check(t.Context(), []*unstructured.Unstructured{deployment("web", d.String())})
 	require.NoError(t, err)

@@ -81,7 +81,8 @@ func TestSignAndGateTrace(t *testing.T) {
 	verifier, err := cosign.NewVerifier(sign.Policy{TrustedKeys: []sign.TrustedKey{key.TrustedKey("release")},
 		RequiredPredicates: []string{sign.PredicateSPDX}}, cosign.WithObserver(obs))
 	require.NoError(t, err)
-	g, err := gate.New(gate.WithVerifier(verifier), gate.WithObserver(obs))
+	g, err := gate.New(gate.WithVerifier(verifier), gate.WithObserver(obs),
+		gate.WithRegistries(gate.Registries{Insecure: []string{host}})) // the in-process registry is plain HTTP
 	require.NoError(t, err)
 	decision, err := g.Check(ctx, []*unstructured.Unstructured{
 		deploymentOf("web", signed.String()), deploymentOf("worker", unsigned.String())})

@@ -26,14 +26,20 @@ func (j *Job) gate(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	g, err := gate.New(
+	opts := []gate.Option{
 		gate.WithVerifier(v),
 		gate.RequireAttestations(sign.PredicateSLSAProvenance, sign.PredicateVuln),
 		gate.FailOn(j.cfg.FailOn),
 		gate.WithManifestPolicy(checker),
 		gate.WithObserver(j.obs),
 		gate.WithLogger(j.log),
-	)
+	}
+	if j.Repo.Scheme() == "http" {
+		// The gate reads plain HTTP only from registries it lists: here the one the
+		// job pushed to (the in-process registry, or a local one).
+		opts = append(opts, gate.WithRegistries(gate.Registries{Insecure: []string{j.Repo.RegistryStr()}}))
+	}
+	g, err := gate.New(opts...)
 	if err != nil {
 		return "", err
 	}

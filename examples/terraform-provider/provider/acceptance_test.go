@@ -107,7 +107,8 @@ resource "shipkit_release" "web" {
   images          = [shipkit_image.web.image]
   force_conflicts = %[8]t
   gate = {
-    public_keys = [file(%[6]q)]
+    public_keys         = [file(%[6]q)]
+    insecure_registries = [%[2]q]
   }
 }
 `, kubeconfig, registry, src, kdir, keyFile, gateKey, namespace, force)

@@ -29,6 +29,8 @@ type gateModel struct {
 	MaxReportAge        types.String `tfsdk:"max_report_age"`
 	PodSecurity         types.String `tfsdk:"pod_security"`
 	DisableRules        types.Map    `tfsdk:"disable_rules"`
+	Registries          types.List   `tfsdk:"registries"`
+	InsecureRegistries  types.List   `tfsdk:"insecure_registries"`
 }
 
 func gateSchema() schema.Attribute {
@@ -67,6 +69,17 @@ func gateSchema() schema.Attribute {
 				Description: "Deny an image whose newest attested vulnerability report (shipkit, grype or Trivy " +
 					"JSON) has a finding at or above this severity (negligible, low, medium, high, critical), " +
 					"or that has none, or one that cannot be read, or one older than max_report_age.",
+			},
+			"registries": schema.ListAttribute{
+				ElementType: types.StringType, Optional: true,
+				Description: "The registries the gate may read signatures from (host[:port], or \"*.example.com\"); " +
+					"with this or insecure_registries set, an image from any other registry is denied without a request. " +
+					"Unset: any registry over HTTPS.",
+			},
+			"insecure_registries": schema.ListAttribute{
+				ElementType: types.StringType, Optional: true,
+				Description: "Registries (host:port) the gate may read over plain HTTP. Without it, an image the verifier " +
+					"would read over plain HTTP (localhost, loopback or private addresses) is denied.",
 			},
 			"max_report_age": schema.StringAttribute{
 				Optional: true,
@@ -141,12 +154,19 @@ func newGate(ctx context.Context, o types.Object, c *clients) (*gate.Gate, diag.
 		return nil, diags
 	}
 	var keys, predicates []string
+	var regs gate.Registries
 	diags.Append(m.PublicKeys.ElementsAs(ctx, &keys, true)...)
 	diags.Append(m.RequireAttestations.ElementsAs(ctx, &predicates, true)...)
+	diags.Append(m.Registries.ElementsAs(ctx, &regs.Hosts, true)...)
+	diags.Append(m.InsecureRegistries.ElementsAs(ctx, &regs.Insecure, true)...)
 	if diags.HasError() {
 		return nil, diags
 	}
 	var opts []gate.Option
+	allowList := !m.Registries.IsNull() || !m.InsecureRegistries.IsNull()
+	if allowList {
+		opts = append(opts, gate.WithRegistries(regs))
+	}
 	if len(keys) > 0 {
 		p := sign.Policy{Threshold: int(m.Threshold.ValueInt64())}
 		for _, k := range keys {
@@ -155,6 +175,16 @@ func newGate(ctx context.Context, o types.Object, c *clients) (*gate.Gate, diag.
 		var vopts []cosign.Option
 		if c != nil {
 			vopts = append(vopts, cosign.WithKeychain(c.keychain))
+		}
+		if allowList && c != nil {
+			// The allow-list is checked on the images' names; the transport keeps
+			// the verifier's redirects and DNS to it.
+			rt, err := regs.Transport(nil)
+			if err != nil {
+				diags.AddAttributeError(path.Root("gate").AtName("registries"), "Invalid registries", err.Error())
+				return nil, diags
+			}
+			vopts = append(vopts, cosign.WithTransport(rt))
 		}
 		v, err := cosign.NewVerifier(p, vopts...)
 		if err != nil {

@@ -21,6 +21,8 @@ var gateTypes = map[string]attr.Type{
 	"max_report_age":       types.StringType,
 	"pod_security":         types.StringType,
 	"disable_rules":        types.MapType{ElemType: types.StringType},
+	"registries":           types.ListType{ElemType: types.StringType},
+	"insecure_registries":  types.ListType{ElemType: types.StringType},
 }
 
 // gateObject builds a gate attribute value; unset attributes are null.
@@ -34,6 +36,8 @@ func gateObject(t *testing.T, set map[string]attr.Value) types.Object {
 		"max_report_age":       types.StringNull(),
 		"pod_security":         types.StringNull(),
 		"disable_rules":        types.MapNull(types.StringType),
+		"registries":           types.ListNull(types.StringType),
+		"insecure_registries":  types.ListNull(types.StringType),
 	}
 	for k, v := range set {
 		vals[k] = v
@@ -68,6 +72,9 @@ func TestGateSettings(t *testing.T) {
 			"disable_rules": types.MapValueMust(types.StringType, map[string]attr.Value{"read-only-root-fs": types.StringValue("writes to /tmp")}),
 		}, ""},
 		{"bad key", map[string]attr.Value{"public_keys": strs("not a key")}, "Invalid gate keys"},
+		{"bad registry", map[string]attr.Value{"public_keys": strs(pub), "registries": strs("https://registry.example/")}, "Invalid gate"},
+		{"registries", map[string]attr.Value{"public_keys": strs(pub), "registries": strs("ghcr.io", "*.example.com"),
+			"insecure_registries": strs("127.0.0.1:5000")}, ""},
 		{"threshold without keys", map[string]attr.Value{"threshold": types.Int64Value(2)}, "threshold needs public_keys"},
 		{"threshold above the keys", map[string]attr.Value{"public_keys": strs(pub), "threshold": types.Int64Value(2)}, "threshold 2"},
 		{"attestations without keys", map[string]attr.Value{"require_attestations": strs("https://slsa.dev/provenance/v1")}, "need public_keys"},
