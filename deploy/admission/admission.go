@@ -20,8 +20,25 @@
 // kind of failure (a gate.VerifyError's Failure, such as "the registry answered
 // HTTP 403") and points to the webhook's logs, which hold the error cut to
 // [MaxLoggedErrorBytes]: whatever a registry answered is never sent back to the
-// requester. Give the gate an allow-list of registries (gate.WithRegistries, and
-// the verifier its Transport), so a pod cannot make the webhook connect anywhere.
+// requester, nor to the handler's observer (which may put it on a trace span): both
+// get the same sanitized message.
+//
+// Whoever may create a pod chooses the registries the webhook's verifier reads. A
+// gate without an allow-list reads any registry over HTTPS and refuses, without a
+// request, every image it would read over plain HTTP (localhost, *.localhost,
+// loopback and private addresses: gate.ReasonInsecureRegistry). Give the gate an
+// allow-list of registries (gate.WithRegistries) AND give the verifier the same
+// allow-list's transport (gate.Registries.Transport, for example through
+// sign/cosign.WithTransport): the gate checks the names images give, the transport
+// where connections really go after redirects and DNS. Nothing checks that both
+// are set; without the transport an allowed registry can redirect the webhook
+// inside the cluster's network.
+//
+// At most [DefaultMaxInFlight] requests ([WithMaxInFlight]) are judged at once, so
+// the memory of a burst of reviews is bounded per process, not only per
+// verification. A request past the bound waits for a slot within its time; if none
+// frees, it is denied with code 429 in the AdmissionReview, so it fails closed
+// whatever the webhook's failurePolicy says (the API server's clients retry).
 package admission
 
 import (
@@ -57,16 +74,21 @@ const (
 	MaxMessageBytes = 16 << 10
 	// MaxLoggedErrorBytes bounds the gate's error in the handler's log (in runes).
 	MaxLoggedErrorBytes = 2 << 10
+	// DefaultMaxInFlight is how many requests a handler judges at once unless
+	// [WithMaxInFlight] says otherwise.
+	DefaultMaxInFlight = 8
 )
 
 // Handler is an http.Handler for a ValidatingAdmissionWebhook. It is safe for
 // concurrent use when its gate is.
 type Handler struct {
-	gate    deploy.Gate
-	maxBody int64
-	timeout time.Duration
-	obs     observe.Observer
-	log     *slog.Logger
+	gate        deploy.Gate
+	maxBody     int64
+	timeout     time.Duration
+	maxInFlight int
+	slots       chan struct{} // one per request being judged
+	obs         observe.Observer
+	log         *slog.Logger
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -74,12 +96,23 @@ var _ http.Handler = (*Handler)(nil)
 // Option configures a [Handler].
 type Option func(*Handler)
 
-// WithMaxBodyBytes bounds the request body (default [DefaultMaxBodyBytes]).
+// WithMaxBodyBytes bounds the request body (default [DefaultMaxBodyBytes]); n must
+// be at least 1.
 func WithMaxBodyBytes(n int64) Option { return func(h *Handler) { h.maxBody = n } }
 
 // WithTimeout bounds a decision when the request names no timeout (default
-// [DefaultTimeout]).
+// [DefaultTimeout]); d must be positive.
 func WithTimeout(d time.Duration) Option { return func(h *Handler) { h.timeout = d } }
+
+// WithMaxInFlight bounds how many requests the handler judges at once (default
+// [DefaultMaxInFlight]); n must be at least 1. Each judged request holds one gate
+// check, whose verifications have their own bounds (the gate's WithConcurrency, the
+// verifier's limits): n times that bounds the handler's verification memory. A
+// request waiting for a slot holds only its body (at most [WithMaxBodyBytes]; how
+// many wait is bounded by the API server's own limits). A request past the bound waits for a slot within its decision's
+// time, then is denied with code 429 (StatusReasonTooManyRequests), which the API
+// server passes on as a denial whatever the webhook's failurePolicy.
+func WithMaxInFlight(n int) Option { return func(h *Handler) { h.maxInFlight = n } }
 
 // WithObserver reports each decision to o as one event of stage
 // [observe.StageDeploy], step "admission": Finished, or Failed when the gate could
@@ -89,15 +122,51 @@ func WithObserver(o observe.Observer) Option { return func(h *Handler) { h.obs =
 // WithLogger logs to l (default: nowhere).
 func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
 
-// NewHandler returns a handler that judges admission requests with g.
-func NewHandler(g deploy.Gate, opts ...Option) *Handler {
-	h := &Handler{gate: g, maxBody: DefaultMaxBodyBytes, timeout: DefaultTimeout}
+// OptionError is [NewHandler]'s error for a gate or options it cannot use. It
+// names every one at once, and matches deploy.ErrInvalidOption (errors.Is).
+type OptionError struct {
+	// Problems says what is wrong, one entry per option, such as
+	// "WithTimeout(0s): want a positive duration".
+	Problems []string
+}
+
+// Error lists the problems.
+func (e *OptionError) Error() string {
+	return fmt.Sprintf("admission: %v: %s", deploy.ErrInvalidOption, strings.Join(e.Problems, "; "))
+}
+
+// Unwrap returns deploy.ErrInvalidOption.
+func (e *OptionError) Unwrap() error { return deploy.ErrInvalidOption }
+
+// NewHandler returns a handler that judges admission requests with g. A nil gate, or
+// an option given a value that would refuse every request (a body limit below 1
+// byte, a timeout of zero or less, fewer than 1 request in flight), is an
+// *[OptionError] naming each.
+func NewHandler(g deploy.Gate, opts ...Option) (*Handler, error) {
+	h := &Handler{gate: g, maxBody: DefaultMaxBodyBytes, timeout: DefaultTimeout, maxInFlight: DefaultMaxInFlight}
 	for _, o := range opts {
 		o(h)
 	}
+	var problems []string
+	if g == nil {
+		problems = append(problems, "no gate")
+	}
+	if h.maxBody < 1 {
+		problems = append(problems, fmt.Sprintf("WithMaxBodyBytes(%d): want at least 1", h.maxBody))
+	}
+	if h.timeout <= 0 {
+		problems = append(problems, fmt.Sprintf("WithTimeout(%s): want a positive duration", h.timeout))
+	}
+	if h.maxInFlight < 1 {
+		problems = append(problems, fmt.Sprintf("WithMaxInFlight(%d): want at least 1", h.maxInFlight))
+	}
+	if len(problems) > 0 {
+		return nil, &OptionError{Problems: problems}
+	}
+	h.slots = make(chan struct{}, h.maxInFlight)
 	h.obs = observe.OrDiscard(h.obs)
 	h.log = observe.OrDiscardLogger(h.log)
-	return h
+	return h, nil
 }
 
 // ServeHTTP judges one AdmissionReview.
@@ -174,6 +243,10 @@ func requestTimeout(r *http.Request, def time.Duration) time.Duration {
 	return max(d-d/10, d/2)
 }
 
+// errBusy is the observers' error for a request denied because every slot was
+// taken until its time ran out.
+var errBusy = errors.New("admission: too many requests in flight")
+
 // judge answers one request.
 func (h *Handler) judge(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 	resp := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true}
@@ -185,6 +258,14 @@ func (h *Handler) judge(ctx context.Context, req *admissionv1.AdmissionRequest) 
 	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update || len(req.Object.Raw) == 0 {
 		h.decided(ctx, subject, "allowed: nothing to judge", nil)
 		return resp
+	}
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	case <-ctx.Done():
+		h.log.WarnContext(ctx, "admission: every slot taken until the request's time ran out", "request", subject, "max_in_flight", h.maxInFlight)
+		return h.deny(ctx, resp, subject, http.StatusTooManyRequests,
+			fmt.Sprintf("the deploy gate is judging %d requests already and had no room for this one in time; try again", h.maxInFlight), errBusy)
 	}
 	obj := &unstructured.Unstructured{}
 	if err := obj.UnmarshalJSON(req.Object.Raw); err != nil {
@@ -205,7 +286,8 @@ func (h *Handler) judge(ctx context.Context, req *admissionv1.AdmissionRequest) 
 		// kilobytes, from wherever the object's images point): it goes to the log,
 		// cut, never to the requester.
 		h.log.ErrorContext(ctx, "the deploy gate could not decide", "request", subject, "err", fmt.Sprintf("%.*s", MaxLoggedErrorBytes, err.Error()))
-		return h.deny(ctx, resp, subject, http.StatusInternalServerError, undecided(err), err)
+		msg := undecided(err)
+		return h.deny(ctx, resp, subject, http.StatusInternalServerError, msg, sanitized(msg, err))
 	}
 	if d.Allowed() {
 		h.decided(ctx, subject, "allowed", nil)
@@ -222,6 +304,8 @@ func (h *Handler) deny(ctx context.Context, resp *admissionv1.AdmissionResponse,
 		reason = metav1.StatusReasonBadRequest
 	case http.StatusInternalServerError:
 		reason = metav1.StatusReasonInternalError
+	case http.StatusTooManyRequests:
+		reason = metav1.StatusReasonTooManyRequests
 	}
 	resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: code, Reason: reason, Message: msg}
 	h.decided(ctx, subject, "denied: "+msg, err)
@@ -230,6 +314,7 @@ func (h *Handler) deny(ctx context.Context, resp *admissionv1.AdmissionResponse,
 
 // decided reports and logs a decision: one event, not an [observe.Step], since a
 // webhook's observer wants its verdicts, named by request, not a start per request.
+// err must hold nothing a registry sent: observers put it on spans.
 func (h *Handler) decided(ctx context.Context, subject, verdict string, err error) {
 	e := observe.Event{Stage: observe.StageDeploy, Step: "admission", Phase: observe.Finished, Message: subject + ": " + verdict, Time: time.Now()}
 	if err != nil {
@@ -250,6 +335,33 @@ func undecided(err error) string {
 		return "the deploy gate could not decide in time; see the webhook's logs"
 	}
 	return "the deploy gate could not decide; see the webhook's logs"
+}
+
+// undecidedError is what observers get when the gate could not decide: the
+// requester's message, and what can be matched of the cause (errors.Is a context
+// error, errors.As a *gate.VerifyError whose Err is its Failure) without its text.
+type undecidedError struct {
+	msg    string
+	causes []error
+}
+
+func (e *undecidedError) Error() string   { return e.msg }
+func (e *undecidedError) Unwrap() []error { return e.causes }
+
+// sanitized returns the gate's error err as observers get it: msg, the
+// requester's message, matching what err matched without err's text.
+func sanitized(msg string, err error) error {
+	e := &undecidedError{msg: "admission: " + msg}
+	var ve *gate.VerifyError
+	if errors.As(err, &ve) {
+		e.causes = append(e.causes, &gate.VerifyError{Image: ve.Image, Failure: ve.Failure, Err: errors.New(ve.Failure)})
+	}
+	for _, c := range []error{context.DeadlineExceeded, context.Canceled} {
+		if errors.Is(err, c) {
+			e.causes = append(e.causes, c)
+		}
+	}
+	return e
 }
 
 // message lists the reasons, as many as fit in MaxMessageBytes.

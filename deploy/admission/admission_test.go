@@ -62,6 +62,14 @@ func post(t *testing.T, h http.Handler, body string, mutate ...func(*http.Reques
 	return rec
 }
 
+// newHandler is admission.NewHandler that fails the test on an error.
+func newHandler(t *testing.T, g deploy.Gate, opts ...admission.Option) *admission.Handler {
+	t.Helper()
+	h, err := admission.NewHandler(g, opts...)
+	require.NoError(t, err)
+	return h
+}
+
 func response(t *testing.T, rec *httptest.ResponseRecorder) *admissionv1.AdmissionReview {
 	t.Helper()
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
@@ -75,7 +83,7 @@ func response(t *testing.T, rec *httptest.ResponseRecorder) *admissionv1.Admissi
 }
 
 func TestVerdicts(t *testing.T) {
-	h := admission.NewHandler(denyLatest)
+	h := newHandler(t, denyLatest)
 	for _, tt := range []struct {
 		name, op, image string
 		dryRun          bool
@@ -101,7 +109,7 @@ func TestVerdicts(t *testing.T) {
 }
 
 func TestBadRequests(t *testing.T) {
-	h := admission.NewHandler(denyLatest, admission.WithMaxBodyBytes(1024))
+	h := newHandler(t, denyLatest, admission.WithMaxBodyBytes(1024))
 	for _, tt := range []struct {
 		name   string
 		body   string
@@ -134,7 +142,7 @@ func TestBadRequests(t *testing.T) {
 // error's text stays in the webhook's log.
 func TestGateErrorFailsClosed(t *testing.T) {
 	var logs strings.Builder
-	h := admission.NewHandler(gateFunc(func(context.Context, []*unstructured.Unstructured) (*deploy.Decision, error) {
+	h := newHandler(t, gateFunc(func(context.Context, []*unstructured.Unstructured) (*deploy.Decision, error) {
 		return nil, errors.New("registry unreachable: " + strings.Repeat("<html>", 5000))
 	}), admission.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	out := response(t, post(t, h, review("CREATE", "a", false)))
@@ -147,7 +155,7 @@ func TestGateErrorFailsClosed(t *testing.T) {
 
 // TestTimeout: the API server's ?timeout= bounds the decision.
 func TestTimeout(t *testing.T) {
-	h := admission.NewHandler(gateFunc(func(ctx context.Context, _ []*unstructured.Unstructured) (*deploy.Decision, error) {
+	h := newHandler(t, gateFunc(func(ctx context.Context, _ []*unstructured.Unstructured) (*deploy.Decision, error) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}))
@@ -161,7 +169,7 @@ func TestTimeout(t *testing.T) {
 
 // TestLongMessage: thousands of reasons are cut, and the rest counted.
 func TestLongMessage(t *testing.T) {
-	h := admission.NewHandler(gateFunc(func(_ context.Context, objs []*unstructured.Unstructured) (*deploy.Decision, error) {
+	h := newHandler(t, gateFunc(func(_ context.Context, objs []*unstructured.Unstructured) (*deploy.Decision, error) {
 		d := &deploy.Decision{}
 		for range 2000 {
 			d.Deny(deploy.Reason{Reason: sign.Reason{Code: deploy.ReasonPolicy, Message: "something is wrong here"}, Object: deploy.RefOf(objs[0])})

@@ -17,9 +17,12 @@ import (
 )
 
 // Serve the gate as a webhook. Anyone who may create a pod chooses the registries
-// its images name, so the gate reads only from an allow-list, and the verifier
-// connects through the allow-list's transport (no redirect or DNS answer takes it
-// inside the cluster's network). A real program listens with TLS
+// its images name, so the gate reads only from an allow-list, AND the verifier
+// connects through the same allow-list's transport: the gate checks only the names
+// images give, the transport where connections go after redirects and DNS (without
+// it an allowed registry can redirect the webhook inside the cluster's network), and
+// nothing checks that both are set. Without an allow-list the gate would read any
+// HTTPS registry and refuse plain HTTP. A real program listens with TLS
 // (http.ListenAndServeTLS) on the address its ValidatingWebhookConfiguration names
 // and adds FailOn and WithManifestPolicy to the gate; here one AdmissionReview goes
 // through the handler directly.
@@ -50,8 +53,13 @@ func ExampleHandler() {
 		fmt.Println(err)
 		return
 	}
+	h, err := admission.NewHandler(g, admission.WithMaxInFlight(8))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	mux := http.NewServeMux()
-	mux.Handle("POST /validate", admission.NewHandler(g))
+	mux.Handle("POST /validate", h)
 
 	review := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{
 	  "uid":"3c1f7a52","operation":"CREATE","namespace":"shop",

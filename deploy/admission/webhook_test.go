@@ -91,7 +91,9 @@ func TestWebhook(t *testing.T) {
 		gate.WithRegistries(gate.Registries{Insecure: []string{host}})) // the in-process registry is plain HTTP
 	require.NoError(t, err)
 
-	srv := httptest.NewTLSServer(admission.NewHandler(g))
+	h, err := admission.NewHandler(g)
+	require.NoError(t, err)
+	srv := httptest.NewTLSServer(h)
 	t.Cleanup(srv.Close)
 	register(t, c, ns, srv)
 
