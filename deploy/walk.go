@@ -25,9 +25,18 @@ const (
 	// VolumeImage is an image volume's reference (volumes[].image.reference,
 	// Kubernetes 1.33+): the image's files are mounted into the pod.
 	VolumeImage ImageKind = "volume"
+	// PackageImage is an OCI image a controller pulls and runs the contents of: a
+	// Tekton bundle (a task, pipeline or step action packed in an image, named by a
+	// taskRef's, pipelineRef's or step ref's bundle field or by the bundles
+	// resolver's bundle parameter) or a Crossplane package (spec.package of a
+	// pkg.crossplane.io Provider, Configuration or Function). It is verified and
+	// pinned like a container's image.
+	PackageImage ImageKind = "package"
 	// UnrecognisedImage is a value that looks like an image in a place [Walk] does
 	// not interpret (see [Walk] for the rule), or a field that can change a pod's
-	// images without naming them (Argo's podSpecPatch). Nobody can vouch for it.
+	// images without naming them (Argo's podSpecPatch, an Argo resource template's
+	// manifest Walk cannot read, a Tekton task fetched by a remote resolver). Nobody
+	// can vouch for it.
 	UnrecognisedImage ImageKind = "unrecognised"
 )
 
@@ -44,10 +53,13 @@ type ImageUse struct {
 	// Path is the field path of the image value, lists of named items by name:
 	// spec.template.spec.containers[name=web].image,
 	// spec.template.spec.volumes[name=data].image.reference,
-	// spec.templates[name=build].script.image, spec.steps[name=test].image.
+	// spec.templates[name=build].script.image, spec.steps[name=test].image; an
+	// image in the n-th object of an Argo resource template's manifest has the path
+	// of the manifest, [n], and its path in that object:
+	// spec.templates[name=run].resource.manifest[0].spec.containers[name=c].image.
 	Path string
-	// Name names the container (or step, or sidecar) or the volume; empty for an
-	// unrecognised use.
+	// Name names the container (or step, or sidecar) or the volume; empty for a
+	// package and for an unrecognised use.
 	Name string
 	// Image is the image reference as the object writes it.
 	Image string
@@ -180,31 +192,54 @@ func Images(objs []*unstructured.Unstructured) []ImageUse {
 // one walker render (pinning), gate, scan/policy and the admission webhook share.
 //
 // It interprets:
-//   - Pods (spec) and the pod templates of Deployments, StatefulSets, DaemonSets,
+//   - Pods (spec, and the annotations of metadata, as those of any pod template)
+//     and the pod templates of Deployments, StatefulSets, DaemonSets,
 //     ReplicaSets, ReplicationControllers, Jobs, CronJobs, PodTemplates, Argo
 //     Rollouts and Knative Services and Configurations;
 //   - Argo Workflows (Workflow, WorkflowTemplate, ClusterWorkflowTemplate,
 //     CronWorkflow): each template with a container, script, containerSet, init
 //     containers or sidecars is a built pod spec with the workflow's and the
-//     template's pod-level fields and volumes;
+//     template's pod-level fields and volumes. A resource template's manifest is
+//     parsed (at most 1 MiB, manifests in manifests at most 3 deep) and each
+//     object in it walked like a top object, its pod specs and images reported
+//     under the manifest's path; a manifest that cannot be read or walked, has
+//     workflow parameters ({{...}}, which can rewrite any of it when the workflow
+//     runs) or comes from an artifact (manifestFrom) is an [UnrecognisedImage] use.
+//     The get and delete actions create nothing and are skipped;
 //   - Tekton (Task, ClusterTask, StepAction, and the inline task specs of
 //     TaskRuns, Pipelines and PipelineRuns): steps over their stepTemplate,
-//     sidecars and volumes as a built pod spec, with the run's podTemplate;
+//     sidecars and volumes as a built pod spec, with the run's podTemplate. The
+//     taskRefs, pipelineRefs and step refs of runs, pipelines and tasks: a bundle
+//     (the bundle field, or the bundles resolver's bundle parameter) is a
+//     [PackageImage] use, a bundle written as a parameter ($(params.x)) an
+//     unrecognised one; a ref by name, or by the cluster resolver, names an object
+//     in the cluster, which is walked where it is applied; any other resolver (git,
+//     hub, http, a custom one) fetches a definition that can run any image, an
+//     [UnrecognisedImage] use. A TaskRun's and a PipelineRun's own annotations
+//     reach the pods Tekton makes and are searched as a Pod's are;
+//   - Crossplane (pkg.crossplane.io Provider, Configuration, Function): spec.package
+//     is a [PackageImage] use;
 //   - any other object: every map holding a list of containers (containers,
 //     initContainers or ephemeralContainers holding objects) is a pod spec, so
 //     spec.template.spec of a workload custom resource, or spec of a Knative
-//     Revision.
+//     Revision (whose metadata is then the pod's, its annotations searched).
 //
 // In every pod spec it finds the containers' images and the image volumes'
 // references. What it does not interpret is searched for values that look like
-// images, each an [UnrecognisedImage] use: a non-empty string under a key named
-// "image" or ending in "Image" (baseImage), or an object under such a key holding a
-// string "reference" (an image volume's shape) or "repository" (Helm values' shape,
-// with its tag and digest). The search leaves out the object's metadata and status,
+// images, each an [UnrecognisedImage] use. Under a key named "image", "imageName",
+// "imageRef" or "imageReference", or ending in one of them capitalised (baseImage,
+// builderImageName), or named "images" or ending in "Images" (extraImages): a
+// non-empty string; an object holding a string "reference" (an image volume's
+// shape) or "repository" (Helm values' shape, with its tag and digest); a list of
+// such strings and objects (a string with a "*" is a pattern, as in a policy's
+// exemptImages, not an image). So a key like imagePullPolicy, imagePullSecrets or
+// imageTag is not searched as an image, and a list under an image key holding
+// objects of another shape is searched inside. The search leaves out the object's
+// metadata (but for the annotations of a pod's metadata, see above) and status,
 // ConfigMaps and Secrets (opaque data that runs nothing), CustomResourceDefinitions
 // (schemas) and Flux's image automation kinds (repositories to watch, not to run).
-// Images written elsewhere (a command's arguments, a Tekton parameter, an Argo
-// resource template's manifest text) are not found.
+// Images written elsewhere (a command's arguments, a Tekton parameter, the
+// annotations of a workload's own metadata, which reach no pod) are not found.
 //
 // Walk returns a *[ShapeError] when a core workload kind holds no pod template, or
 // one that is not an object; the Workload then holds what else it found.
@@ -212,12 +247,28 @@ func Walk(obj *unstructured.Unstructured) (*Workload, error) {
 	if obj == nil {
 		return &Workload{}, nil
 	}
-	w := &walker{wl: &Workload{Object: RefOf(obj)}, seen: map[unsafe.Pointer]bool{}}
-	err := w.object(obj.Object)
-	if !w.opaque {
-		w.search(obj.Object, "", true)
-	}
+	w := newWalker(RefOf(obj), 0)
+	err := w.walk(obj.Object)
 	return w.wl, err
+}
+
+func newWalker(ref ObjectRef, depth int) *walker {
+	return &walker{wl: &Workload{Object: ref}, seen: map[unsafe.Pointer]bool{}, depth: depth}
+}
+
+// walk interprets the object root, then searches the rest for images.
+func (w *walker) walk(root map[string]any) error {
+	err := w.object(root)
+	if w.opaque {
+		return err
+	}
+	if w.podMeta {
+		if meta, ok := root["metadata"].(map[string]any); ok {
+			w.search(meta["annotations"], "metadata.annotations", false)
+		}
+	}
+	w.search(root, "", true)
+	return err
 }
 
 type walker struct {
@@ -225,6 +276,11 @@ type walker struct {
 	// seen holds the maps interpreted, which the search for images skips.
 	seen   map[unsafe.Pointer]bool
 	opaque bool // no search for images
+	// podMeta is set when the object's own annotations reach a pod: a Pod's, a
+	// Tekton run's, an object whose spec is a pod spec.
+	podMeta bool
+	// depth counts the Argo resource manifests the object is inside.
+	depth int
 }
 
 // templateKind says where a kind holds its pod template and whether it must.
@@ -266,6 +322,7 @@ func (w *walker) object(root map[string]any) error {
 		return nil
 	}
 	if ref.Group == "" && ref.Kind == "Pod" {
+		w.podMeta = true
 		spec, ok := root["spec"].(map[string]any)
 		if !ok {
 			return nil
@@ -286,6 +343,8 @@ func (w *walker) object(root map[string]any) error {
 		if w.tekton(root) {
 			return nil
 		}
+	case "pkg.crossplane.io":
+		w.crossplane(root)
 	}
 	w.generic(root, "", nil, root)
 	return nil
@@ -405,6 +464,7 @@ func (w *walker) generic(v any, path string, parent, root map[string]any) {
 			case path == "spec":
 				p.Meta, _ = root["metadata"].(map[string]any)
 				p.MetaPath = "metadata"
+				w.podMeta = true
 			case strings.HasSuffix(path, ".spec"):
 				p.Template = parent
 				p.Meta, _ = parent["metadata"].(map[string]any)
@@ -491,12 +551,39 @@ func (w *walker) guess(v any, path string) bool {
 			w.unrecognised(path+".repository", img, "")
 			return true
 		}
+	case []any:
+		for i, it := range v {
+			m, _ := it.(map[string]any)
+			ip := path + item("", m, i)
+			if s, ok := it.(string); ok {
+				if s != "" && !strings.Contains(s, "*") {
+					w.unrecognised(ip, s, "")
+				}
+				continue
+			}
+			if !w.guess(it, ip) {
+				w.search(it, ip, false)
+			}
+		}
+		return true
 	}
 	return false
 }
 
+// imageKeys are the keys whose values are taken for images, as they are or
+// capitalised at the end of a longer key (baseImage, builderImageName).
+var imageKeys = []string{"image", "imageName", "imageRef", "imageReference", "images"}
+
 func imageKey(k string) bool {
-	return k == "image" || (len(k) > len("Image") && strings.HasSuffix(k, "Image"))
+	for _, ik := range imageKeys {
+		if k == ik {
+			return true
+		}
+		if suffix := "I" + ik[1:]; len(k) > len(suffix) && strings.HasSuffix(k, suffix) {
+			return true
+		}
+	}
+	return false
 }
 
 // item names the i-th item m of a list: [name=x] when it has a name, else [i].

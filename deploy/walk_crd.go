@@ -1,8 +1,16 @@
 package deploy
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"maps"
+	"strconv"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
 )
 
 // podLevel are the pod spec fields a built pod spec takes from the resource that
@@ -142,6 +150,114 @@ func (w *walker) workflow(spec map[string]any, path string) {
 		}
 		w.patch(t, tp)
 		b.done()
+		if r, ok := t["resource"].(map[string]any); ok {
+			w.argoResource(r, tp+".resource")
+		}
+	}
+}
+
+// The bounds of the manifests of Argo resource templates Walk reads.
+const (
+	maxManifest      = 1 << 20 // bytes of one manifest
+	maxManifestDepth = 3       // manifests in manifests
+)
+
+// argoResource walks the manifest of an Argo resource template r at path: each
+// object it creates is walked like a top object and its pod specs and images
+// reported under path.manifest[n]; what cannot be read is an unrecognised use.
+func (w *walker) argoResource(r map[string]any, path string) {
+	if !w.mark(r) {
+		return
+	}
+	if action, _ := r["action"].(string); action == "get" || action == "delete" {
+		return // runs nothing
+	}
+	if mf, ok := r["manifestFrom"]; ok && mf != nil {
+		w.unrecognised(path+".manifestFrom", "", "a manifest read from an artifact when the workflow runs can create pods with any image, which cannot be checked")
+	}
+	v, ok := r["manifest"]
+	if !ok || v == nil {
+		return
+	}
+	mp := path + ".manifest"
+	text, ok := v.(string)
+	switch {
+	case !ok:
+		w.unrecognised(mp, "", fmt.Sprintf("the manifest is a %T, not a string", v))
+		return
+	case len(text) > maxManifest:
+		w.unrecognised(mp, "", fmt.Sprintf("the manifest is %d bytes, more than the %d Walk reads", len(text), maxManifest))
+		return
+	case w.depth >= maxManifestDepth:
+		w.unrecognised(mp, "", fmt.Sprintf("a manifest inside %d manifests is not read", maxManifestDepth))
+		return
+	case strings.Contains(text, "{{"):
+		w.unrecognised(mp, "", "the manifest has workflow parameters ({{...}}), which can change what it creates when the workflow runs, so it cannot be checked")
+		return
+	}
+	var docs []map[string]any
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(text), 4096)
+	for {
+		var doc any
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			w.unrecognised(mp, "", "the manifest cannot be read, so what it creates cannot be checked: "+err.Error())
+			return
+		}
+		if doc == nil {
+			continue
+		}
+		m, ok := doc.(map[string]any)
+		if !ok {
+			w.unrecognised(mp, "", fmt.Sprintf("the manifest holds a %T, not an object, so what it creates cannot be checked", doc))
+			return
+		}
+		docs = append(docs, m)
+	}
+	// rewrite writes the objects back into the manifest, after an image in one of
+	// them was set.
+	rewrite := func() {
+		var parts []string
+		for _, d := range docs {
+			b, err := yaml.Marshal(d)
+			if err != nil {
+				return // values decoded from YAML marshal
+			}
+			parts = append(parts, string(b))
+		}
+		r["manifest"] = strings.Join(parts, "---\n")
+	}
+	for i, d := range docs {
+		prefix := mp + "[" + strconv.Itoa(i) + "]."
+		sub := newWalker(RefOf(&unstructured.Unstructured{Object: d}), w.depth+1)
+		_ = sub.walk(d) // a core workload without a pod template creates no pod
+		for _, u := range sub.wl.Images {
+			u.Object = w.wl.Object
+			u.Path = prefix + u.Path
+			if set := u.set; set != nil {
+				u.set = func(s string) { set(s); rewrite() }
+			}
+			w.wl.Images = append(w.wl.Images, u)
+		}
+		for _, p := range sub.wl.Pods {
+			p.Path = prefix + p.Path
+			if p.MetaPath != "" {
+				p.MetaPath = prefix + p.MetaPath
+			}
+			for k, f := range p.FieldPaths {
+				p.FieldPaths[k] = prefix + f
+			}
+			for j := range p.Containers {
+				p.Containers[j].Path = prefix + p.Containers[j].Path
+			}
+			for j := range p.Volumes {
+				p.Volumes[j].Path = prefix + p.Volumes[j].Path
+			}
+			w.wl.Pods = append(w.wl.Pods, p)
+		}
 	}
 }
 
@@ -165,6 +281,10 @@ func (w *walker) tekton(root map[string]any) bool {
 		return false
 	}
 	switch w.wl.Object.Kind {
+	case "TaskRun", "PipelineRun":
+		w.podMeta = true // Tekton copies a run's annotations to its pods
+	}
+	switch w.wl.Object.Kind {
 	case "Task", "ClusterTask":
 		w.task(spec, "spec", nil, "")
 	case "StepAction":
@@ -176,6 +296,7 @@ func (w *walker) tekton(root map[string]any) bool {
 		if ts, ok := spec["taskSpec"].(map[string]any); ok {
 			w.task(ts, "spec.taskSpec", pt, "spec.podTemplate")
 		}
+		w.tektonRef(spec["taskRef"], "spec.taskRef")
 	case "Pipeline":
 		w.pipeline(spec, "spec", nil, "")
 	case "PipelineRun":
@@ -189,6 +310,7 @@ func (w *walker) tekton(root map[string]any) bool {
 		if ps, ok := spec["pipelineSpec"].(map[string]any); ok {
 			w.pipeline(ps, "spec.pipelineSpec", pt, ptPath)
 		}
+		w.tektonRef(spec["pipelineRef"], "spec.pipelineRef")
 	}
 	return true
 }
@@ -202,9 +324,12 @@ func (w *walker) pipeline(spec map[string]any, path string, pt map[string]any, p
 			if !ok {
 				continue
 			}
+			tp := path + "." + item(list, t, i)
 			if ts, ok := t["taskSpec"].(map[string]any); ok {
-				w.task(ts, path+"."+item(list, t, i)+".taskSpec", pt, ptPath)
+				w.task(ts, tp+".taskSpec", pt, ptPath)
 			}
+			w.tektonRef(t["taskRef"], tp+".taskRef")
+			w.tektonRef(t["pipelineRef"], tp+".pipelineRef")
 		}
 	}
 }
@@ -223,7 +348,9 @@ func (w *walker) task(spec map[string]any, path string, pt map[string]any, ptPat
 	for i, it := range steps {
 		if s, ok := it.(map[string]any); ok {
 			name, _ := s["name"].(string)
-			b.add("containers", name, path+"."+item("steps", s, i), s, stepFields(st, s))
+			sp := path + "." + item("steps", s, i)
+			b.add("containers", name, sp, s, stepFields(st, s))
+			w.tektonRef(s["ref"], sp+".ref")
 		}
 	}
 	sidecars, _ := spec["sidecars"].([]any)
@@ -238,6 +365,58 @@ func (w *walker) task(spec map[string]any, path string, pt map[string]any, ptPat
 		b.addVolumes(spec["volumes"], path+".volumes")
 	}
 	b.done()
+}
+
+// tektonRef records what a Tekton taskRef, pipelineRef or step ref v at path runs
+// from outside the object: a bundle is a package image; a remote resolver's
+// definition can run any image, an unrecognised use. A ref by name or by the
+// cluster resolver names an object in the cluster, walked where it is applied.
+func (w *walker) tektonRef(v any, path string) {
+	r, ok := v.(map[string]any)
+	if !ok || !w.mark(r) {
+		return
+	}
+	if b, ok := r["bundle"]; ok && b != nil && b != "" {
+		w.bundle(r, "bundle", path+".bundle")
+	}
+	resolver, ok := r["resolver"]
+	if !ok || resolver == nil || resolver == "" || resolver == "cluster" {
+		return
+	}
+	if resolver != "bundles" {
+		w.unrecognised(path+".resolver", "", fmt.Sprintf("the %v resolver fetches a definition that can run any image, which cannot be checked", resolver))
+		return
+	}
+	params, _ := r["params"].([]any)
+	for i, it := range params {
+		if p, ok := it.(map[string]any); ok && p["name"] == "bundle" {
+			w.mark(p)
+			w.bundle(p, "value", path+".params"+item("", p, i)+".value")
+			return
+		}
+	}
+	w.unrecognised(path+".params", "", "the bundles resolver without a bundle parameter cannot be checked")
+}
+
+// bundle records the Tekton bundle under key of m at path.
+func (w *walker) bundle(m map[string]any, key, path string) {
+	if s, ok := m[key].(string); ok && strings.Contains(s, "$(") {
+		w.unrecognised(path, s, "the bundle is a parameter, chosen when the pipeline runs, so it cannot be checked")
+		return
+	}
+	w.imageAt(PackageImage, m, key, path, "")
+}
+
+// crossplane records the package of a Crossplane package kind.
+func (w *walker) crossplane(root map[string]any) {
+	switch w.wl.Object.Kind {
+	case "Provider", "Configuration", "Function":
+	default:
+		return
+	}
+	if spec, ok := root["spec"].(map[string]any); ok {
+		w.imageAt(PackageImage, spec, "package", "spec.package", "")
+	}
 }
 
 // stepFields returns a Tekton step (or sidecar) over its step template as a

@@ -411,3 +411,222 @@ spec:
 	// Task.tekton.dev/ci/build volume spec.volumes[name=tools].image.reference tools registry.example/tools:v2
 	// golang@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 }
+
+// TestWalkBypasses: the shapes a review found the walker missed (issue 13 item 3):
+// Tekton bundles and remote resolvers, Crossplane packages, image lists and
+// imageName/imageRef keys, Argo resource templates, a Pod's own annotations.
+func TestWalkBypasses(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		manifest string
+		uses     []string
+		pods     []string
+	}{
+		{
+			name: "Tekton TaskRun: the bundles resolver",
+			manifest: `apiVersion: tekton.dev/v1
+kind: TaskRun
+metadata: {name: tr}
+spec:
+  taskRef:
+    resolver: bundles
+    params:
+    - {name: bundle, value: docker.io/evil/task-bundle:latest}
+    - {name: name, value: build}
+    - {name: kind, value: task}
+`,
+			uses: []string{"package spec.taskRef.params[name=bundle].value =docker.io/evil/task-bundle:latest"},
+		},
+		{
+			name:     "Tekton v1beta1 TaskRun: taskRef.bundle",
+			manifest: "apiVersion: tekton.dev/v1beta1\nkind: TaskRun\nmetadata: {name: tr}\nspec: {taskRef: {name: build, bundle: \"docker.io/evil/task-bundle:latest\"}}\n",
+			uses:     []string{"package spec.taskRef.bundle =docker.io/evil/task-bundle:latest"},
+		},
+		{
+			name:     "Tekton v1beta1 PipelineRun: pipelineRef.bundle",
+			manifest: "apiVersion: tekton.dev/v1beta1\nkind: PipelineRun\nmetadata: {name: pr}\nspec: {pipelineRef: {name: p, bundle: \"docker.io/evil/p:latest\"}}\n",
+			uses:     []string{"package spec.pipelineRef.bundle =docker.io/evil/p:latest"},
+		},
+		{
+			name:     "Tekton PipelineRun: the git resolver",
+			manifest: "apiVersion: tekton.dev/v1\nkind: PipelineRun\nmetadata: {name: pr}\nspec: {pipelineRef: {resolver: git, params: [{name: url, value: \"https://example.com/p.git\"}]}}\n",
+			uses:     []string{"unrecognised spec.pipelineRef.resolver ="},
+		},
+		{
+			name: "Tekton Pipeline: taskRefs by bundle, resolver, cluster and name",
+			manifest: `apiVersion: tekton.dev/v1
+kind: Pipeline
+metadata: {name: p}
+spec:
+  tasks:
+  - {name: byname, taskRef: {name: build}}
+  - {name: cluster, taskRef: {resolver: cluster, params: [{name: name, value: build}]}}
+  - {name: bundle, taskRef: {resolver: bundles, params: [{name: bundle, value: "reg.example/t@sha256:0"}]}}
+  - {name: param, taskRef: {resolver: bundles, params: [{name: bundle, value: "$(params.b)"}]}}
+  - {name: nobundle, taskRef: {resolver: bundles, params: [{name: name, value: x}]}}
+  - {name: hub, taskRef: {resolver: hub, params: [{name: name, value: git-clone}]}}
+  - {name: inner, pipelineRef: {resolver: http, params: [{name: url, value: "https://x/p.yaml"}]}}
+  finally:
+  - {name: old, taskRef: {bundle: "reg.example/old:1"}}
+`,
+			uses: []string{
+				"package spec.tasks[name=bundle].taskRef.params[name=bundle].value =reg.example/t@sha256:0",
+				"unrecognised spec.tasks[name=param].taskRef.params[name=bundle].value =$(params.b)",
+				"unrecognised spec.tasks[name=nobundle].taskRef.params =",
+				"unrecognised spec.tasks[name=hub].taskRef.resolver =",
+				"unrecognised spec.tasks[name=inner].pipelineRef.resolver =",
+				"package spec.finally[name=old].taskRef.bundle =reg.example/old:1",
+			},
+		},
+		{
+			name:     "Tekton Task: a step's remote StepAction",
+			manifest: "apiVersion: tekton.dev/v1\nkind: Task\nmetadata: {name: t}\nspec: {steps: [{name: s, ref: {resolver: git, params: []}}]}\n",
+			uses:     []string{"unrecognised spec.steps[name=s].ref.resolver ="},
+			pods:     []string{"spec: containers=spec.steps[name=s]"},
+		},
+		{
+			name:     "Crossplane Provider",
+			manifest: "apiVersion: pkg.crossplane.io/v1\nkind: Provider\nmetadata: {name: aws}\nspec: {package: \"xpkg.upbound.io/evil/provider-aws:latest\", packagePullPolicy: Always}\n",
+			uses:     []string{"package spec.package =xpkg.upbound.io/evil/provider-aws:latest"},
+		},
+		{
+			name:     "Crossplane Function",
+			manifest: "apiVersion: pkg.crossplane.io/v1beta1\nkind: Function\nmetadata: {name: f}\nspec: {package: \"xpkg.upbound.io/fn:v1\"}\n",
+			uses:     []string{"package spec.package =xpkg.upbound.io/fn:v1"},
+		},
+		{
+			name:     "Crossplane Configuration",
+			manifest: "apiVersion: pkg.crossplane.io/v1\nkind: Configuration\nmetadata: {name: c}\nspec: {package: \"xpkg.upbound.io/c:v1\"}\n",
+			uses:     []string{"package spec.package =xpkg.upbound.io/c:v1"},
+		},
+		{
+			name: "custom resource: image lists, imageName, imageRef",
+			manifest: `apiVersion: example.com/v1
+kind: Thing
+metadata: {name: x}
+spec:
+  images: ["evil/a:latest", "", "gcr.io/allowed/*"]
+  extraImages: [{name: side, image: "evil/b:1"}, {reference: "evil/c:1"}]
+  builder: {imageName: "evil/d:1", runImageRef: "evil/e:1", imageReference: "evil/f:1"}
+`,
+			uses: []string{
+				"unrecognised spec.builder.imageName =evil/d:1",
+				"unrecognised spec.builder.imageReference =evil/f:1",
+				"unrecognised spec.builder.runImageRef =evil/e:1",
+				"unrecognised spec.extraImages[name=side].image =evil/b:1",
+				"unrecognised spec.extraImages[1].reference =evil/c:1",
+				"unrecognised spec.images[0] =evil/a:latest",
+			},
+		},
+		{
+			name: "custom resource: ordinary fields are not images",
+			manifest: `apiVersion: example.com/v1
+kind: Thing
+metadata: {name: x}
+spec:
+  imagePullPolicy: Always
+  imagePullSecrets: [{name: regcred}]
+  imageTag: v1
+  imageCount: 3
+  imageNamespace: team
+  images: [{name: app, newTag: v2}, 7, ""]
+  exemptImages: ["docker.io/library/*"]
+  imageName: ""
+  imageRefs: {policy: strict}
+  pageImages: []
+`,
+		},
+		{
+			name: "Argo resource templates",
+			manifest: `apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  templates:
+  - name: pod
+    resource:
+      action: create
+      manifest: |
+        apiVersion: v1
+        kind: Pod
+        metadata: {generateName: x-, annotations: {sidecar.istio.io/proxyImage: "evil/proxy:1"}}
+        spec: {containers: [{name: main, image: "docker.io/evil/pod:latest"}]}
+        ---
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: c}
+        data: {image: "not-run:1"}
+  - name: params
+    resource: {action: apply, manifest: "apiVersion: v1\nkind: Pod\nmetadata: {name: '{{workflow.name}}'}\nspec: {containers: [{name: c, image: 'ok:1'}]}\n"}
+  - name: gone
+    resource: {action: delete, manifest: "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: 'x:1'}]}\n"}
+  - name: garbage
+    resource: {action: create, manifest: "[1, 2"}
+  - name: artifact
+    resource: {action: create, manifestFrom: {artifact: {name: m}}}
+`,
+			uses: []string{
+				"container spec.templates[name=pod].resource.manifest[0].spec.containers[name=main].image main=docker.io/evil/pod:latest",
+				"unrecognised spec.templates[name=pod].resource.manifest[0].metadata.annotations.sidecar.istio.io/proxyImage =evil/proxy:1",
+				"unrecognised spec.templates[name=params].resource.manifest =",
+				"unrecognised spec.templates[name=garbage].resource.manifest =",
+				"unrecognised spec.templates[name=artifact].resource.manifestFrom =",
+			},
+			pods: []string{"spec.templates[name=pod].resource.manifest[0].spec: containers=spec.templates[name=pod].resource.manifest[0].spec.containers[name=main]"},
+		},
+		{
+			name:     "Pod: its own annotations",
+			manifest: "apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {sidecar.istio.io/proxyImage: \"docker.io/evil/proxy:latest\", note: x}}\nspec: {containers: [{name: c, image: \"c:1\"}]}\n",
+			uses: []string{"container spec.containers[name=c].image c=c:1",
+				"unrecognised metadata.annotations.sidecar.istio.io/proxyImage =docker.io/evil/proxy:latest"},
+			pods: []string{"spec: containers=spec.containers[name=c]"},
+		},
+		{
+			name:     "Tekton TaskRun: its annotations reach the pod",
+			manifest: "apiVersion: tekton.dev/v1\nkind: TaskRun\nmetadata: {name: tr, annotations: {sidecar.istio.io/proxyImage: \"evil/proxy:1\"}}\nspec: {taskRef: {name: build}}\n",
+			uses:     []string{"unrecognised metadata.annotations.sidecar.istio.io/proxyImage =evil/proxy:1"},
+		},
+		{
+			name:     "Deployment: its own annotations reach no pod",
+			manifest: "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, annotations: {sidecar.istio.io/proxyImage: \"evil/proxy:1\"}}\nspec: {template: {spec: {containers: [{name: c, image: \"c:1\"}]}}}\n",
+			uses:     []string{"container spec.template.spec.containers[name=c].image c=c:1"},
+			pods:     []string{"spec.template.spec: containers=spec.template.spec.containers[name=c]"},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := deploy.Walk(obj(t, tt.manifest))
+			require.NoError(t, err)
+			assert.Equal(t, tt.uses, uses(w))
+			assert.Equal(t, tt.pods, pods(w))
+			for _, u := range w.Images {
+				assert.Equal(t, w.Object, u.Object)
+				if u.Kind == deploy.UnrecognisedImage && u.Image == "" {
+					assert.NotEmpty(t, u.Note, u.Path)
+				}
+			}
+		})
+	}
+}
+
+// TestSetImageBeyondContainers pins a Tekton bundle, a Crossplane package and an
+// image in an Argo resource template's manifest in place.
+func TestSetImageBeyondContainers(t *testing.T) {
+	for _, manifest := range []string{
+		"apiVersion: tekton.dev/v1\nkind: TaskRun\nmetadata: {name: tr}\nspec: {taskRef: {resolver: bundles, params: [{name: bundle, value: \"b:1\"}]}}\n",
+		"apiVersion: tekton.dev/v1beta1\nkind: PipelineRun\nmetadata: {name: pr}\nspec: {pipelineRef: {name: p, bundle: \"b:1\"}}\n",
+		"apiVersion: pkg.crossplane.io/v1\nkind: Provider\nmetadata: {name: p}\nspec: {package: \"b:1\"}\n",
+		"apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {name: wf}\nspec: {templates: [{name: t, resource: {action: create, manifest: \"" +
+			`apiVersion: batch/v1\nkind: Job\nmetadata: {name: j}\nspec: {template: {spec: {containers: [{name: c, image: 'b:1'}]}}}\n` + "\"}}]}\n",
+	} {
+		o := obj(t, manifest)
+		w, err := deploy.Walk(o)
+		require.NoError(t, err)
+		require.Len(t, w.Images, 1, manifest)
+		require.NoError(t, w.Images[0].SetImage("b:1@sha256:0"))
+		again, err := deploy.Walk(o)
+		require.NoError(t, err)
+		require.Len(t, again.Images, 1)
+		assert.Equal(t, "b:1@sha256:0", again.Images[0].Image, manifest)
+		assert.Equal(t, w.Images[0].Path, again.Images[0].Path)
+	}
+}
