@@ -44,8 +44,9 @@ func forContainers(o *object, f func(p *podTemplate, ref containerRef) []Violati
 	return vs
 }
 
-// forImages runs f on each image of o's pods, containers' and image volumes', with
-// the image's field path.
+// forImages runs f on each image of o's pods, containers' and image volumes', and
+// on each package image (a Tekton bundle, a Crossplane package), with the image's
+// field path.
 func forImages(o *object, f func(image, path string) []Violation) []Violation {
 	vs := forContainers(o, func(_ *podTemplate, ref containerRef) []Violation {
 		return f(ref.c.Image, ref.path+".image")
@@ -56,6 +57,9 @@ func forImages(o *object, f func(image, path string) []Violation) []Violation {
 				vs = append(vs, f(v.Image.Reference, p.volumePaths[i]+".image.reference")...)
 			}
 		}
+	}
+	for _, u := range o.packages {
+		vs = append(vs, f(u.Image, u.Path)...)
 	}
 	return vs
 }

@@ -22,6 +22,9 @@ type object struct {
 	// unrecognised holds the values that look like images where deploy.Walk
 	// cannot interpret them.
 	unrecognised []deploy.ImageUse
+	// packages holds the package images (Tekton bundles, Crossplane packages)
+	// deploy.Walk finds.
+	packages []deploy.ImageUse
 	// secretKeys holds, for a Secret, the keys under "data" and "stringData".
 	secretKeys map[string][]string
 }
@@ -80,8 +83,11 @@ func read(u *unstructured.Unstructured) (o *object, err error) {
 		return nil, err
 	}
 	for _, use := range w.Images {
-		if use.Kind == deploy.UnrecognisedImage {
+		switch use.Kind {
+		case deploy.UnrecognisedImage:
 			o.unrecognised = append(o.unrecognised, use)
+		case deploy.PackageImage:
+			o.packages = append(o.packages, use)
 		}
 	}
 	for _, p := range w.Pods {
@@ -91,7 +97,7 @@ func read(u *unstructured.Unstructured) (o *object, err error) {
 		}
 		o.pods = append(o.pods, pt)
 	}
-	if len(o.pods) == 0 && len(o.unrecognised) == 0 {
+	if len(o.pods) == 0 && len(o.unrecognised) == 0 && len(o.packages) == 0 {
 		return nil, nil
 	}
 	return o, nil

@@ -176,3 +176,19 @@ func TestUnrecognisedImage(t *testing.T) {
 	assert.True(t, res.Passed())
 	assert.True(t, slices.ContainsFunc(res.Disabled, func(d policy.Disabled) bool { return d.Rule == "image-unrecognised" }))
 }
+
+// TestPackageImages: a Tekton bundle and a Crossplane package by tag are reported
+// like a container's image, and a TaskRun from git as an unrecognised image.
+func TestPackageImages(t *testing.T) {
+	c, err := policy.New(policy.WithLevel(policy.Privileged))
+	require.NoError(t, err)
+	res, err := c.Check(t.Context(), decode(t, `{"apiVersion":"pkg.crossplane.io/v1","kind":"Provider","metadata":{"name":"aws"},"spec":{"package":"xpkg.upbound.io/evil/provider-aws:latest"}}
+{"apiVersion":"tekton.dev/v1beta1","kind":"TaskRun","metadata":{"name":"tr","namespace":"ci"},"spec":{"taskRef":{"name":"t","bundle":"docker.io/evil/t@sha256:0000000000000000000000000000000000000000000000000000000000000000"}}}
+{"apiVersion":"tekton.dev/v1","kind":"TaskRun","metadata":{"name":"git","namespace":"ci"},"spec":{"taskRef":{"resolver":"git","params":[]}}}`))
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{
+		"image-digest Provider /aws spec.package",
+		"image-latest Provider /aws spec.package",
+		"image-unrecognised TaskRun ci/git spec.taskRef.resolver",
+	}, brief(res.Violations))
+}
