@@ -2,7 +2,8 @@
 // and apply that no other tool offers as a library. For every image the objects run,
 // as deploy.Walk finds them (containers, init and ephemeral containers and image
 // volumes of every pod spec: workloads, Rollouts, Knative, Argo Workflows, Tekton,
-// any custom resource with a list of containers), it checks that
+// any custom resource with a list of containers; Tekton bundles and Crossplane
+// packages), it checks that
 //
 //   - the image is pinned by digest (a tag can move after the gate looked);
 //   - its registry is allowed: by the allow-list of [WithRegistries] when the gate
