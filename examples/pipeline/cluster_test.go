@@ -25,6 +25,7 @@ import (
 	"github.com/shipkit/shipkit/deploy/rollout"
 	"github.com/shipkit/shipkit/examples/pipeline/job"
 	"github.com/shipkit/shipkit/internal/testbed"
+	"github.com/shipkit/shipkit/observe"
 )
 
 // TestMainJobLocalCluster runs the README's local-cluster mode on the test bed's
@@ -39,10 +40,9 @@ func TestMainJobLocalCluster(t *testing.T) {
 	tracePath := filepath.Join(t.TempDir(), "trace.json")
 	o, err := parseFlags(flag.NewFlagSet("pipeline", flag.ContinueOnError), []string{
 		"-source", "../hello", "-platforms", "linux/amd64", "-cluster", "local", "-keep", "-trace", tracePath,
-		"-analysis-interval", "1s",
 	})
 	require.NoError(t, err)
-	assert.Equal(t, time.Second, o.cfg.AnalysisInterval)
+	assert.Equal(t, localAnalysisInterval, o.cfg.AnalysisInterval)
 	assert.Equal(t, localTimeout, o.timeout)
 	o.plain = true
 
@@ -208,4 +208,34 @@ func TestParseFlagsLocal(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, job.Defaults().AnalysisInterval, o.cfg.AnalysisInterval, "without -cluster the job is unchanged")
 	assert.Empty(t, o.local.cluster)
+}
+
+// TestBuildTestbed: -build-testbed runs hack/testbed.sh of the repository above the
+// working directory, its log lines as the step's progress, and names its last line
+// when it fails.
+func TestBuildTestbed(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "hack"), 0o755))
+	script := filepath.Join(dir, "hack", "testbed.sh")
+	sub := filepath.Join(dir, "examples", "pipeline")
+	require.NoError(t, os.MkdirAll(sub, 0o755))
+	t.Chdir(sub)
+	var lines []string
+	obs := observe.ObserverFunc(func(e observe.Event) {
+		if e.Phase == observe.Progress {
+			lines = append(lines, e.Message)
+		}
+	})
+
+	require.NoError(t, os.WriteFile(script, []byte("echo '[testbed] building' >&2\necho '[testbed] done' >&2\npwd\n"), 0o755))
+	require.NoError(t, buildTestbed(t.Context(), obs))
+	assert.Equal(t, []string{"[testbed] building", "[testbed] done"}, lines)
+
+	require.NoError(t, os.WriteFile(script, []byte("echo '[testbed] no Go module proxy' >&2\nexit 3\n"), 0o755))
+	err := buildTestbed(t.Context(), obs)
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "hack/testbed.sh: exit status 3 (last line: [testbed] no Go module proxy)")
+
+	t.Chdir(t.TempDir())
+	assert.ErrorContains(t, buildTestbed(t.Context(), obs), "hack/testbed.sh not found")
 }
