@@ -26,6 +26,7 @@ type RolloutError struct {
 	Message string
 }
 
+// Error names the object whose rollout failed and the reason it gave.
 func (e *RolloutError) Error() string { return fmt.Sprintf("%s failed: %s", e.Object, e.Message) }
 
 // TimeoutError lists the objects that were not healthy when a wait ended.
@@ -35,6 +36,7 @@ type TimeoutError struct {
 	Err     error // context.DeadlineExceeded or the context's error
 }
 
+// Error lists the objects not yet healthy, each with its state, and the cause.
 func (e *TimeoutError) Error() string {
 	var lines []string
 	for ref, msg := range e.Pending {
@@ -76,6 +78,7 @@ func (m *Manager) wait(ctx context.Context, objs []*object, timeout time.Duratio
 }
 
 func (m *Manager) waitFor(ctx context.Context, objs []*object, timeout time.Duration, step *observe.Step) error {
+	since := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	pending := map[int]string{}
@@ -96,7 +99,7 @@ func (m *Manager) waitFor(ctx context.Context, objs []*object, timeout time.Dura
 		)
 		m.forEach(ctx, len(idx), func(ctx context.Context, k int) {
 			o := objs[idx[k]]
-			st, msg, err := m.health(ctx, o)
+			st, msg, err := m.health(ctx, o, since)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -130,8 +133,12 @@ func (m *Manager) waitFor(ctx context.Context, objs []*object, timeout time.Dura
 	}
 }
 
-// health reads one object and computes its kstatus.
-func (m *Manager) health(ctx context.Context, o *object) (status.Status, string, error) {
+// health reads one object and computes its kstatus. A Deployment whose progress
+// deadline was exceeded before since (the wait's start) has not failed this
+// rollout: the controller keeps that condition after a new spec (a rollback to a
+// ReplicaSet that still exists, say) until it sees progress, while observedGeneration
+// has already caught up, so kstatus would call the new rollout failed at once.
+func (m *Manager) health(ctx context.Context, o *object, since time.Time) (status.Status, string, error) {
 	live, err := o.resource(m.client).Get(ctx, o.obj.GetName(), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return status.NotFoundStatus, "not found", nil
@@ -143,6 +150,9 @@ func (m *Manager) health(ctx context.Context, o *object) (status.Status, string,
 	if err != nil {
 		return status.UnknownStatus, "", err
 	}
+	if res.Status == status.FailedStatus && deadlineExceededBefore(live, since) {
+		return status.InProgressStatus, "progress deadline exceeded before this wait; waiting for the controller to see progress", nil
+	}
 	if res.Status == status.CurrentStatus && conditionStatus(live, "Available") == "False" {
 		return status.InProgressStatus, "condition Available is False", nil
 	}
@@ -153,6 +163,28 @@ func (m *Manager) health(ctx context.Context, o *object) (status.Status, string,
 		return status.InProgressStatus, res.Message, nil
 	}
 	return res.Status, res.Message, nil
+}
+
+// deadlineExceededBefore reports whether u is a Deployment whose Progressing
+// condition says ProgressDeadlineExceeded since a time not after since. The
+// condition's time is the controller's clock, to the second: with a cluster clock
+// behind ours, a deadline exceeded during the wait can look older, and the wait
+// then ends in a TimeoutError rather than a RolloutError.
+func deadlineExceededBefore(u *unstructured.Unstructured, since time.Time) bool {
+	if gvk := u.GroupVersionKind(); gvk.Group != "apps" || gvk.Kind != "Deployment" {
+		return false
+	}
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		cm, _ := c.(map[string]any)
+		if cm["type"] != "Progressing" || cm["reason"] != "ProgressDeadlineExceeded" {
+			continue
+		}
+		at, _ := cm["lastUpdateTime"].(string)
+		t, err := time.Parse(time.RFC3339, at)
+		return err == nil && !t.After(since)
+	}
+	return false
 }
 
 // conditionStatus returns the status of u's condition typ, "" when it has none.
