@@ -162,6 +162,27 @@ func TestWebhookRegistryAllowList(t *testing.T) {
 	t.Run("a signed image from an allowed registry is admitted", func(t *testing.T) {
 		require.NoError(t, create(ctx, c, ns, podOf("web", signed.String()), true))
 	})
+	t.Run("without an allow-list plain HTTP is refused", func(t *testing.T) {
+		verifier, err := cosign.NewVerifier(sign.Policy{TrustedKeys: []sign.TrustedKey{key.TrustedKey("ci")}})
+		require.NoError(t, err)
+		g, err := gate.New(gate.WithVerifier(verifier)) // no WithRegistries: HTTPS anywhere, no plain HTTP
+		require.NoError(t, err)
+		h, err := admission.NewHandler(g)
+		require.NoError(t, err)
+		srv := httptest.NewTLSServer(h)
+		t.Cleanup(srv.Close)
+		ns := c.NewNamespace(t)
+		register(t, c, ns, srv)
+		before := outsideHits.Load()
+		for _, img := range []string{pinnedIn(t, outside, "app"), signed.String()} {
+			err := create(ctx, c, ns, podOf("plain", img), false)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "image "+img+": registry ")
+			assert.Contains(t, err.Error(), "would be read over plain HTTP")
+			t.Log(err)
+		}
+		assert.Equal(t, before, outsideHits.Load(), "no request reached the registry")
+	})
 	t.Run("an insecure registry not listed as insecure", func(t *testing.T) {
 		ns := webhook(t, c, key, gate.Registries{Hosts: []string{host}})
 		err := create(ctx, c, ns, podOf("web", signed.String()), false)
