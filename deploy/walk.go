@@ -228,7 +228,9 @@ func Images(objs []*unstructured.Unstructured) []ImageUse {
 // references. What it does not interpret is searched for values that look like
 // images, each an [UnrecognisedImage] use. Under a key named "image", "imageName",
 // "imageRef" or "imageReference", or ending in one of them capitalised (baseImage,
-// builderImageName), or named "images" or ending in "Images" (extraImages): a
+// builderImageName), or named "images" or ending in "Images" (extraImages), or
+// ending in "/image", "-image" or "_image" (annotations such as
+// config.linkerd.io/proxy-image, which an injector turns into a container): a
 // non-empty string; an object holding a string "reference" (an image volume's
 // shape) or "repository" (Helm values' shape, with its tag and digest); a list of
 // such strings and objects (a string with a "*" is a pattern, as in a policy's
@@ -575,6 +577,13 @@ func (w *walker) guess(v any, path string) bool {
 var imageKeys = []string{"image", "imageName", "imageRef", "imageReference", "images"}
 
 func imageKey(k string) bool {
+	// An annotation's name: an injector's image (config.linkerd.io/proxy-image,
+	// vault.hashicorp.com/agent-image, dapr.io/sidecar-image).
+	for _, sep := range []string{"/", "-", "_"} {
+		if len(k) > len(sep+"image") && strings.HasSuffix(k, sep+"image") {
+			return true
+		}
+	}
 	for _, ik := range imageKeys {
 		if k == ik {
 			return true

@@ -575,10 +575,15 @@ spec:
 			pods: []string{"spec.templates[name=pod].resource.manifest[0].spec: containers=spec.templates[name=pod].resource.manifest[0].spec.containers[name=main]"},
 		},
 		{
-			name:     "Pod: its own annotations",
-			manifest: "apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {sidecar.istio.io/proxyImage: \"docker.io/evil/proxy:latest\", note: x}}\nspec: {containers: [{name: c, image: \"c:1\"}]}\n",
+			name: "Pod: its own annotations",
+			manifest: "apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {sidecar.istio.io/proxyImage: \"docker.io/evil/proxy:latest\", note: x, " +
+				"config.linkerd.io/proxy-image: \"evil/l:1\", vault.hashicorp.com/agent-image: \"evil/v:1\", example.com/image: \"evil/e:1\", " +
+				"argocd-image-updater.argoproj.io/image-list: \"app=nginx\", kubectl.kubernetes.io/default-container: c}}\nspec: {containers: [{name: c, image: \"c:1\"}]}\n",
 			uses: []string{"container spec.containers[name=c].image c=c:1",
-				"unrecognised metadata.annotations.sidecar.istio.io/proxyImage =docker.io/evil/proxy:latest"},
+				"unrecognised metadata.annotations.config.linkerd.io/proxy-image =evil/l:1",
+				"unrecognised metadata.annotations.example.com/image =evil/e:1",
+				"unrecognised metadata.annotations.sidecar.istio.io/proxyImage =docker.io/evil/proxy:latest",
+				"unrecognised metadata.annotations.vault.hashicorp.com/agent-image =evil/v:1"},
 			pods: []string{"spec: containers=spec.containers[name=c]"},
 		},
 		{
