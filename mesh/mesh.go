@@ -30,6 +30,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/shipkit/shipkit/internal/option"
 )
 
 // Router shifts traffic between the stable and the canary version of one workload.
@@ -69,8 +71,10 @@ var ErrUnsupported = errors.New("not supported by this router")
 // ErrInvalidOption is matched (errors.Is) by the error of a router's constructor
 // (New and NewWithClient of mesh/gateway, mesh/istio and mesh/replicas) given an
 // option with a value it cannot use, such as an empty field manager. The error
-// names the option; nothing is contacted before it is returned.
-var ErrInvalidOption = errors.New("invalid option")
+// names the option; nothing is contacted before it is returned. It is the same
+// sentinel as deploy.ErrInvalidOption and cosign.ErrInvalidOption, one value for
+// every stage.
+var ErrInvalidOption = option.ErrInvalid
 
 // ErrPrerequisite is wrapped by the errors of [Checker.Check] (and of the router's
 // other methods, which check before their first write) when a CRD is not installed or
@@ -89,6 +93,7 @@ type PrerequisiteError struct {
 	Err error
 }
 
+// Error names the object, what is wrong with it and, when there is one, the cause.
 func (e *PrerequisiteError) Error() string {
 	if e.Err != nil {
 		return fmt.Sprintf("%s: %s: %v", e.Object, e.Problem, e.Err)

@@ -9,6 +9,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/internal/option"
 	"github.com/shipkit/shipkit/observe"
 )
 
@@ -37,9 +39,12 @@ type Cluster struct {
 }
 
 // Options configure [Apply] and [Plan]. The zero value works on
-// [DefaultConcurrency] clusters at once and does not stop at a failure.
+// [DefaultConcurrency] clusters at once and does not stop at a failure. Options
+// that cannot work (a negative Concurrency) are refused before any cluster is
+// contacted, with an error wrapping [deploy.ErrInvalidOption] that names them.
 type Options struct {
-	// Concurrency bounds how many clusters are worked on at once.
+	// Concurrency bounds how many clusters are worked on at once: 0 means
+	// [DefaultConcurrency]; a negative value is refused.
 	Concurrency int
 	// StopOnFailure cancels the clusters still running at the first failure and
 	// skips those not started; their results say so ([ErrSkipped], or the
@@ -76,6 +81,7 @@ type Error struct {
 	Total int
 }
 
+// Error names the clusters that failed or were skipped, with their errors and counts.
 func (e *Error) Error() string {
 	parts := make([]string, len(e.Failed))
 	skipped := 0
@@ -123,13 +129,10 @@ func Plan(ctx context.Context, clusters []Cluster, objs []*unstructured.Unstruct
 }
 
 func run(ctx context.Context, verb string, clusters []Cluster, opts Options, do func(context.Context, Cluster) (*deploy.ChangeSet, error)) ([]Result, error) {
-	if err := validate(clusters); err != nil {
+	if err := validate(clusters, opts); err != nil {
 		return nil, err
 	}
-	n := opts.Concurrency
-	if n <= 0 {
-		n = DefaultConcurrency
-	}
+	n := cmp.Or(opts.Concurrency, DefaultConcurrency)
 	step := observe.StartStep(opts.Observer, observe.StageDeploy, "fleet", int64(len(clusters)),
 		fmt.Sprintf("%s in %d clusters", verb, len(clusters)))
 	parent := ctx
@@ -191,7 +194,11 @@ func run(ctx context.Context, verb string, clusters []Cluster, opts Options, do 
 	return results, nil
 }
 
-func validate(clusters []Cluster) error {
+// validate checks the clusters and the options before anything is contacted.
+func validate(clusters []Cluster, opts Options) error {
+	if opts.Concurrency < 0 {
+		return fmt.Errorf("fleet: %w", option.Errorf("Concurrency %d is negative (0 means DefaultConcurrency)", opts.Concurrency))
+	}
 	seen := map[string]bool{}
 	for i, c := range clusters {
 		switch {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/shipkit/shipkit/deploy"
 	"github.com/shipkit/shipkit/deploy/fleet"
+	"github.com/shipkit/shipkit/mesh"
 )
 
 // gate counts the clusters being worked on and holds each until the test releases
@@ -186,4 +187,20 @@ func TestStopOnFailureSkipsUnstarted(t *testing.T) {
 	assert.Equal(t, "c1", fe.Failed[0].Cluster)
 	_, _, started = g.state()
 	assert.ElementsMatch(t, names, started, "every cluster ran")
+}
+
+// TestNegativeConcurrencyRefused: a negative Concurrency is refused before any
+// cluster starts, with an error naming it that matches the one invalid-option
+// sentinel of every stage (deploy's and mesh's are the same value); 0 is the default.
+func TestNegativeConcurrencyRefused(t *testing.T) {
+	for _, run := range []func(context.Context, []fleet.Cluster, []*unstructured.Unstructured, fleet.Options) ([]fleet.Result, error){fleet.Apply, fleet.Plan} {
+		g := newGate()
+		results, err := run(t.Context(), []fleet.Cluster{g.cluster("a")}, nil, fleet.Options{Concurrency: -1})
+		require.ErrorIs(t, err, deploy.ErrInvalidOption)
+		assert.ErrorIs(t, err, mesh.ErrInvalidOption, "one sentinel across stages")
+		assert.ErrorContains(t, err, "Concurrency -1")
+		assert.Nil(t, results)
+		_, _, started := g.state()
+		assert.Empty(t, started, "no cluster contacted")
+	}
 }

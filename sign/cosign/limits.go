@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+
+	"github.com/shipkit/shipkit/internal/option"
 )
 
 // Defaults of the limits a [Verifier] reads a registry within. A registry a
@@ -46,15 +48,17 @@ const (
 const maxManifestSize = 4 << 20
 
 // ErrInvalidOption is matched (errors.Is) by the error of [NewVerifier] or
-// [NewSigner] for an option with an invalid value (a limit of 0 or less).
-var ErrInvalidOption = errors.New("invalid option")
+// [NewSigner] for an option with an invalid value (a limit of 0 or less). It is the
+// same sentinel as deploy.ErrInvalidOption and mesh.ErrInvalidOption, one value for
+// every stage.
+var ErrInvalidOption = option.ErrInvalid
 
 // limits are the bounds of one verification's reads.
 type limits struct {
 	maxLayers, concurrency, maxPlatforms int
 	maxPayload                           int64
 	// invalid lists the options given invalid values, reported by validate.
-	invalid []string
+	invalid option.List
 }
 
 func defaultLimits() limits {
@@ -64,20 +68,11 @@ func defaultLimits() limits {
 
 // validate returns an error wrapping [ErrInvalidOption] that names each invalid
 // option.
-func (l *limits) validate() error {
-	if len(l.invalid) == 0 {
-		return nil
-	}
-	errs := make([]error, len(l.invalid))
-	for i, s := range l.invalid {
-		errs[i] = fmt.Errorf("%s: %w", s, ErrInvalidOption)
-	}
-	return errors.Join(errs...)
-}
+func (l *limits) validate() error { return l.invalid.Err("") }
 
-func (l *limits) setInt(p *int, option string, n int) {
+func (l *limits) setInt(p *int, name string, n int) {
 	if n <= 0 {
-		l.invalid = append(l.invalid, fmt.Sprintf("%s(%d): must be at least 1", option, n))
+		l.invalid.Addf("%s(%d): must be at least 1", name, n)
 		return
 	}
 	*p = n
@@ -107,7 +102,7 @@ func WithMaxLayers(n int) Option {
 func WithMaxPayloadSize(n int64) Option {
 	return func(o *options) {
 		if n <= 0 {
-			o.limits.invalid = append(o.limits.invalid, fmt.Sprintf("cosign.WithMaxPayloadSize(%d): must be at least 1", n))
+			o.limits.invalid.Addf("cosign.WithMaxPayloadSize(%d): must be at least 1", n)
 			return
 		}
 		o.limits.maxPayload = n

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/shipkit/shipkit/mesh"
 	"github.com/shipkit/shipkit/sign"
 	"github.com/shipkit/shipkit/sign/cosign"
 )
@@ -28,6 +29,7 @@ func TestLimitOptionsValidated(t *testing.T) {
 	} {
 		_, err := cosign.NewVerifier(p, tc.opt)
 		require.ErrorIs(t, err, cosign.ErrInvalidOption)
+		assert.ErrorIs(t, err, mesh.ErrInvalidOption, "one sentinel across stages (deploy's too)")
 		assert.ErrorContains(t, err, tc.want)
 		_, err = cosign.NewSigner(trusted.key, tc.opt)
 		require.ErrorIs(t, err, cosign.ErrInvalidOption)

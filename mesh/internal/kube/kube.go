@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
+	"github.com/shipkit/shipkit/internal/option"
 	"github.com/shipkit/shipkit/mesh"
 	"github.com/shipkit/shipkit/observe"
 )
@@ -70,13 +71,11 @@ type Settings struct {
 	Logger *slog.Logger
 	// Errs are the errors of the options given values they cannot use, each
 	// wrapping [mesh.ErrInvalidOption].
-	Errs []error
+	Errs option.List
 }
 
 // Invalid records that an option was given a value it cannot use.
-func (s *Settings) Invalid(format string, args ...any) {
-	s.Errs = append(s.Errs, fmt.Errorf("%w: %s", mesh.ErrInvalidOption, fmt.Sprintf(format, args...)))
-}
+func (s *Settings) Invalid(format string, args ...any) { s.Errs.Addf(format, args...) }
 
 // SetFieldManager sets the field manager, or records why name cannot be one (the API
 // server's rule: 1 to 128 printable characters).
@@ -100,7 +99,7 @@ func (s *Settings) Err(dyn dynamic.Interface, errs []error) error {
 	if dyn == nil {
 		errs = append(errs, errors.New("no client"))
 	}
-	return errors.Join(append(s.Errs, errs...)...)
+	return s.Errs.Err("", errs...)
 }
 
 // Log returns the logger set, or one that discards.
