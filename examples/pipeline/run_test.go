@@ -105,7 +105,7 @@ func TestMainJobDeniedByVulnerability(t *testing.T) {
 	assert.Regexp(t, `(?m)^    denied: .*Deployment/hello/hello: container hello: image .*@sha256:[0-9a-f]{64}: .*GHSA-69ch-w2m2-3vjp`, stdout)
 	assert.Regexp(t, `(?m)^gate +denied `, stdout)
 	assert.Regexp(t, `(?m)^deploy +skipped +-$`, stdout)
-	assert.Contains(t, stderr, "gate denied the image")
+	assert.Contains(t, stderr, "pipeline: gate: objects denied by policy")
 	assert.Contains(t, stderr, "GHSA-69ch-w2m2-3vjp")
 	assert.NotContains(t, stdout, " created\n", "nothing may be planned after a denial")
 }
