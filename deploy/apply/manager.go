@@ -58,6 +58,7 @@ import (
 
 	"github.com/shipkit/shipkit/deploy"
 	"github.com/shipkit/shipkit/deploy/internal/seal"
+	"github.com/shipkit/shipkit/internal/option"
 	"github.com/shipkit/shipkit/observe"
 )
 
@@ -213,27 +214,27 @@ func NewWithClient(client dynamic.Interface, mapper meta.ResettableRESTMapper, o
 // validate returns the sealer of RevisionKey (nil without one), or an error naming
 // every option that cannot work.
 func (o *Options) validate() (*seal.Sealer, error) {
-	var errs []string
+	var errs option.List
 	if o.Wait < 0 {
-		errs = append(errs, fmt.Sprintf("Wait %v is negative", o.Wait))
+		errs.Addf("Wait %v is negative", o.Wait)
 	}
 	if o.PollInterval < 0 {
-		errs = append(errs, fmt.Sprintf("PollInterval %v is negative", o.PollInterval))
+		errs.Addf("PollInterval %v is negative", o.PollInterval)
 	}
 	if o.Concurrency < 0 {
-		errs = append(errs, fmt.Sprintf("Concurrency %d is negative", o.Concurrency))
+		errs.Addf("Concurrency %d is negative", o.Concurrency)
 	}
 	if len(o.FieldManager) > maxFieldManager || strings.IndexFunc(o.FieldManager, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
-		errs = append(errs, fmt.Sprintf("FieldManager %.140q: want at most %d printable characters", o.FieldManager, maxFieldManager))
+		errs.Addf("FieldManager %.140q: want at most %d printable characters", o.FieldManager, maxFieldManager)
 	}
 	if o.Namespace != "" {
 		if msgs := validation.IsDNS1123Label(o.Namespace); len(msgs) > 0 {
-			errs = append(errs, fmt.Sprintf("Namespace %.80q: %s", o.Namespace, strings.Join(msgs, "; ")))
+			errs.Addf("Namespace %.80q: %s", o.Namespace, strings.Join(msgs, "; "))
 		}
 	}
 	if o.ApplySet != nil {
 		if err := o.ApplySet.validate(); err != nil {
-			errs = append(errs, strings.TrimPrefix(err.Error(), "apply: "))
+			errs.Addf("%s", strings.TrimPrefix(err.Error(), "apply: "))
 		}
 	} else {
 		for _, f := range []struct {
@@ -245,31 +246,27 @@ func (o *Options) validate() (*seal.Sealer, error) {
 			{o.Gate != nil, "Gate needs an ApplySet, whose kept revision it judges before a rollback"},
 		} {
 			if f.set {
-				errs = append(errs, f.what)
+				errs.Addf("%s", f.what)
 			}
 		}
 	}
 	if o.Rollback && (o.ApplySet == nil || o.Wait <= 0) {
-		errs = append(errs, "Rollback needs an ApplySet (which keeps the last good revision) and Wait (which tells a failed rollout)")
+		errs.Addf("Rollback needs an ApplySet (which keeps the last good revision) and Wait (which tells a failed rollout)")
 	}
 	var sealer *seal.Sealer
 	switch {
 	case len(o.RevisionKey) > 0:
 		var err error
 		if sealer, err = seal.New(o.RevisionKey); err != nil {
-			errs = append(errs, "RevisionKey: "+err.Error())
+			errs.Addf("RevisionKey: %w", err)
 		}
 	case o.Rollback:
-		errs = append(errs, fmt.Sprintf("Rollback needs RevisionKey (at least %d random bytes) to seal the revisions it keeps", MinRevisionKeySize))
+		errs.Addf("Rollback needs RevisionKey (at least %d random bytes) to seal the revisions it keeps", MinRevisionKeySize)
 	}
-	if len(errs) == 0 {
-		return sealer, nil
+	if err := errs.Err("apply"); err != nil {
+		return nil, err
 	}
-	joined := make([]error, len(errs))
-	for i, e := range errs {
-		joined[i] = fmt.Errorf("apply: %w: %s", deploy.ErrInvalidOption, e)
-	}
-	return nil, errors.Join(joined...)
+	return sealer, nil
 }
 
 // Options returns the manager's options with defaults filled in.
@@ -300,6 +297,7 @@ type ObjectError struct {
 	Err    error
 }
 
+// Error reads "<op> <object>: <cause>".
 func (e *ObjectError) Error() string { return fmt.Sprintf("%s %s: %v", e.Op, e.Object, e.Err) }
 
 // Unwrap returns the cause.

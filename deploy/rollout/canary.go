@@ -58,7 +58,7 @@ type CanaryRollout struct {
 // too). It needs [WithStateKey]. It reads nothing from the cluster:
 // [CanaryRollout.Run] checks the objects before traffic moves. A plan that cannot
 // run is an error wrapping [ErrInvalid]; an option given a value it cannot use wraps
-// [deploy.ErrInvalidOption] too.
+// [github.com/shipkit/shipkit/deploy.ErrInvalidOption] too.
 func NewCanary(cfg *rest.Config, spec Canary, opts ...Option) (*CanaryRollout, error) {
 	client, err := newClient(cfg)
 	if err != nil {

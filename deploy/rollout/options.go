@@ -9,8 +9,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/shipkit/shipkit/deploy"
 	"github.com/shipkit/shipkit/deploy/internal/seal"
+	"github.com/shipkit/shipkit/internal/option"
 	"github.com/shipkit/shipkit/observe"
 )
 
@@ -47,7 +47,7 @@ const (
 
 // Option configures a rollout. An option given a value it cannot use makes
 // [NewCanary] or [NewBlueGreen] fail with an error wrapping
-// [deploy.ErrInvalidOption] that names it.
+// [github.com/shipkit/shipkit/deploy.ErrInvalidOption] that names it.
 type Option func(*options) error
 
 type options struct {
@@ -77,17 +77,15 @@ func newOptions(opts []Option) (options, error) {
 		kubeEvents:    true,
 		now:           time.Now,
 	}
-	var errs []error
+	var errs option.List
 	for _, f := range opts {
-		if err := f(&o); err != nil {
-			errs = append(errs, fmt.Errorf("%w: %w", deploy.ErrInvalidOption, err))
-		}
+		errs.Add(f(&o))
 	}
 	o.observer, o.logger = observe.OrDiscard(o.observer), observe.OrDiscardLogger(o.logger)
 	if o.identity == "" {
 		o.identity = defaultIdentity()
 	}
-	return o, errors.Join(errs...)
+	return o, errs.Err("")
 }
 
 // WithObserver reports an event per step (Stage "rollout") to o, and the analysis
@@ -193,8 +191,8 @@ func WithStateKey(key []byte) Option {
 func (o *options) newSealer() error {
 	s, err := seal.New(o.stateKey)
 	if err != nil {
-		return fmt.Errorf("%w: WithStateKey: %w: a rollout needs a key of at least %d random bytes to authenticate its recorded state",
-			deploy.ErrInvalidOption, err, seal.MinKeySize)
+		return option.Errorf("WithStateKey: %w: a rollout needs a key of at least %d random bytes to authenticate its recorded state",
+			err, seal.MinKeySize)
 	}
 	o.sealer, o.stateKey = s, nil
 	return nil
