@@ -61,7 +61,7 @@ type BlueGreenRollout struct {
 // NewBlueGreen checks the rollout's description and options and returns a rollout
 // for it in the cluster of cfg. It needs [WithStateKey]. Like [NewCanary], it reads
 // nothing from the cluster, and its errors wrap [ErrInvalid] (and
-// [deploy.ErrInvalidOption] for an option given a value it cannot use).
+// [github.com/shipkit/shipkit/deploy.ErrInvalidOption] for an option given a value it cannot use).
 func NewBlueGreen(cfg *rest.Config, spec BlueGreen, opts ...Option) (*BlueGreenRollout, error) {
 	client, err := newClient(cfg)
 	if err != nil {
@@ -258,7 +258,7 @@ func (x *bgRun) run(ctx context.Context) (*Result, error) {
 		}
 		x.rec.Phase = Progressing
 	}
-	go x.watchRequests()
+	x.spawn(x.watchRequests)
 	for x.rec.Step < len(blueGreenSteps) {
 		done, err := x.step(x.rec.Step)
 		if err != nil || done {

@@ -39,9 +39,9 @@ func (x *canaryRun) run(ctx context.Context) (*Result, error) {
 	if err := x.start(rec); err != nil || x.rec.Phase.Done() {
 		return x.finish(err)
 	}
-	go x.watchRequests()
+	x.spawn(x.watchRequests)
 	if len(x.spec.Background) > 0 && x.rec.Phase == Progressing {
-		go x.runBackground(x.spec.Background)
+		x.spawn(func() { x.runBackground(x.spec.Background) })
 	}
 	switch {
 	case x.rec.Phase == Aborting:

@@ -473,6 +473,51 @@ func TestBackgroundAnalysisAbortsDuringPause(t *testing.T) {
 	assert.Equal(t, []string{"reset", "weight 10", "reset"}, router.Calls())
 }
 
+// TestBackgroundAnalysisJoined: a rollout that ends while a background analysis
+// round is running waits for it. The round's measurements are in Result.Background
+// (before, the result was filled before the round stopped, and they were dropped),
+// and no event reaches the observer after Run returns.
+func TestBackgroundAnalysisJoined(t *testing.T) {
+	var (
+		mu       sync.Mutex
+		returned bool
+		late     []observe.Event
+		progress int
+	)
+	obs := observe.ObserverFunc(func(e observe.Event) {
+		if e.Stage == analysis.Stage && e.Step == "background-success" && e.Phase == observe.Progress {
+			time.Sleep(5 * time.Millisecond) // a slow observer widens the window of a late event
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if returned {
+			late = append(late, e)
+		}
+		if e.Stage == analysis.Stage && e.Step == "background-success" && e.Phase == observe.Progress {
+			progress++
+		}
+	})
+	bg := successRate(constant(1))
+	bg.Name, bg.Count, bg.Interval, bg.Timeout = "background-success", 100000, 2*time.Millisecond, time.Second // one round outlasts the run
+	r, err := rollout.NewCanaryWithClient(fakeCluster(), rollout.Canary{Name: "web", Namespace: ns, StableSelector: stableLabels, CanarySelector: canaryLabels,
+		Router: &recordingRouter{}, Steps: []rollout.Step{rollout.SetWeight(10), rollout.Pause(100 * time.Millisecond), rollout.SetWeight(100)},
+		Background: []analysis.Check{bg}}, fastOpts(rollout.WithObserver(obs))...)
+	require.NoError(t, err)
+	res, err := r.Run(t.Context())
+	mu.Lock()
+	returned = true
+	measured := progress
+	mu.Unlock()
+	require.NoError(t, err)
+	assert.Equal(t, rollout.Promoted, res.Phase, res.Message)
+	require.Positive(t, measured, "background measurements reported during the run")
+	assert.GreaterOrEqual(t, len(res.Background), measured, "every reported background measurement is in the result")
+	time.Sleep(100 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Empty(t, late, "events after Run returned")
+}
+
 func TestLease(t *testing.T) {
 	steps := []rollout.Step{rollout.SetWeight(100)}
 	lease := func(holder string, renewed time.Time) *coordinationv1.Lease {

@@ -43,6 +43,9 @@ type runner struct {
 	stepCtx    context.Context
 	cancelStep context.CancelCauseFunc
 	promoted   chan struct{}
+	// workers are the goroutines spawned on stepCtx (request watching, background
+	// analysis); stop waits for them, so none reports after Run returns.
+	workers sync.WaitGroup
 
 	mu         sync.Mutex // guards background
 	background []analysis.Measurement
@@ -92,7 +95,21 @@ func (x *runner) hold(ctx context.Context) (func(), error) {
 	x.runCtx = runCtx
 	x.stepCtx, x.cancelStep = context.WithCancelCause(runCtx)
 	x.promoted = make(chan struct{}, 1)
-	return func() { x.cancelStep(nil); release() }, nil
+	return func() { x.stop(); release() }, nil
+}
+
+// spawn runs f in a goroutine that [runner.stop] waits for. f must return once
+// stepCtx ends.
+func (x *runner) spawn(f func()) { x.workers.Go(f) }
+
+// stop ends the step context and waits for the goroutines spawned on it, so that
+// none reports to the caller's observer, or measures, after the run is over. It may
+// be called more than once.
+func (x *runner) stop() {
+	if x.cancelStep != nil {
+		x.cancelStep(nil)
+	}
+	x.workers.Wait()
 }
 
 // moveTraffic calls f after making sure the lease is still ours.
@@ -176,8 +193,10 @@ func (x *runner) decide(action, reason string) {
 	x.opts.logger.Info("rollout "+action, "rollout", x.namespace+"/"+x.name, "reason", reason)
 }
 
-// finish fills the result from the record.
+// finish stops the run's goroutines (their last measurements are kept) and fills
+// the result from the record.
 func (x *runner) finish(err error) (*Result, error) {
+	x.stop()
 	if x.rec != nil {
 		x.res.Phase, x.res.Weight = x.rec.Phase, x.rec.Weight
 		if x.res.Message == "" {
