@@ -19,6 +19,7 @@ type ConflictError struct {
 	Err       error // the API server's error
 }
 
+// Error names the object, the conflicting fields and their managers, and how to take them over.
 func (e *ConflictError) Error() string {
 	parts := make([]string, len(e.Conflicts))
 	for i, c := range e.Conflicts {

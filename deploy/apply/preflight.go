@@ -23,6 +23,7 @@ type Permission struct {
 	Namespace string
 }
 
+// String reads like "create deployments.apps in shop" (no namespace for cluster scope).
 func (p Permission) String() string {
 	r := p.Resource
 	if p.Group != "" {
@@ -39,6 +40,7 @@ type ForbiddenError struct {
 	Missing []Permission
 }
 
+// Error lists every permission the caller lacks.
 func (e *ForbiddenError) Error() string {
 	parts := make([]string, len(e.Missing))
 	for i, p := range e.Missing {

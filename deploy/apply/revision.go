@@ -91,6 +91,7 @@ type RevisionError struct {
 	Err error
 }
 
+// Error names the revision Secret and why it was refused.
 func (e *RevisionError) Error() string {
 	return fmt.Sprintf("rollback revision in %s refused: %v", e.Secret, e.Err)
 }

@@ -26,6 +26,7 @@ type RolledBackError struct {
 	RollbackErr error
 }
 
+// Error says why the rollout failed and whether the rollback to the kept revision worked.
 func (e *RolledBackError) Error() string {
 	switch {
 	case e.RollbackErr != nil && e.Revision == "":

@@ -29,6 +29,7 @@ type LockedError struct {
 	Until  time.Time
 }
 
+// Error names the Lease, its holder and when it expires.
 func (e *LockedError) Error() string {
 	return fmt.Sprintf("lease %s is held by %q until %s", e.Lease, e.Holder, e.Until.Format(time.RFC3339))
 }

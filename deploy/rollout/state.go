@@ -129,6 +129,7 @@ type StateError struct {
 	Err error
 }
 
+// Error names the state ConfigMap and why its state was refused.
 func (e *StateError) Error() string {
 	return fmt.Sprintf("rollout state in ConfigMap/%s/%s refused: %v", e.Namespace, e.Name, e.Err)
 }

@@ -18,6 +18,7 @@ type NotAnalysedError struct {
 	Steps []int
 }
 
+// Error names the revision and the steps whose analysis has not passed for it.
 func (e *NotAnalysedError) Error() string {
 	steps := make([]string, len(e.Steps))
 	for i, s := range e.Steps {
@@ -37,6 +38,7 @@ type TemplateChangedError struct {
 	Analysed, Live string
 }
 
+// Error names the Deployment and the live and analysed revisions.
 func (e *TemplateChangedError) Error() string {
 	return fmt.Sprintf("promotion refused: the pod template of Deployment %s/%s is revision %s, not the analysed revision %s",
 		e.Namespace, e.Deployment, e.Live, e.Analysed)
