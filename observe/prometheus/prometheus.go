@@ -22,6 +22,7 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
+	"github.com/shipkit/shipkit/internal/option"
 	"github.com/shipkit/shipkit/observe"
 )
 
@@ -55,7 +56,9 @@ func WithRoundTripper(rt http.RoundTripper) Option {
 }
 
 // WithTimeout bounds each query, on the client and on the server (Prometheus's
-// timeout parameter); default 30 s.
+// timeout parameter); default 30 s. [New] refuses zero or less with an error
+// matching (errors.Is) the stages' one invalid-option sentinel, such as
+// deploy.ErrInvalidOption.
 func WithTimeout(d time.Duration) Option {
 	return func(o *options) { o.timeout = d }
 }
@@ -106,7 +109,7 @@ func New(address string, opts ...Option) (*Provider, error) {
 		return nil, fmt.Errorf("prometheus: address %q: want an http or https URL with a host", u.Redacted())
 	}
 	if o.timeout <= 0 {
-		return nil, fmt.Errorf("prometheus: timeout %v: want more than 0", o.timeout)
+		return nil, fmt.Errorf("prometheus: %w", option.Errorf("WithTimeout(%v): want more than 0", o.timeout))
 	}
 	if o.rt == nil {
 		o.rt = http.DefaultTransport

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/shipkit/shipkit/mesh"
 	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/observe/prometheus"
 )
@@ -202,7 +203,7 @@ func TestNewInvalid(t *testing.T) {
 		{"http://", nil, "want an http or https URL"},
 		{"http://a b", nil, "invalid character"},
 		{"http://alice:s3cret@prom/%zz", nil, `address is not a URL: invalid URL escape "%zz"`},
-		{"http://prom", []prometheus.Option{prometheus.WithTimeout(0)}, "timeout 0s"},
+		{"http://prom", []prometheus.Option{prometheus.WithTimeout(0)}, "invalid option: WithTimeout(0s)"},
 	}
 	for _, tt := range tests {
 		_, err := prometheus.New(tt.address, tt.opts...)
@@ -210,4 +211,6 @@ func TestNewInvalid(t *testing.T) {
 		assert.ErrorContains(t, err, tt.want, tt.address)
 		assert.NotContains(t, err.Error(), "s3cret")
 	}
+	_, err := prometheus.New("http://prom", prometheus.WithTimeout(-time.Second))
+	assert.ErrorIs(t, err, mesh.ErrInvalidOption, "the stages' one invalid-option sentinel")
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/shipkit/shipkit/internal/option"
 	"github.com/shipkit/shipkit/observe"
 )
 
@@ -53,7 +54,9 @@ func WithRoundTripper(rt http.RoundTripper) Option {
 	return func(o *options) { o.rt = rt }
 }
 
-// WithTimeout bounds each request; default 30 s.
+// WithTimeout bounds each request; default 30 s. [New] refuses zero or less with an
+// error matching (errors.Is) the stages' one invalid-option sentinel, such as
+// deploy.ErrInvalidOption.
 func WithTimeout(d time.Duration) Option {
 	return func(o *options) { o.timeout = d }
 }
@@ -99,7 +102,7 @@ func New(urlTemplate, path string, opts ...Option) (*Provider, error) {
 		return nil, err
 	}
 	if o.timeout <= 0 {
-		return nil, fmt.Errorf("web: timeout %v: want more than 0", o.timeout)
+		return nil, fmt.Errorf("web: %w", option.Errorf("WithTimeout(%v): want more than 0", o.timeout))
 	}
 	if o.rt == nil {
 		o.rt = http.DefaultTransport

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/shipkit/shipkit/mesh"
 	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/observe/analysis"
 	"github.com/shipkit/shipkit/observe/web"
@@ -179,7 +180,7 @@ func TestNewInvalid(t *testing.T) {
 		{"ftp://m/{{pathescape .Query}}", "v", nil, "want an http or https URL"},
 		{"http://u:s3cret@m/%zz", "v", nil, `invalid URL escape "%zz"`},
 		{"http://m/q", "$.a[", nil, "unclosed ["},
-		{"http://m/q", "v", []web.Option{web.WithTimeout(-time.Second)}, "timeout -1s"},
+		{"http://m/q", "v", []web.Option{web.WithTimeout(-time.Second)}, "invalid option: WithTimeout(-1s)"},
 	}
 	for _, tt := range tests {
 		_, err := web.New(tt.tmpl, tt.path, tt.opts...)
@@ -188,4 +189,6 @@ func TestNewInvalid(t *testing.T) {
 			assert.NotContains(t, err.Error(), "s3cret")
 		}
 	}
+	_, err := web.New("http://m/q", "v", web.WithTimeout(0))
+	assert.ErrorIs(t, err, mesh.ErrInvalidOption, "the stages' one invalid-option sentinel")
 }
