@@ -56,6 +56,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/internal/option"
 	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/scan/report"
 	"github.com/shipkit/shipkit/sign"
@@ -162,11 +163,11 @@ func New(opts ...Option) (*Gate, error) {
 		problems = append(problems, "WithRegistries: "+p)
 	}
 	if len(problems) > 0 {
-		errs := make([]error, len(problems))
-		for i, p := range problems {
-			errs[i] = fmt.Errorf("gate: %w: %s", deploy.ErrInvalidOption, p)
+		var errs option.List
+		for _, p := range problems {
+			errs.Addf("%s", p)
 		}
-		return nil, errors.Join(errs...)
+		return nil, errs.Err("gate")
 	}
 	g.obs = observe.OrDiscard(g.obs)
 	g.log = observe.OrDiscardLogger(g.log)
