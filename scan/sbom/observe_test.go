@@ -20,7 +20,7 @@ func TestObserverEvents(t *testing.T) {
 	var mu sync.Mutex
 	var events []observe.Event
 	obs := observe.ObserverFunc(func(e observe.Event) { mu.Lock(); events = append(events, e); mu.Unlock() })
-	c := sbom.New(sbom.WithObserver(obs))
+	c := sbom.New(sbom.WithObserver(obs), sbom.WithConcurrency(1)) // events in order
 
 	sboms, err := c.CatalogIndex(context.Background(), testimage.Index(t))
 	require.NoError(t, err)

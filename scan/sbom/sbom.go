@@ -22,12 +22,15 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/anchore/stereoscope/pkg/file"
 	"github.com/anchore/stereoscope/pkg/image"
 	"github.com/anchore/syft/syft"
+	"github.com/anchore/syft/syft/cataloging"
 	"github.com/anchore/syft/syft/source"
 	"github.com/anchore/syft/syft/source/stereoscopesource"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -43,6 +46,7 @@ import (
 	"github.com/shipkit/shipkit/internal/oci"
 	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/scan"
+	"github.com/shipkit/shipkit/scan/internal/parallel"
 )
 
 // DefaultMaxImageSize is the default limit on the uncompressed size of all layers of
@@ -52,6 +56,12 @@ const DefaultMaxImageSize int64 = 16 << 30
 // ErrImageTooLarge is returned (wrapped) when an image's uncompressed layers exceed
 // the limit set with [WithMaxImageSize].
 var ErrImageTooLarge = errors.New("image layers exceed the size limit")
+
+// ErrInvalidOption is matched (errors.Is) by the error of every Catalog method of a
+// Cataloger made with an option value it cannot use, such as a concurrency below
+// one ([New] returns no error, so the cataloger reports it on use). The error names
+// the option and the value.
+var ErrInvalidOption = errors.New("invalid option")
 
 // Option configures a [Cataloger].
 type Option func(*Cataloger)
@@ -92,6 +102,17 @@ func WithSourceName(repo name.Repository) Option {
 	return func(c *Cataloger) { c.repo, c.hasRepo = repo, true }
 }
 
+// WithConcurrency sets how many images [Cataloger.CatalogIndex],
+// [Cataloger.CatalogLayout], [Cataloger.CatalogRemote] and [Cataloger.CatalogImages]
+// catalog at once (default: runtime.GOMAXPROCS(0) when New is called); 1
+// catalogs them one after another. The SBOMs come back in the same order, with the
+// same content, whatever n is. Each image in flight has its layers unpacked on disk
+// and syft's index of its files in memory, so n bounds both. n < 1 is refused:
+// every Catalog method then returns an error wrapping [ErrInvalidOption].
+func WithConcurrency(n int) Option {
+	return func(c *Cataloger) { c.workers, c.workersSet = n, true }
+}
+
 // WithConfig replaces syft's default cataloging configuration, e.g. to select
 // catalogers or to change the search scope. The function receives the default
 // configuration and returns the one to use.
@@ -101,14 +122,32 @@ func WithConfig(f func(*syft.CreateSBOMConfig) *syft.CreateSBOMConfig) Option {
 
 // Cataloger reads images into SBOMs with syft. The zero value is not usable; make
 // one with [New]. It is safe for concurrent use.
+//
+// A Cataloger builds syft's license scanner (its license corpus compiled into
+// matchers: over a second of CPU and some tens of MiB) once, on first use, and
+// keeps it for its life, where syft builds one for every image; a scanner the
+// caller put in the context with syft.SetContextLicenseScanner is used instead.
 type Cataloger struct {
-	tempDir  string
-	maxSize  int64
-	log      *slog.Logger
-	observer observe.Observer
-	config   func(*syft.CreateSBOMConfig) *syft.CreateSBOMConfig
-	repo     name.Repository
-	hasRepo  bool
+	tempDir    string
+	maxSize    int64
+	log        *slog.Logger
+	observer   observe.Observer
+	config     func(*syft.CreateSBOMConfig) *syft.CreateSBOMConfig
+	repo       name.Repository
+	hasRepo    bool
+	workers    int
+	workersSet bool
+
+	licMu    sync.Mutex
+	licenses map[cataloging.LicenseConfig]*licenseScanner
+}
+
+// licenseScanner is a context holding syft's license scanner for one license
+// configuration, built once.
+type licenseScanner struct {
+	once sync.Once
+	ctx  context.Context
+	err  error
 }
 
 var _ scan.Cataloger = (*Cataloger)(nil)
@@ -125,6 +164,10 @@ func New(opts ...Option) *Cataloger {
 	if c.maxSize <= 0 {
 		c.maxSize = DefaultMaxImageSize
 	}
+	if !c.workersSet {
+		c.workers = runtime.GOMAXPROCS(0)
+	}
+	c.licenses = map[cataloging.LicenseConfig]*licenseScanner{}
 	c.log = observe.OrDiscardLogger(c.log)
 	c.observer = observe.OrDiscard(c.observer)
 	return c
@@ -152,8 +195,8 @@ func (c *Cataloger) catalog(ctx context.Context, img v1.Image, repo name.Reposit
 	if img == nil {
 		return nil, errors.New("catalog: no image")
 	}
-	if c.hasRepo && c.repo.RepositoryStr() == "" {
-		return nil, errors.New("catalog: WithSourceName: no repository given")
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
 	}
 	digest, err := img.Digest()
 	if err != nil {
@@ -216,12 +259,60 @@ func (c *Cataloger) catalog(ctx context.Context, img v1.Image, repo name.Reposit
 	if c.config != nil {
 		conf = c.config(conf)
 	}
-	s, err := syft.CreateSBOM(ctx, src, conf)
+	lctx, err := c.licenseScanner(conf.Licenses)
+	if err != nil {
+		return nil, fmt.Errorf("catalog %s: %w", digest, err)
+	}
+	s, err := syft.CreateSBOM(valuesFrom{ctx, lctx}, src, conf)
 	if err != nil {
 		return nil, fmt.Errorf("catalog %s: %w", digest, err)
 	}
 	c.log.DebugContext(ctx, "cataloged image", "digest", digest.String(), "packages", s.Artifacts.Packages.PackageCount())
 	return scan.NewSBOM(digest, platform, *s), nil
+}
+
+// check reports the options New could not refuse.
+func (c *Cataloger) check() error {
+	if c.hasRepo && c.repo.RepositoryStr() == "" {
+		return errors.New("WithSourceName: no repository given")
+	}
+	if c.workers < 1 {
+		return fmt.Errorf("%w: WithConcurrency(%d): want at least 1", ErrInvalidOption, c.workers)
+	}
+	return nil
+}
+
+// licenseScanner returns a context holding syft's license scanner for cfg, built
+// on first use (one at a time per configuration; cataloging waits for it).
+func (c *Cataloger) licenseScanner(cfg cataloging.LicenseConfig) (context.Context, error) {
+	c.licMu.Lock()
+	l := c.licenses[cfg]
+	if l == nil {
+		l = &licenseScanner{}
+		c.licenses[cfg] = l
+	}
+	c.licMu.Unlock()
+	l.once.Do(func() {
+		l.ctx, l.err = syft.SetContextLicenseScanner(context.Background(), cfg)
+	})
+	if l.err != nil {
+		return nil, fmt.Errorf("license scanner: %w", l.err)
+	}
+	return l.ctx, nil
+}
+
+// valuesFrom is ctx with the values of another context added underneath: a value
+// ctx holds wins, and the deadline and cancellation are ctx's alone.
+type valuesFrom struct {
+	context.Context
+	values context.Context
+}
+
+func (v valuesFrom) Value(key any) any {
+	if x := v.Context.Value(key); x != nil {
+		return x
+	}
+	return v.values.Value(key)
 }
 
 // sourceConfig names the image for syft: as repo@digest when the repository is
@@ -237,9 +328,60 @@ func sourceConfig(repo name.Repository, digest v1.Hash) stereoscopesource.ImageC
 
 // CatalogIndex catalogs every platform image of an index, in the index's order, and
 // returns one SBOM per platform. Entries that are not images (nested indexes,
-// attestation manifests with platform unknown/unknown) are skipped.
+// attestation manifests with platform unknown/unknown) are skipped. Up to
+// [WithConcurrency] images are cataloged at once.
 func (c *Cataloger) CatalogIndex(ctx context.Context, idx v1.ImageIndex) ([]*scan.SBOM, error) {
 	return c.catalogIndex(ctx, idx, c.repo)
+}
+
+// CatalogImages catalogs independent images, up to [WithConcurrency] at once, and
+// returns their SBOMs in the order of imgs: the same SBOMs as [Cataloger.Catalog]
+// of each in turn. It stops at the first failure; the error names the image.
+func (c *Cataloger) CatalogImages(ctx context.Context, imgs []v1.Image) ([]*scan.SBOM, error) {
+	targets := make([]target, len(imgs))
+	for i, img := range imgs {
+		if img == nil {
+			return nil, fmt.Errorf("catalog images: image %d: no image", i)
+		}
+		targets[i] = target{img: img, repo: c.repo}
+	}
+	out, err := c.catalogAll(ctx, targets)
+	if err != nil {
+		return nil, fmt.Errorf("catalog images: %w", err)
+	}
+	return out, nil
+}
+
+// target is one image to catalog: its repository, and the platform its index gives.
+type target struct {
+	img      v1.Image
+	platform *v1.Platform
+	repo     name.Repository
+}
+
+// catalogAll catalogs the targets, up to c.workers at once, into SBOMs in their
+// order.
+func (c *Cataloger) catalogAll(ctx context.Context, targets []target) ([]*scan.SBOM, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	out := make([]*scan.SBOM, len(targets))
+	err := parallel.Do(ctx, c.workers, len(targets), func(ctx context.Context, i int) error {
+		t := targets[i]
+		s, err := c.catalogNamed(ctx, t.img, t.repo)
+		if err != nil {
+			return err
+		}
+		if t.platform != nil {
+			s.Platform = t.platform
+		}
+		out[i] = s
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *Cataloger) catalogIndex(ctx context.Context, idx v1.ImageIndex, repo name.Repository) ([]*scan.SBOM, error) {
@@ -250,7 +392,7 @@ func (c *Cataloger) catalogIndex(ctx context.Context, idx v1.ImageIndex, repo na
 	if err != nil {
 		return nil, fmt.Errorf("catalog index: %w", err)
 	}
-	var out []*scan.SBOM
+	var targets []target
 	for _, desc := range m.Manifests {
 		if !desc.MediaType.IsImage() {
 			continue
@@ -258,52 +400,52 @@ func (c *Cataloger) catalogIndex(ctx context.Context, idx v1.ImageIndex, repo na
 		if p := desc.Platform; p != nil && p.OS == "unknown" {
 			continue
 		}
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("catalog index: %w", err)
-		}
 		img, err := idx.Image(desc.Digest)
 		if err != nil {
 			return nil, fmt.Errorf("catalog index: image %s: %w", desc.Digest, err)
 		}
-		s, err := c.catalogNamed(ctx, img, repo)
-		if err != nil {
-			return nil, fmt.Errorf("catalog index: %w", err)
-		}
-		if desc.Platform != nil {
-			s.Platform = desc.Platform
-		}
-		out = append(out, s)
+		targets = append(targets, target{img: img, platform: desc.Platform, repo: repo})
 	}
-	if len(out) == 0 {
+	if len(targets) == 0 {
 		return nil, errors.New("catalog index: index holds no platform image")
+	}
+	out, err := c.catalogAll(ctx, targets)
+	if err != nil {
+		return nil, fmt.Errorf("catalog index: %w", err)
 	}
 	return out, nil
 }
 
 // CatalogLayout catalogs the images of an OCI image layout directory (as written by
 // go-containerregistry's layout package, `crane pull --format=oci` or `skopeo copy
-// oci:`), one SBOM per platform image, nested indexes included.
+// oci:`), one SBOM per platform image, nested indexes included, in the order of
+// the layout's index (depth first). Up to [WithConcurrency] images are cataloged
+// at once.
 func (c *Cataloger) CatalogLayout(ctx context.Context, path string) ([]*scan.SBOM, error) {
 	idx, err := layout.ImageIndexFromPath(path)
 	if err != nil {
 		return nil, fmt.Errorf("catalog OCI layout %s: %w", path, err)
 	}
-	var out []*scan.SBOM
-	if err := c.walk(ctx, idx, &out, 0); err != nil {
+	var targets []target
+	if err := walk(idx, c.repo, &targets, 0); err != nil {
 		return nil, fmt.Errorf("catalog OCI layout %s: %w", path, err)
 	}
-	if len(out) == 0 {
+	if len(targets) == 0 {
 		return nil, fmt.Errorf("catalog OCI layout %s: no image", path)
+	}
+	out, err := c.catalogAll(ctx, targets)
+	if err != nil {
+		return nil, fmt.Errorf("catalog OCI layout %s: %w", path, err)
 	}
 	return out, nil
 }
 
 // CatalogRemote catalogs the image or image index that ref names in a registry:
 // one SBOM per platform image. Each image's layers are fetched once, as stereoscope
-// reads them; platform images are cataloged one after another, so a layer that
-// several platforms share is fetched once for each of them. The SBOMs' root
-// components are named by ref's repository (unless [WithSourceName] names
-// another). Pass remote options for authentication and transport (e.g.
+// reads them; up to [WithConcurrency] platform images are cataloged at once, and
+// a layer that several platforms share is fetched once for each of them. The
+// SBOMs' root components are named by ref's repository (unless [WithSourceName]
+// names another). Pass remote options for authentication and transport (e.g.
 // remote.WithAuthFromKeychain(authn.DefaultKeychain)). The context is passed to
 // the registry calls.
 func (c *Cataloger) CatalogRemote(ctx context.Context, ref name.Reference, opts ...remote.Option) ([]*scan.SBOM, error) {
@@ -330,8 +472,9 @@ func (c *Cataloger) CatalogRemote(ctx context.Context, ref name.Reference, opts 
 	return []*scan.SBOM{s}, nil
 }
 
-// walk catalogs the images of idx and of the indexes it nests, to a bounded depth.
-func (c *Cataloger) walk(ctx context.Context, idx v1.ImageIndex, out *[]*scan.SBOM, depth int) error {
+// walk lists the platform images of idx and of the indexes it nests, depth first,
+// to a bounded depth.
+func walk(idx v1.ImageIndex, repo name.Repository, out *[]target, depth int) error {
 	if depth > 4 {
 		return errors.New("image indexes nested too deep")
 	}
@@ -346,7 +489,7 @@ func (c *Cataloger) walk(ctx context.Context, idx v1.ImageIndex, out *[]*scan.SB
 			if err != nil {
 				return fmt.Errorf("index %s: %w", desc.Digest, err)
 			}
-			if err := c.walk(ctx, child, out, depth+1); err != nil {
+			if err := walk(child, repo, out, depth+1); err != nil {
 				return err
 			}
 		case desc.MediaType.IsImage():
@@ -357,14 +500,7 @@ func (c *Cataloger) walk(ctx context.Context, idx v1.ImageIndex, out *[]*scan.SB
 			if err != nil {
 				return fmt.Errorf("image %s: %w", desc.Digest, err)
 			}
-			s, err := c.Catalog(ctx, img)
-			if err != nil {
-				return err
-			}
-			if desc.Platform != nil {
-				s.Platform = desc.Platform
-			}
-			*out = append(*out, s)
+			*out = append(*out, target{img: img, platform: desc.Platform, repo: repo})
 		}
 	}
 	return nil
