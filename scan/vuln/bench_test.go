@@ -2,6 +2,8 @@ package vuln_test
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -54,5 +56,24 @@ func BenchmarkScan20LoadEach(b *testing.B) {
 			require.NoError(b, err)
 			require.NoError(b, s.Close())
 		}
+	}
+}
+
+// Scan 20 SBOMs with no package in common (100 each; the match cache cannot help),
+// one at a time and on every core: the ratio of the two is what WithConcurrency
+// gains.
+func BenchmarkScanAll20Distinct(b *testing.B) {
+	sboms := distinctSBOMs(20, 100)
+	root := writeDB(b).RootDir
+	for _, n := range []int{1, runtime.GOMAXPROCS(0)} {
+		b.Run(fmt.Sprintf("concurrency=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				s, err := vuln.Open(context.Background(), root, vuln.WithConcurrency(n))
+				require.NoError(b, err)
+				_, err = s.ScanAll(context.Background(), sboms)
+				require.NoError(b, err)
+				require.NoError(b, s.Close())
+			}
+		})
 	}
 }

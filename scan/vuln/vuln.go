@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"sort"
@@ -35,6 +36,7 @@ import (
 
 	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/scan"
+	"github.com/shipkit/shipkit/scan/internal/parallel"
 	"github.com/shipkit/shipkit/scan/report"
 )
 
@@ -57,6 +59,10 @@ var (
 	// the file's checksum) missing or unreadable, or a checksum that does not match.
 	// Install it again with [Import].
 	ErrCorrupt = errors.New("vulnerability database corrupt or incomplete")
+	// ErrInvalidOption: [Open] was given an option value it cannot use, such as a
+	// concurrency below one. The error names the option and the value; nothing is
+	// read before it is returned.
+	ErrInvalidOption = errors.New("invalid option")
 )
 
 // wrapping is a sentinel error that also matches another (errors.Is).
@@ -107,6 +113,7 @@ type config struct {
 	log      *slog.Logger
 	observer observe.Observer
 	matchers matcher.Config
+	workers  int
 }
 
 // WithMaxAge refuses a database built longer than d ago, at Open and at every Scan
@@ -133,6 +140,13 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 // database's schema and build time; and "scan <digest>" for each Scan, Finished with
 // the number of findings. A step that fails reports Failed with the error.
 func WithObserver(o observe.Observer) Option { return func(c *config) { c.observer = o } }
+
+// WithConcurrency sets how many SBOMs [DB.ScanAll] matches at once (default:
+// runtime.GOMAXPROCS(0) when Open is called); 1 matches them one after another.
+// grype matches the packages of one SBOM one after another, so this is what puts
+// a second core to work. The reports are the same whatever n is. n < 1 is refused
+// by Open with an error wrapping [ErrInvalidOption].
+func WithConcurrency(n int) Option { return func(c *config) { c.workers = n } }
 
 // WithMatcherConfig sets grype's matcher settings, e.g. whether CPEs are used for
 // language packages (default: grype's zero config, no CPE matching for them).
@@ -162,11 +176,14 @@ var _ scan.Scanner = (*DB)(nil)
 // (and fs.ErrNotExist), a corrupt or incompletely installed one [ErrCorrupt], one
 // of another schema [ErrSchema], a stale one [ErrDBTooOld].
 func Open(ctx context.Context, root string, opts ...Option) (*DB, error) {
-	c := config{now: time.Now}
+	c := config{now: time.Now, workers: runtime.GOMAXPROCS(0)}
 	for _, o := range opts {
 		if o != nil {
 			o(&c)
 		}
+	}
+	if c.workers < 1 {
+		return nil, fmt.Errorf("open vulnerability database: %w: WithConcurrency(%d): want at least 1", ErrInvalidOption, c.workers)
 	}
 	c.log = observe.OrDiscardLogger(c.log)
 	c.observer = observe.OrDiscard(c.observer)
@@ -354,6 +371,28 @@ func (s *DB) Scan(ctx context.Context, sb *scan.SBOM) (*scan.Report, error) {
 	}
 	st.Finish(fmt.Sprintf("%d findings", len(r.Findings)))
 	return r, nil
+}
+
+// ScanAll matches the SBOMs against the database, up to [WithConcurrency] at once,
+// and returns their reports in the order of sbs: the same reports as [DB.Scan] of
+// each in turn (the tool's start and finish times aside). It stops at the first
+// failure; the error names the SBOM's target.
+func (s *DB) ScanAll(ctx context.Context, sbs []*scan.SBOM) ([]*scan.Report, error) {
+	for i, sb := range sbs {
+		if sb == nil {
+			return nil, fmt.Errorf("scan: SBOM %d: no SBOM", i)
+		}
+	}
+	out := make([]*scan.Report, len(sbs))
+	err := parallel.Do(ctx, s.cfg.workers, len(sbs), func(ctx context.Context, i int) error {
+		r, err := s.Scan(ctx, sbs[i])
+		out[i] = r
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (s *DB) scan(ctx context.Context, sb *scan.SBOM) (*scan.Report, error) {
