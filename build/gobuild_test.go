@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shipkit/shipkit/build"
+	"github.com/shipkit/shipkit/internal/option"
 	"github.com/shipkit/shipkit/observe"
 )
 
@@ -273,7 +274,11 @@ func TestOptionsRefuseInvalidValues(t *testing.T) {
 	} {
 		_, err := build.NewGo(tt.opt)
 		assert.ErrorContains(t, err, tt.want)
+		assert.ErrorIs(t, err, option.ErrInvalid, "the one invalid-option sentinel of every stage (deploy.ErrInvalidOption, …)")
 	}
+	_, err := build.NewGo(build.WithJobs(0), build.WithUser(""))
+	assert.ErrorContains(t, err, "WithJobs(0)")
+	assert.ErrorContains(t, err, "WithUser: empty user", "every bad option is named at once")
 }
 
 func tarHeaders(t *testing.T, l v1.Layer) []*tar.Header {

@@ -13,6 +13,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/shipkit/shipkit/internal/option"
 	"github.com/shipkit/shipkit/observe"
 )
 
@@ -53,10 +54,12 @@ func newOptions(opts []Option) (*options, error) {
 		user:      DefaultUser,
 		jobs:      2,
 	}
+	var bad option.List
 	for _, opt := range opts {
-		if err := opt(o); err != nil {
-			return nil, err
-		}
+		bad.Add(opt(o))
+	}
+	if err := bad.Err(""); err != nil {
+		return nil, err
 	}
 	o.logger = observe.OrDiscardLogger(o.logger)
 	if !o.createdSet {

@@ -10,6 +10,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/shipkit/shipkit/internal/option"
 )
 
 // RebaseOption configures [Rebase]. An option given an invalid value makes Rebase
@@ -49,10 +51,12 @@ func WithRemoteOptions(opts ...remote.Option) RebaseOption {
 // refused. Nothing is pushed: publish the result.
 func Rebase(ctx context.Context, idx v1.ImageIndex, newBase Base, opts ...RebaseOption) (v1.ImageIndex, error) {
 	o := &rebaseOptions{}
+	var bad option.List
 	for _, opt := range opts {
-		if err := opt(o); err != nil {
-			return nil, fmt.Errorf("rebase: %w", err)
-		}
+		bad.Add(opt(o))
+	}
+	if err := bad.Err("rebase"); err != nil {
+		return nil, err
 	}
 	nb, err := newBase.Load(ctx)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/shipkit/shipkit/internal/option"
 	"github.com/shipkit/shipkit/observe"
 )
 
@@ -88,10 +89,12 @@ func WithRemoteOptions(opts ...remote.Option) Option {
 // only a tag fails afterwards, the digest is returned with the error.
 func Index(ctx context.Context, idx v1.ImageIndex, repo name.Repository, opts ...Option) (name.Digest, error) {
 	o := &options{keychain: authn.DefaultKeychain}
+	var bad option.List
 	for _, opt := range opts {
-		if err := opt(o); err != nil {
-			return name.Digest{}, fmt.Errorf("publishing to %s: %w", repo, err)
-		}
+		bad.Add(opt(o))
+	}
+	if err := bad.Err("publishing to " + repo.String()); err != nil {
+		return name.Digest{}, err
 	}
 	d, err := idx.Digest()
 	if err != nil {
