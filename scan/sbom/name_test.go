@@ -168,5 +168,6 @@ func TestSourceName(t *testing.T) {
 	t.Run("zero repository", func(t *testing.T) {
 		_, err := sbom.New(sbom.WithSourceName(name.Repository{})).Catalog(ctx, img)
 		require.ErrorContains(t, err, "WithSourceName: no repository given")
+		require.ErrorIs(t, err, sbom.ErrInvalidOption)
 	})
 }

@@ -44,6 +44,7 @@ import (
 	_ "github.com/glebarez/go-sqlite"
 
 	"github.com/shipkit/shipkit/internal/oci"
+	"github.com/shipkit/shipkit/internal/option"
 	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/scan"
 	"github.com/shipkit/shipkit/scan/internal/parallel"
@@ -60,8 +61,10 @@ var ErrImageTooLarge = errors.New("image layers exceed the size limit")
 // ErrInvalidOption is matched (errors.Is) by the error of every Catalog method of a
 // Cataloger made with an option value it cannot use, such as a concurrency below
 // one ([New] returns no error, so the cataloger reports it on use). The error names
-// the option and the value.
-var ErrInvalidOption = errors.New("invalid option")
+// the option and the value. It is the one invalid-option sentinel of every stage
+// (deploy.ErrInvalidOption, mesh.ErrInvalidOption and cosign.ErrInvalidOption are
+// the same value).
+var ErrInvalidOption = option.ErrInvalid
 
 // Option configures a [Cataloger].
 type Option func(*Cataloger)
@@ -74,7 +77,8 @@ func WithTempDir(dir string) Option { return func(c *Cataloger) { c.tempDir = di
 
 // WithMaxImageSize limits the uncompressed size of all layers of one image, so a
 // hostile image (a layer that inflates without end, huge sparse files) cannot fill
-// the disk; zero or less means [DefaultMaxImageSize].
+// the disk; zero means [DefaultMaxImageSize], and a negative n is refused (every
+// Catalog method then returns an error wrapping [ErrInvalidOption]).
 func WithMaxImageSize(n int64) Option { return func(c *Cataloger) { c.maxSize = n } }
 
 // WithLogger sets the logger for the cataloger's own messages (default: discard).
@@ -161,7 +165,7 @@ func New(opts ...Option) *Cataloger {
 			o(c)
 		}
 	}
-	if c.maxSize <= 0 {
+	if c.maxSize == 0 {
 		c.maxSize = DefaultMaxImageSize
 	}
 	if !c.workersSet {
@@ -273,13 +277,17 @@ func (c *Cataloger) catalog(ctx context.Context, img v1.Image, repo name.Reposit
 
 // check reports the options New could not refuse.
 func (c *Cataloger) check() error {
+	var bad option.List
 	if c.hasRepo && c.repo.RepositoryStr() == "" {
-		return errors.New("WithSourceName: no repository given")
+		bad.Addf("WithSourceName: no repository given")
 	}
 	if c.workers < 1 {
-		return fmt.Errorf("%w: WithConcurrency(%d): want at least 1", ErrInvalidOption, c.workers)
+		bad.Addf("WithConcurrency(%d): want at least 1", c.workers)
 	}
-	return nil
+	if c.maxSize < 0 {
+		bad.Addf("WithMaxImageSize(%d): want 0 (the default) or more", c.maxSize)
+	}
+	return bad.Err("")
 }
 
 // licenseScanner returns a context holding syft's license scanner for cfg, built
