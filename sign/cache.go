@@ -66,8 +66,10 @@ func CacheTTL(d time.Duration) CacheOption { return func(c *Cache) { c.ttl = d }
 // pushed after a denial can go unseen: keep it short.
 func CacheDeniedTTL(d time.Duration) CacheOption { return func(c *Cache) { c.deniedTTL = d } }
 
-// CacheMaxEntries bounds how many verdicts are kept (default [DefaultCacheEntries]).
-func CacheMaxEntries(n int) CacheOption { return func(c *Cache) { c.max = max(n, 1) } }
+// CacheMaxEntries bounds how many verdicts are kept (default [DefaultCacheEntries]);
+// 0 or less keeps none (concurrent lookups of one key still share one run), as a
+// TTL of 0 does.
+func CacheMaxEntries(n int) CacheOption { return func(c *Cache) { c.max = max(n, 0) } }
 
 // NewCache returns an empty cache.
 func NewCache(opts ...CacheOption) *Cache {
@@ -145,6 +147,9 @@ func (c *Cache) run(ctx context.Context, key string, call *cacheCall, verify fun
 
 // store adds an entry, making room first; c.mu is held.
 func (c *Cache) store(key string, e cacheEntry) {
+	if c.max == 0 {
+		return
+	}
 	if len(c.entries) >= c.max {
 		now := c.now()
 		for k, old := range c.entries {

@@ -155,6 +155,15 @@ func TestCacheBounded(t *testing.T) {
 		require.NoError(t, err)
 	}
 	assert.LessOrEqual(t, len(c.entries), 3)
+
+	var runs int
+	none := NewCache(CacheMaxEntries(0))
+	for range 2 {
+		_, err := none.Do(context.Background(), "a", func(context.Context) (*Verified, error) { runs++; return &Verified{}, nil })
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 2, runs, "CacheMaxEntries(0) keeps no verdict (it kept one before)")
+	assert.Empty(t, none.entries)
 }
 
 // TestCacheClonesPlatforms: a multi-arch verdict handed out by the cache is the
