@@ -52,6 +52,11 @@ var ErrNotMain = errors.New("not a main package")
 
 // Build compiles src.Path (default ".") inside src.Dir (default ".") for every
 // platform and returns the index of the images.
+//
+// The package is listed (is it a main package?) and the base is resolved while the
+// platforms compile: neither needs the other, and the compiles are most of the
+// time. A package that is not a main package, or a base that cannot be loaded,
+// fails the build with that error and cancels the compiles.
 func (g *GoBuilder) Build(ctx context.Context, src Source) (v1.ImageIndex, error) {
 	o := g.opts
 	if src.Path == "" {
@@ -62,24 +67,62 @@ func (g *GoBuilder) Build(ctx context.Context, src Source) (v1.ImageIndex, error
 		return nil, err
 	}
 	src.Dir = dir
-	importPath, err := g.mainPackage(ctx, src)
-	if err != nil {
-		return nil, err
+	// The compiles stop when the listing or the base fails; the base's loading stops
+	// when the listing fails (whose error comes first); the listing runs to its end.
+	compileCtx, stopCompiles := context.WithCancelCause(ctx)
+	defer stopCompiles(nil)
+	baseCtx, stopBase := context.WithCancel(ctx)
+	defer stopBase()
+	var importPath string
+	var base *BaseImage
+	var listErr, baseErr error
+	listed, loaded := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(listed)
+		if importPath, listErr = g.mainPackage(ctx, src); listErr != nil {
+			stopCompiles(listErr)
+			stopBase()
+		}
+	}()
+	go func() {
+		defer close(loaded)
+		if base, baseErr = o.base.Load(baseCtx); baseErr != nil {
+			stopCompiles(baseErr)
+		}
+	}()
+	// first returns the error the build reports: the package's, then the base's,
+	// then err, as when they ran one after another.
+	first := func(err error) error {
+		<-listed
+		<-loaded
+		switch {
+		case listErr != nil:
+			return listErr
+		case baseErr != nil:
+			return baseErr
+		}
+		return err
 	}
-	base, err := o.base.Load(ctx)
-	if err != nil {
-		return nil, err
-	}
-	images, err := o.forEachPlatform(ctx, "go build", func(ctx context.Context, p v1.Platform) (v1.Image, error) {
+	images, err := o.forEachPlatform(compileCtx, "go build", func(ctx context.Context, p v1.Platform) (v1.Image, error) {
 		bin, err := g.compile(ctx, src, p)
 		if err != nil {
 			return nil, err
+		}
+		for _, done := range []chan struct{}{listed, loaded} {
+			select {
+			case <-done:
+			case <-ctx.Done():
+				return nil, context.Cause(ctx)
+			}
+		}
+		if listErr != nil || baseErr != nil {
+			return nil, errors.Join(listErr, baseErr) // first reports the right one
 		}
 		binPath := path.Join(AppDir, binaryName(importPath))
 		layer := newLayerSpec("shipkit build go "+importPath, []entry{{name: binPath, mode: 0o755, data: bin}})
 		return o.assemble(base, p, src, []*layerSpec{layer}, []string{binPath})
 	})
-	if err != nil {
+	if err := first(err); err != nil {
 		return nil, err
 	}
 	return o.index(images, base, src)
