@@ -73,8 +73,12 @@ func buildCmd(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&cfg.coldRounds, "cold-rounds", 2, "rounds with an empty Go build cache (slow)")
 	fs.StringVar(&cfg.ko, "ko", defaultTool("ko", koVersion), "path of the ko binary (hack/bench/setup.sh installs it)")
 	fs.StringVar(&cfg.source, "source", "examples/hello", "Go main package directory to build")
+	steps := fs.Bool("steps", false, "time the parts of shipkit's build + push (warm Go cache) one by one, and ko's whole run, instead")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *steps {
+		return buildSteps(ctx, cfg, out)
 	}
 	return runBuild(ctx, cfg, out)
 }

@@ -5,15 +5,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -37,6 +41,7 @@ const (
 
 type scanConfig struct {
 	rounds, images, sbomImages, debs, advisories int
+	workers                                      int
 	syft, grype, gobin                           string
 	distinct                                     bool
 	scenarios                                    string
@@ -49,7 +54,13 @@ type scanConfig struct {
 //   - image to findings: one vuln.Open, then CatalogLayout and Scan per image, vs N
 //     runs of `grype oci-dir:<layout>`;
 //   - SBOM per image: sbom.Catalog of the image value, and sbom.CatalogLayout, vs
-//     `syft scan oci-dir:<layout>`.
+//     `syft scan oci-dir:<layout>`;
+//   - parallel: the first two with -concurrency images at once vs one at a time,
+//     both shipkit, the reports compared between the two every round.
+//
+// shipkit catalogs and scans up to -concurrency images at once (default
+// GOMAXPROCS: sbom.WithConcurrency, vuln.WithConcurrency); the CLIs run one after
+// another, as a CI loop runs them.
 func scanCmd(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("scan", flag.ContinueOnError)
 	cfg := scanConfig{}
@@ -61,17 +72,20 @@ func scanCmd(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&cfg.syft, "syft", defaultTool("syft", syftVersion), "path of syft (hack/bench/setup.sh syft)")
 	fs.StringVar(&cfg.grype, "grype", defaultTool("grype", grypeVersion), "path of grype (hack/bench/setup.sh grype)")
 	fs.BoolVar(&cfg.distinct, "distinct", false, "give every image its own base layer (dpkg entries differ in Installed-Size), so no package repeats across images")
-	fs.StringVar(&cfg.scenarios, "scenarios", "scan,layout,sbom", "comma-separated scenarios to run: scan, layout, sbom")
+	fs.StringVar(&cfg.scenarios, "scenarios", "scan,layout,sbom", "comma-separated scenarios to run: scan, layout, sbom, parallel")
+	fs.IntVar(&cfg.workers, "concurrency", runtime.GOMAXPROCS(0), "images shipkit catalogs and scans at once")
 	fs.StringVar(&cfg.gobin, "gobin", "scan/testdata/gobin", "Go main package (vendored) whose binary each image carries")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if cfg.images < 1 || cfg.rounds < 1 || cfg.sbomImages < 1 || cfg.sbomImages > cfg.images {
-		return fmt.Errorf("want -rounds ≥ 1 and 1 ≤ -sbom-images ≤ -images")
+	if cfg.images < 1 || cfg.rounds < 1 || cfg.sbomImages < 1 || cfg.sbomImages > cfg.images || cfg.workers < 1 {
+		return fmt.Errorf("want -rounds ≥ 1, -concurrency ≥ 1 and 1 ≤ -sbom-images ≤ -images")
 	}
-	for tool, path := range map[string]string{"syft": cfg.syft, "grype": cfg.grype} {
-		if _, err := os.Stat(path); err != nil {
-			return fmt.Errorf("%s not found at %s (run hack/bench/setup.sh %s or pass -%s): %w", tool, path, tool, tool, err)
+	if cfg.peers() {
+		for tool, path := range map[string]string{"syft": cfg.syft, "grype": cfg.grype} {
+			if _, err := os.Stat(path); err != nil {
+				return fmt.Errorf("%s not found at %s (run hack/bench/setup.sh %s or pass -%s): %w", tool, path, tool, tool, err)
+			}
 		}
 	}
 	b, err := newScanBench(ctx, cfg, out)
@@ -82,8 +96,21 @@ func scanCmd(ctx context.Context, args []string, out io.Writer) error {
 	return b.run(ctx, out)
 }
 
+// peers says whether a scenario that runs syft or grype is selected.
+func (cfg scanConfig) peers() bool {
+	for _, sc := range strings.Split(cfg.scenarios, ",") {
+		if sc != "parallel" {
+			return true
+		}
+	}
+	return false
+}
+
 // scanBench holds the inputs every round shares.
 type scanBench struct {
+	mu   sync.Mutex
+	seen map[string][][]scan.Finding // findings of the parallel scenario's sides
+
 	cfg     scanConfig
 	dir     string
 	dbRoot  string
@@ -137,7 +164,7 @@ func newScanBench(ctx context.Context, cfg scanConfig, out io.Writer) (*scanBenc
 	if err != nil {
 		return nil, err
 	}
-	cat := sbom.New()
+	cat := sbom.New(sbom.WithConcurrency(1))
 	for i := range cfg.images {
 		if cfg.distinct {
 			if base, err = baseLayer(i); err != nil {
@@ -183,8 +210,10 @@ func newScanBench(ctx context.Context, cfg scanConfig, out io.Writer) (*scanBenc
 		b.images, b.layouts, b.sboms = append(b.images, img), append(b.layouts, lp), append(b.sboms, sp)
 		b.values = append(b.values, s)
 	}
-	if err := b.crossCheck(ctx, out); err != nil {
-		return nil, err
+	if cfg.peers() {
+		if err := b.crossCheck(ctx, out); err != nil {
+			return nil, err
+		}
 	}
 	ok = true
 	return b, nil
@@ -249,10 +278,13 @@ func (b *scanBench) run(ctx context.Context, out io.Writer) error {
 		ours, peer side
 	}{
 		{fmt.Sprintf("scan %d SBOMs", n), 0,
-			side{"shipkit", func() (time.Duration, error) { return b.scanSBOMs(ctx) }},
+			side{"shipkit", func() (time.Duration, error) { _, d, err := b.scanSBOMs(ctx, b.cfg.workers); return d, err }},
 			side{"grype", func() (time.Duration, error) { return b.cliEach(ctx, n, b.cfg.grype, "sbom:%s") }}},
 		{fmt.Sprintf("layout→findings ×%d", n), 0,
-			side{"shipkit", func() (time.Duration, error) { return b.layoutsToFindings(ctx) }},
+			side{"shipkit", func() (time.Duration, error) {
+				_, d, err := b.layoutsToFindings(ctx, b.cfg.workers)
+				return d, err
+			}},
 			side{"grype", func() (time.Duration, error) { return b.cliEach(ctx, n, b.cfg.grype, "oci-dir:%l") }}},
 		{"SBOM/image, value", b.cfg.sbomImages,
 			side{"shipkit", func() (time.Duration, error) { return b.catalog(ctx, false) }},
@@ -264,8 +296,14 @@ func (b *scanBench) run(ctx context.Context, out io.Writer) error {
 			side{"syft", func() (time.Duration, error) {
 				return b.cliEach(ctx, b.cfg.sbomImages, b.cfg.syft, "scan", "oci-dir:%l")
 			}}},
+		{fmt.Sprintf("scan %d SBOMs, ×%d", n, b.cfg.workers), 0,
+			side{"shipkit", func() (time.Duration, error) { return b.compared(ctx, "scan", b.scanSBOMs) }},
+			side{"shipkit×1", func() (time.Duration, error) { return b.compared(ctx, "scan ×1", b.scanSBOMs) }}},
+		{fmt.Sprintf("layout→findings, ×%d", b.cfg.workers), 0,
+			side{"shipkit", func() (time.Duration, error) { return b.compared(ctx, "layout", b.layoutsToFindings) }},
+			side{"shipkit×1", func() (time.Duration, error) { return b.compared(ctx, "layout ×1", b.layoutsToFindings) }}},
 	}
-	want := map[int]string{0: "scan", 1: "layout", 2: "sbom", 3: "sbom"}
+	want := map[int]string{0: "scan", 1: "layout", 2: "sbom", 3: "sbom", 4: "parallel", 5: "parallel"}
 	results := make([][2][]time.Duration, len(scenarios))
 	for r := range b.cfg.rounds {
 		for i, sc := range scenarios {
@@ -302,45 +340,81 @@ func (b *scanBench) run(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
-// scanSBOMs opens the database once and scans every image's SBOM.
-func (b *scanBench) scanSBOMs(ctx context.Context) (time.Duration, error) {
+// compared runs one of the shipkit sides with -concurrency workers (key without
+// " ×1") or one (key ending " ×1"), and checks that both give the same findings
+// for every image, in the same order.
+func (b *scanBench) compared(ctx context.Context, key string, f func(context.Context, int) ([]*scan.Report, time.Duration, error)) (time.Duration, error) {
+	workers, base := b.cfg.workers, key
+	if k, ok := strings.CutSuffix(key, " ×1"); ok {
+		workers, base = 1, k
+	}
+	reports, d, err := f(ctx, workers)
+	if err != nil {
+		return 0, err
+	}
+	findings := make([][]scan.Finding, len(reports))
+	for i, r := range reports {
+		findings[i] = r.Findings
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.seen == nil {
+		b.seen = map[string][][]scan.Finding{}
+	}
+	if prev, ok := b.seen[base]; ok && !reflect.DeepEqual(prev, findings) {
+		return 0, fmt.Errorf("%s: the findings differ between one worker and %d", base, b.cfg.workers)
+	}
+	b.seen[base] = findings
+	return d, nil
+}
+
+// scanSBOMs opens the database once and scans every image's SBOM, workers at once.
+func (b *scanBench) scanSBOMs(ctx context.Context, workers int) ([]*scan.Report, time.Duration, error) {
 	// The SBOMs were made once at setup: the caller of shipkit holds them as values,
 	// grype reads them from files (its decoding is timed; it is part of its run).
 	start := time.Now()
-	s, err := vuln.Open(ctx, b.dbRoot)
+	s, err := vuln.Open(ctx, b.dbRoot, vuln.WithConcurrency(workers))
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	defer s.Close()
-	for _, sb := range b.values {
-		if _, err := s.Scan(ctx, sb); err != nil {
-			return 0, err
-		}
+	reports, err := s.ScanAll(ctx, b.values)
+	if err != nil {
+		return nil, 0, err
 	}
-	return time.Since(start), nil
+	return reports, time.Since(start), nil
 }
 
-// layoutsToFindings opens the database once and catalogs and scans every layout.
-func (b *scanBench) layoutsToFindings(ctx context.Context) (time.Duration, error) {
+// layoutsToFindings opens the database once and catalogs and scans every layout,
+// workers layouts at once (each catalog then scan), with one Cataloger.
+func (b *scanBench) layoutsToFindings(ctx context.Context, workers int) ([]*scan.Report, time.Duration, error) {
 	start := time.Now()
-	s, err := vuln.Open(ctx, b.dbRoot)
+	s, err := vuln.Open(ctx, b.dbRoot, vuln.WithConcurrency(workers))
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	defer s.Close()
-	cat := sbom.New()
-	for _, l := range b.layouts {
-		sbs, err := cat.CatalogLayout(ctx, l)
-		if err != nil {
-			return 0, err
-		}
-		for _, sb := range sbs {
-			if _, err := s.Scan(ctx, sb); err != nil {
-				return 0, err
+	cat := sbom.New(sbom.WithConcurrency(workers))
+	reports := make([][]*scan.Report, len(b.layouts))
+	errs := make([]error, len(b.layouts))
+	sem := make(chan struct{}, workers)
+	var wg sync.WaitGroup
+	for i, l := range b.layouts {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			sbs, err := cat.CatalogLayout(ctx, l)
+			if err == nil {
+				reports[i], err = s.ScanAll(ctx, sbs)
 			}
-		}
+			errs[i] = err
+		})
 	}
-	return time.Since(start), nil
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, 0, err
+	}
+	return slices.Concat(reports...), time.Since(start), nil
 }
 
 // catalog catalogs the first sbom-images images, from the value or from the layout.
