@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"slices"
 	"sort"
@@ -141,11 +140,14 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 // the number of findings. A step that fails reports Failed with the error.
 func WithObserver(o observe.Observer) Option { return func(c *config) { c.observer = o } }
 
-// WithConcurrency sets how many SBOMs [DB.ScanAll] matches at once (default:
-// runtime.GOMAXPROCS(0) when Open is called); 1 matches them one after another.
-// grype matches the packages of one SBOM one after another, so this is what puts
-// a second core to work. The reports are the same whatever n is. n < 1 is refused
-// by Open with an error wrapping [ErrInvalidOption].
+// WithConcurrency sets how many SBOMs [DB.ScanAll] matches at once (default 1:
+// one after another). The reports are the same whatever n is. grype matches the
+// packages of one SBOM one after another, but it opens its SQLite database in
+// shared-cache mode, where its connections take one mutex to prepare and run each
+// query (preparing is a third of a scan's CPU); on a 2-core
+// machine n = 2 was measured from 0.8x to 1.2x of one at a time (BENCHMARKS.md),
+// so the default stays 1. n < 1 is refused by Open with an error wrapping
+// [ErrInvalidOption].
 func WithConcurrency(n int) Option { return func(c *config) { c.workers = n } }
 
 // WithMatcherConfig sets grype's matcher settings, e.g. whether CPEs are used for
@@ -176,7 +178,7 @@ var _ scan.Scanner = (*DB)(nil)
 // (and fs.ErrNotExist), a corrupt or incompletely installed one [ErrCorrupt], one
 // of another schema [ErrSchema], a stale one [ErrDBTooOld].
 func Open(ctx context.Context, root string, opts ...Option) (*DB, error) {
-	c := config{now: time.Now, workers: runtime.GOMAXPROCS(0)}
+	c := config{now: time.Now, workers: 1}
 	for _, o := range opts {
 		if o != nil {
 			o(&c)
