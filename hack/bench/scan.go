@@ -58,9 +58,11 @@ type scanConfig struct {
 //   - parallel: the first two with -concurrency images at once vs one at a time,
 //     both shipkit, the reports compared between the two every round.
 //
-// shipkit catalogs and scans up to -concurrency images at once (default
-// GOMAXPROCS: sbom.WithConcurrency, vuln.WithConcurrency); the CLIs run one after
-// another, as a CI loop runs them.
+// Against the CLIs, shipkit's scan scenario matches one SBOM at a time
+// (vuln.WithConcurrency's default, 1) and its layout scenario takes up to
+// -concurrency layouts at once (default GOMAXPROCS, sbom.WithConcurrency's
+// default), each cataloged then scanned; the CLIs run one after another, as a CI
+// loop runs them. The parallel scenario uses -concurrency for everything.
 func scanCmd(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("scan", flag.ContinueOnError)
 	cfg := scanConfig{}
@@ -278,11 +280,11 @@ func (b *scanBench) run(ctx context.Context, out io.Writer) error {
 		ours, peer side
 	}{
 		{fmt.Sprintf("scan %d SBOMs", n), 0,
-			side{"shipkit", func() (time.Duration, error) { _, d, err := b.scanSBOMs(ctx, b.cfg.workers); return d, err }},
+			side{"shipkit", func() (time.Duration, error) { _, d, err := b.scanSBOMs(ctx, 1); return d, err }},
 			side{"grype", func() (time.Duration, error) { return b.cliEach(ctx, n, b.cfg.grype, "sbom:%s") }}},
 		{fmt.Sprintf("layout→findings ×%d", n), 0,
 			side{"shipkit", func() (time.Duration, error) {
-				_, d, err := b.layoutsToFindings(ctx, b.cfg.workers)
+				_, d, err := b.layoutsToFindings(ctx, b.cfg.workers, 1)
 				return d, err
 			}},
 			side{"grype", func() (time.Duration, error) { return b.cliEach(ctx, n, b.cfg.grype, "oci-dir:%l") }}},
@@ -300,8 +302,8 @@ func (b *scanBench) run(ctx context.Context, out io.Writer) error {
 			side{"shipkit", func() (time.Duration, error) { return b.compared(ctx, "scan", b.scanSBOMs) }},
 			side{"shipkit×1", func() (time.Duration, error) { return b.compared(ctx, "scan ×1", b.scanSBOMs) }}},
 		{fmt.Sprintf("layout→findings, ×%d", b.cfg.workers), 0,
-			side{"shipkit", func() (time.Duration, error) { return b.compared(ctx, "layout", b.layoutsToFindings) }},
-			side{"shipkit×1", func() (time.Duration, error) { return b.compared(ctx, "layout ×1", b.layoutsToFindings) }}},
+			side{"shipkit", func() (time.Duration, error) { return b.compared(ctx, "layout", b.layoutsToFindingsN) }},
+			side{"shipkit×1", func() (time.Duration, error) { return b.compared(ctx, "layout ×1", b.layoutsToFindingsN) }}},
 	}
 	want := map[int]string{0: "scan", 1: "layout", 2: "sbom", 3: "sbom", 4: "parallel", 5: "parallel"}
 	results := make([][2][]time.Duration, len(scenarios))
@@ -385,11 +387,18 @@ func (b *scanBench) scanSBOMs(ctx context.Context, workers int) ([]*scan.Report,
 	return reports, time.Since(start), nil
 }
 
+// layoutsToFindingsN is layoutsToFindings with workers for both cataloging and
+// scanning.
+func (b *scanBench) layoutsToFindingsN(ctx context.Context, workers int) ([]*scan.Report, time.Duration, error) {
+	return b.layoutsToFindings(ctx, workers, workers)
+}
+
 // layoutsToFindings opens the database once and catalogs and scans every layout,
-// workers layouts at once (each catalog then scan), with one Cataloger.
-func (b *scanBench) layoutsToFindings(ctx context.Context, workers int) ([]*scan.Report, time.Duration, error) {
+// workers layouts at once (each catalog then scan), with one Cataloger; each
+// layout's SBOMs are scanned scanWorkers at once.
+func (b *scanBench) layoutsToFindings(ctx context.Context, workers, scanWorkers int) ([]*scan.Report, time.Duration, error) {
 	start := time.Now()
-	s, err := vuln.Open(ctx, b.dbRoot, vuln.WithConcurrency(workers))
+	s, err := vuln.Open(ctx, b.dbRoot, vuln.WithConcurrency(scanWorkers))
 	if err != nil {
 		return nil, 0, err
 	}
