@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shipkit/shipkit/scan"
+	"github.com/shipkit/shipkit/scan/sbom"
 	"github.com/shipkit/shipkit/scan/vuln"
 )
 
@@ -90,4 +91,9 @@ func TestScanAllErrors(t *testing.T) {
 	got, err := s.ScanAll(context.Background(), nil)
 	require.NoError(t, err)
 	assert.Empty(t, got)
+}
+
+func TestInvalidOptionIsTheSharedSentinel(t *testing.T) {
+	_, err := vuln.Open(context.Background(), t.TempDir(), vuln.WithConcurrency(0))
+	require.ErrorIs(t, err, sbom.ErrInvalidOption, "one sentinel for every stage")
 }

@@ -33,6 +33,7 @@ import (
 	grypepkg "github.com/anchore/grype/grype/pkg"
 	"github.com/anchore/grype/grype/vulnerability"
 
+	"github.com/shipkit/shipkit/internal/option"
 	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/scan"
 	"github.com/shipkit/shipkit/scan/internal/parallel"
@@ -60,8 +61,9 @@ var (
 	ErrCorrupt = errors.New("vulnerability database corrupt or incomplete")
 	// ErrInvalidOption: [Open] was given an option value it cannot use, such as a
 	// concurrency below one. The error names the option and the value; nothing is
-	// read before it is returned.
-	ErrInvalidOption = errors.New("invalid option")
+	// read before it is returned. It is the sentinel every stage shares
+	// (deploy.ErrInvalidOption, sbom.ErrInvalidOption, ... are the same value).
+	ErrInvalidOption = option.ErrInvalid
 )
 
 // wrapping is a sentinel error that also matches another (errors.Is).
@@ -185,7 +187,7 @@ func Open(ctx context.Context, root string, opts ...Option) (*DB, error) {
 		}
 	}
 	if c.workers < 1 {
-		return nil, fmt.Errorf("open vulnerability database: %w: WithConcurrency(%d): want at least 1", ErrInvalidOption, c.workers)
+		return nil, fmt.Errorf("open vulnerability database: %w", option.Errorf("WithConcurrency(%d): want at least 1", c.workers))
 	}
 	c.log = observe.OrDiscardLogger(c.log)
 	c.observer = observe.OrDiscard(c.observer)
