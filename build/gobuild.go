@@ -67,12 +67,12 @@ func (g *GoBuilder) Build(ctx context.Context, src Source) (v1.ImageIndex, error
 		return nil, err
 	}
 	src.Dir = dir
-	// The compiles stop when the listing or the base fails; the base's loading stops
-	// when the listing fails (whose error comes first); the listing runs to its end.
+	// The compiles stop when the listing or the base fails; both the listing and the
+	// base's loading run to their end. The base is loaded with ctx itself, not a
+	// context that ends with Build: a registry base reads its layers lazily, with the
+	// context it was loaded with, when the image is read later (by a push, an SBOM).
 	compileCtx, stopCompiles := context.WithCancelCause(ctx)
 	defer stopCompiles(nil)
-	baseCtx, stopBase := context.WithCancel(ctx)
-	defer stopBase()
 	var importPath string
 	var base *BaseImage
 	var listErr, baseErr error
@@ -81,12 +81,11 @@ func (g *GoBuilder) Build(ctx context.Context, src Source) (v1.ImageIndex, error
 		defer close(listed)
 		if importPath, listErr = g.mainPackage(ctx, src); listErr != nil {
 			stopCompiles(listErr)
-			stopBase()
 		}
 	}()
 	go func() {
 		defer close(loaded)
-		if base, baseErr = o.base.Load(baseCtx); baseErr != nil {
+		if base, baseErr = o.base.Load(ctx); baseErr != nil {
 			stopCompiles(baseErr)
 		}
 	}()
