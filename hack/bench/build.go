@@ -42,24 +42,12 @@ func runBuild(ctx context.Context, cfg buildConfig, out io.Writer) error {
 	if _, err := os.Stat(cfg.ko); err != nil {
 		return fmt.Errorf("ko not found at %s (run hack/bench/setup.sh or pass -ko): %w", cfg.ko, err)
 	}
-	src, err := filepath.Abs(cfg.source)
+	bed, err := newBuildBed(ctx, cfg, "shipkit-bench-")
 	if err != nil {
 		return err
 	}
-	reg, err := startRegistry(ctx)
-	if err != nil {
-		return fmt.Errorf("starting the registry: %w", err)
-	}
-	defer reg.close()
-	base := reg.host + "/base/static:1"
-	if err := pushBase(base); err != nil {
-		return fmt.Errorf("pushing the base image: %w", err)
-	}
-	tmp, err := os.MkdirTemp("", "shipkit-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
+	defer bed.close()
+	src, reg, base, tmp := bed.src, bed.reg, bed.base, bed.tmp
 	platforms := []string{"linux/amd64", "linux/arm64"}
 
 	builders := []builder{
@@ -210,4 +198,39 @@ func pushBase(ref string) error {
 			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
 	}
 	return remote.WriteIndex(tag, idx)
+}
+
+// buildBed is what both build scenarios start from: the source directory, a
+// registry on 127.0.0.1 with the base image pushed as base, and a temporary
+// directory; close removes them.
+type buildBed struct {
+	src, base, tmp string
+	reg            *countingRegistry
+}
+
+func newBuildBed(ctx context.Context, cfg buildConfig, tmpPrefix string) (*buildBed, error) {
+	src, err := filepath.Abs(cfg.source)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := startRegistry(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("starting the registry: %w", err)
+	}
+	base := reg.host + "/base/static:1"
+	if err := pushBase(base); err != nil {
+		reg.close()
+		return nil, fmt.Errorf("pushing the base image: %w", err)
+	}
+	tmp, err := os.MkdirTemp("", tmpPrefix)
+	if err != nil {
+		reg.close()
+		return nil, err
+	}
+	return &buildBed{src: src, base: base, tmp: tmp, reg: reg}, nil
+}
+
+func (b *buildBed) close() {
+	_ = os.RemoveAll(b.tmp)
+	b.reg.close()
 }

@@ -26,24 +26,12 @@ import (
 // the base's resolution; the whole Build; the push) and ko's whole run, rounds
 // alternating, and prints the medians: where the time of the "new cache" row goes.
 func buildSteps(ctx context.Context, cfg buildConfig, out io.Writer) error {
-	src, err := filepath.Abs(cfg.source)
+	bed, err := newBuildBed(ctx, cfg, "shipkit-bench-steps-")
 	if err != nil {
 		return err
 	}
-	reg, err := startRegistry(ctx)
-	if err != nil {
-		return fmt.Errorf("starting the registry: %w", err)
-	}
-	defer reg.close()
-	base := reg.host + "/base/static:1"
-	if err := pushBase(base); err != nil {
-		return fmt.Errorf("pushing the base image: %w", err)
-	}
-	tmp, err := os.MkdirTemp("", "shipkit-bench-steps-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
+	defer bed.close()
+	src, reg, base, tmp := bed.src, bed.reg, bed.base, bed.tmp
 	platforms := []string{"linux/amd64", "linux/arm64"}
 	env := func(p string) []string {
 		goos, arch, _ := strings.Cut(p, "/")
