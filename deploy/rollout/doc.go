@@ -55,7 +55,12 @@
 // wins over a recorded promotion), and a promote request only ends a pause, never an
 // analysis. A seal does not prove freshness: someone who copied an older state of the
 // same rollout can put it back, which moves the rollout back to an earlier step of the
-// same revision, never past an analysis that did not pass for it.
+// same revision, never past an analysis that did not pass for it. That includes
+// an abort: an older sealed state from before an operator's abort (say, paused
+// after every analysis passed) brings the aborted revision back, and a promote
+// request then ends that pause. Where that matters, abort by changing the canary's
+// template or deleting the canary (the analysed revision is then gone), not by a
+// request alone.
 //
 // # Decisions
 //
