@@ -45,6 +45,12 @@ func namespaceWriter(t *testing.T, c *kube.Cluster, ns string) kubernetes.Interf
 	cfg.Impersonate.UserName = "mallory"
 	client, err := kubernetes.NewForConfig(cfg)
 	require.NoError(t, err)
+	// The API server's RBAC authorizer learns of the new binding from a watch: wait
+	// until it lets mallory read Secrets (a fresh-clone run saw "forbidden" at once).
+	require.Eventually(t, func() bool {
+		_, err := client.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "mallory's Role binding never took effect")
 	_, err = client.RbacV1().ClusterRoleBindings().List(ctx, metav1.ListOptions{})
 	require.True(t, apierrors.IsForbidden(err), "mallory may not touch RBAC herself: %v", err)
 	return client
