@@ -25,12 +25,19 @@ import (
 // signature was made, so the certificate and its chain must be valid when the
 // signature is verified, as cosign verify --insecure-ignore-tlog requires for the
 // leaf: a signature whose certificate has expired is refused (see [ErrCertificateExpired]).
+//
+// An identity without RootsPEM is a keyless identity under a sigstore trusted root:
+// it is met only by a sigstore bundle whose certificate, transparency log entry and
+// timestamps verify against the trusted root the verifier is given (in package
+// cosign, WithTrustedRoot), which also proves the certificate was valid when it
+// signed. Its Verify always fails with [ErrCertificateNotTrusted].
 type TrustedIdentity struct {
 	// Name identifies the identity in [Verified.Signers] and in reasons; empty means
 	// the subject and issuer ("SUBJECT from ISSUER").
 	Name string
 	// RootsPEM holds the root certificates (PEM, one or more) the signing certificate
-	// must chain to. Required.
+	// must chain to. Empty means the roots of the verifier's sigstore trusted root
+	// (see the type's doc).
 	RootsPEM []byte
 	// IntermediatesPEM optionally holds intermediate CA certificates (PEM). Without
 	// them the intermediates come from the chain the signature carries; they are
@@ -74,12 +81,8 @@ var (
 // Validate checks that the identity has roots that parse, a subject, an issuer, and
 // regular expressions that compile.
 func (id TrustedIdentity) Validate() error {
-	roots, err := ParseCertificates(id.RootsPEM)
-	if err != nil {
+	if _, err := ParseCertificates(id.RootsPEM); err != nil {
 		return fmt.Errorf("trusted identity %s: roots: %w", id.DisplayName(), err)
-	}
-	if len(roots) == 0 {
-		return fmt.Errorf("trusted identity %s: no root certificate", id.DisplayName())
 	}
 	if _, err := ParseCertificates(id.IntermediatesPEM); err != nil {
 		return fmt.Errorf("trusted identity %s: intermediates: %w", id.DisplayName(), err)
@@ -138,6 +141,9 @@ func (id TrustedIdentity) Verify(leaf *x509.Certificate, chain []*x509.Certifica
 		return err
 	}
 	roots, _ := ParseCertificates(id.RootsPEM)
+	if len(roots) == 0 {
+		return fmt.Errorf("%w: identity %s has no roots of its own: it is trusted only in a sigstore bundle verified against a trusted root", ErrCertificateNotTrusted, id.DisplayName())
+	}
 	inter, _ := ParseCertificates(id.IntermediatesPEM)
 	opts := x509.VerifyOptions{
 		Roots:         x509.NewCertPool(),
@@ -165,6 +171,26 @@ func (id TrustedIdentity) Verify(leaf *x509.Certificate, chain []*x509.Certifica
 			return fmt.Errorf("%w: certificate %s issued by %q: %w", ErrCertificateNotTrusted, describe(leaf), leaf.Issuer.String(), err)
 		}
 	}
+	if err := id.MatchCertificate(leaf); err != nil {
+		return err
+	}
+	if errNow != nil {
+		return fmt.Errorf("%w: certificate %s is valid from %s to %s, it is now %s (without a transparency log or timestamp nothing proves it signed while valid): %w",
+			ErrCertificateExpired, describe(leaf), leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339),
+			now.UTC().Format(time.RFC3339), errNow)
+	}
+	return nil
+}
+
+// MatchCertificate checks only that leaf names the identity: one of its subject
+// alternative names is Subject (or matches the anchored SubjectRegexp) and its OIDC
+// issuer is Issuer (or matches IssuerRegexp). It does not check who issued leaf nor
+// when: [TrustedIdentity.Verify] does, or a sigstore verification against a trusted
+// root. The error wraps [ErrIdentityMismatch] and says what the certificate names.
+func (id TrustedIdentity) MatchCertificate(leaf *x509.Certificate) error {
+	if err := id.Validate(); err != nil {
+		return err
+	}
 	sans := SubjectAlternativeNames(leaf)
 	if !id.matchSubject(sans) {
 		return fmt.Errorf("%w: certificate names %s, want %s", ErrIdentityMismatch, quoteList(sans), firstNonEmpty(id.Subject, id.SubjectRegexp))
@@ -175,11 +201,6 @@ func (id TrustedIdentity) Verify(leaf *x509.Certificate, chain []*x509.Certifica
 	}
 	if !id.matchIssuer(issuer) {
 		return fmt.Errorf("%w: certificate names issuer %q, want %s", ErrIdentityMismatch, issuer, firstNonEmpty(id.Issuer, id.IssuerRegexp))
-	}
-	if errNow != nil {
-		return fmt.Errorf("%w: certificate %s is valid from %s to %s, it is now %s (without a transparency log or timestamp nothing proves it signed while valid): %w",
-			ErrCertificateExpired, describe(leaf), leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339),
-			now.UTC().Format(time.RFC3339), errNow)
 	}
 	return nil
 }

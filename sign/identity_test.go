@@ -115,7 +115,7 @@ func TestTrustedIdentityValidate(t *testing.T) {
 		id   sign.TrustedIdentity
 		text string
 	}{
-		{sign.TrustedIdentity{Subject: "a", Issuer: "b"}, "no root certificate"},
+		{sign.TrustedIdentity{RootsPEM: []byte("junk"), Subject: "a", Issuer: "b"}, "not a PEM block"},
 		{sign.TrustedIdentity{RootsPEM: []byte("garbage"), Subject: "a", Issuer: "b"}, "not a PEM block"},
 		{sign.TrustedIdentity{RootsPEM: ours.root.PEM, Issuer: "b"}, "exactly one of Subject and SubjectRegexp"},
 		{sign.TrustedIdentity{RootsPEM: ours.root.PEM, Subject: "a", SubjectRegexp: "a", Issuer: "b"}, "exactly one of Subject and SubjectRegexp"},
@@ -125,6 +125,16 @@ func TestTrustedIdentityValidate(t *testing.T) {
 	} {
 		assert.ErrorContains(t, tc.id.Validate(), tc.text)
 	}
+	// Without roots, an identity is trusted only through a sigstore trusted root: it
+	// validates, and no certificate chain verifies for it on its own.
+	keyless := sign.TrustedIdentity{Subject: "a@example.com", Issuer: "b"}
+	require.NoError(t, keyless.Validate())
+	leaf := ours.leaf(t, testca.Leaf{Emails: []string{"a@example.com"}, Issuer: "b"})
+	require.ErrorIs(t, keyless.Verify(leaf, nil, time.Now()), sign.ErrCertificateNotTrusted)
+	require.NoError(t, keyless.MatchCertificate(leaf))
+	require.ErrorIs(t, sign.TrustedIdentity{Subject: "c", Issuer: "b"}.MatchCertificate(leaf), sign.ErrIdentityMismatch)
+	require.ErrorIs(t, sign.TrustedIdentity{Subject: "a@example.com", IssuerRegexp: "c.*"}.MatchCertificate(leaf), sign.ErrIdentityMismatch)
+
 	id := sign.TrustedIdentity{RootsPEM: ours.root.PEM, Subject: "a", Issuer: "b"}
 	assert.Equal(t, "a from b", id.DisplayName())
 
