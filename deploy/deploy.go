@@ -71,6 +71,10 @@ type Decision struct {
 	// Reasons lists every denial, each naming the object and, where it concerns one,
 	// the image.
 	Reasons []Reason
+	// Warnings lists what a policy warns about without denying (a Rego warn rule, a
+	// ValidatingAdmissionPolicy binding's Warn or Audit action): they never make
+	// the decision a denial.
+	Warnings []Reason
 }
 
 // Allowed reports whether no reason denies the objects.
@@ -79,16 +83,28 @@ func (d *Decision) Allowed() bool { return len(d.Reasons) == 0 }
 // Deny adds reasons to the decision.
 func (d *Decision) Deny(r ...Reason) { d.Reasons = append(d.Reasons, r...) }
 
-// String prints "allowed", or "denied:" and one reason a line.
+// Warn adds warnings to the decision; they do not deny.
+func (d *Decision) Warn(r ...Reason) { d.Warnings = append(d.Warnings, r...) }
+
+// String prints "allowed", or "denied:" and one reason a line, then, when there are
+// warnings, "warnings:" and one a line.
 func (d *Decision) String() string {
-	if d.Allowed() {
-		return "allowed"
-	}
 	var b strings.Builder
-	b.WriteString("denied:")
-	for _, r := range d.Reasons {
-		b.WriteString("\n  ")
-		b.WriteString(r.String())
+	if d.Allowed() {
+		b.WriteString("allowed")
+	} else {
+		b.WriteString("denied:")
+		for _, r := range d.Reasons {
+			b.WriteString("\n  ")
+			b.WriteString(r.String())
+		}
+	}
+	if len(d.Warnings) > 0 {
+		b.WriteString("\nwarnings:")
+		for _, r := range d.Warnings {
+			b.WriteString("\n  ")
+			b.WriteString(r.String())
+		}
 	}
 	return b.String()
 }
@@ -117,7 +133,8 @@ const (
 	ReasonNotPinned ReasonCode = "not-pinned"
 	// ReasonBadImage: an image reference that cannot be parsed.
 	ReasonBadImage ReasonCode = "bad-image"
-	// ReasonPolicy: a manifest policy rule (Pod Security, hardening) fails.
+	// ReasonPolicy: a manifest policy rule (Pod Security, hardening, or the user's
+	// own: a Rego rule, a ValidatingAdmissionPolicy) fails.
 	ReasonPolicy ReasonCode = "policy"
 )
 
@@ -132,7 +149,9 @@ type Reason struct {
 	Image string
 	// Container names the container (or init or ephemeral container) that runs Image.
 	Container string
-	// Rule names the manifest policy rule, for [ReasonPolicy].
+	// Rule names the manifest policy rule, for [ReasonPolicy]: a scan/policy rule id
+	// ("pss/privileged"), a Rego rule ("rego:main.deny") or a ValidatingAdmissionPolicy
+	// ("vap:<policy>/<binding>").
 	Rule string
 }
 

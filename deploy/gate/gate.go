@@ -20,7 +20,11 @@
 // attestations (sign.Verified.Platforms).
 //
 // and it runs a manifest policy (Pod Security level and hardening rules) on the
-// objects. A value that looks like an image where the walker cannot tell what runs
+// objects, and the user's own policies: [WithObjectPolicy] on the objects (Rego with
+// conftest's conventions from scan/policy/rego, ValidatingAdmissionPolicies offline
+// from scan/policy/vap), whose warnings stay warnings ([deploy.Decision] Warnings),
+// and [WithConditions] on the verified attestations (a Rego policy on predicates).
+// The gate links neither OPA nor the API server's CEL: it takes interfaces. A value that looks like an image where the walker cannot tell what runs
 // it is a reason (deploy.ReasonUnrecognisedImage), never a silent pass. The answer
 // is one [deploy.Decision] with every reason, each naming the object, the container
 // and the image.
@@ -77,6 +81,10 @@ type Gate struct {
 	hasMaxAge bool
 	judge     *sign.Policy // the attestation rules: required predicates and vulnerabilities
 	policy    ManifestPolicy
+	// objectPolicies are the user's own (WithObjectPolicy), conditions the user's
+	// attestation conditions (WithConditions).
+	objectPolicies []ObjectPolicy
+	conditions     []sign.Condition
 	// registries is the allow-list of WithRegistries, nil for none.
 	registries         *allowList
 	registriesProblems []string
@@ -152,8 +160,13 @@ func New(opts ...Option) (*Gate, error) {
 		o(g)
 	}
 	var problems []string
-	if g.verifier == nil && (len(g.required) > 0 || g.hasFailOn) {
-		problems = append(problems, "RequireAttestations and FailOn read verified attestations: add WithVerifier")
+	if g.verifier == nil && (len(g.required) > 0 || g.hasFailOn || len(g.conditions) > 0) {
+		problems = append(problems, "RequireAttestations, FailOn and WithConditions read verified attestations: add WithVerifier")
+	}
+	for i, p := range g.objectPolicies {
+		if p == nil {
+			problems = append(problems, fmt.Sprintf("WithObjectPolicy: policy %d is nil", i+1))
+		}
 	}
 	problems = append(problems, g.attestationRules()...)
 	if g.concurrency < 1 {
@@ -246,6 +259,9 @@ func (g *Gate) check(ctx context.Context, objs []*unstructured.Unstructured, all
 			return nil, err
 		}
 		d.Deny(reasons...)
+	}
+	if err := g.objectPolicyDecisions(ctx, objs, d); err != nil {
+		return nil, err
 	}
 	return d, nil
 }

@@ -20,6 +20,49 @@ type ManifestPolicy interface {
 
 var _ ManifestPolicy = (*policy.Checker)(nil)
 
+// ObjectPolicy is the user's own rules on objects, judged beside the built-in ones:
+// package scan/policy/rego's Policy (Rego, conftest's conventions) and
+// scan/policy/vap's Policies (ValidatingAdmissionPolicies, offline) implement it.
+// Its reasons deny, its warnings only warn; the gate adds both to its decision as
+// they are. It has deploy.Gate's method, so any deploy.Gate can serve as one. The
+// gate links neither OPA nor the API server's CEL: the caller chooses.
+type ObjectPolicy interface {
+	Check(ctx context.Context, objs []*unstructured.Unstructured) (*deploy.Decision, error)
+}
+
+// WithObjectPolicy adds the user's own policies on objects (see [ObjectPolicy]);
+// each one's error is the gate's error (it could not decide).
+func WithObjectPolicy(p ...ObjectPolicy) Option {
+	return func(g *Gate) { g.objectPolicies = append(g.objectPolicies, p...) }
+}
+
+// WithConditions adds attestation conditions to the gate's judgement of every
+// verified image (sign.Policy.Judge, per platform for an index), beside
+// RequireAttestations and FailOn: for example a Rego policy on verified predicates
+// (package scan/policy/rego's Policy.Condition). A condition's reasons deny the
+// image. It needs a verifier; a condition with a Validate method is validated by
+// New.
+func WithConditions(c ...sign.Condition) Option {
+	return func(g *Gate) { g.conditions = append(g.conditions, c...) }
+}
+
+// objectPolicyDecisions runs the user's object policies in turn and adds their
+// reasons and warnings to d.
+func (g *Gate) objectPolicyDecisions(ctx context.Context, objs []*unstructured.Unstructured, d *deploy.Decision) error {
+	for i, p := range g.objectPolicies {
+		pd, err := p.Check(ctx, objs)
+		if err != nil {
+			return fmt.Errorf("gate: object policy %d: %w", i+1, err)
+		}
+		if pd == nil {
+			continue
+		}
+		d.Deny(pd.Reasons...)
+		d.Warn(pd.Warnings...)
+	}
+	return nil
+}
+
 // policyReasons runs the manifest policy and turns each violation into a reason. An
 // object the policy cannot read is an error: the gate cannot vouch for it.
 func (g *Gate) policyReasons(ctx context.Context, objs []*unstructured.Unstructured) ([]deploy.Reason, error) {

@@ -6,8 +6,9 @@ import (
 	"github.com/shipkit/shipkit/sign"
 )
 
-// attestationRules turns RequireAttestations, FailOn and MaxReportAge into the
-// sign.Policy whose Judge checks them, and returns what is wrong with their values.
+// attestationRules turns RequireAttestations, FailOn, MaxReportAge and
+// WithConditions into the sign.Policy whose Judge checks them, and returns what is
+// wrong with their values.
 func (g *Gate) attestationRules() []string {
 	var problems []string
 	if g.hasMaxAge && !g.hasFailOn {
@@ -16,7 +17,18 @@ func (g *Gate) attestationRules() []string {
 	if g.hasMaxAge && g.maxAge <= 0 && g.maxAge != sign.NoMaxReportAge {
 		problems = append(problems, fmt.Sprintf("MaxReportAge(%s): want a positive duration, or sign.NoMaxReportAge for any age", g.maxAge))
 	}
-	if len(g.required) == 0 && !g.hasFailOn || len(problems) > 0 {
+	for i, c := range g.conditions {
+		if c == nil {
+			problems = append(problems, fmt.Sprintf("WithConditions: condition %d is nil", i+1))
+			continue
+		}
+		if v, ok := c.(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				problems = append(problems, fmt.Sprintf("WithConditions: condition %d (%s): %v", i+1, c, err))
+			}
+		}
+	}
+	if len(g.required) == 0 && !g.hasFailOn && len(g.conditions) == 0 || len(problems) > 0 {
 		return problems
 	}
 	p := &sign.Policy{RequiredPredicates: g.required}
@@ -27,6 +39,7 @@ func (g *Gate) attestationRules() []string {
 		}
 		p.Conditions = []sign.Condition{rule}
 	}
+	p.Conditions = append(p.Conditions, g.conditions...)
 	g.judge = p
 	return nil
 }
