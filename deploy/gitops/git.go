@@ -1,0 +1,361 @@
+package gitops
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage/memory"
+)
+
+const remoteName = "origin"
+
+func (w *Writer) write(ctx context.Context, c *content, msg string) (*Result, error) {
+	r, err := w.open()
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{}
+	base, err := w.fetch(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		commit, diff, err := w.commit(r.Storer, base, c, msg)
+		if err != nil {
+			return nil, err
+		}
+		if commit.IsZero() {
+			if res.Attempts > 0 {
+				w.logger.InfoContext(ctx, "gitops: the branch already holds the release", "branch", w.o.branch, "head", base.String())
+			}
+			res.Commit = base.String()
+			return res, nil
+		}
+		res.Attempts++
+		w.logger.InfoContext(ctx, "gitops: push", "url", w.display, "branch", w.o.branch, "commit", commit.String(), "parent", base.String(), "attempt", res.Attempts)
+		perr := w.push(ctx, r, commit)
+		if perr == nil {
+			res.Commit, res.Changed = commit.String(), true
+			res.Added, res.Modified, res.Removed = diff.added, diff.modified, diff.removed
+			return res, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("gitops: push to %s: %w", w.display, ctx.Err())
+		}
+		if errors.Is(perr, transport.ErrAuthenticationRequired) || errors.Is(perr, transport.ErrAuthorizationFailed) {
+			return nil, fmt.Errorf("gitops: push to %s: %w", w.display, perr)
+		}
+		// A push fails this way when the branch moved since the fetch: fetch
+		// again, and only when it did move, rebase and try again.
+		head, err := w.fetch(ctx, r)
+		if err != nil {
+			return nil, fmt.Errorf("gitops: push to %s: %w (and fetching again: %w)", w.display, perr, err)
+		}
+		if head == base {
+			return nil, fmt.Errorf("gitops: push to %s: %w", w.display, perr)
+		}
+		if res.Attempts >= w.o.maxAttempts {
+			return nil, fmt.Errorf("%w: %d pushes to branch %s of %s (last: %w)", ErrConflict, res.Attempts, w.o.branch, w.display, perr)
+		}
+		w.logger.InfoContext(ctx, "gitops: the branch moved; rebasing", "branch", w.o.branch, "was", base.String(), "now", head.String())
+		base = head
+	}
+}
+
+// open returns the repository Write works in: a fresh one in memory, or the
+// bare clone of WithCloneDir.
+func (w *Writer) open() (*git.Repository, error) {
+	var r *git.Repository
+	var err error
+	if w.o.cloneDir == "" {
+		r, err = git.Init(memory.NewStorage(), nil)
+	} else {
+		r, err = git.PlainOpen(w.o.cloneDir)
+		if errors.Is(err, git.ErrRepositoryNotExists) {
+			r, err = git.PlainInit(w.o.cloneDir, true)
+		} else if err == nil {
+			rem, rerr := r.Remote(remoteName)
+			if rerr == nil {
+				if urls := rem.Config().URLs; len(urls) != 1 || urls[0] != w.url {
+					return nil, fmt.Errorf("gitops: clone directory %s: its origin is not %s", w.o.cloneDir, w.display)
+				}
+				return r, nil
+			}
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gitops: open the local repository: %w", err)
+	}
+	if _, err := r.CreateRemote(&config.RemoteConfig{Name: remoteName, URLs: []string{w.url}}); err != nil {
+		return nil, fmt.Errorf("gitops: open the local repository: %w", err)
+	}
+	return r, nil
+}
+
+func (w *Writer) trackingRef() plumbing.ReferenceName {
+	return plumbing.NewRemoteReferenceName(remoteName, w.o.branch)
+}
+
+// fetch fetches the branch and returns its head, zero when the repository or
+// the branch does not exist yet.
+func (w *Writer) fetch(ctx context.Context, r *git.Repository) (plumbing.Hash, error) {
+	track := w.trackingRef()
+	spec := config.RefSpec("+" + plumbing.NewBranchReferenceName(w.o.branch).String() + ":" + track.String())
+	err := r.FetchContext(ctx, &git.FetchOptions{
+		RemoteName: remoteName, RefSpecs: []config.RefSpec{spec}, Auth: w.o.auth, Tags: git.NoTags,
+	})
+	switch {
+	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
+	case errors.Is(err, transport.ErrEmptyRemoteRepository), errors.Is(err, git.NoMatchingRefSpecError{}):
+		_ = r.Storer.RemoveReference(track)
+		return plumbing.ZeroHash, nil
+	default:
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return plumbing.ZeroHash, fmt.Errorf("gitops: fetch branch %s of %s: %w", w.o.branch, w.display, err)
+	}
+	ref, err := r.Reference(track, true)
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("gitops: fetch branch %s of %s: %w", w.o.branch, w.display, err)
+	}
+	return ref.Hash(), nil
+}
+
+func (w *Writer) push(ctx context.Context, r *git.Repository, commit plumbing.Hash) error {
+	local := plumbing.NewBranchReferenceName(w.o.branch)
+	if err := r.Storer.SetReference(plumbing.NewHashReference(local, commit)); err != nil {
+		return err
+	}
+	// No '+': the server refuses anything but a fast-forward.
+	spec := config.RefSpec(local.String() + ":" + local.String())
+	return r.PushContext(ctx, &git.PushOptions{
+		RemoteName: remoteName, RefSpecs: []config.RefSpec{spec}, Auth: w.o.auth,
+	})
+}
+
+type diff struct{ added, modified, removed []string }
+
+// commit stores a commit on base whose tree is base's with the directory
+// replaced by c, and returns its hash, zero when the tree would not change.
+func (w *Writer) commit(s storer.EncodedObjectStorer, base plumbing.Hash, c *content, msg string) (plumbing.Hash, *diff, error) {
+	var root plumbing.Hash
+	old := map[string]plumbing.Hash{} // files in the repository the commit may touch, by path
+	if !base.IsZero() {
+		bc, err := object.GetCommit(s, base)
+		if err != nil {
+			return plumbing.ZeroHash, nil, fmt.Errorf("gitops: read the head commit: %w", err)
+		}
+		root = bc.TreeHash
+		t, err := bc.Tree()
+		if err != nil {
+			return plumbing.ZeroHash, nil, fmt.Errorf("gitops: read the head tree: %w", err)
+		}
+		err = t.Files().ForEach(func(f *object.File) error {
+			if f.Name == w.dir || strings.HasPrefix(f.Name, w.dir+"/") || c.extra[f.Name] != nil {
+				old[f.Name] = f.Hash
+			}
+			return nil
+		})
+		if err != nil {
+			return plumbing.ZeroHash, nil, fmt.Errorf("gitops: read the head tree: %w", err)
+		}
+	}
+	// The directory: a tree of the object files, or nothing when there are none.
+	entries := make([]object.TreeEntry, 0, len(c.dir))
+	for name, data := range c.dir {
+		h, err := writeBlob(s, data)
+		if err != nil {
+			return plumbing.ZeroHash, nil, err
+		}
+		entries = append(entries, object.TreeEntry{Name: name, Mode: filemode.Regular, Hash: h})
+	}
+	sub := object.TreeEntry{Mode: filemode.Dir}
+	if len(entries) > 0 {
+		h, err := writeTree(s, entries)
+		if err != nil {
+			return plumbing.ZeroHash, nil, err
+		}
+		sub.Hash = h
+	}
+	tree, err := replace(s, root, strings.Split(w.dir, "/"), sub)
+	if err != nil {
+		return plumbing.ZeroHash, nil, err
+	}
+	for _, p := range sortedKeys(c.extra) {
+		h, err := writeBlob(s, c.extra[p])
+		if err != nil {
+			return plumbing.ZeroHash, nil, err
+		}
+		if tree, err = replace(s, tree, strings.Split(p, "/"), object.TreeEntry{Mode: filemode.Regular, Hash: h}); err != nil {
+			return plumbing.ZeroHash, nil, err
+		}
+	}
+	if tree.IsZero() {
+		if tree, err = writeTree(s, nil); err != nil {
+			return plumbing.ZeroHash, nil, err
+		}
+	}
+	if tree == root {
+		return plumbing.ZeroHash, nil, nil
+	}
+	// What changed, for the Result.
+	d := &diff{}
+	now := map[string]plumbing.Hash{}
+	for _, e := range entries {
+		now[path.Join(w.dir, e.Name)] = e.Hash
+	}
+	for p, data := range c.extra {
+		now[p] = plumbing.ComputeHash(plumbing.BlobObject, data)
+	}
+	for p, h := range now {
+		if oh, ok := old[p]; !ok {
+			d.added = append(d.added, p)
+		} else if oh != h {
+			d.modified = append(d.modified, p)
+		}
+	}
+	for p := range old {
+		if _, ok := now[p]; !ok {
+			d.removed = append(d.removed, p)
+		}
+	}
+	slices.Sort(d.added)
+	slices.Sort(d.modified)
+	slices.Sort(d.removed)
+
+	sig := object.Signature{Name: w.o.authorName, Email: w.o.authorEmail, When: w.o.now()}
+	cm := &object.Commit{Author: sig, Committer: sig, Message: msg + files(d), TreeHash: tree}
+	if !base.IsZero() {
+		cm.ParentHashes = []plumbing.Hash{base}
+	}
+	o := s.NewEncodedObject()
+	if err := cm.Encode(o); err != nil {
+		return plumbing.ZeroHash, nil, fmt.Errorf("gitops: commit: %w", err)
+	}
+	h, err := s.SetEncodedObject(o)
+	if err != nil {
+		return plumbing.ZeroHash, nil, fmt.Errorf("gitops: commit: %w", err)
+	}
+	return h, d, nil
+}
+
+func files(d *diff) string {
+	var b strings.Builder
+	for _, l := range []struct {
+		title string
+		paths []string
+	}{{"Added", d.added}, {"Changed", d.modified}, {"Removed", d.removed}} {
+		if len(l.paths) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "\n%s:\n", l.title)
+		for _, p := range l.paths {
+			fmt.Fprintf(&b, "  %s\n", p)
+		}
+	}
+	return b.String()
+}
+
+func writeBlob(s storer.EncodedObjectStorer, data []byte) (plumbing.Hash, error) {
+	o := s.NewEncodedObject()
+	o.SetType(plumbing.BlobObject)
+	wr, err := o.Writer()
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("gitops: store a file: %w", err)
+	}
+	if _, err := io.Copy(wr, bytes.NewReader(data)); err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("gitops: store a file: %w", err)
+	}
+	if err := wr.Close(); err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("gitops: store a file: %w", err)
+	}
+	h, err := s.SetEncodedObject(o)
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("gitops: store a file: %w", err)
+	}
+	return h, nil
+}
+
+// writeTree stores a tree of entries, sorted as Git sorts them (a directory
+// compares as its name followed by '/').
+func writeTree(s storer.EncodedObjectStorer, entries []object.TreeEntry) (plumbing.Hash, error) {
+	key := func(e object.TreeEntry) string {
+		if e.Mode == filemode.Dir {
+			return e.Name + "/"
+		}
+		return e.Name
+	}
+	sort.Slice(entries, func(i, j int) bool { return key(entries[i]) < key(entries[j]) })
+	t := &object.Tree{Entries: entries}
+	o := s.NewEncodedObject()
+	if err := t.Encode(o); err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("gitops: store a tree: %w", err)
+	}
+	h, err := s.SetEncodedObject(o)
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("gitops: store a tree: %w", err)
+	}
+	return h, nil
+}
+
+// replace returns the tree root (zero: empty) with the entry at parts set to e
+// (a zero e.Hash removes it), zero when the result is empty.
+func replace(s storer.EncodedObjectStorer, root plumbing.Hash, parts []string, e object.TreeEntry) (plumbing.Hash, error) {
+	var entries []object.TreeEntry
+	if !root.IsZero() {
+		t, err := object.GetTree(s, root)
+		if err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("gitops: read a tree: %w", err)
+		}
+		entries = slices.Clone(t.Entries)
+	}
+	name := parts[0]
+	i := slices.IndexFunc(entries, func(x object.TreeEntry) bool { return x.Name == name })
+	child := e
+	if len(parts) > 1 {
+		var cur plumbing.Hash
+		if i >= 0 && entries[i].Mode == filemode.Dir {
+			cur = entries[i].Hash
+		}
+		h, err := replace(s, cur, parts[1:], e)
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		child = object.TreeEntry{Mode: filemode.Dir, Hash: h}
+	}
+	child.Name = name
+	if i >= 0 {
+		entries = slices.Delete(entries, i, i+1)
+	}
+	if !child.Hash.IsZero() {
+		entries = append(entries, child)
+	}
+	if len(entries) == 0 {
+		return plumbing.ZeroHash, nil
+	}
+	return writeTree(s, entries)
+}
+
+func sortedKeys(m map[string][]byte) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
