@@ -21,6 +21,7 @@ var (
 	kustomize  = "sigs.k8s.io/kustomize/"
 	promClient = "github.com/prometheus/client_golang/"
 	ggcrRemote = "github.com/google/go-containerregistry/pkg/v1/remote"
+	goGit      = "github.com/go-git/"
 	// The OpenTelemetry adapter is for callers who want spans; no stage links it.
 	otelAdapter = "github.com/shipkit/shipkit/observe/otel"
 )
@@ -38,6 +39,11 @@ var rules = []struct {
 	{"./sign", []string{syft, grype, stereo, sigstore, kubernetes, kustomize, ggcrRemote}},
 	{"./sign/...", []string{otelAdapter}},
 	{"./deploy/...", []string{syft, grype, stereo, sigstore, otelAdapter}},
+	// Git write-back is deploy/gitops's alone: applying, gating, rendering link no go-git.
+	{"./deploy", []string{goGit}},
+	{"./deploy/render", []string{goGit}},
+	{"./deploy/gate", []string{goGit}},
+	{"./deploy/apply", []string{goGit}},
 	// The manifest policy reads Kubernetes objects only: no SBOM or vulnerability code.
 	{"./scan/policy", []string{syft, grype, stereo, sigstore, promClient}},
 	{"./mesh/...", []string{syft, grype, stereo, sigstore, kustomize, otelAdapter}},
