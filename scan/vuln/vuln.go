@@ -32,12 +32,14 @@ import (
 	"github.com/anchore/grype/grype/matcher"
 	grypepkg "github.com/anchore/grype/grype/pkg"
 	"github.com/anchore/grype/grype/vulnerability"
+	syftpkg "github.com/anchore/syft/syft/pkg"
 
 	"github.com/shipkit/shipkit/internal/option"
 	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/scan"
 	"github.com/shipkit/shipkit/scan/internal/parallel"
 	"github.com/shipkit/shipkit/scan/report"
+	"github.com/shipkit/shipkit/scan/vulndb"
 )
 
 // Errors a caller may branch on with errors.Is.
@@ -170,6 +172,9 @@ type DB struct {
 	prov   vulnerability.Provider
 	closed bool
 	cache  *matchCache
+	// platforms are the goos/goarch limits of Go advisories that scan/vulndb
+	// keeps beside grype's tables (none in grype's own databases).
+	platforms *vulndb.Platforms
 }
 
 var _ scan.Scanner = (*DB)(nil)
@@ -178,7 +183,11 @@ var _ scan.Scanner = (*DB)(nil)
 // db.cache-dir) with its checksum verified, checks its schema and, with
 // [WithMaxAge], its age. A missing database is an error wrapping [ErrNoDatabase]
 // (and fs.ErrNotExist), a corrupt or incompletely installed one [ErrCorrupt], one
-// of another schema [ErrSchema], a stale one [ErrDBTooOld].
+// of another schema [ErrSchema], a stale one [ErrDBTooOld]. A database written by
+// scan/vulndb also carries the goos/goarch limits of Go advisories (golang/vulndb's
+// ecosystem_specific.imports): Scan then drops a Go finding whose advisory is
+// limited to other platforms than the binary's (its build info's GOOS/GOARCH, else
+// the SBOM's image platform).
 func Open(ctx context.Context, root string, opts ...Option) (*DB, error) {
 	c := config{now: time.Now, workers: 1}
 	for _, o := range opts {
@@ -232,6 +241,12 @@ func open(ctx context.Context, root string, c config) (*DB, error) {
 	if err := checkSchema(s.status.Schema); err != nil {
 		_ = prov.Close()
 		return nil, fmt.Errorf("open vulnerability database %s: %w", s.status.Path, err)
+	}
+	if s.status.Path != "" {
+		if s.platforms, err = vulndb.ReadPlatforms(s.status.Path); err != nil {
+			_ = prov.Close()
+			return nil, fmt.Errorf("open vulnerability database %s: %w: %w", s.status.Path, ErrCorrupt, err)
+		}
 	}
 	if err := s.checkAge(); err != nil {
 		_ = prov.Close()
@@ -460,6 +475,9 @@ func (s *DB) scan(ctx context.Context, sb *scan.SBOM) (*scan.Report, error) {
 	}
 	if found != nil {
 		for _, m := range found.Sorted() {
+			if !s.onPlatform(m, sb) {
+				continue
+			}
 			r.Findings = append(r.Findings, finding(m))
 		}
 	}
@@ -475,6 +493,36 @@ func (s *DB) scan(ctx context.Context, sb *scan.SBOM) (*scan.Report, error) {
 	})
 	s.cfg.log.DebugContext(ctx, "scanned SBOM", "target", target, "packages", len(pkgs), "findings", len(r.Findings))
 	return r, nil
+}
+
+// onPlatform says whether a match of a Go advisory applies to the platform the
+// binary was built for (its build info's GOOS and GOARCH, else the image's
+// platform): golang/vulndb limits some advisories to, say, goos windows, and
+// grype's schema cannot say so. Matches of other packages, and of an unknown
+// platform, always apply.
+func (s *DB) onPlatform(m match.Match, sb *scan.SBOM) bool {
+	if s.platforms.Len() == 0 || m.Package.Type != syftpkg.GoModulePkg {
+		return true
+	}
+	var goos, goarch string
+	if md, ok := m.Package.Metadata.(grypepkg.GolangBinMetadata); ok {
+		goarch = md.Architecture
+		if v, ok := md.BuildSettings.Get("GOOS"); ok {
+			goos = v
+		}
+		if v, ok := md.BuildSettings.Get("GOARCH"); ok && goarch == "" {
+			goarch = v
+		}
+	}
+	if sb.Platform != nil {
+		if goos == "" {
+			goos = sb.Platform.OS
+		}
+		if goarch == "" {
+			goarch = sb.Platform.Architecture
+		}
+	}
+	return s.platforms.Applies(m.Vulnerability.ID, m.Package.Name, goos, goarch)
 }
 
 // target names what an SBOM describes: its subject digest, else syft's source name.

@@ -31,6 +31,14 @@ type osvRecord struct {
 			Type   string              `json:"type"`
 			Events []map[string]string `json:"events"`
 		} `json:"ranges"`
+		EcosystemSpecific struct {
+			Imports []struct {
+				Path    string   `json:"path"`
+				Symbols []string `json:"symbols"`
+				GOOS    []string `json:"goos"`
+				GOARCH  []string `json:"goarch"`
+			} `json:"imports"`
+		} `json:"ecosystem_specific"`
 	} `json:"affected"`
 	References []struct {
 		URL string `json:"url"`
@@ -64,6 +72,8 @@ var osvEcosystems = map[string]syftpkg.Type{
 // CVSS_V2, CVSS_V3 and CVSS_V4, and for each affected[] entry the package and its
 // SEMVER and ECOSYSTEM ranges, whose introduced/fixed/last_affected/limit events
 // become [Range] values; GIT ranges name commits, not versions, and are skipped.
+// Of Go advisories it also reads ecosystem_specific.imports (packages, symbols,
+// goos, goarch) into [Record.Imports].
 // The ecosystems are Go, npm, PyPI, Maven, crates.io, RubyGems, NuGet, Packagist
 // and the distributions "Debian:12", "Ubuntu:22.04:LTS" and "Alpine:v3.18".
 // Unknown fields are ignored. A document without an id, with no affected package,
@@ -212,6 +222,11 @@ func ParseOSV(data []byte) ([]Record, error) {
 			CVSS:        cvss,
 			Description: description,
 			URLs:        urls,
+		}
+		if pkgType == syftpkg.GoModulePkg {
+			for _, imp := range a.EcosystemSpecific.Imports {
+				rec.Imports = append(rec.Imports, GoImport{Path: imp.Path, Symbols: imp.Symbols, GOOS: imp.GOOS, GOARCH: imp.GOARCH})
+			}
 		}
 		if err := rec.validate(); err != nil {
 			return nil, fmt.Errorf("parse OSV %s: affected[%d]: %w", doc.ID, i, err)

@@ -59,6 +59,59 @@ type Record struct {
 
 	// URLs are references; the first one is the record's data source in grype's output.
 	URLs []string
+
+	// Imports are, for a Go module ("go-module"), the packages of the module that
+	// hold the vulnerable code, with their symbols and the platforms they are limited
+	// to (OSV's affected[].ecosystem_specific.imports, as golang/vulndb writes it).
+	// Empty means the whole module, on every platform.
+	Imports []GoImport
+}
+
+// GoImport is one package of an affected Go module that holds vulnerable code.
+type GoImport struct {
+	// Path is the package's import path, e.g. "golang.org/x/text/language".
+	Path string
+
+	// Symbols are the vulnerable functions and methods of the package, e.g. "Parse"
+	// or "Decoder.Decode"; empty means the whole package.
+	Symbols []string
+
+	// GOOS and GOARCH limit the vulnerability to binaries built for these operating
+	// systems and architectures (Go's names: "windows", "ppc64le"); empty means any.
+	GOOS   []string
+	GOARCH []string
+}
+
+// AppliesTo says whether the vulnerable code of r is in a binary built for
+// goos/goarch at all: true when r names no imports, or when one of its imports
+// is not limited to other operating systems or architectures. An empty goos or
+// goarch (unknown) matches every limit, so an unknown platform never hides an
+// advisory.
+func (r Record) AppliesTo(goos, goarch string) bool {
+	if len(r.Imports) == 0 {
+		return true
+	}
+	for _, imp := range r.Imports {
+		if imp.appliesTo(goos, goarch) {
+			return true
+		}
+	}
+	return false
+}
+
+func (imp GoImport) appliesTo(goos, goarch string) bool {
+	in := func(list []string, v string) bool {
+		if len(list) == 0 || v == "" {
+			return true
+		}
+		for _, x := range list {
+			if strings.EqualFold(x, v) {
+				return true
+			}
+		}
+		return false
+	}
+	return in(imp.GOOS, goos) && in(imp.GOARCH, goarch)
 }
 
 // Range is one affected version range and the version that fixes it.
@@ -135,6 +188,11 @@ func (r Record) validate() error {
 	if r.Distro != "" {
 		if _, err := parseDistro(r.Distro); err != nil {
 			return fmt.Errorf("record %s (%s): %w", r.ID, r.Package, err)
+		}
+	}
+	for i, imp := range r.Imports {
+		if imp.Path == "" {
+			return fmt.Errorf("record %s (%s): imports[%d] has no path", r.ID, r.Package, i)
 		}
 	}
 	for _, rg := range r.Ranges {

@@ -147,6 +147,9 @@ func build(ctx context.Context, dir string, records []Record, built time.Time) e
 	if err := setBuildTime(path, built); err != nil {
 		return fmt.Errorf("set build time: %w", err)
 	}
+	if err := writePlatforms(path, records); err != nil {
+		return fmt.Errorf("Go platform limits: %w", err)
+	}
 	if err := v6.Hydrater()(dir); err != nil {
 		return fmt.Errorf("hydrate: %w", err)
 	}
@@ -314,9 +317,20 @@ func affectedPackage(r Record) (*v6.AffectedPackageHandle, error) {
 		})
 	}
 	t := syftpkg.Type(r.Type)
+	blob := &v6.PackageBlob{CVEs: cves, Ranges: ranges}
+	if len(r.Imports) > 0 {
+		// grype's own Go qualifier (as grype-db writes it from golang/vulndb): used
+		// only for SBOMs that carry a binary's symbols. The goos/goarch limits have
+		// no place in grype's schema; writePlatforms keeps them.
+		q := &v6.PackageQualifiers{}
+		for _, imp := range r.Imports {
+			q.GoImports = append(q.GoImports, v6.GoImport{Path: imp.Path, Symbols: imp.Symbols})
+		}
+		blob.Qualifiers = q
+	}
 	return &v6.AffectedPackageHandle{
 		OperatingSystem: osRow,
 		Package:         &v6.Package{Ecosystem: r.Type, Name: name.Normalize(r.Package, t)},
-		BlobValue:       &v6.PackageBlob{CVEs: cves, Ranges: ranges},
+		BlobValue:       blob,
 	}, nil
 }
