@@ -42,7 +42,9 @@ func (w *Writer) write(ctx context.Context, c *content, msg string) (*Result, er
 			if res.Attempts > 0 {
 				w.logger.InfoContext(ctx, "gitops: the branch already holds the release", "branch", w.o.branch, "head", base.String())
 			}
-			res.Commit = base.String()
+			if !base.IsZero() {
+				res.Commit = base.String()
+			}
 			return res, nil
 		}
 		res.Attempts++
@@ -166,7 +168,7 @@ func (w *Writer) commit(s storer.EncodedObjectStorer, base plumbing.Hash, c *con
 			return plumbing.ZeroHash, nil, fmt.Errorf("gitops: read the head tree: %w", err)
 		}
 		err = t.Files().ForEach(func(f *object.File) error {
-			if f.Name == w.dir || strings.HasPrefix(f.Name, w.dir+"/") || c.extra[f.Name] != nil {
+			if _, extra := c.extra[f.Name]; extra || strings.HasPrefix(f.Name, w.dir+"/") {
 				old[f.Name] = f.Hash
 			}
 			return nil
@@ -197,15 +199,20 @@ func (w *Writer) commit(s storer.EncodedObjectStorer, base plumbing.Hash, c *con
 		return plumbing.ZeroHash, nil, err
 	}
 	for _, p := range sortedKeys(c.extra) {
-		h, err := writeBlob(s, c.extra[p])
-		if err != nil {
-			return plumbing.ZeroHash, nil, err
+		e := object.TreeEntry{Mode: filemode.Regular}
+		if c.extra[p] != nil { // nil: remove the file
+			if e.Hash, err = writeBlob(s, c.extra[p]); err != nil {
+				return plumbing.ZeroHash, nil, err
+			}
 		}
-		if tree, err = replace(s, tree, strings.Split(p, "/"), object.TreeEntry{Mode: filemode.Regular, Hash: h}); err != nil {
+		if tree, err = replace(s, tree, strings.Split(p, "/"), e); err != nil {
 			return plumbing.ZeroHash, nil, err
 		}
 	}
 	if tree.IsZero() {
+		if base.IsZero() {
+			return plumbing.ZeroHash, nil, nil // nothing to write to a branch that does not exist
+		}
 		if tree, err = writeTree(s, nil); err != nil {
 			return plumbing.ZeroHash, nil, err
 		}
@@ -220,7 +227,9 @@ func (w *Writer) commit(s storer.EncodedObjectStorer, base plumbing.Hash, c *con
 		now[path.Join(w.dir, e.Name)] = e.Hash
 	}
 	for p, data := range c.extra {
-		now[p] = plumbing.ComputeHash(plumbing.BlobObject, data)
+		if data != nil {
+			now[p] = plumbing.ComputeHash(plumbing.BlobObject, data)
+		}
 	}
 	for p, h := range now {
 		if oh, ok := old[p]; !ok {
@@ -358,4 +367,74 @@ func sortedKeys(m map[string][]byte) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// maxRead bounds what Read reads of the directory: the repository is someone
+// else's too.
+const maxRead = 64 << 20
+
+// ErrTooLarge is wrapped by Read's error when the directory's files add up to
+// more than 64 MiB.
+var ErrTooLarge = errors.New("gitops: the directory's files are too large")
+
+// Read fetches the branch and returns the files of the Writer's directory at its
+// head, by path in the directory, and the head commit: what a release wrote,
+// plus whatever someone else changed there since (Write would undo it). The map
+// is empty when the branch or the directory does not exist.
+func (w *Writer) Read(ctx context.Context) (map[string][]byte, string, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r, err := w.open()
+	if err != nil {
+		return nil, "", err
+	}
+	head, err := w.fetch(ctx, r)
+	if err != nil || head.IsZero() {
+		return map[string][]byte{}, "", err
+	}
+	c, err := object.GetCommit(r.Storer, head)
+	if err != nil {
+		return nil, "", fmt.Errorf("gitops: read the head commit: %w", err)
+	}
+	t, err := c.Tree()
+	if err != nil {
+		return nil, "", fmt.Errorf("gitops: read the head tree: %w", err)
+	}
+	out := map[string][]byte{}
+	sub, err := t.Tree(w.dir)
+	if errors.Is(err, object.ErrDirectoryNotFound) {
+		return out, head.String(), nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("gitops: read directory %s: %w", w.dir, err)
+	}
+	var total int64
+	err = sub.Files().ForEach(func(f *object.File) error {
+		if total += f.Size; total > maxRead {
+			return fmt.Errorf("%w: more than %d bytes in %s", ErrTooLarge, maxRead, w.dir)
+		}
+		s, err := f.Contents()
+		out[f.Name] = []byte(s)
+		return err
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("gitops: read directory %s: %w", w.dir, err)
+	}
+	return out, head.String(), nil
+}
+
+// Remove removes the Writer's directory, and the Argo CD Application or Flux
+// Kustomization file it was made with, in one commit (none when they are already
+// gone), pushed as Write pushes.
+func (w *Writer) Remove(ctx context.Context) (*Result, error) {
+	c := &content{dir: map[string][]byte{}, extra: map[string][]byte{}}
+	if w.o.argo != nil {
+		c.extra[w.o.argo.file(w.dir)] = nil
+	}
+	if w.o.flux != nil {
+		c.extra[w.o.flux.file(w.dir)] = nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.write(ctx, c, fmt.Sprintf("shipkit: remove %s\n", w.dir))
 }

@@ -273,7 +273,7 @@ func checkDir(dir string) (string, error) {
 // Result says what a Write did.
 type Result struct {
 	// Commit is the branch's head after Write: the new commit, or the head Write
-	// found when nothing changed.
+	// found when nothing changed (empty when the branch does not exist).
 	Commit string
 	// Changed reports whether Write made (and pushed) a commit.
 	Changed bool
@@ -304,4 +304,15 @@ func (w *Writer) Write(ctx context.Context, objs []*unstructured.Unstructured, d
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.write(ctx, files, msg)
+}
+
+// Render returns the files Write would write to the directory for objs, by
+// name (the Argo CD or Flux file aside), or the error Write would return for
+// them: what a plan shows before anything is written.
+func (w *Writer) Render(objs []*unstructured.Unstructured) (map[string][]byte, error) {
+	c, err := w.render(objs)
+	if err != nil {
+		return nil, err
+	}
+	return c.dir, nil
 }

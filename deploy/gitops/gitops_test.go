@@ -198,6 +198,19 @@ func TestWriteReadBackWithGitCLI(t *testing.T) {
 	assert.Contains(t, git(t, s, work, "log", "-1", "--format=%B"), digestB)
 	assert.Equal(t, res.Commit, git(t, s, work, "rev-parse", "HEAD^"), "a fast-forward on the previous release")
 
+	// Read returns what the directory holds; Render what Write would write.
+	read, head, err := w.Read(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, res2.Commit, head)
+	rendered, err := w.Render(next)
+	require.NoError(t, err)
+	assert.Equal(t, rendered, read)
+	want := map[string][]byte{}
+	for p, c := range expected(t, "clusters/prod/shop", next) {
+		want[strings.TrimPrefix(p, "clusters/prod/shop/")] = []byte(c)
+	}
+	assert.Equal(t, want, read)
+
 	// No objects: the directory goes, the rest stays.
 	res3, err := w.Write(ctx, nil, &deploy.Decision{})
 	require.NoError(t, err)
@@ -206,6 +219,24 @@ func TestWriteReadBackWithGitCLI(t *testing.T) {
 	assert.Empty(t, inDir(files, "clusters/prod/shop"))
 	assert.Contains(t, files, "README.md")
 	assert.Contains(t, files, "clusters/prod/shop.argocd.yaml")
+	read, _, err = w.Read(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, read)
+
+	// Remove takes the Application too; a second Remove makes no commit.
+	_, err = w.Write(ctx, next, &deploy.Decision{})
+	require.NoError(t, err)
+	rm, err := w.Remove(ctx)
+	require.NoError(t, err)
+	assert.True(t, rm.Changed)
+	assert.Contains(t, rm.Removed, "clusters/prod/shop.argocd.yaml")
+	files, work = readBack(t, s, "fleet")
+	assert.Equal(t, map[string]string{"README.md": "kept\n"}, files)
+	assert.Equal(t, "shipkit: remove clusters/prod/shop", git(t, s, work, "log", "-1", "--format=%s"))
+	rm2, err := w.Remove(ctx)
+	require.NoError(t, err)
+	assert.False(t, rm2.Changed)
+	assert.Equal(t, rm.Commit, rm2.Commit)
 }
 
 func TestWriteEmptyRepositoryAndNewBranch(t *testing.T) {
@@ -228,6 +259,23 @@ func TestWriteEmptyRepositoryAndNewBranch(t *testing.T) {
 	require.NoError(t, yaml.Unmarshal([]byte(docs[1]), &ks))
 	assert.Equal(t, "Kustomization", ks["kind"])
 	assert.Equal(t, "./apps/shop", ks["spec"].(map[string]any)["path"])
+
+	// Remove or an empty release on a branch that does not exist makes none.
+	wn, err := gitops.New(u, "apps/shop", gitops.WithBasicAuth(user, password), gitops.WithBranch("none"))
+	require.NoError(t, err)
+	for _, f := range []func() (*gitops.Result, error){
+		func() (*gitops.Result, error) { return wn.Remove(t.Context()) },
+		func() (*gitops.Result, error) { return wn.Write(t.Context(), nil, &deploy.Decision{}) },
+	} {
+		r, err := f()
+		require.NoError(t, err)
+		assert.False(t, r.Changed)
+		assert.Empty(t, r.Commit)
+	}
+	read, head, err := wn.Read(t.Context())
+	require.NoError(t, err)
+	assert.Empty(t, read)
+	assert.Empty(t, head)
 
 	// Another branch of the same repository starts from nothing.
 	wb, err := gitops.New(u, "apps/shop", gitops.WithBasicAuth(user, password), gitops.WithBranch("staging"))
