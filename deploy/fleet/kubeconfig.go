@@ -18,27 +18,13 @@ import (
 // fleet never reaches a cluster by accident. The Manager's events carry the context
 // name in their step ("apply east").
 func FromKubeconfig(path string, contexts []string, opts apply.Options) ([]Cluster, error) {
-	if len(contexts) == 0 {
-		return nil, errors.New("fleet: name at least one kubeconfig context")
-	}
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if path != "" {
-		rules.ExplicitPath = ""
-		rules.Precedence = filepath.SplitList(path)
-	}
-	raw, err := rules.Load()
+	targets, err := TargetsFromKubeconfig(path, contexts)
 	if err != nil {
-		return nil, fmt.Errorf("fleet: load kubeconfig: %w", err)
+		return nil, err
 	}
 	out := make([]Cluster, 0, len(contexts))
-	for _, name := range contexts {
-		if _, ok := raw.Contexts[name]; !ok {
-			return nil, fmt.Errorf("fleet: kubeconfig has no context %q", name)
-		}
-		cfg, err := clientcmd.NewNonInteractiveClientConfig(*raw, name, &clientcmd.ConfigOverrides{}, rules).ClientConfig()
-		if err != nil {
-			return nil, fmt.Errorf("fleet: context %s: %w", name, err)
-		}
+	for _, t := range targets {
+		name, cfg := t.Name, t.Config
 		o := opts
 		if opts.ApplySet != nil {
 			set := *opts.ApplySet
@@ -65,4 +51,34 @@ type prefixed struct {
 func (p prefixed) Observe(e observe.Event) {
 	e.Step += " " + p.cluster
 	p.obs.Observe(e)
+}
+
+// TargetsFromKubeconfig returns the REST config of each named context of a
+// kubeconfig, for [TakeInventory]; path is read as [FromKubeconfig] reads it. Every
+// context is named explicitly, so a fleet never reaches a cluster by accident.
+func TargetsFromKubeconfig(path string, contexts []string) ([]Target, error) {
+	if len(contexts) == 0 {
+		return nil, errors.New("fleet: name at least one kubeconfig context")
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if path != "" {
+		rules.ExplicitPath = ""
+		rules.Precedence = filepath.SplitList(path)
+	}
+	raw, err := rules.Load()
+	if err != nil {
+		return nil, fmt.Errorf("fleet: load kubeconfig: %w", err)
+	}
+	out := make([]Target, 0, len(contexts))
+	for _, name := range contexts {
+		if _, ok := raw.Contexts[name]; !ok {
+			return nil, fmt.Errorf("fleet: kubeconfig has no context %q", name)
+		}
+		cfg, err := clientcmd.NewNonInteractiveClientConfig(*raw, name, &clientcmd.ConfigOverrides{}, rules).ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("fleet: context %s: %w", name, err)
+		}
+		out = append(out, Target{Name: name, Config: cfg})
+	}
+	return out, nil
 }
