@@ -52,6 +52,8 @@ type Verifier struct {
 	policyKey  string
 	keys       []trustedKey
 	identities []trustedIdentity
+	// bundleAuth is what sigstore bundles verify under (see bundleAuthorities).
+	bundleAuth []bundleAuthority
 	opts       options
 	cache      *sign.Cache
 	// puller keeps each repository's authentication and ping between reads.
@@ -80,6 +82,9 @@ func NewVerifier(p sign.Policy, opts ...Option) (*Verifier, error) {
 	if err := v.opts.limits.validate(); err != nil {
 		return nil, fmt.Errorf("cosign verifier: %w", err)
 	}
+	if v.policyKey, err = v.opts.keylessPolicyKey(p, v.policyKey); err != nil {
+		return nil, fmt.Errorf("cosign verifier: %w", err)
+	}
 	v.policy.RequiredPredicates = slices.Clone(p.RequiredPredicates)
 	v.policy.Conditions = slices.Clone(p.Conditions)
 	for _, k := range p.TrustedKeys {
@@ -97,6 +102,9 @@ func NewVerifier(p sign.Policy, opts ...Option) (*Verifier, error) {
 	for _, id := range p.TrustedIdentities {
 		fp, _ := id.Fingerprint() // p.Key validated it
 		v.identities = append(v.identities, trustedIdentity{name: id.DisplayName(), fingerprint: "identity " + fp, id: id})
+	}
+	if v.bundleAuth, err = v.bundleAuthorities(); err != nil {
+		return nil, fmt.Errorf("cosign verifier: %w", err)
 	}
 	if v.puller, err = v.opts.newPuller(); err != nil {
 		return nil, fmt.Errorf("cosign verifier: %w", err)

@@ -1,0 +1,84 @@
+package cosign
+
+// This file is the seam between a compiled policy and sigstore-go: the one place
+// that turns what a [Verifier] trusts into sigstore-go trusted material
+// (root.TrustedMaterial), verifier options (timestamps, logs) and policy options
+// (a key, a certificate identity). Every sigstore bundle, whatever its discovery
+// path, is verified under the authorities bundleAuthorities returns and nothing
+// else; the policy on top (thresholds, predicates, conditions) then judges it
+// with the legacy layout's signatures and attestations.
+//
+// A trusted key is one authority: its public key as the only trusted material,
+// verify.WithKey() as policy, and verify.WithNoObserverTimestamps() (a key proves
+// nothing about time, as cosign v3 verifies a key-based bundle offline, and a
+// log entry the bundle may carry is not required; see [checkLogEntries] for what
+// is checked of it).
+//
+// Keyless trust (a trusted_root.json with Fulcio CAs, Rekor logs and timestamp
+// authorities, and certificate identities) plugs in here as one more case of
+// bundleAuthorities, built from a field of [options] that its own option sets:
+// one authority per trusted identity, whose verifier is
+// verify.NewVerifier(trustedRoot, WithTransparencyLog / WithSignedTimestamps /
+// WithIntegratedTimestamps as the root provides) and whose policy is
+// verify.WithCertificateIdentity. Such an authority sets certificate (so a
+// key-signed bundle is never tried under it, nor a certificate-signed one under
+// a key) and may set classify, to name its denials (wrong identity, expired
+// certificate, untrusted root).
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/sigstore/sigstore-go/pkg/root"
+	"github.com/sigstore/sigstore-go/pkg/verify"
+
+	"github.com/shipkit/shipkit/sign"
+)
+
+// bundleAuthority is one trust anchor a sigstore bundle can verify under, and the
+// signer a bundle verified under it is counted as.
+type bundleAuthority struct {
+	// signer names the trusted key or identity; signatures count toward the
+	// policy's threshold by its fingerprint, the same fingerprint the legacy
+	// layout's signatures by the same key or identity count under.
+	signer signer
+	// verifier is sigstore-go's verifier over the authority's trusted material,
+	// with the timestamp and log requirements the authority needs.
+	verifier *verify.Verifier
+	// policy are the policy options a bundle is verified with under this
+	// authority (besides the artifact): verify.WithKey() for a key,
+	// verify.WithCertificateIdentity(…) for a certificate identity.
+	policy []verify.PolicyOption
+	// certificate is true for an authority that trusts certificates (keyless),
+	// false for one that trusts a key: a bundle's verification material (a public
+	// key hint or a certificate) picks which authorities are tried.
+	certificate bool
+	// classify, when set, names a verification failure under this authority
+	// (sign.ReasonWrongIdentity, sign.ReasonExpiredCertificate, …); the default is
+	// the kind's untrusted code. It returns the code and a message in the
+	// verifier's own words (never a certificate's or registry's bytes unchecked:
+	// see safeText).
+	classify func(err error) (sign.ReasonCode, string)
+}
+
+// bundleAuthorities compiles what v trusts into sigstore-go authorities, in the
+// policy's order: the trusted keys, then (see the file's comment) keyless
+// identities under a trusted root. It is called once, by [NewVerifier].
+func (v *Verifier) bundleAuthorities() ([]bundleAuthority, error) {
+	var out []bundleAuthority
+	for i := range v.keys {
+		k := &v.keys[i]
+		key := root.NewExpiringKey(k.verifier, time.Time{}, time.Time{})
+		material := root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) { return key, nil })
+		sv, err := verify.NewVerifier(material, verify.WithNoObserverTimestamps())
+		if err != nil {
+			return nil, fmt.Errorf("trusted key %s: %w", k.name, err)
+		}
+		out = append(out, bundleAuthority{
+			signer:   signer{name: k.name, fingerprint: k.fingerprint},
+			verifier: sv,
+			policy:   []verify.PolicyOption{verify.WithKey()},
+		})
+	}
+	return out, nil
+}
