@@ -281,3 +281,19 @@ func TestKeylessSignerOptions(t *testing.T) {
 	_, err = ks.Bundle(t.Context(), &sgsign.PlainData{Data: []byte("x")})
 	require.ErrorIs(t, err, ErrKeylessSigning)
 }
+
+func TestVerifierTrustedRoot(t *testing.T) {
+	s := startSigstore(t)
+	p := sign.Policy{TrustedIdentities: []sign.TrustedIdentity{{Subject: releaser, Issuer: sigstoretest.DefaultIssuer}}}
+	_, err := NewVerifier(p)
+	require.ErrorIs(t, err, ErrInvalidOption)
+	assert.Contains(t, err.Error(), "WithTrustedRoot")
+
+	tr := trustedRootOf(t, s)
+	v, err := NewVerifier(p, WithTrustedRoot(tr))
+	require.NoError(t, err)
+	assert.Contains(t, v.policyKey, tr.Fingerprint(), "verdicts under another root are not shared")
+	other, err := NewVerifier(p, WithTrustedRoot(trustedRootOf(t, startSigstore(t))))
+	require.NoError(t, err)
+	assert.NotEqual(t, v.policyKey, other.policyKey)
+}

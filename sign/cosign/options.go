@@ -25,6 +25,8 @@ type options struct {
 	noCache  bool
 	observer observe.Observer
 	limits   limits
+	// trustedRoot verifies keyless signatures (WithTrustedRoot, trustedroot.go).
+	trustedRoot *TrustedRoot
 }
 
 func newOptions(opts []Option) options {

@@ -12,6 +12,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/verify"
 
 	"github.com/shipkit/shipkit/internal/option"
+	"github.com/shipkit/shipkit/sign"
 )
 
 // MaxTrustedRootSize bounds a trusted_root.json ([LoadTrustedRoot],
@@ -177,4 +178,27 @@ func (t *TrustedRoot) String() string {
 	return fmt.Sprintf("sigstore trusted root %s (%d certificate authorities, %d transparency logs, %d timestamp authorities, %d CT logs; log entries required %d, timestamps %d)",
 		t.fingerprint[:16], len(t.root.FulcioCertificateAuthorities()), len(t.root.RekorLogs()), len(t.root.TimestampingAuthorities()),
 		len(t.root.CTLogs()), t.cfg.tlog, t.cfg.tsa)
+}
+
+// WithTrustedRoot makes a [Verifier] verify keyless signatures, sigstore bundles
+// signed with a Fulcio certificate, against tr (see [TrustedRoot] for what that
+// checks). The policy's identities without RootsPEM ([sign.TrustedIdentity]) are
+// met only this way; a policy with such an identity needs a trusted root, and
+// [NewVerifier] refuses it without one. The root is part of the verdict cache's
+// key. Signers ignore it (see [Keyless.TrustedRoot]).
+func WithTrustedRoot(tr *TrustedRoot) Option { return func(o *options) { o.trustedRoot = tr } }
+
+// keylessPolicyKey checks that a policy with keyless identities (no roots of their
+// own) has a trusted root, and returns the verdict cache key with the root's
+// fingerprint added to key.
+func (o *options) keylessPolicyKey(p sign.Policy, key string) (string, error) {
+	if o.trustedRoot == nil {
+		for _, id := range p.TrustedIdentities {
+			if len(id.RootsPEM) == 0 {
+				return "", option.Errorf("trusted identity %s has no RootsPEM: it is verified against a sigstore trusted root, and none is given (WithTrustedRoot)", id.DisplayName())
+			}
+		}
+		return key, nil
+	}
+	return key + " trusted-root " + o.trustedRoot.Fingerprint(), nil
 }
