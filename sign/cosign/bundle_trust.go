@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/verify"
 
@@ -59,6 +60,15 @@ type bundleAuthority struct {
 	// verifier's own words (never a certificate's or registry's bytes unchecked:
 	// see safeText).
 	classify func(err error) (sign.ReasonCode, string)
+	// check, when set, replaces verifier and policy: it verifies the bundle with
+	// artifact as its subject and returns the signer it counts for, or the named
+	// problem (prefix starts its message, untrusted is the kind's untrusted code).
+	// The keyless authority sets it (keylessAuthority, keyless.go): one authority
+	// for every trusted identity, whose check verifies the bundle once against the
+	// trusted root and then picks the identity its certificate names, through
+	// sign.TrustedIdentity (the one owner of identity matching), diagnosing a
+	// failure step by step.
+	check func(b *bundle.Bundle, artifact verify.ArtifactPolicyOption, prefix string, untrusted sign.ReasonCode) (*signer, *problem)
 }
 
 // bundleAuthorities compiles what v trusts into sigstore-go authorities, in the
@@ -79,6 +89,9 @@ func (v *Verifier) bundleAuthorities() ([]bundleAuthority, error) {
 			verifier: sv,
 			policy:   []verify.PolicyOption{verify.WithKey()},
 		})
+	}
+	if a := v.keylessAuthority(); a != nil {
+		out = append(out, *a)
 	}
 	return out, nil
 }
