@@ -15,21 +15,18 @@ package cosign
 // is checked of it).
 //
 // Keyless trust (a trusted_root.json with Fulcio CAs, Rekor logs and timestamp
-// authorities, and certificate identities) plugs in here as one more case of
-// bundleAuthorities, built from a field of [options] that its own option sets:
-// one authority per trusted identity, whose verifier is
-// verify.NewVerifier(trustedRoot, WithTransparencyLog / WithSignedTimestamps /
-// WithIntegratedTimestamps as the root provides) and whose policy is
-// verify.WithCertificateIdentity. Such an authority sets certificate (so a
-// key-signed bundle is never tried under it, nor a certificate-signed one under
-// a key) and may set classify, to name its denials (wrong identity, expired
-// certificate, untrusted root).
+// authorities, and certificate identities) is not an authority here: a bundle
+// made with a certificate goes to keylessCheck (keyless.go) with the root of
+// WithTrustedRoot and all the policy's identities. It verifies the bundle once
+// with sigstore-go against the root (the verifier the TrustedRoot compiled at
+// load), picks the identity its certificate names through sign.TrustedIdentity
+// (the one owner of identity matching: exact or anchored regexp), and diagnoses
+// a failure step by step into a named reason.
 
 import (
 	"fmt"
 	"time"
 
-	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/verify"
 
@@ -60,15 +57,6 @@ type bundleAuthority struct {
 	// verifier's own words (never a certificate's or registry's bytes unchecked:
 	// see safeText).
 	classify func(err error) (sign.ReasonCode, string)
-	// check, when set, replaces verifier and policy: it verifies the bundle with
-	// artifact as its subject and returns the signer it counts for, or the named
-	// problem (prefix starts its message, untrusted is the kind's untrusted code).
-	// The keyless authority sets it (keylessAuthority, keyless.go): one authority
-	// for every trusted identity, whose check verifies the bundle once against the
-	// trusted root and then picks the identity its certificate names, through
-	// sign.TrustedIdentity (the one owner of identity matching), diagnosing a
-	// failure step by step.
-	check func(b *bundle.Bundle, artifact verify.ArtifactPolicyOption, prefix string, untrusted sign.ReasonCode) (*signer, *problem)
 }
 
 // bundleAuthorities compiles what v trusts into sigstore-go authorities, in the
@@ -89,9 +77,6 @@ func (v *Verifier) bundleAuthorities() ([]bundleAuthority, error) {
 			verifier: sv,
 			policy:   []verify.PolicyOption{verify.WithKey()},
 		})
-	}
-	if a := v.keylessAuthority(); a != nil {
-		out = append(out, *a)
 	}
 	return out, nil
 }

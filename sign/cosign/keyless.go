@@ -288,23 +288,3 @@ func certNames(c *x509.Certificate) string {
 	}
 	return safeText(s, 300)
 }
-
-// keylessAuthority is the bundle authority of the policy's certificate identities
-// (see [bundleAuthority.check]): nil when the policy has none. Without a trusted
-// root it still exists, so that a keyless bundle is denied by name ("no sigstore
-// trusted root") rather than ignored; [NewVerifier] already refused a policy whose
-// identities need one.
-func (v *Verifier) keylessAuthority() *bundleAuthority {
-	if len(v.identities) == 0 {
-		return nil
-	}
-	tr := v.opts.trustedRoot
-	ids := v.identities
-	return &bundleAuthority{
-		signer:      signer{name: "keyless identities"},
-		certificate: true,
-		check: func(b *bundle.Bundle, artifact verify.ArtifactPolicyOption, prefix string, untrusted sign.ReasonCode) (*signer, *problem) {
-			return keylessCheck(tr, b, artifact, ids, prefix, untrusted)
-		},
-	}
-}
