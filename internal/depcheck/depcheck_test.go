@@ -22,6 +22,12 @@ var (
 	promClient = "github.com/prometheus/client_golang/"
 	ggcrRemote = "github.com/google/go-containerregistry/pkg/v1/remote"
 	goGit      = "github.com/go-git/"
+	// The user's own policies: OPA (scan/policy/rego) and the API server's
+	// ValidatingAdmissionPolicy plugin with CEL (scan/policy/vap). The gate takes
+	// them through interfaces and links neither.
+	opa          = "github.com/open-policy-agent/"
+	celGo        = "github.com/google/cel-go/"
+	apiserverVAP = "k8s.io/apiserver/pkg/admission/plugin/"
 	// The OpenTelemetry adapter is for callers who want spans; no stage links it.
 	otelAdapter = "github.com/shipkit/shipkit/observe/otel"
 )
@@ -39,6 +45,15 @@ var rules = []struct {
 	{"./sign", []string{syft, grype, stereo, sigstore, kubernetes, kustomize, ggcrRemote}},
 	{"./sign/...", []string{otelAdapter}},
 	{"./deploy/...", []string{syft, grype, stereo, sigstore, otelAdapter}},
+	// deploy, its gate and the webhook serving it link no policy engine: Rego and
+	// ValidatingAdmissionPolicies come in through gate.ObjectPolicy and sign.Condition.
+	{"./deploy", []string{opa, celGo, apiserverVAP}},
+	{"./deploy/gate", []string{opa, celGo, apiserverVAP}},
+	{"./deploy/admission", []string{opa, celGo, apiserverVAP}},
+	{"./sign", []string{opa, celGo, apiserverVAP}},
+	{"./scan/policy", []string{opa, celGo, apiserverVAP}},
+	// One engine each: Rego links no CEL, the admission policies no OPA.
+	{"./scan/policy/rego", []string{celGo, apiserverVAP, syft, grype, stereo, sigstore}},
 	// Git write-back is deploy/gitops's alone: applying, gating, rendering link no go-git.
 	{"./deploy", []string{goGit}},
 	{"./deploy/render", []string{goGit}},
