@@ -46,7 +46,7 @@ func benchObjects(n int) []*unstructured.Unstructured {
 		out[i] = &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "apps/v1", "kind": "Deployment",
 			"metadata": map[string]any{"name": fmt.Sprintf("app%d", i), "namespace": "shop", "labels": map[string]any{"app": fmt.Sprintf("app%d", i)}},
-			"spec": map[string]any{"replicas": int64(i % 5), "template": map[string]any{"spec": map[string]any{"containers": containers}}},
+			"spec":     map[string]any{"replicas": int64(i % 5), "template": map[string]any{"spec": map[string]any{"containers": containers}}},
 		}}
 	}
 	return out
