@@ -1,5 +1,5 @@
 // Package provider is a Terraform (and OpenTofu) provider built on shipkit, with
-// terraform-plugin-framework. It has two resources:
+// terraform-plugin-framework. It has three resources:
 //
 //   - shipkit_image builds a Go main package into a multi-arch image index without a
 //     Docker daemon (build.GoBuilder), pushes it by digest (build/publish.Index) and, when
@@ -11,6 +11,10 @@
 //     that objects dropped from the release are pruned. The plan shows the objects as
 //     YAML, field by field, from deploy/apply's server-side dry run, and a refresh
 //     shows drift in the cluster as a diff.
+//   - shipkit_gitops_release renders and gates the same way but commits the objects
+//     to a directory of a Git repository (deploy/gitops) for Argo CD or Flux to
+//     apply: an unchanged release makes no commit, a refresh shows edits pushed to
+//     the directory as a diff, and destroy removes the directory.
 //
 // The provider reports shipkit's progress events to Terraform's log (TF_LOG=debug)
 // and nothing to the terminal.
@@ -136,9 +140,9 @@ func (p *Provider) Configure(ctx context.Context, req provider.ConfigureRequest,
 	resp.DataSourceData = c
 }
 
-// Resources lists shipkit_image and shipkit_release.
+// Resources lists shipkit_image, shipkit_release and shipkit_gitops_release.
 func (p *Provider) Resources(context.Context) []func() resource.Resource {
-	return []func() resource.Resource{NewImageResource, NewReleaseResource}
+	return []func() resource.Resource{NewImageResource, NewReleaseResource, NewGitOpsReleaseResource}
 }
 
 // DataSources lists none.
