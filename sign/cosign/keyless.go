@@ -1,8 +1,15 @@
 package cosign
 
 import (
+	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,9 +18,13 @@ import (
 	"time"
 
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
+	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	sgsign "github.com/sigstore/sigstore-go/pkg/sign"
 	"github.com/sigstore/sigstore-go/pkg/verify"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
+	sigopts "github.com/sigstore/sigstore/pkg/signature/options"
 
 	"github.com/shipkit/shipkit/internal/option"
 	"github.com/shipkit/shipkit/sign"
@@ -287,4 +298,124 @@ func certNames(c *x509.Certificate) string {
 		s += " from " + iss
 	}
 	return safeText(s, 300)
+}
+
+// Key returns a signing key for [NewSigner] that signs keylessly: a new ephemeral
+// ECDSA P-256 key (in memory only) and a Fulcio certificate binding it to the
+// token's identity, obtained now. Every sigstore bundle the Signer makes with it
+// then gets an entry in the transparency log and, when configured, an RFC 3161
+// timestamp, before it is pushed, and is checked against [Keyless.TrustedRoot]
+// when set. The certificate is valid for Fulcio's lifetime (10 minutes for
+// sigstore's public instance): sign and attest an image with one key, and get a
+// new one for the next run; a key whose certificate has expired is refused by the
+// Signer. In the legacy layout ([WithFormat]) the certificate is attached as a
+// key's certificate is, with no log entry: such a signature verifies only while
+// the certificate is valid, so keyless keys belong with bundles.
+func (s *KeylessSigner) Key(ctx context.Context) (*PrivateKey, error) {
+	tok, err := s.cfg.Token(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: OIDC token: %w", ErrKeylessSigning, err)
+	}
+	if tok == "" {
+		return nil, fmt.Errorf("%w: the token source returned an empty token", ErrKeylessSigning)
+	}
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("%w: ephemeral key: %w", ErrKeylessSigning, err)
+	}
+	sv, err := signature.LoadECDSASignerVerifier(priv, crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("%w: ephemeral key: %w", ErrKeylessSigning, err)
+	}
+	fulcio := sgsign.NewFulcio(&sgsign.FulcioOptions{BaseURL: s.cfg.FulcioURL, Transport: s.cfg.Transport})
+	der, err := fulcio.GetCertificate(ctx, keypairOf{sv: sv, pub: &priv.PublicKey}, &sgsign.CertificateProviderOptions{IDToken: tok})
+	if err != nil {
+		return nil, fmt.Errorf("%w: Fulcio certificate: %s", ErrKeylessSigning, redact(safeText(err.Error(), 400), tok))
+	}
+	k, err := newPrivateKey(ctx, sv, "keyless key")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKeylessSigning, err)
+	}
+	if k, err = k.WithCertificate(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil); err != nil {
+		return nil, fmt.Errorf("%w: Fulcio's certificate: %w", ErrKeylessSigning, err)
+	}
+	k.finish = s.finishBundle
+	return k, nil
+}
+
+// finishBundle adds to b, a bundle signed by a keyless key, the timestamp over its
+// signature and its transparency log entry (in sigstore-go's order), then checks
+// it against the trusted root when one is configured.
+func (s *KeylessSigner) finishBundle(ctx context.Context, b *protobundle.Bundle) error {
+	vm := b.GetVerificationMaterial()
+	cert := vm.GetCertificate().GetRawBytes()
+	if cert == nil {
+		return fmt.Errorf("%w: the bundle carries no certificate", ErrKeylessSigning)
+	}
+	var sig []byte
+	switch {
+	case b.GetDsseEnvelope() != nil && len(b.GetDsseEnvelope().GetSignatures()) == 1:
+		sig = b.GetDsseEnvelope().GetSignatures()[0].GetSig()
+	case b.GetMessageSignature() != nil:
+		sig = b.GetMessageSignature().GetSignature()
+	default:
+		return fmt.Errorf("%w: the bundle holds neither one DSSE signature nor a message signature", ErrKeylessSigning)
+	}
+	if s.cfg.TSAURL != "" {
+		tsa := sgsign.NewTimestampAuthority(&sgsign.TimestampAuthorityOptions{URL: s.cfg.TSAURL, Transport: s.cfg.Transport})
+		ts, err := tsa.GetTimestamp(ctx, sig)
+		if err != nil {
+			return fmt.Errorf("%w: timestamp: %s", ErrKeylessSigning, safeText(err.Error(), 400))
+		}
+		if vm.TimestampVerificationData == nil {
+			vm.TimestampVerificationData = &protobundle.TimestampVerificationData{}
+		}
+		vm.TimestampVerificationData.Rfc3161Timestamps = append(vm.TimestampVerificationData.Rfc3161Timestamps,
+			&protocommon.RFC3161SignedTimestamp{SignedTimestamp: ts})
+	}
+	if s.cfg.RekorURL != "" {
+		rekor := sgsign.NewRekor(&sgsign.RekorOptions{BaseURL: s.cfg.RekorURL})
+		if err := rekor.GetTransparencyLogEntry(ctx, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert}), b); err != nil {
+			return fmt.Errorf("%w: transparency log: %s", ErrKeylessSigning, safeText(err.Error(), 400))
+		}
+	}
+	if s.cfg.TrustedRoot != nil {
+		sb, err := bundle.NewBundle(b)
+		if err == nil {
+			_, err = s.cfg.TrustedRoot.verifier.Verify(sb, verify.NewPolicy(verify.WithoutArtifactUnsafe(), verify.WithoutIdentitiesUnsafe()))
+		}
+		if err != nil {
+			return fmt.Errorf("%w: the bundle does not verify against the trusted root: %s", ErrKeylessSigning, sigstoreText(err))
+		}
+	}
+	return nil
+}
+
+// keypairOf is a sigstore signer as sigstore-go's Keypair, for Fulcio's proof of
+// possession (a signature over the token's subject).
+type keypairOf struct {
+	sv  signature.SignerVerifier
+	pub *ecdsa.PublicKey
+}
+
+func (k keypairOf) GetHashAlgorithm() protocommon.HashAlgorithm {
+	return protocommon.HashAlgorithm_SHA2_256
+}
+func (k keypairOf) GetSigningAlgorithm() protocommon.PublicKeyDetails {
+	return protocommon.PublicKeyDetails_PKIX_ECDSA_P256_SHA_256
+}
+func (k keypairOf) GetHint() []byte                { return nil }
+func (k keypairOf) GetKeyAlgorithm() string        { return "ECDSA" }
+func (k keypairOf) GetPublicKey() crypto.PublicKey { return k.pub }
+func (k keypairOf) GetPublicKeyPem() (string, error) {
+	b, err := cryptoutils.MarshalPublicKeyToPEM(k.pub)
+	return string(b), err
+}
+func (k keypairOf) SignData(ctx context.Context, data []byte) ([]byte, []byte, error) {
+	sig, err := k.sv.SignMessage(bytes.NewReader(data), sigopts.WithContext(ctx))
+	if err != nil {
+		return nil, nil, err
+	}
+	sum := sha256.Sum256(data)
+	return sig, sum[:], nil
 }

@@ -1,6 +1,8 @@
 package cosign
 
 import (
+	"context"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/json"
 	"os"
@@ -296,4 +298,66 @@ func TestVerifierTrustedRoot(t *testing.T) {
 	other, err := NewVerifier(p, WithTrustedRoot(trustedRootOf(t, startSigstore(t))))
 	require.NoError(t, err)
 	assert.NotEqual(t, v.policyKey, other.policyKey)
+}
+
+// certOf hands sigstore-go's bundle signer a certificate already obtained.
+type certOf []byte
+
+func (c certOf) GetCertificate(context.Context, sgsign.Keypair, *sgsign.CertificateProviderOptions) ([]byte, error) {
+	return c, nil
+}
+
+// TestKeylessKey: the key a Signer signs with keylessly carries Fulcio's
+// certificate for the token's identity, and its finish step adds the log entry and
+// timestamp a verifier needs to the bundle the Signer made.
+func TestKeylessKey(t *testing.T) {
+	s := startSigstore(t)
+	tr := trustedRootOf(t, s)
+	tok, err := s.IDToken("release@example.com")
+	require.NoError(t, err)
+	ks, err := NewKeylessSigner(Keyless{Token: StaticToken(tok), FulcioURL: s.URL, RekorURL: s.URL, TSAURL: s.TSAURL, TrustedRoot: tr})
+	require.NoError(t, err)
+	key, err := ks.Key(t.Context())
+	require.NoError(t, err)
+	require.NotNil(t, key.cert)
+	assert.Equal(t, []string{"release@example.com"}, key.cert.EmailAddresses)
+	assert.Contains(t, key.String(), "keyless key")
+	assert.NotContains(t, key.String(), tok)
+	require.NotNil(t, key.finish)
+
+	img := sha256.Sum256([]byte("image"))
+	pub, err := key.sv.PublicKey()
+	require.NoError(t, err)
+	pb, err := sgsign.Bundle(&sgsign.DSSEData{Data: statementFor(t, img), PayloadType: "application/vnd.in-toto+json"},
+		keypairOf{sv: key.sv, pub: pub.(*ecdsa.PublicKey)}, sgsign.BundleOptions{Context: t.Context(), CertificateProvider: certOf(key.cert.Raw)})
+	require.NoError(t, err)
+	b, err := bundle.NewBundle(pb)
+	require.NoError(t, err)
+	id := sign.TrustedIdentity{Subject: "release@example.com", Issuer: sigstoretest.DefaultIssuer}
+	_, p := keylessCheck(tr, b, verify.WithArtifactDigest("sha256", img[:]), identitiesOf(t, id), "", sign.ReasonUntrustedSignature)
+	require.NotNil(t, p, "no log entry yet")
+
+	require.NoError(t, key.finish(t.Context(), pb))
+	assert.Equal(t, 1, s.LogEntries())
+	b, err = bundle.NewBundle(pb)
+	require.NoError(t, err)
+	assert.True(t, b.HasInclusionProof())
+	ts, err := b.Timestamps()
+	require.NoError(t, err)
+	assert.Len(t, ts, 1)
+	who, p := keylessCheck(tr, b, verify.WithArtifactDigest("sha256", img[:]), identitiesOf(t, id), "", sign.ReasonUntrustedSignature)
+	require.Nil(t, p)
+	assert.Equal(t, id.DisplayName(), who.name)
+
+	// Finishing checks the result against the trusted root: another root refuses.
+	ks, err = NewKeylessSigner(Keyless{Token: StaticToken(tok), FulcioURL: s.URL, RekorURL: s.URL, TrustedRoot: trustedRootOf(t, startSigstore(t))})
+	require.NoError(t, err)
+	key, err = ks.Key(t.Context())
+	require.NoError(t, err)
+	pb, err = sgsign.Bundle(&sgsign.DSSEData{Data: statementFor(t, img), PayloadType: "application/vnd.in-toto+json"},
+		keypairOf{sv: key.sv, pub: key.pub.(*ecdsa.PublicKey)}, sgsign.BundleOptions{Context: t.Context(), CertificateProvider: certOf(key.cert.Raw)})
+	require.NoError(t, err)
+	err = key.finish(t.Context(), pb)
+	require.ErrorIs(t, err, ErrKeylessSigning)
+	assert.Contains(t, err.Error(), "does not verify against the trusted root")
 }

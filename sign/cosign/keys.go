@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	cosignlib "github.com/sigstore/cosign/v2/pkg/cosign"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -107,6 +108,10 @@ type PrivateKey struct {
 	// root), attached to every signature; empty without a certificate.
 	certPEM, chainPEM []byte
 	cert              *x509.Certificate
+	// finish, when set, completes each sigstore bundle the key signs before it is
+	// pushed: a keyless key's transparency log entry and timestamps
+	// (KeylessSigner.Key, keyless.go).
+	finish func(ctx context.Context, b *protobundle.Bundle) error
 }
 
 // NewPrivateKey makes a signing key of sv, any sigstore signer: a KMS key (see
