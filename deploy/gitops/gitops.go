@@ -28,8 +28,8 @@
 // Secrets are refused ([ErrSecret]) unless the caller opts in with
 // [WithSecrets]: a Git repository is the wrong place for Secret data in clear;
 // write SealedSecrets, SOPS-encrypted files or ExternalSecrets instead.
-// Credentials go in [WithBasicAuth] (a token is the password) or [WithAuth]
-// (SSH keys), never in the URL, and no error prints them.
+// Credentials go in [WithBasicAuth] (a token is the password), [WithSSHKey] or
+// [WithAuth], never in the URL, and no error prints them.
 //
 // The package uses go-git (a pure Go Git); package deploy links none of it.
 package gitops
@@ -47,6 +47,8 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"golang.org/x/crypto/ssh"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/shipkit/shipkit/deploy"
@@ -128,6 +130,27 @@ func WithAuth(a transport.AuthMethod) Option {
 			return
 		}
 		o.auth = a
+	}
+}
+
+// WithSSHKey authenticates over SSH (ssh:// or user@host:path URLs) with a
+// PEM-encoded private key (OpenSSH, PKCS#1 or PKCS#8; passphrase empty for an
+// unencrypted one) as user (usually "git"). hostKey checks the server's key and is
+// required: knownhosts.New of a known_hosts file, or ssh.FixedHostKey. Errors
+// never print the key or the passphrase.
+func WithSSHKey(user string, key []byte, passphrase string, hostKey ssh.HostKeyCallback) Option {
+	return func(o *options) {
+		if user == "" || hostKey == nil {
+			o.errs.Addf("gitops: WithSSHKey: needs a user and a host key callback")
+			return
+		}
+		auth, err := gitssh.NewPublicKeys(user, key, passphrase)
+		if err != nil {
+			o.errs.Addf("gitops: WithSSHKey: the private key does not parse (wrong passphrase, or not PEM)")
+			return
+		}
+		auth.HostKeyCallback = hostKey
+		o.auth = auth
 	}
 }
 

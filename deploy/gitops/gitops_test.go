@@ -3,6 +3,8 @@ package gitops_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/ssh"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
@@ -503,4 +506,42 @@ func TestConcurrentWritersFromTwoProcesses(t *testing.T) {
 	assert.Equal(t, "kept\n", files["README.md"])
 	assert.Equal(t, "3", git(t, s, work, "rev-list", "--count", "HEAD"))
 	assert.Empty(t, git(t, s, work, "rev-list", "--merges", "HEAD"), "linear history: a rebase, no merge")
+}
+
+func TestWriteOverSSH(t *testing.T) {
+	s := startServer(t)
+	seed(t, s, "fleet")
+	x, err := s.StartSSH(t.Context())
+	require.NoError(t, err)
+	t.Cleanup(x.Close)
+
+	w, err := gitops.New(x.URL("fleet"), "shop", gitops.WithSSHKey("git", x.ClientKey, "", ssh.FixedHostKey(x.HostKey)))
+	require.NoError(t, err)
+	objs := release(digestA)
+	res, err := w.Write(t.Context(), objs, &deploy.Decision{})
+	require.NoError(t, err)
+	require.True(t, res.Changed)
+	files, work := readBack(t, s, "fleet")
+	assert.Equal(t, expected(t, "shop", objs), inDir(files, "shop"))
+	assert.Equal(t, res.Commit, git(t, s, work, "rev-parse", "HEAD"))
+	again, err := w.Write(t.Context(), objs, &deploy.Decision{})
+	require.NoError(t, err)
+	assert.False(t, again.Changed)
+
+	// Another host key: refused before anything is sent.
+	_, otherHost, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	otherSigner, err := ssh.NewSignerFromKey(otherHost)
+	require.NoError(t, err)
+	wh, err := gitops.New(x.URL("fleet"), "shop", gitops.WithSSHKey("git", x.ClientKey, "", ssh.FixedHostKey(otherSigner.PublicKey())))
+	require.NoError(t, err)
+	_, err = wh.Write(t.Context(), release(digestB), &deploy.Decision{})
+	require.ErrorContains(t, err, "host key mismatch")
+
+	// A key that does not parse is an invalid option, and is not printed.
+	_, err = gitops.New(x.URL("fleet"), "shop", gitops.WithSSHKey("git", []byte("not-a-key-material"), "", ssh.FixedHostKey(x.HostKey)))
+	require.ErrorIs(t, err, gitops.ErrInvalidOption)
+	assert.NotContains(t, err.Error(), "not-a-key-material")
+	_, err = gitops.New(x.URL("fleet"), "shop", gitops.WithSSHKey("git", x.ClientKey, "", nil))
+	require.ErrorIs(t, err, gitops.ErrInvalidOption)
 }
