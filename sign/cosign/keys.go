@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
-	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	cosignlib "github.com/sigstore/cosign/v2/pkg/cosign"
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	sigopts "github.com/sigstore/sigstore/pkg/signature/options"
