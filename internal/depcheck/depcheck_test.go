@@ -54,6 +54,7 @@ var rules = []struct {
 	{"./scan/policy", []string{opa, celGo, apiserverVAP}},
 	// One engine each: Rego links no CEL, the admission policies no OPA.
 	{"./scan/policy/rego", []string{celGo, apiserverVAP, syft, grype, stereo, sigstore}},
+	{"./scan/policy/vap", []string{opa, syft, grype, stereo, sigstore}},
 	// Git write-back is deploy/gitops's alone: applying, gating, rendering link no go-git.
 	{"./deploy", []string{goGit}},
 	{"./deploy/render", []string{goGit}},
