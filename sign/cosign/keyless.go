@@ -181,7 +181,7 @@ func keylessCheck(tr *TrustedRoot, b *bundle.Bundle, artifact verify.ArtifactPol
 	}
 	res, err := tr.verifier.Verify(b, verify.NewPolicy(artifact, verify.WithoutIdentitiesUnsafe()))
 	if err != nil {
-		return nil, diagnose(tr, b, leaf, names, prefix, untrusted)
+		return nil, diagnose(tr, b, err, leaf, names, prefix, untrusted)
 	}
 	var signedAt time.Time
 	for _, ts := range res.VerifiedTimestamps {
@@ -209,9 +209,9 @@ func keylessCheck(tr *TrustedRoot, b *bundle.Bundle, artifact verify.ArtifactPol
 }
 
 // diagnose says why b failed sigstore-go's verification, by running its steps in
-// its order: the transparency log, the signing time, the certificate chain, then
-// the signature.
-func diagnose(tr *TrustedRoot, b *bundle.Bundle, leaf *x509.Certificate, names, prefix string, untrusted sign.ReasonCode) *problem {
+// its order (the certificate's issuer first): the transparency log, the signing
+// time, the certificate's validity then, then the signature; verr is its error.
+func diagnose(tr *TrustedRoot, b *bundle.Bundle, verr error, leaf *x509.Certificate, names, prefix string, untrusted sign.ReasonCode) *problem {
 	v := tr.verifier
 	now := time.Now()
 	expiredNow := now.After(leaf.NotAfter)
@@ -264,7 +264,8 @@ func diagnose(tr *TrustedRoot, b *bundle.Bundle, leaf *x509.Certificate, names, 
 	if _, err := v.Verify(b, verify.NewPolicy(verify.WithoutArtifactUnsafe(), verify.WithoutIdentitiesUnsafe())); err == nil {
 		return &problem{code: sign.ReasonWrongSubject, msg: fmt.Sprintf("%skeyless signature by %s is for another artifact", prefix, names)}
 	}
-	return &problem{code: untrusted, msg: fmt.Sprintf("%skeyless signature by %s does not verify (altered after signing, or for another artifact)", prefix, names)}
+	// The signature itself, or a signed certificate timestamp the root asks for.
+	return &problem{code: untrusted, msg: fmt.Sprintf("%skeyless signature by %s does not verify: %s", prefix, names, sigstoreText(verr))}
 }
 
 // sigstoreText is sigstore-go's error message, sanitized and cut, without the

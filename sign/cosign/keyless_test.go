@@ -146,6 +146,11 @@ func TestKeylessCheck(t *testing.T) {
 	otherEntry := keylessBundle(t, s, releaser, other, true, false)
 	swapped.VerificationMaterial.TlogEntries = otherEntry.VerificationMaterial.TlogEntries
 
+	// A bundle whose statement was edited after signing to name img (signed for
+	// another image, with a timestamp only, so no log entry records the payload).
+	edited := keylessBundle(t, s, releaser, other, false, true)
+	edited.GetDsseEnvelope().Payload = statementFor(t, img)
+
 	for _, tc := range []struct {
 		name     string
 		tr       *TrustedRoot
@@ -181,6 +186,8 @@ func TestKeylessCheck(t *testing.T) {
 			code: sign.ReasonWrongSubject, text: "is for another artifact"},
 		{name: "timestamp required, none", tr: trustedRootOf(t, s, WithTimestampThreshold(1)), b: good, artifact: img, ids: []sign.TrustedIdentity{exact},
 			code: sign.ReasonUntrustedSignature, text: "no log entry or timestamp the trusted root verifies"},
+		{name: "statement edited to name the image", tr: trustedRootOf(t, s, WithTlogThreshold(0), WithTimestampThreshold(1)), b: edited, artifact: img,
+			ids: []sign.TrustedIdentity{exact}, code: sign.ReasonUntrustedSignature, text: "does not verify: failed to verify signature"},
 		{name: "no trusted root", b: good, artifact: img, ids: []sign.TrustedIdentity{exact},
 			code: sign.ReasonUntrustedSignature, text: "has no sigstore trusted root"},
 		{name: "keys only", tr: tr, b: good, artifact: img, code: sign.ReasonUntrustedSignature, text: "the policy trusts keys only"},
