@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -19,11 +20,31 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/memory"
+
+	"github.com/shipkit/shipkit/observe"
 )
 
 const remoteName = "origin"
 
 func (w *Writer) write(ctx context.Context, c *content, msg string) (*Result, error) {
+	w.event(observe.Started, "", nil)
+	res, err := w.writeOnce(ctx, c, msg)
+	switch {
+	case err != nil:
+		w.event(observe.Failed, "", err)
+	case res.Changed:
+		w.event(observe.Finished, "commit "+res.Commit, nil)
+	default:
+		w.event(observe.Finished, "unchanged", nil)
+	}
+	return res, err
+}
+
+func (w *Writer) event(p observe.Phase, msg string, err error) {
+	w.o.obs.Observe(observe.Event{Stage: "deploy", Step: "gitops " + w.dir, Phase: p, Message: msg, Err: err, Time: time.Now()})
+}
+
+func (w *Writer) writeOnce(ctx context.Context, c *content, msg string) (*Result, error) {
 	r, err := w.open()
 	if err != nil {
 		return nil, err
@@ -49,6 +70,7 @@ func (w *Writer) write(ctx context.Context, c *content, msg string) (*Result, er
 		}
 		res.Attempts++
 		w.logger.InfoContext(ctx, "gitops: push", "url", w.display, "branch", w.o.branch, "commit", commit.String(), "parent", base.String(), "attempt", res.Attempts)
+		w.event(observe.Progress, fmt.Sprintf("push %s to branch %s of %s (attempt %d)", commit, w.o.branch, w.display, res.Attempts), nil)
 		perr := w.push(ctx, r, commit)
 		if perr == nil {
 			res.Commit, res.Changed = commit.String(), true
@@ -73,6 +95,7 @@ func (w *Writer) write(ctx context.Context, c *content, msg string) (*Result, er
 		if res.Attempts >= w.o.maxAttempts {
 			return nil, fmt.Errorf("%w: %d pushes to branch %s of %s (last: %w)", ErrConflict, res.Attempts, w.o.branch, w.display, perr)
 		}
+		w.event(observe.Progress, fmt.Sprintf("branch %s moved from %s to %s: rebase", w.o.branch, base, head), nil)
 		w.logger.InfoContext(ctx, "gitops: the branch moved; rebasing", "branch", w.o.branch, "was", base.String(), "now", head.String())
 		base = head
 	}

@@ -53,6 +53,7 @@ import (
 
 	"github.com/shipkit/shipkit/deploy"
 	"github.com/shipkit/shipkit/internal/option"
+	"github.com/shipkit/shipkit/observe"
 )
 
 // ErrInvalidOption is deploy.ErrInvalidOption: New wraps it when an option (or
@@ -88,6 +89,7 @@ type options struct {
 	argo        *ArgoCDApplication
 	flux        *FluxKustomization
 	logger      *slog.Logger
+	obs         observe.Observer
 	cloneDir    string
 	now         func() time.Time
 	errs        option.List
@@ -195,6 +197,20 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithObserver reports each Write's and Remove's progress to o (default:
+// observe.Discard): stage "deploy", step "gitops DIR", Started, a Progress
+// event for each push and each rebase, then Finished (Message: the commit, or
+// "unchanged") or Failed. Events never hold credentials.
+func WithObserver(o observe.Observer) Option {
+	return func(opts *options) {
+		if o == nil {
+			opts.errs.Addf("gitops: WithObserver(nil)")
+			return
+		}
+		opts.obs = o
+	}
+}
+
 // WithCloneDir keeps a bare clone of the repository in dir (created when
 // missing, opened when it is a clone of the same URL), so a Write fetches only
 // what is new. Without it each Write fetches the branch into memory.
@@ -226,7 +242,7 @@ func WithClock(now func() time.Time) Option {
 func New(repoURL, dir string, opts ...Option) (*Writer, error) {
 	o := options{
 		branch: "main", authorName: "shipkit", authorEmail: "shipkit@localhost",
-		maxAttempts: 5, logger: slog.New(slog.DiscardHandler), now: time.Now,
+		maxAttempts: 5, logger: slog.New(slog.DiscardHandler), obs: observe.Discard{}, now: time.Now,
 	}
 	for _, opt := range opts {
 		opt(&o)

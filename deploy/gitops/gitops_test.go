@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/shipkit/shipkit/deploy/gitops"
 	"github.com/shipkit/shipkit/internal/gitserver"
 	"github.com/shipkit/shipkit/internal/testbed"
+	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/sign"
 )
 
@@ -544,4 +546,89 @@ func TestWriteOverSSH(t *testing.T) {
 	assert.NotContains(t, err.Error(), "not-a-key-material")
 	_, err = gitops.New(x.URL("fleet"), "shop", gitops.WithSSHKey("git", x.ClientKey, "", nil))
 	require.ErrorIs(t, err, gitops.ErrInvalidOption)
+}
+
+type recorder struct {
+	mu     sync.Mutex
+	events []observe.Event
+}
+
+func (r *recorder) Observe(e observe.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+}
+
+func (r *recorder) messages() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, e := range r.events {
+		out = append(out, e.Phase.String()+" "+e.Message)
+	}
+	return out
+}
+
+// race runs two Writers of different directories whose pushes the server holds
+// until both have fetched the same head.
+func race(t *testing.T, s *gitserver.Server, u, digest string, opts ...gitops.Option) ([2]*gitops.Result, [2]error, [2]*recorder) {
+	t.Helper()
+	s.HoldPushes(2)
+	var (
+		res  [2]*gitops.Result
+		errs [2]error
+		recs [2]*recorder
+		wg   sync.WaitGroup
+	)
+	for i := range 2 {
+		recs[i] = &recorder{}
+		w, err := gitops.New(u, fmt.Sprintf("team-%d", i), append([]gitops.Option{
+			gitops.WithBasicAuth(user, password), gitops.WithObserver(recs[i]),
+		}, opts...)...)
+		require.NoError(t, err)
+		wg.Go(func() { res[i], errs[i] = w.Write(t.Context(), release(digest), &deploy.Decision{}) })
+	}
+	wg.Wait()
+	return res, errs, recs
+}
+
+func TestRaceInProcessBoundedAndObserved(t *testing.T) {
+	s := startServer(t)
+	u := seed(t, s, "bounded")
+
+	// One push attempt each: the loser gives up with ErrConflict instead of rebasing.
+	_, errs, recs := race(t, s, u, digestA, gitops.WithMaxAttempts(1))
+	var lost int
+	for i, err := range errs {
+		if err == nil {
+			msgs := recs[i].messages()
+			assert.Equal(t, "started ", msgs[0])
+			assert.Contains(t, msgs[1], "progress push ")
+			assert.Contains(t, msgs[len(msgs)-1], "finished commit ")
+			continue
+		}
+		lost++
+		require.ErrorIs(t, err, gitops.ErrConflict)
+		assert.NotContains(t, err.Error(), password)
+		msgs := recs[i].messages()
+		assert.Contains(t, msgs[len(msgs)-1], "failed ")
+	}
+	assert.Equal(t, 1, lost, "one push lands, the other is refused as not a fast-forward")
+
+	// With retries (and a new digest, so both have something to push) both land,
+	// one after a rebase.
+	res, errs, recs := race(t, s, u, digestB)
+	require.NoError(t, errs[0])
+	require.NoError(t, errs[1])
+	rebased := 0
+	for i := range 2 {
+		if slices.ContainsFunc(recs[i].messages(), func(m string) bool { return strings.Contains(m, ": rebase") }) {
+			rebased++
+			assert.Equal(t, 2, res[i].Attempts)
+		}
+	}
+	assert.Equal(t, 1, rebased)
+	files, _ := readBack(t, s, "bounded")
+	assert.Equal(t, expected(t, "team-0", release(digestB)), inDir(files, "team-0"))
+	assert.Equal(t, expected(t, "team-1", release(digestB)), inDir(files, "team-1"))
 }
