@@ -3,7 +3,9 @@
 #   - Debian packages: docker-registry (CNCF distribution), prometheus, ca-certificates
 #   - the Kubernetes control plane (kube-apiserver, kube-controller-manager, kube-scheduler, etcd)
 #     built from the Go module proxy in the nested module hack/tools/kube, plus kwok for fake nodes;
-#   - the cosign CLI, for the sign stage's interoperability test.
+#   - the cosign CLI, for the sign stage's interoperability test;
+#   - the Helm CLI, built from this module's go.mod (the helm.sh/helm/v4 that deploy/render/helm
+#     uses), for the helm template comparison tests.
 # Binaries are cached under $SHIPKIT_CACHE (default ~/.cache/shipkit) keyed by their versions, so a
 # warm run costs nothing. Prints the KUBEBUILDER_ASSETS directory on its last line.
 set -euo pipefail
@@ -12,6 +14,7 @@ K8S_VERSION=v1.34.4
 ETCD_VERSION=v3.6.4
 KWOK_VERSION=v0.8.0
 COSIGN_VERSION=v2.6.5 # the sign stage's interoperability test runs the cosign CLI
+HELM_VERSION=v4.3.2   # must be go.mod's helm.sh/helm/v4: deploy/render/helm's tests compare with its CLI
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${SHIPKIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shipkit}
@@ -82,6 +85,20 @@ install_tools() {
   if [ ! -x "$bin/cosign" ]; then
     log "installing cosign $COSIGN_VERSION"
     GOBIN="$bin" go install "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION"
+  fi
+  bin="$cache/tools/helm-$HELM_VERSION"
+  if [ ! -x "$bin/helm" ]; then
+    local have
+    have=$(cd "$root" && go list -m -f '{{.Version}}' helm.sh/helm/v4)
+    if [ "$have" != "$HELM_VERSION" ]; then
+      log "go.mod has helm.sh/helm/v4 $have, not $HELM_VERSION: update HELM_VERSION here and in deploy/render/helm's tests"
+      return 1
+    fi
+    log "building the helm CLI $HELM_VERSION from go.mod"
+    # From this module's graph, so its packages are the ones the tests build (one compile, shared cache).
+    mkdir -p "$bin"
+    (cd "$root" && go build -o "$bin/helm.tmp" helm.sh/helm/v4/cmd/helm)
+    mv "$bin/helm.tmp" "$bin/helm"
   fi
 }
 

@@ -21,6 +21,7 @@ var (
 	kustomize  = "sigs.k8s.io/kustomize/"
 	promClient = "github.com/prometheus/client_golang/"
 	ggcrRemote = "github.com/google/go-containerregistry/pkg/v1/remote"
+	helmSDK    = "helm.sh/helm/"
 	goGit      = "github.com/go-git/"
 	// The user's own policies: OPA (scan/policy/rego) and the API server's
 	// ValidatingAdmissionPolicy plugin with CEL (scan/policy/vap). The gate takes
@@ -45,6 +46,9 @@ var rules = []struct {
 	{"./sign", []string{syft, grype, stereo, sigstore, kubernetes, kustomize, ggcrRemote}},
 	{"./sign/...", []string{otelAdapter}},
 	{"./deploy/...", []string{syft, grype, stereo, sigstore, otelAdapter}},
+	// Helm charts are deploy/render/helm's: deploy and the kustomize renderer link no Helm.
+	{"./deploy", []string{helmSDK}},
+	{"./deploy/render", []string{helmSDK}},
 	// deploy, its gate and the webhook serving it link no policy engine: Rego and
 	// ValidatingAdmissionPolicies come in through gate.ObjectPolicy and sign.Condition.
 	{"./deploy", []string{opa, celGo, apiserverVAP}},
