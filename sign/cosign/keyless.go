@@ -309,9 +309,9 @@ func certNames(c *x509.Certificate) string {
 // when set. The certificate is valid for Fulcio's lifetime (10 minutes for
 // sigstore's public instance): sign and attest an image with one key, and get a
 // new one for the next run; a key whose certificate has expired is refused by the
-// Signer. In the legacy layout ([WithFormat]) the certificate is attached as a
-// key's certificate is, with no log entry: such a signature verifies only while
-// the certificate is valid, so keyless keys belong with bundles.
+// Signer. A Signer with a keyless key writes sigstore bundles only ([NewSigner]
+// refuses [FormatLegacy]: the legacy layout has no place for the log entry and
+// timestamps).
 func (s *KeylessSigner) Key(ctx context.Context) (*PrivateKey, error) {
 	tok, err := s.cfg.Token(ctx)
 	if err != nil {
