@@ -179,26 +179,12 @@ type diff struct{ added, modified, removed []string }
 // replaced by c, and returns its hash, zero when the tree would not change.
 func (w *Writer) commit(s storer.EncodedObjectStorer, base plumbing.Hash, c *content, msg string) (plumbing.Hash, *diff, error) {
 	var root plumbing.Hash
-	old := map[string]plumbing.Hash{} // files in the repository the commit may touch, by path
 	if !base.IsZero() {
 		bc, err := object.GetCommit(s, base)
 		if err != nil {
 			return plumbing.ZeroHash, nil, fmt.Errorf("gitops: read the head commit: %w", err)
 		}
 		root = bc.TreeHash
-		t, err := bc.Tree()
-		if err != nil {
-			return plumbing.ZeroHash, nil, fmt.Errorf("gitops: read the head tree: %w", err)
-		}
-		err = t.Files().ForEach(func(f *object.File) error {
-			if _, extra := c.extra[f.Name]; extra || strings.HasPrefix(f.Name, w.dir+"/") {
-				old[f.Name] = f.Hash
-			}
-			return nil
-		})
-		if err != nil {
-			return plumbing.ZeroHash, nil, fmt.Errorf("gitops: read the head tree: %w", err)
-		}
 	}
 	// The directory: a tree of the object files, or nothing when there are none.
 	entries := make([]object.TreeEntry, 0, len(c.dir))
@@ -244,6 +230,10 @@ func (w *Writer) commit(s storer.EncodedObjectStorer, base plumbing.Hash, c *con
 		return plumbing.ZeroHash, nil, nil
 	}
 	// What changed, for the Result.
+	old, err := w.oldFiles(s, root, c)
+	if err != nil {
+		return plumbing.ZeroHash, nil, err
+	}
 	d := &diff{}
 	now := map[string]plumbing.Hash{}
 	for _, e := range entries {
@@ -286,6 +276,52 @@ func (w *Writer) commit(s storer.EncodedObjectStorer, base plumbing.Hash, c *con
 	return h, d, nil
 }
 
+// oldFiles returns the files of the tree root that the commit may touch (those
+// of the directory and the extra files), by path.
+func (w *Writer) oldFiles(s storer.EncodedObjectStorer, root plumbing.Hash, c *content) (map[string]plumbing.Hash, error) {
+	old := map[string]plumbing.Hash{}
+	if root.IsZero() {
+		return old, nil
+	}
+	t, err := object.GetTree(s, root)
+	if err != nil {
+		return nil, fmt.Errorf("gitops: read the head tree: %w", err)
+	}
+	for p := range c.extra {
+		if e, err := t.FindEntry(p); err == nil && e.Mode.IsFile() {
+			old[p] = e.Hash
+		}
+	}
+	e, err := t.FindEntry(w.dir)
+	switch {
+	case errors.Is(err, object.ErrEntryNotFound) || errors.Is(err, object.ErrDirectoryNotFound):
+		return old, nil
+	case err != nil:
+		return nil, fmt.Errorf("gitops: read the head tree: %w", err)
+	case e.Mode != filemode.Dir:
+		old[w.dir] = e.Hash // a file where the directory goes
+		return old, nil
+	}
+	sub, err := object.GetTree(s, e.Hash)
+	if err != nil {
+		return nil, fmt.Errorf("gitops: read directory %s: %w", w.dir, err)
+	}
+	walker := object.NewTreeWalker(sub, true, nil)
+	defer walker.Close()
+	for {
+		name, e, err := walker.Next()
+		if errors.Is(err, io.EOF) {
+			return old, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("gitops: read directory %s: %w", w.dir, err)
+		}
+		if e.Mode != filemode.Dir {
+			old[path.Join(w.dir, name)] = e.Hash
+		}
+	}
+}
+
 func files(d *diff) string {
 	var b strings.Builder
 	for _, l := range []struct {
@@ -304,6 +340,11 @@ func files(d *diff) string {
 }
 
 func writeBlob(s storer.EncodedObjectStorer, data []byte) (plumbing.Hash, error) {
+	// A file the repository already has is not written again (a clone on disk
+	// would write each as a loose object).
+	if h := plumbing.ComputeHash(plumbing.BlobObject, data); s.HasEncodedObject(h) == nil {
+		return h, nil
+	}
 	o := s.NewEncodedObject()
 	o.SetType(plumbing.BlobObject)
 	wr, err := o.Writer()
@@ -334,9 +375,12 @@ func writeTree(s storer.EncodedObjectStorer, entries []object.TreeEntry) (plumbi
 	}
 	sort.Slice(entries, func(i, j int) bool { return key(entries[i]) < key(entries[j]) })
 	t := &object.Tree{Entries: entries}
-	o := s.NewEncodedObject()
+	o := &plumbing.MemoryObject{}
 	if err := t.Encode(o); err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("gitops: store a tree: %w", err)
+	}
+	if s.HasEncodedObject(o.Hash()) == nil {
+		return o.Hash(), nil
 	}
 	h, err := s.SetEncodedObject(o)
 	if err != nil {

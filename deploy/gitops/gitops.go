@@ -39,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"path"
 	"strings"
@@ -213,7 +214,8 @@ func WithObserver(o observe.Observer) Option {
 
 // WithCloneDir keeps a bare clone of the repository in dir (created when
 // missing, opened when it is a clone of the same URL), so a Write fetches only
-// what is new. Without it each Write fetches the branch into memory.
+// what is new. Without it each Write fetches the branch into memory. One process
+// at a time may use a clone directory (Writes of one Writer take turns).
 func WithCloneDir(dir string) Option {
 	return func(o *options) {
 		if dir == "" {
@@ -250,6 +252,8 @@ func New(repoURL, dir string, opts ...Option) (*Writer, error) {
 	display, err := checkURL(repoURL)
 	if err != nil {
 		o.errs.Add(err)
+	} else if _, basic := o.auth.(*githttp.BasicAuth); basic && plainHTTP(repoURL) {
+		o.errs.Addf("gitops: WithBasicAuth over plain http to %s would send the password in clear: use https (plain http only to a loopback address)", display)
 	}
 	clean, err := checkDir(dir)
 	if err != nil {
@@ -291,6 +295,20 @@ func checkURL(raw string) (string, error) {
 		return u.Redacted(), nil
 	}
 	return raw, nil // scp-like user@host:path, or a local path
+}
+
+// plainHTTP reports whether raw is an http:// URL of a host other than a
+// loopback address.
+func plainHTTP(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" {
+		return false
+	}
+	if u.Hostname() == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(u.Hostname())
+	return ip == nil || !ip.IsLoopback()
 }
 
 func checkDir(dir string) (string, error) {

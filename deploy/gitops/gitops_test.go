@@ -403,6 +403,12 @@ func TestNewOptions(t *testing.T) {
 		_, err := gitops.New(c.url, c.dir)
 		assert.ErrorIs(t, err, gitops.ErrInvalidOption, "%s %s", c.url, c.dir)
 	}
+	_, err = gitops.New("http://git.example/r.git", "shop", gitops.WithBasicAuth("u", "p"))
+	assert.ErrorContains(t, err, "would send the password in clear")
+	for _, loop := range []string{"http://127.0.0.1:8080/r.git", "http://localhost/r.git", "http://[::1]/r.git"} {
+		_, err = gitops.New(loop, "shop", gitops.WithBasicAuth("u", "p"))
+		assert.NoError(t, err, loop)
+	}
 	_, err = gitops.New("https://git.example/r.git", "shop", gitops.WithArgoCDApplication(gitops.ArgoCDApplication{Name: "a", File: "shop/app.yaml"}))
 	assert.ErrorContains(t, err, "must be outside directory shop")
 	for _, ok := range []string{"https://git.example/r.git", "ssh://git@git.example/r.git", "git@git.example:r.git"} {
