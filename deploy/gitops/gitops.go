@@ -23,7 +23,15 @@
 //     Write fetches it again and puts the directory's contents on top of the new
 //     head: a rebase that keeps every other change to the branch and cannot
 //     conflict, since the directory is the Writer's. It tries up to
-//     [WithMaxAttempts] pushes.
+//     [WithMaxAttempts] pushes, then fails with [ErrConflict]. A push refused
+//     while the branch did not move (permissions, a protected branch, a hook) is
+//     returned as it is, never retried.
+//
+// Write fetches the branch with its history (into memory, or into the bare clone
+// of [WithCloneDir], which then fetches only what is new): a repository's size
+// costs memory or disk accordingly. [Writer.Read], which reads file contents, is
+// bounded ([ErrTooLarge]). [Writer.Render] says what Write would write, for a
+// plan; [Writer.Remove] removes the directory.
 //
 // Secrets are refused ([ErrSecret]) unless the caller opts in with
 // [WithSecrets]: a Git repository is the wrong place for Secret data in clear;
