@@ -1,0 +1,251 @@
+package vulndb
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	syftpkg "github.com/anchore/syft/syft/pkg"
+)
+
+// GoDatabase describes a database in govulncheck's format written by [WriteGo].
+type GoDatabase struct {
+	// Dir is the database directory; govulncheck reads it with -db file://Dir
+	// (see URL).
+	Dir string
+
+	// Modified is the modification time stored in index/db.json and in every entry.
+	Modified time.Time
+
+	// Entries is the number of advisories (OSV entries) written.
+	Entries int
+}
+
+// URL is the database's file:// URL, as govulncheck's -db flag takes it.
+func (d *GoDatabase) URL() string {
+	return "file://" + filepath.ToSlash(d.Dir)
+}
+
+// The OSV entry as govulncheck reads it (golang.org/x/vuln/internal/osv).
+type goEntry struct {
+	SchemaVersion string        `json:"schema_version"`
+	ID            string        `json:"id"`
+	Modified      time.Time     `json:"modified"`
+	Published     time.Time     `json:"published"`
+	Aliases       []string      `json:"aliases,omitempty"`
+	Summary       string        `json:"summary,omitempty"`
+	Details       string        `json:"details"`
+	Affected      []goAffected  `json:"affected"`
+	References    []goReference `json:"references,omitempty"`
+}
+
+type goAffected struct {
+	Package           goPackage `json:"package"`
+	Ranges            []goRange `json:"ranges,omitempty"`
+	EcosystemSpecific struct {
+		Imports []goImport `json:"imports,omitempty"`
+	} `json:"ecosystem_specific"`
+}
+
+type goPackage struct {
+	Name      string `json:"name"`
+	Ecosystem string `json:"ecosystem"`
+}
+
+type goRange struct {
+	Type   string         `json:"type"`
+	Events []goRangeEvent `json:"events"`
+}
+
+type goRangeEvent struct {
+	Introduced string `json:"introduced,omitempty"`
+	Fixed      string `json:"fixed,omitempty"`
+}
+
+type goImport struct {
+	Path    string   `json:"path"`
+	GOOS    []string `json:"goos,omitempty"`
+	GOARCH  []string `json:"goarch,omitempty"`
+	Symbols []string `json:"symbols,omitempty"`
+}
+
+type goReference struct {
+	Type string `json:"type"`
+	URL  string `json:"url"`
+}
+
+type goModuleVuln struct {
+	ID       string    `json:"id"`
+	Modified time.Time `json:"modified"`
+	Fixed    string    `json:"fixed,omitempty"`
+}
+
+type goModule struct {
+	Path  string         `json:"path"`
+	Vulns []goModuleVuln `json:"vulns"`
+}
+
+// WriteGo writes the Go records ("go-module") among records as a vulnerability
+// database in govulncheck's format (https://go.dev/security/vuln/database#api:
+// index/db.json, index/modules.json, index/vulns.json and ID/<id>.json) in dir,
+// which must not exist yet or be empty, so that govulncheck (or
+// golang.org/x/vuln/scan) decides from the same advisories as the grype database
+// [Write] writes from them. Records that share an ID become one entry with several
+// affected modules; their ranges, aliases and [Record.Imports] (packages, symbols,
+// goos, goarch) are kept. Records of other types are skipped. [WithBuildTime] sets
+// the modification time (default: now). A version range that OSV's SEMVER events
+// cannot express (a "> v" or "<= v" bound, as from last_affected) is an error that
+// names the record, and nothing is written.
+func WriteGo(ctx context.Context, dir string, records []Record, opts ...Option) (*GoDatabase, error) {
+	o := options{built: time.Now()}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	modified := o.built.UTC().Round(time.Second)
+	if dir == "" {
+		return nil, fmt.Errorf("write Go vulnerability DB: no directory given")
+	}
+	entries := map[string]*goEntry{}
+	var order []string
+	for i, r := range records {
+		if r.Type != string(syftpkg.GoModulePkg) {
+			continue
+		}
+		if err := r.validate(); err != nil {
+			return nil, fmt.Errorf("write Go vulnerability DB: records[%d]: %w", i, err)
+		}
+		if strings.ContainsAny(r.ID, `/\`) || r.ID == "." || r.ID == ".." {
+			return nil, fmt.Errorf("write Go vulnerability DB: records[%d]: ID %q is not a file name", i, r.ID)
+		}
+		a := goAffected{Package: goPackage{Name: r.Package, Ecosystem: "Go"}}
+		for _, rg := range r.Ranges {
+			events, err := semverEvents(rg.constraint())
+			if err != nil {
+				return nil, fmt.Errorf("write Go vulnerability DB: record %s (%s): %w", r.ID, r.Package, err)
+			}
+			for _, ev := range events {
+				a.Ranges = append(a.Ranges, goRange{Type: "SEMVER", Events: ev})
+			}
+		}
+		for _, imp := range r.Imports {
+			a.EcosystemSpecific.Imports = append(a.EcosystemSpecific.Imports, goImport{Path: imp.Path, GOOS: imp.GOOS, GOARCH: imp.GOARCH, Symbols: imp.Symbols})
+		}
+		e, ok := entries[r.ID]
+		if !ok {
+			e = &goEntry{SchemaVersion: "1.3.1", ID: r.ID, Modified: modified, Published: modified,
+				Aliases: r.Aliases, Summary: r.Description, Details: r.Description}
+			for _, u := range r.URLs {
+				e.References = append(e.References, goReference{Type: "WEB", URL: u})
+			}
+			entries[r.ID] = e
+			order = append(order, r.ID)
+		}
+		e.Affected = append(e.Affected, a)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("write Go vulnerability DB: %w", err)
+	}
+	if des, err := os.ReadDir(dir); err == nil && len(des) > 0 {
+		return nil, fmt.Errorf("write Go vulnerability DB: %s is not empty", dir)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "ID"), 0o755); err != nil {
+		return nil, fmt.Errorf("write Go vulnerability DB: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "index"), 0o755); err != nil {
+		return nil, fmt.Errorf("write Go vulnerability DB: %w", err)
+	}
+	modules := map[string]*goModule{}
+	type vulnMeta struct {
+		ID       string    `json:"id"`
+		Modified time.Time `json:"modified"`
+		Aliases  []string  `json:"aliases,omitempty"`
+	}
+	vulns := []vulnMeta{}
+	sort.Strings(order)
+	for _, id := range order {
+		e := entries[id]
+		if err := writeJSON(filepath.Join(dir, "ID", id+".json"), e); err != nil {
+			return nil, fmt.Errorf("write Go vulnerability DB: %w", err)
+		}
+		vulns = append(vulns, vulnMeta{ID: id, Modified: modified, Aliases: e.Aliases})
+		for _, a := range e.Affected {
+			m, ok := modules[a.Package.Name]
+			if !ok {
+				m = &goModule{Path: a.Package.Name}
+				modules[a.Package.Name] = m
+			}
+			mv := goModuleVuln{ID: id, Modified: modified}
+			for _, rg := range a.Ranges {
+				for _, ev := range rg.Events {
+					if ev.Fixed != "" {
+						mv.Fixed = ev.Fixed // the last fix listed, as golang/vulndb writes it
+					}
+				}
+			}
+			if n := len(m.Vulns); n == 0 || m.Vulns[n-1].ID != id {
+				m.Vulns = append(m.Vulns, mv)
+			}
+		}
+	}
+	mods := make([]*goModule, 0, len(modules))
+	for _, m := range modules {
+		mods = append(mods, m)
+	}
+	sort.Slice(mods, func(i, j int) bool { return mods[i].Path < mods[j].Path })
+	for _, f := range []struct {
+		name string
+		v    any
+	}{
+		{"vulns.json", vulns},
+		{"modules.json", mods},
+		{"db.json", map[string]time.Time{"modified": modified}},
+	} {
+		if err := writeJSON(filepath.Join(dir, "index", f.name), f.v); err != nil {
+			return nil, fmt.Errorf("write Go vulnerability DB: %w", err)
+		}
+	}
+	return &GoDatabase{Dir: dir, Modified: modified, Entries: len(order)}, nil
+}
+
+// semverEvents turns a grype constraint as [FromOSV] writes them ("< 1.2",
+// ">= 1.0, < 1.2", ">= 1.0", several joined with "||", empty for every version)
+// back into OSV SEMVER events, one event list per alternative.
+func semverEvents(constraint string) ([][]goRangeEvent, error) {
+	var out [][]goRangeEvent
+	for _, alt := range strings.Split(constraint, "||") {
+		lower, upper := "0", ""
+		for _, term := range strings.Split(alt, ",") {
+			term = strings.TrimSpace(term)
+			switch {
+			case term == "":
+			case strings.HasPrefix(term, ">="):
+				lower = strings.TrimSpace(strings.TrimPrefix(term, ">="))
+			case strings.HasPrefix(term, "<") && !strings.HasPrefix(term, "<="):
+				upper = strings.TrimSpace(strings.TrimPrefix(term, "<"))
+			default:
+				return nil, fmt.Errorf("version range %q: %q has no OSV SEMVER event (introduced or fixed)", constraint, term)
+			}
+		}
+		ev := []goRangeEvent{{Introduced: strings.TrimPrefix(lower, "v")}}
+		if upper != "" {
+			ev = append(ev, goRangeEvent{Fixed: strings.TrimPrefix(upper, "v")})
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
