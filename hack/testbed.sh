@@ -3,7 +3,7 @@
 #   - Debian packages: docker-registry (CNCF distribution), prometheus, ca-certificates
 #   - the Kubernetes control plane (kube-apiserver, kube-controller-manager, kube-scheduler, etcd)
 #     built from the Go module proxy in the nested module hack/tools/kube, plus kwok for fake nodes;
-#   - the cosign CLI, for the sign stage's interoperability test;
+#   - the cosign CLIs (v2 and v3), for the sign stage's interoperability tests;
 #   - the Helm CLI, built from this module's go.mod (the helm.sh/helm/v4 that deploy/render/helm
 #     uses), for the helm template comparison tests.
 # Binaries are cached under $SHIPKIT_CACHE (default ~/.cache/shipkit) keyed by their versions, so a
@@ -13,7 +13,8 @@ set -euo pipefail
 K8S_VERSION=v1.34.4
 ETCD_VERSION=v3.6.4
 KWOK_VERSION=v0.8.0
-COSIGN_VERSION=v2.6.5 # the sign stage's interoperability test runs the cosign CLI
+COSIGN_VERSION=v2.6.5 # the sign stage's interoperability tests run the cosign CLIs: v2 (legacy layout)
+COSIGN3_VERSION=v3.1.3 # and v3 (sigstore bundles in OCI 1.1 referrers)
 HELM_VERSION=v4.3.2   # must be go.mod's helm.sh/helm/v4: deploy/render/helm's tests compare with its CLI
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -85,6 +86,13 @@ install_tools() {
   if [ ! -x "$bin/cosign" ]; then
     log "installing cosign $COSIGN_VERSION"
     GOBIN="$bin" go install "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION"
+  fi
+  # cosign v3 installs from the module proxy as is (its go.mod needs no replace);
+  # a cold build took 31 min wall, 7.6 CPU-min, on a machine at load ~30.
+  bin="$cache/tools/cosign-$COSIGN3_VERSION"
+  if [ ! -x "$bin/cosign" ]; then
+    log "installing cosign $COSIGN3_VERSION"
+    GOBIN="$bin" go install "github.com/sigstore/cosign/v3/cmd/cosign@$COSIGN3_VERSION"
   fi
   bin="$cache/tools/helm-$HELM_VERSION"
   if [ ! -x "$bin/helm" ]; then

@@ -202,7 +202,7 @@ func certAttacks(ours, theirs testPKI) []certAttack {
 			leaf.PublicKey = publicKey(t, trusted)
 			_, expiredPEM, err := ours.inter.Issue(leaf)
 			require.NoError(t, err)
-			require.NoError(t, newSigner(t, trusted).Sign(context.Background(), d))
+			require.NoError(t, newSigner(t, trusted, legacy).Sign(context.Background(), d))
 			rewriteLayers(t, d, ociremote.SignatureTag, func(s oci.Signature) oci.Signature {
 				payload, err := s.Payload()
 				require.NoError(t, err)

@@ -1,9 +1,30 @@
 // Package cosign signs and attests images, and verifies them against a
-// [sign.Policy], in cosign's formats and registry layout: a signature is pushed to
-// the tag sha256-HEX.sig and attestations (DSSE envelopes of in-toto statements) to
-// sha256-HEX.att, so the cosign CLI verifies what this package signs
-// (cosign verify --key cosign.pub --insecure-ignore-tlog) and this package verifies
-// what the CLI signs.
+// [sign.Policy], in the cosign CLI's formats and registry layouts, so that cosign
+// v3 and v2 verify what this package signs and this package verifies what they
+// sign.
+//
+// Two layouts exist. cosign v3 (the default since October 2025) writes sigstore
+// bundles (application/vnd.dev.sigstore.bundle.v0.3+json): each signature and
+// each attestation is an OCI 1.1 artifact whose subject is the image, found
+// through the registry's referrers API or, where the registry has none (the
+// distribution server before v3), through the referrers tag schema (an index
+// tagged sha256-HEX). An image signature is then a DSSE envelope of an in-toto
+// statement of type https://sigstore.dev/cosign/sign/v1 about the image's digest;
+// an attestation, one of the predicate's type. cosign v2 wrote the legacy layout:
+// the tag sha256-HEX.sig holds simple signing payloads and sha256-HEX.att DSSE
+// envelopes.
+//
+// A [Signer] writes bundles by default ([WithFormat] chooses): they are what
+// cosign v3's sign and attest write and its verify and verify-attestation read
+// first, what Tekton Chains and GitHub's artifact attestations publish, and one
+// artifact per signature, so a new signature never rewrites the others' tag. A key
+// with a certificate keeps the legacy layout by default (see [FormatDefault]). A
+// [Verifier] reads both layouts of every image, without being told which: the
+// referrers (API, then tag schema) and the legacy tags, and its policy judges
+// every signature and attestation alike (thresholds count a key once whatever
+// layout it signed in; required predicates and conditions see all attestations).
+// sigstore-go verifies the bundles; what they are trusted under is compiled from
+// the policy in one place (bundle_trust.go).
 //
 // Signing keys are cosign key pairs (a private key encrypted with a password in
 // cosign's PEM format, the CLI's cosign.key, and a PEM public key, cosign.pub), keys

@@ -135,8 +135,10 @@ func TestCosignCLIInterop(t *testing.T) {
 	// signAndAttest signs with the annotation pipeline=test and attests SPDX,
 	// vulnerabilities and provenance; a CycloneDX BOM is attested on top.
 	d := pushImage(t, reg.Host, "team/app", "ours", reg.RemoteOptions()...)
-	signAndAttest(t, trusted, d, sourceRepo, auth...)
-	require.NoError(t, newSigner(t, trusted, auth...).Attest(ctx, d, sign.CycloneDX([]byte(cycloneDXBOM))))
+	// cosign v2 reads the legacy layout (it asks for a trusted root before reading
+	// bundles): this package writes it when asked.
+	signAndAttest(t, trusted, d, sourceRepo, append(auth, legacy)...)
+	require.NoError(t, newSigner(t, trusted, append(auth, legacy)...).Attest(ctx, d, sign.CycloneDX([]byte(cycloneDXBOM))))
 	out := run("verify", "--key", pubPath, "--insecure-ignore-tlog", d.String())
 	assert.Contains(t, out, d.DigestStr())
 	out = run("verify", "--key", pubPath, "--insecure-ignore-tlog", "-a", "pipeline=test", d.String())

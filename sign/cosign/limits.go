@@ -55,15 +55,15 @@ var ErrInvalidOption = option.ErrInvalid
 
 // limits are the bounds of one verification's reads.
 type limits struct {
-	maxLayers, concurrency, maxPlatforms int
-	maxPayload                           int64
+	maxLayers, concurrency, maxPlatforms, maxReferrers int
+	maxPayload                                         int64
 	// invalid lists the options given invalid values, reported by validate.
 	invalid option.List
 }
 
 func defaultLimits() limits {
 	return limits{maxLayers: DefaultMaxLayers, maxPayload: DefaultMaxPayloadSize,
-		concurrency: DefaultConcurrency, maxPlatforms: DefaultMaxPlatforms}
+		concurrency: DefaultConcurrency, maxPlatforms: DefaultMaxPlatforms, maxReferrers: DefaultMaxReferrers}
 }
 
 // validate returns an error wrapping [ErrInvalidOption] that names each invalid

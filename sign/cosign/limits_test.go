@@ -45,7 +45,7 @@ func TestLimits(t *testing.T) {
 	ctx := context.Background()
 	host := newRegistry(t)
 	d := pushImage(t, host, "team/app", "v1")
-	signAndAttest(t, trusted, d, sourceRepo)
+	signAndAttest(t, trusted, d, sourceRepo, legacy)
 	policy := fullPolicy(trusted.trustedKey())
 
 	tag, err := ociremote.AttestationTag(d)

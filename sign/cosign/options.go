@@ -27,6 +27,8 @@ type options struct {
 	limits   limits
 	// trustedRoot verifies keyless signatures (WithTrustedRoot, trustedroot.go).
 	trustedRoot *TrustedRoot
+	// format is the layout a Signer writes (WithFormat).
+	format Format
 }
 
 func newOptions(opts []Option) options {

@@ -40,7 +40,7 @@ func TestSignAnnotations(t *testing.T) {
 	ctx := context.Background()
 	host := newRegistry(t)
 	d := pushImage(t, host, "team/app", "v1")
-	s := newSigner(t, trusted)
+	s := newSigner(t, trusted, legacy)
 	require.NoError(t, s.Sign(ctx, d,
 		sign.WithAnnotations(map[string]string{"pipeline": "release", "git.sha": "9f2c1e0"}),
 		sign.WithAnnotations(map[string]string{"approved-by": "alice"})))

@@ -47,6 +47,9 @@ func NewSigner(key *PrivateKey, opts ...Option) (*Signer, error) {
 		return nil, errors.New("cosign signer: no private key")
 	}
 	o := newOptions(opts)
+	if key.finish != nil && o.format == FormatLegacy {
+		o.limits.invalid.Addf("cosign.WithFormat(FormatLegacy): a keyless key signs sigstore bundles only (its log entry and timestamps have no place in the legacy layout)")
+	}
 	if err := o.limits.validate(); err != nil {
 		return nil, fmt.Errorf("cosign signer: %w", err)
 	}
@@ -75,23 +78,24 @@ const maxDepth = 4
 
 func (s *Signer) sign(ctx context.Context, d name.Digest, o sign.SignOptions, depth int) error {
 	st := s.opts.start("sign " + d.String())
-	se, err := s.signOne(ctx, d, o)
+	var im *v1.IndexManifest
+	var err error
+	if s.bundleFormat() {
+		im, err = s.signOneBundle(ctx, d, o)
+	} else {
+		im, err = s.signOneLegacy(ctx, d, o)
+	}
 	if err != nil {
 		return st.Fail(fmt.Errorf("sign %s: %w", d, err))
 	}
 	st.Finish("signed by " + s.key.String())
 	s.opts.log.DebugContext(ctx, "signed image", "digest", d.String(), "key", s.key.String())
 
-	idx, ok := se.(oci.SignedImageIndex)
-	if !o.Recursive || !ok {
+	if !o.Recursive || im == nil {
 		return nil
 	}
 	if depth >= maxDepth {
 		return fmt.Errorf("sign %s: image indexes nested deeper than %d", d, maxDepth)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return fmt.Errorf("sign %s: read index manifest: %w", d, err)
 	}
 	for _, m := range im.Manifests {
 		if err := s.sign(ctx, d.Context().Digest(m.Digest.String()), o, depth+1); err != nil {
@@ -99,6 +103,44 @@ func (s *Signer) sign(ctx context.Context, d name.Digest, o sign.SignOptions, de
 		}
 	}
 	return nil
+}
+
+// signOneBundle signs d in bundle form; it returns d's index manifest when d is
+// an image index.
+func (s *Signer) signOneBundle(ctx context.Context, d name.Digest, o sign.SignOptions) (*v1.IndexManifest, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := s.key.checkCertificate(time.Now()); err != nil {
+		return nil, err
+	}
+	desc, err := s.signBundle(ctx, d, o)
+	if err != nil || !desc.MediaType.IsIndex() {
+		return nil, err
+	}
+	im, err := v1.ParseIndexManifest(bytes.NewReader(desc.Manifest))
+	if err != nil {
+		return nil, fmt.Errorf("read index manifest: %w", err)
+	}
+	return im, nil
+}
+
+// signOneLegacy signs d and pushes the signature to its .sig tag; it returns d's
+// index manifest when d is an image index.
+func (s *Signer) signOneLegacy(ctx context.Context, d name.Digest, o sign.SignOptions) (*v1.IndexManifest, error) {
+	se, err := s.signOne(ctx, d, o)
+	if err != nil {
+		return nil, err
+	}
+	idx, ok := se.(oci.SignedImageIndex)
+	if !ok {
+		return nil, nil
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("read index manifest: %w", err)
+	}
+	return im, nil
 }
 
 // signOne signs d and pushes the signature; it returns d with its signatures.
@@ -234,6 +276,9 @@ func (s *Signer) attest(ctx context.Context, d name.Digest, p sign.Predicate, o 
 	}
 	if err := s.key.checkCertificate(time.Now()); err != nil {
 		return err
+	}
+	if s.bundleFormat() {
+		return s.attestBundle(ctx, d, p, o)
 	}
 	alg, hex, _ := strings.Cut(d.DigestStr(), ":")
 	st, err := json.Marshal(statement{

@@ -81,18 +81,18 @@ func TestAttacks(t *testing.T) {
 		{"unsigned image", func(t *testing.T, _ string, d name.Digest) name.Digest { return d },
 			sign.ReasonUnsigned, "no signature"},
 		{"signed with another key", func(t *testing.T, _ string, d name.Digest) name.Digest {
-			signAndAttest(t, untrusted, d, sourceRepo)
+			signAndAttest(t, untrusted, d, sourceRepo, legacy)
 			return d
 		}, sign.ReasonUntrustedSignature, "not signed by a trusted key"},
 		{"signature copied onto another digest", func(t *testing.T, host string, d name.Digest) name.Digest {
-			signAndAttest(t, trusted, d, sourceRepo)
+			signAndAttest(t, trusted, d, sourceRepo, legacy)
 			other := pushImage(t, host, "team/app", "other")
 			copyTag(t, d, other, ociremote.SignatureTag)
 			copyTag(t, d, other, ociremote.AttestationTag)
 			return other
 		}, sign.ReasonWrongSubject, "not this image (copied from another digest?)"},
 		{"content changed after signing behind the same tag", func(t *testing.T, host string, d name.Digest) name.Digest {
-			signAndAttest(t, trusted, d, sourceRepo)
+			signAndAttest(t, trusted, d, sourceRepo, legacy)
 			pushImage(t, host, "team/app", "v1") // the tag now points to other content
 			tag, err := name.NewTag(host + "/team/app:v1")
 			require.NoError(t, err)
@@ -102,7 +102,7 @@ func TestAttacks(t *testing.T) {
 			return tag.Context().Digest(desc.Digest.String())
 		}, sign.ReasonUnsigned, "no signature"},
 		{"attestation predicate altered", func(t *testing.T, _ string, d name.Digest) name.Digest {
-			signAndAttest(t, trusted, d, sourceRepo)
+			signAndAttest(t, trusted, d, sourceRepo, legacy)
 			alterAttestations(t, d, func(st map[string]any) {
 				if st["predicateType"] == sign.PredicateSLSAProvenance {
 					st["predicate"].(map[string]any)["buildDefinition"].(map[string]any)["externalParameters"].(map[string]any)["source"] =
@@ -112,23 +112,23 @@ func TestAttacks(t *testing.T) {
 			return d
 		}, sign.ReasonUntrustedAttestation, "attestation of https://slsa.dev/provenance/v1 is not signed by a trusted key (signed by another key, or altered after signing)"},
 		{"required attestation missing", func(t *testing.T, _ string, d name.Digest) name.Digest {
-			require.NoError(t, newSigner(t, trusted).Sign(context.Background(), d))
+			require.NoError(t, newSigner(t, trusted, legacy).Sign(context.Background(), d))
 			return d
 		}, sign.ReasonMissingAttestation, "no attestation of predicate type https://slsa.dev/provenance/v1 by a trusted signer"},
 		{"attestation signed by an untrusted key", func(t *testing.T, _ string, d name.Digest) name.Digest {
-			require.NoError(t, newSigner(t, trusted).Sign(context.Background(), d))
+			require.NoError(t, newSigner(t, trusted, legacy).Sign(context.Background(), d))
 			_, vuln, prov := predicates(t, sourceRepo)
-			s := newSigner(t, untrusted)
+			s := newSigner(t, untrusted, legacy)
 			require.NoError(t, s.Attest(context.Background(), d, prov))
 			require.NoError(t, s.Attest(context.Background(), d, vuln))
 			return d
 		}, sign.ReasonUntrustedAttestation, "attestation of https://slsa.dev/provenance/v1 is not signed by a trusted key"},
 		{"provenance from another source repository", func(t *testing.T, _ string, d name.Digest) name.Digest {
-			signAndAttest(t, trusted, d, "https://github.com/evil/app.git")
+			signAndAttest(t, trusted, d, "https://github.com/evil/app.git", legacy)
 			return d
 		}, sign.ReasonCondition, "names source https://github.com/evil/app.git, want https://github.com/example/app"},
 		{"vulnerability at or above High", func(t *testing.T, _ string, d name.Digest) name.Digest {
-			s := newSigner(t, trusted)
+			s := newSigner(t, trusted, legacy)
 			require.NoError(t, s.Sign(context.Background(), d))
 			sbom, _, prov := predicates(t, sourceRepo)
 			_, vuln, _ := predicates(t, sourceRepo, report.Finding{ID: "CVE-2026-1", Package: "openssl", Version: "3.0.1", Severity: report.Critical})
@@ -138,17 +138,17 @@ func TestAttacks(t *testing.T) {
 			return d
 		}, sign.ReasonVulnerable, "1 finding(s) at or above High: CVE-2026-1 (Critical, openssl@3.0.1)"},
 		{"truncated signature payload", func(t *testing.T, _ string, d name.Digest) name.Digest {
-			signAndAttest(t, trusted, d, sourceRepo)
+			signAndAttest(t, trusted, d, sourceRepo, legacy)
 			replaceSignature(t, d, func(payload []byte, b64 string) ([]byte, string) { return payload[:len(payload)/2], b64 })
 			return d
 		}, sign.ReasonMalformed, "payload is not a cosign signature payload"},
 		{"garbage signature value", func(t *testing.T, _ string, d name.Digest) name.Digest {
-			signAndAttest(t, trusted, d, sourceRepo)
+			signAndAttest(t, trusted, d, sourceRepo, legacy)
 			replaceSignature(t, d, func(payload []byte, _ string) ([]byte, string) { return payload, "%%garbage%%" })
 			return d
 		}, sign.ReasonMalformed, "signature value is not base64"},
 		{"garbage attestation payload", func(t *testing.T, _ string, d name.Digest) name.Digest {
-			require.NoError(t, newSigner(t, trusted).Sign(context.Background(), d))
+			require.NoError(t, newSigner(t, trusted, legacy).Sign(context.Background(), d))
 			att, err := static.NewAttestation([]byte("\x00\xffnot json"), static.WithLayerMediaType(types.DssePayloadType))
 			require.NoError(t, err)
 			writeLayers(t, d, ociremote.AttestationTag, att)
@@ -433,12 +433,13 @@ func (l *pathLog) take() []string {
 // TestVerifyReusesAuth checks that a verifier pings a repository and exchanges its
 // token once, not per verification: after the first image, verifying another one of
 // the same repository reads only its three manifests (its own, to see whether it is
-// an index, and its .sig and .att tags') and four layers.
+// an index, and its .sig and .att tags'), four layers, and its referrers (the
+// registry has no referrers API: the request, then the referrers tag).
 func TestVerifyReusesAuth(t *testing.T) {
 	host := newRegistry(t)
 	d1, d2 := pushImage(t, host, "team/app", "v1"), pushImage(t, host, "team/app", "v2")
-	signAndAttest(t, trusted, d1, sourceRepo)
-	signAndAttest(t, trusted, d2, sourceRepo)
+	signAndAttest(t, trusted, d1, sourceRepo, legacy)
+	signAndAttest(t, trusted, d2, sourceRepo, legacy)
 	log := &pathLog{}
 	v := newVerifier(t, fullPolicy(trusted.trustedKey()), cosign.WithTransport(log), cosign.WithCache(nil))
 	_, err := v.Verify(context.Background(), d1)
@@ -448,5 +449,5 @@ func TestVerifyReusesAuth(t *testing.T) {
 	require.NoError(t, err)
 	paths := log.take()
 	assert.NotContains(t, paths, "/v2/")
-	assert.Len(t, paths, 7, "3 manifests (the image, .sig, .att) and 4 layers: %v", paths)
+	assert.Len(t, paths, 9, "3 manifests (the image, .sig, .att), 4 layers, the referrers API and tag: %v", paths)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -29,6 +30,10 @@ type target struct {
 	tags  [nKinds]listing
 	// found holds, per kind and layer, what judging the layer found.
 	found [nKinds][]found
+	// referrers are the sigstore bundles that refer to the image, and bundles
+	// what judging each found.
+	referrers referrerListing
+	bundles   []bundleFound
 }
 
 // found is what judging one layer found: the signer of a signature, a verified
@@ -69,6 +74,9 @@ func (v *Verifier) verify(ctx context.Context, d name.Digest) (*sign.Verified, e
 	if err := v.listAll(ctx, targets[1:], nil); err != nil {
 		return nil, fmt.Errorf("verify %s: %w", d, err)
 	}
+	if err := v.readReferrers(ctx, targets); err != nil {
+		return nil, fmt.Errorf("verify %s: %w", d, err)
+	}
 	if err := v.judgeAll(ctx, targets); err != nil {
 		return nil, fmt.Errorf("verify %s: %w", d, err)
 	}
@@ -77,6 +85,7 @@ func (v *Verifier) verify(ctx context.Context, d name.Digest) (*sign.Verified, e
 	signers := map[string]string{} // fingerprint → name
 	var sigProblems, attProblems []problem
 	var reasons []sign.Reason // problems that deny whatever else verified
+	nBundleSigs := 0          // the image's signature bundles, verified or not
 	if idxProb != nil {
 		reasons = append(reasons, idxProb.reason(""))
 	}
@@ -102,6 +111,40 @@ func (v *Verifier) verify(ctx context.Context, d name.Digest) (*sign.Verified, e
 				}
 			}
 		}
+		if p := t.referrers.problem; p != nil {
+			reasons = append(reasons, p.reason(t.prefix))
+		}
+		for i := range t.referrers.refs {
+			r := &t.referrers.refs[i]
+			prefix := fmt.Sprintf("%sbundle %s: ", t.prefix, shortDigest(r.manifest.Digest))
+			kindOf := kindAttestation
+			if r.predicateType == cosignSignPredicateType {
+				kindOf = kindSignature
+			}
+			f := bundleFound{kind: kindOf, found: found{prob: r.prob}}
+			if r.prob == nil {
+				f = t.bundles[i]
+			}
+			if f.kind == kindSignature && t != root {
+				continue // a platform image's signatures are not read
+			}
+			if f.kind == kindSignature && !f.skip {
+				nBundleSigs++
+			}
+			switch {
+			case f.skip:
+			case f.prob != nil && f.prob.deny:
+				reasons = append(reasons, f.prob.reason(prefix))
+			case f.prob != nil && f.kind == kindSignature:
+				sigProblems = append(sigProblems, problem{code: f.prob.code, msg: prefix + f.prob.msg})
+			case f.prob != nil:
+				attProblems = append(attProblems, problem{code: f.prob.code, msg: prefix + f.prob.msg})
+			case f.signer != nil:
+				signers[f.signer.fingerprint] = f.signer.name
+			case f.att != nil:
+				atts = append(atts, *f.att)
+			}
+		}
 		sortAttestations(atts)
 		if t == root {
 			out.Attestations = atts
@@ -114,8 +157,8 @@ func (v *Verifier) verify(ctx context.Context, d name.Digest) (*sign.Verified, e
 	}
 	sort.Strings(out.Signers)
 
-	nSigs := len(root.tags[kindSignature].layers)
-	if root.tags[kindSignature].problem != nil {
+	nSigs := len(root.tags[kindSignature].layers) + nBundleSigs
+	if root.tags[kindSignature].problem != nil || root.referrers.problem != nil {
 		nSigs = -1 // there are signatures, unread
 	}
 	reasons = append(v.judge(out, len(signers), nSigs, sigProblems, attProblems), reasons...)
@@ -147,13 +190,16 @@ func (v *Verifier) listAll(ctx context.Context, targets []*target, also func()) 
 		b.wait()
 		return errors.Join(errs...)
 	}
-	listErrs := make([][nKinds]error, len(targets))
+	listErrs := make([][nKinds + 1]error, len(targets))
 outer:
 	for i, t := range targets {
 		for _, k := range t.kinds {
 			if !run(func() { t.tags[k], listErrs[i][k] = v.list(ctx, t.digest, k) }) {
 				break outer
 			}
+		}
+		if !run(func() { t.referrers, listErrs[i][nKinds] = v.listReferrers(ctx, t.digest) }) {
+			break outer
 		}
 	}
 	b.wait()
@@ -201,6 +247,43 @@ outer:
 			}
 		}
 	}
+	if ctxErr == nil {
+	bundles:
+		for _, s := range targets {
+			s.bundles = make([]bundleFound, len(s.referrers.refs))
+			for i := range s.referrers.refs {
+				r := &s.referrers.refs[i]
+				if r.prob != nil {
+					continue
+				}
+				f := &s.bundles[i]
+				weight := r.layer.Size
+				if weight > v.opts.limits.maxPayload || weight < 0 {
+					weight = 0
+				}
+				wantSig := slices.Contains(s.kinds, kindSignature)
+				err := b.goWith(ctx, weight, func() {
+					payload, p, err := v.read(ctx, s.referrers.repo, r.layer)
+					switch {
+					case err != nil:
+						f.prob = &problem{code: sign.ReasonMalformed, msg: "not read"}
+					case p != nil:
+						f.prob = p
+						f.kind = kindAttestation
+						if r.predicateType == cosignSignPredicateType {
+							f.kind = kindSignature
+						}
+					default:
+						*f = v.judgeBundle(ctx, payload, r, s.hash, wantSig)
+					}
+				})
+				if err != nil {
+					ctxErr = err
+					break bundles
+				}
+			}
+		}
+	}
 	b.wait()
 	if ctxErr == nil {
 		ctxErr = ctx.Err()
@@ -236,4 +319,13 @@ func (v *Verifier) judge(out *sign.Verified, nSigners, nSigs int, sigProblems, a
 		}
 	}
 	return reasons
+}
+
+// shortDigest names a referrer in reasons by the first 12 hex digits of its
+// manifest's digest.
+func shortDigest(h v1.Hash) string {
+	if len(h.Hex) > 12 {
+		return h.Hex[:12]
+	}
+	return h.Hex
 }
