@@ -41,6 +41,7 @@ func commands() map[string]command {
 		"sign":   {"shipkit sign vs the cosign CLI", signCmd},
 		"deploy": {"shipkit deploy vs kubectl apply --server-side", deployCmd},
 		"chain":  {"the whole job in process vs the chain of CLIs", chainCmd},
+		"rego":   {"shipkit's Rego policies vs opa eval (and conftest test)", regoCmd},
 	}
 }
 
