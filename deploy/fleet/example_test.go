@@ -3,8 +3,10 @@ package fleet_test
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
 
 	"github.com/shipkit/shipkit/deploy"
 	"github.com/shipkit/shipkit/deploy/fleet"
@@ -44,4 +46,23 @@ func ExampleApply() {
 	// Output:
 	// prod-eu: ConfigMap/shop/settings created
 	// prod-us: ConfigMap/shop/settings created
+}
+
+// Take the inventory of a fleet: what runs and what is declared, by digest, with
+// where each image is used. A program gets its targets from
+// fleet.TargetsFromKubeconfig(path, []string{"prod-eu", "prod-us"}); the
+// unreachable stand-in here is reported and the rest goes on.
+func ExampleTakeInventory() {
+	targets := []fleet.Target{{Name: "prod-eu", Config: &rest.Config{Host: "https://127.0.0.1:1", Timeout: time.Second}}}
+	inv, err := fleet.TakeInventory(context.Background(), targets, fleet.InventoryOptions{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, img := range inv.Images {
+		fmt.Println(img.Digest, len(img.Uses), "uses")
+	}
+	fmt.Println(len(inv.Images), "images;", inv.Clusters[0].Name, "read:", inv.Clusters[0].Error == "")
+	// Output:
+	// 0 images; prod-eu read: false
 }
