@@ -79,8 +79,8 @@ func checkLocal(fs *flag.FlagSet, o *options) error {
 			return fmt.Errorf("-cluster local starts its own cluster and Prometheus: drop -%s", name)
 		}
 	}
-	if set["overlay"] {
-		return errors.New("-cluster local ships the embedded overlay of examples/hello, whose Deployment, Service and labels it watches: drop -overlay")
+	if set["overlay"] || set["chart"] {
+		return errors.New("-cluster local ships the embedded overlay of examples/hello, whose Deployment, Service and labels it watches: drop -overlay and -chart")
 	}
 	if !set["analysis-interval"] {
 		o.cfg.AnalysisInterval = localAnalysisInterval

@@ -103,7 +103,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	fs.StringVar(&c.DB, "db", "", "grype v6 database directory, holding 6/ (default: the embedded advisories, written at start)")
 	failOn := fs.String("fail-on", strings.ToLower(c.FailOn.String()), "deny images with findings at or above this severity: negligible, low, medium (or moderate), high, critical")
 	fs.StringVar(&c.Overlay, "overlay", "", "kustomize directory to render (default: the embedded overlay of examples/hello)")
-	fs.StringVar(&c.Namespace, "namespace", "", "namespace of the embedded overlay (default: hello)")
+	fs.StringVar(&c.Chart, "chart", "", "Helm chart to render instead of a kustomize overlay: a directory, a .tgz or oci://registry/repository/chart:version")
+	values := fs.String("values", "", "with -chart: comma-separated values files, merged in order over the chart's values.yaml")
+	fs.StringVar(&c.Namespace, "namespace", "", "namespace of the embedded overlay (default: hello), or of the -chart release (default: default)")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to deploy to (default: no cluster, print the plan)")
 	fs.StringVar(&c.Context, "context", "", "kubeconfig context (default: its current context)")
 	fs.BoolVar(&c.DryRun, "dry-run", false, "with -kubeconfig: plan with a server-side dry run instead of applying")
@@ -125,6 +127,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	}
 	c.Platforms = splitList(*platforms)
 	c.TrustedKeys = splitList(*trust)
+	c.ChartValues = splitList(*values)
 	sev, err := report.ParseThreshold(*failOn)
 	if err != nil {
 		fmt.Fprintln(fs.Output(), "-fail-on:", err)

@@ -73,8 +73,16 @@ type Config struct {
 	// Overlay is a kustomize directory on disk to render; empty renders the embedded
 	// overlay of the example service.
 	Overlay string
-	// Namespace, when set, replaces the overlay's namespace.
+	// Namespace, when set, replaces the overlay's namespace; with Chart it is the
+	// release's namespace (default: default), which namespaced objects the chart
+	// leaves without one are applied to.
 	Namespace string
+	// Chart, instead of Overlay, is a Helm chart to render with deploy/render/helm: a
+	// directory, a .tgz or an oci:// reference (resolved to its digest, read with the
+	// docker keychain). The pushed image is pinned by repository, as in Overlay.
+	Chart string
+	// ChartValues are values files merged over the chart's values.yaml, in order.
+	ChartValues []string
 	// Kubeconfig and Context name the cluster to deploy to; without a kubeconfig the
 	// deploy stage prints what it would create in an empty cluster.
 	Kubeconfig, Context string
@@ -176,6 +184,10 @@ func New(cfg Config) (*Job, error) {
 		return nil, errors.New("job: no platforms")
 	case cfg.SourceRepository == "":
 		return nil, errors.New("job: no source repository for the provenance")
+	case cfg.Chart != "" && cfg.Overlay != "":
+		return nil, errors.New("job: a chart or an overlay, not both")
+	case len(cfg.ChartValues) > 0 && cfg.Chart == "":
+		return nil, errors.New("job: values files are for a chart: no chart")
 	case cfg.Prometheus != "" && (cfg.Kubeconfig == "" || cfg.DryRun):
 		return nil, errors.New("job: a canary rollout (Prometheus) needs a cluster to apply to (a kubeconfig, no dry run)")
 	case cfg.Prometheus != "" && (cfg.CanarySelector == "" || cfg.AnalysisInterval <= 0):
@@ -184,6 +196,7 @@ func New(cfg Config) (*Job, error) {
 	for what, paths := range map[string][]string{
 		"source": {cfg.Source}, "key": {cfg.KeyFile}, "trusted key": cfg.TrustedKeys,
 		"vulnerability database": {cfg.DB}, "overlay": {cfg.Overlay}, "kubeconfig": {cfg.Kubeconfig},
+		"chart": {localChart(cfg.Chart)}, "values file": cfg.ChartValues,
 	} {
 		for _, p := range paths {
 			if p == "" {

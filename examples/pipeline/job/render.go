@@ -10,11 +10,13 @@ import (
 	"path/filepath"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
 	"github.com/shipkit/shipkit/deploy/render"
+	"github.com/shipkit/shipkit/deploy/render/helm"
 )
 
 // manifests holds the example service's kustomize base and its demo overlay.
@@ -35,15 +37,28 @@ func (j *Job) render(ctx context.Context) (string, error) {
 	if err := j.need("pushed image", j.Digest.DigestStr() != ""); err != nil {
 		return "", err
 	}
-	fsys, dir, pin, err := j.kustomization()
-	if err != nil {
-		return "", err
-	}
-	objs, err := render.Kustomize(fsys, dir,
-		pin,
+	labels := []render.Option{
 		render.WithApp(render.App{Name: filepath.Base(j.cfg.Source), ManagedBy: "shipkit"}),
 		render.WithRevision(strings.TrimPrefix(short(j.Digest.DigestStr()), "sha256:")),
-	).Render(ctx)
+	}
+	var (
+		objs  []*unstructured.Unstructured
+		chart string
+		err   error
+	)
+	if j.cfg.Chart != "" {
+		objs, chart, err = j.renderChart(ctx, append(labels, render.WithImages(j.Digest)))
+	} else {
+		var (
+			fsys filesys.FileSystem
+			dir  string
+			pin  render.Option
+		)
+		if fsys, dir, pin, err = j.kustomization(); err != nil {
+			return "", err
+		}
+		objs, err = render.Kustomize(fsys, dir, append(labels, pin)...).Render(ctx)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -52,8 +67,49 @@ func (j *Job) render(ctx context.Context) (string, error) {
 	for i, o := range objs {
 		kinds[i] = o.GetKind()
 	}
-	return fmt.Sprintf("%d objects (%s), image pinned to %s", len(objs), strings.Join(kinds, ", "),
+	return fmt.Sprintf("%d objects (%s)%s, image pinned to %s", len(objs), strings.Join(kinds, ", "), chart,
 		short(j.Digest.DigestStr())), nil
+}
+
+// renderChart renders Chart with deploy/render/helm, the release named after the
+// source directory, and says which chart it was (with its digest, from a registry).
+func (j *Job) renderChart(ctx context.Context, opts []render.Option) ([]*unstructured.Unstructured, string, error) {
+	r, err := helm.New(j.cfg.Chart, helm.WithReleaseName(filepath.Base(j.cfg.Source)),
+		helm.WithNamespace(j.chartNamespace()), helm.WithValuesFiles(j.cfg.ChartValues...), helm.WithRender(opts...),
+		helm.WithLogger(j.log))
+	if err != nil {
+		return nil, "", err
+	}
+	rel, err := r.RenderRelease(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	from := fmt.Sprintf(" from chart %s %s", rel.Chart.Name, rel.Chart.Version)
+	if d := rel.Digest.DigestStr(); d != "" {
+		from += " " + short(d)
+	}
+	return rel.Objects, from, nil
+}
+
+// chartNamespace is the namespace of a chart's release, where the objects the chart
+// leaves without one go; "" without a chart.
+func (j *Job) chartNamespace() string {
+	switch {
+	case j.cfg.Chart == "":
+		return ""
+	case j.cfg.Namespace != "":
+		return j.cfg.Namespace
+	default:
+		return helm.DefaultNamespace
+	}
+}
+
+// localChart is chart when it is on disk, "" for an oci:// reference.
+func localChart(chart string) string {
+	if strings.HasPrefix(chart, "oci://") {
+		return ""
+	}
+	return chart
 }
 
 // kustomization returns the file system and directory to render and how to pin the
