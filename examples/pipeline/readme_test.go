@@ -158,6 +158,35 @@ func verifyIndex(ctx context.Context, digest name.Digest, pub []byte) (*sign.Ver
 
 // END README
 
+// README: verify-keyless
+
+// verifyKeyless verifies an image signed keylessly in CI, as cosign v3 and GitHub's
+// artifact attestations sign: a sigstore bundle whose short-lived Fulcio
+// certificate names the release workflow, logged in Rekor. It is checked offline
+// against the trusted_root.json the caller keeps (sigstore's TUF repository
+// distributes it; nothing is fetched here): the chain, the log entry's proof, the
+// certificate valid when the log saw the signature, then the identity.
+func verifyKeyless(ctx context.Context, digest name.Digest, trustedRootFile string) (*sign.Verified, error) {
+	root, err := cosign.LoadTrustedRoot(trustedRootFile) // cosign.ErrTrustedRoot
+	if err != nil {
+		return nil, err
+	}
+	verifier, err := cosign.NewVerifier(sign.Policy{
+		TrustedIdentities: []sign.TrustedIdentity{{ // no RootsPEM: the trusted root's Fulcio
+			Name:          "release",
+			SubjectRegexp: `https://github\.com/example/app/\.github/workflows/release\.yml@refs/tags/v.*`, // anchored
+			Issuer:        "https://token.actions.githubusercontent.com",
+		}},
+		RequiredPredicates: []string{sign.PredicateSLSAProvenance},
+	}, cosign.WithTrustedRoot(root))
+	if err != nil {
+		return nil, err
+	}
+	return verifier.Verify(ctx, digest) // another identity: sign.ReasonWrongIdentity
+}
+
+// END README
+
 // README: deploy
 
 // gateAndApply renders an overlay with the image pinned, lets it through only when
@@ -307,7 +336,7 @@ func (r lbRouter) Reset(ctx context.Context) error { return r.SetWeight(ctx, 0) 
 var (
 	_ scan.Scanner = advisoryScanner{}
 	_ mesh.Router  = lbRouter{}
-	_              = []any{buildAndPush, scanIndex, signAndAttest, verifyIndex, gateAndApply, canary}
+	_              = []any{buildAndPush, scanIndex, signAndAttest, verifyIndex, verifyKeyless, gateAndApply, canary}
 )
 
 // TestReadmeSnippets checks that every Go block of the README is one of the
@@ -322,7 +351,7 @@ func TestReadmeSnippets(t *testing.T) {
 	for _, m := range regexp.MustCompile(`(?s)// README: ([a-z-]+)\n\n(.*?)\n// END README\n`).FindAllStringSubmatch(string(src), -1) {
 		snippets[m[1]] = strings.TrimSpace(m[2])
 	}
-	require.Len(t, snippets, 8)
+	require.Len(t, snippets, 9)
 
 	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
 	shown := map[string]bool{}
