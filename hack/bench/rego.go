@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -75,8 +76,9 @@ func runRego(ctx context.Context, cfg regoConfig, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "rego: %d rules x %d Deployments (%d KB of JSON), %d rounds\n", cfg.rules, cfg.objects, len(input)/1024, cfg.rounds)
 
-	var whole, evalOnly, opaTimes, conftestTimes []time.Duration
+	var whole, evalOnly, opaTimes, conftestTimes, shipCPU, opaCPU []time.Duration
 	for round := range cfg.rounds {
+		cpu0 := selfCPU()
 		start := time.Now()
 		p, err := rego.Compile(ctx, []rego.Module{{Name: "policy.rego", Source: policy}})
 		if err != nil {
@@ -89,9 +91,10 @@ func runRego(ctx context.Context, cfg regoConfig, out io.Writer) error {
 		}
 		whole = append(whole, time.Since(start))
 		evalOnly = append(evalOnly, time.Since(compiled))
+		shipCPU = append(shipCPU, selfCPU()-cpu0)
 		want := len(res.Findings)
 
-		d, n, err := opaEval(ctx, cfg.opa, policyPath, inputPath)
+		d, cpu, n, err := opaEval(ctx, cfg.opa, policyPath, inputPath)
 		if err != nil {
 			return err
 		}
@@ -99,6 +102,7 @@ func runRego(ctx context.Context, cfg regoConfig, out io.Writer) error {
 			return fmt.Errorf("round %d: opa eval found %d messages, shipkit %d", round+1, n, want)
 		}
 		opaTimes = append(opaTimes, d)
+		opaCPU = append(opaCPU, cpu)
 		if cfg.conftest != "" {
 			d, n, err := conftestTest(ctx, cfg.conftest, policyPath, inputPath)
 			if err != nil {
@@ -109,11 +113,15 @@ func runRego(ctx context.Context, cfg regoConfig, out io.Writer) error {
 			}
 			conftestTimes = append(conftestTimes, d)
 		}
-		fmt.Fprintf(out, "  round %d: %d messages; shipkit %s (eval %s), opa eval %s\n", round+1, want, whole[round].Round(time.Millisecond), evalOnly[round].Round(time.Millisecond), d.Round(time.Millisecond))
+		fmt.Fprintf(out, "  round %d: %d messages; shipkit %s (eval %s, CPU %s), opa eval %s (CPU %s)\n", round+1, want,
+			whole[round].Round(time.Millisecond), evalOnly[round].Round(time.Millisecond), shipCPU[round].Round(time.Millisecond),
+			opaTimes[round].Round(time.Millisecond), cpu.Round(time.Millisecond))
 	}
 	ship, opa := medianDuration(whole), medianDuration(opaTimes)
 	fmt.Fprintf(out, "median: shipkit compile + eval %s (eval only %s), opa eval %s: %.2fx\n",
 		ship.Round(time.Millisecond), medianDuration(evalOnly).Round(time.Millisecond), opa.Round(time.Millisecond), float64(ship)/float64(opa))
+	sc, oc := medianDuration(shipCPU), medianDuration(opaCPU)
+	fmt.Fprintf(out, "median CPU (user + system): shipkit %s, opa eval %s: %.2fx\n", sc.Round(time.Millisecond), oc.Round(time.Millisecond), float64(sc)/float64(oc))
 	if len(conftestTimes) > 0 {
 		c := medianDuration(conftestTimes)
 		fmt.Fprintf(out, "median: conftest test %s: shipkit %.2fx\n", c.Round(time.Millisecond), float64(ship)/float64(c))
@@ -127,16 +135,17 @@ func runRego(ctx context.Context, cfg regoConfig, out io.Writer) error {
 // opaEval runs the policy over every object of the input array in one opa process,
 // each object as input, as conftest does, and counts the messages of the deny,
 // violation and warn rules.
-func opaEval(ctx context.Context, opa, policy, input string) (time.Duration, int, error) {
+func opaEval(ctx context.Context, opa, policy, input string) (wall, cpu time.Duration, n int, err error) {
 	query := `[doc | some obj in input; doc := data.main with input as obj]`
 	cmd := exec.CommandContext(ctx, opa, "eval", "--format", "json", "-d", policy, "-i", input, query)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
-		return 0, 0, fmt.Errorf("opa eval: %w: %s", err, stderr.String())
+		return 0, 0, 0, fmt.Errorf("opa eval: %w: %s", err, stderr.String())
 	}
-	d := time.Since(start)
+	wall = time.Since(start)
+	cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	var res struct {
 		Result []struct {
 			Expressions []struct {
@@ -145,13 +154,12 @@ func opaEval(ctx context.Context, opa, policy, input string) (time.Duration, int
 		} `json:"result"`
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
-		return 0, 0, fmt.Errorf("opa eval output: %w", err)
+		return 0, 0, 0, fmt.Errorf("opa eval output: %w", err)
 	}
 	if len(res.Result) != 1 || len(res.Result[0].Expressions) != 1 {
-		return 0, 0, errors.New("opa eval: not one result")
+		return 0, 0, 0, errors.New("opa eval: not one result")
 	}
 	judging := regexp.MustCompile(`^(deny|violation|warn)(_[A-Za-z0-9_]+)?$`)
-	n := 0
 	for _, doc := range res.Result[0].Expressions[0].Value {
 		for rule, v := range doc {
 			if list, ok := v.([]any); ok && judging.MatchString(rule) {
@@ -159,7 +167,17 @@ func opaEval(ctx context.Context, opa, policy, input string) (time.Duration, int
 			}
 		}
 	}
-	return d, n, nil
+	return wall, cpu, n, nil
+}
+
+// selfCPU returns the user and system CPU time this process has used: under load
+// it says more than the wall time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // conftestTest runs conftest test on the objects as a YAML stream (conftest judges
