@@ -1,0 +1,399 @@
+// Package patch finds the images built on a base that has moved on, and moves
+// them onto the current base: a hardened base catalog is rebuilt when a fix
+// lands, and every image built on it follows.
+//
+// [Check] reads, for each image (by digest, e.g. a fleet inventory's), the base
+// annotations the build stage writes (org.opencontainers.image.base.name and
+// .base.digest) from its manifest alone, no layer, and compares the digest with
+// what the base's tag resolves to now in the catalog: [Current], [Stale], or
+// [Unknown] when the image records no base (never reported as current). [Rebase]
+// then puts a stale image's own layers on the current base with build.Rebase,
+// pushes the result by digest to the image's repository, signs it and attests it
+// again: the predicates the caller computes for the new image (its SBOM, its
+// vulnerability report) and a SLSA provenance that records the rebase. The caller
+// gates and rolls the new digest out, e.g. as a canary with deploy/rollout.
+//
+// The package links no SBOM, vulnerability or signing implementation: those come
+// in as sign.Signer, sign.Attester and a function.
+package patch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/shipkit/shipkit/build"
+	"github.com/shipkit/shipkit/build/publish"
+	"github.com/shipkit/shipkit/internal/option"
+	"github.com/shipkit/shipkit/sign"
+)
+
+// Errors a caller may branch on with errors.Is.
+var (
+	// ErrInvalidOption: an option or a required input has a value that cannot be
+	// used; the sentinel every stage shares.
+	ErrInvalidOption = option.ErrInvalid
+	// ErrNotStale: [Rebase] was given an image that is not [Stale].
+	ErrNotStale = errors.New("image is not stale")
+)
+
+// Status is what [Check] found about one image's base.
+type Status string
+
+// The statuses.
+const (
+	// Current: built on the digest the catalog's tag points at now.
+	Current Status = "current"
+	// Stale: built on a digest the tag no longer points at; [Rebase] it.
+	Stale Status = "stale"
+	// Unknown: the image records no base (built on scratch, by another tool, or
+	// annotations stripped); it is not known to be current.
+	Unknown Status = "unknown"
+	// OtherBase: the image's base is not in the catalog.
+	OtherBase Status = "other-base"
+	// BaseGone: the base's tag is in the catalog but no longer in the registry.
+	BaseGone Status = "base-gone"
+	// ImageGone: the image itself cannot be read from the registry.
+	ImageGone Status = "image-gone"
+)
+
+// Image is one image's base, as [Check] found it.
+type Image struct {
+	// Ref is the image, by digest.
+	Ref name.Digest
+	// Status is what was found.
+	Status Status
+	// BaseName is the base reference the image records (base.name), e.g.
+	// "registry.example.com/base:1".
+	BaseName string
+	// Built is the base digest the image records; Current what the base's tag
+	// resolves to now (zero unless the tag was resolved).
+	Built, Current v1.Hash
+	// Annotations are the annotations of the image's index (or manifest), for the
+	// provenance of a rebase.
+	Annotations map[string]string
+	// Reason says why the status is not Current or Stale.
+	Reason string
+}
+
+// Report is the result of [Check]: every image in the order given.
+type Report struct {
+	Images []Image
+	// Bases are the catalog's tags with the digest each resolves to now (absent:
+	// the tag could not be resolved; see the images' reasons).
+	Bases map[string]v1.Hash
+}
+
+// Count returns how many images have status s.
+func (r *Report) Count(s Status) int {
+	n := 0
+	for _, im := range r.Images {
+		if im.Status == s {
+			n++
+		}
+	}
+	return n
+}
+
+// Options configure [Check] and [Rebase].
+type Options struct {
+	// Remote are go-containerregistry options for every registry request (auth,
+	// transport); the context is added. Default: authn.DefaultKeychain.
+	Remote []remote.Option
+}
+
+func (o Options) remote(ctx context.Context) []remote.Option {
+	out := []remote.Option{remote.WithContext(ctx)}
+	if len(o.Remote) == 0 {
+		out = append(out, remote.WithAuthFromKeychain(authn.DefaultKeychain))
+	}
+	return append(out, o.Remote...)
+}
+
+// Check resolves each catalog tag once (a HEAD request) and reads each image's
+// base annotations (its manifest only), and says which images are stale. A
+// catalog entry that is not a valid reference is an error wrapping
+// [ErrInvalidOption]; a tag or image that cannot be read is a status with a
+// reason, and the rest goes on. Only a cancelled context stops it.
+func Check(ctx context.Context, images []name.Digest, catalog []string, opts Options) (*Report, error) {
+	var bad option.List
+	bases := map[string]name.Reference{} // by normalized name
+	for _, c := range catalog {
+		ref, err := name.ParseReference(c)
+		if err != nil {
+			bad.Addf("catalog entry %q: %v", c, err)
+			continue
+		}
+		bases[ref.Name()] = ref
+	}
+	if err := bad.Err("check bases"); err != nil {
+		return nil, err
+	}
+	rep := &Report{Bases: map[string]v1.Hash{}}
+	resolved := map[string]error{}
+	keys := make([]string, 0, len(bases))
+	for k := range bases {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("check bases: %w", err)
+		}
+		desc, err := remote.Head(bases[k], opts.remote(ctx)...)
+		if err != nil {
+			resolved[k] = err
+			continue
+		}
+		rep.Bases[k] = desc.Digest
+	}
+	for _, d := range images {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("check bases: %w", err)
+		}
+		rep.Images = append(rep.Images, checkImage(ctx, d, bases, rep.Bases, resolved, opts))
+	}
+	return rep, nil
+}
+
+func checkImage(ctx context.Context, d name.Digest, bases map[string]name.Reference, current map[string]v1.Hash, resolveErr map[string]error, opts Options) Image {
+	im := Image{Ref: d}
+	ann, err := annotations(ctx, d, opts)
+	if err != nil {
+		im.Status, im.Reason = ImageGone, err.Error()
+		return im
+	}
+	im.Annotations = ann
+	im.BaseName = ann[build.AnnotationBaseName]
+	built := ann[build.AnnotationBaseDigest]
+	if im.BaseName == "" || built == "" {
+		im.Status, im.Reason = Unknown, "the image records no base ("+build.AnnotationBaseName+" and .base.digest annotations)"
+		return im
+	}
+	h, err := v1.NewHash(built)
+	if err != nil {
+		im.Status, im.Reason = Unknown, fmt.Sprintf("%s %q: %v", build.AnnotationBaseDigest, built, err)
+		return im
+	}
+	im.Built = h
+	ref, err := name.ParseReference(im.BaseName)
+	if err != nil {
+		im.Status, im.Reason = Unknown, fmt.Sprintf("%s %q: %v", build.AnnotationBaseName, im.BaseName, err)
+		return im
+	}
+	if _, ok := bases[ref.Name()]; !ok {
+		im.Status, im.Reason = OtherBase, im.BaseName+" is not in the catalog"
+		return im
+	}
+	cur, ok := current[ref.Name()]
+	if !ok {
+		im.Status, im.Reason = BaseGone, fmt.Sprintf("resolving %s: %v", ref.Name(), resolveErr[ref.Name()])
+		return im
+	}
+	im.Current = cur
+	if cur == h {
+		im.Status = Current
+	} else {
+		im.Status = Stale
+	}
+	return im
+}
+
+// annotations reads the annotations of the image's index, or of its manifest when
+// it is a single image.
+func annotations(ctx context.Context, d name.Digest, opts Options) (map[string]string, error) {
+	desc, err := remote.Get(d, opts.remote(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", d, err)
+	}
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", d, err)
+		}
+		im, err := idx.IndexManifest()
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", d, err)
+		}
+		return im.Annotations, nil
+	}
+	img, err := desc.Image()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", d, err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", d, err)
+	}
+	return m.Annotations, nil
+}
+
+// Patched is an image rebased onto its current base and pushed.
+type Patched struct {
+	// Old and New are the image before and after, by digest, in the same repository.
+	Old, New name.Digest
+	// Index is the rebased index as pushed.
+	Index v1.ImageIndex
+	// BaseName, OldBase and NewBase are the base and its digests before and after.
+	BaseName         string
+	OldBase, NewBase v1.Hash
+	// Attested are the predicate types attested on New, provenance last.
+	Attested []string
+}
+
+// RebaseConfig is what [Rebase] needs besides the image.
+type RebaseConfig struct {
+	// Signer signs the new digest (recursively, every platform's image too).
+	// Required.
+	Signer sign.Signer
+	// Attester attests the predicates and the provenance. Required.
+	Attester sign.Attester
+	// Predicates computes the attestations of the new image, e.g. its SBOM
+	// (re-cataloged) and its vulnerability report (re-run). May be nil.
+	Predicates func(ctx context.Context, d name.Digest, idx v1.ImageIndex) ([]sign.Predicate, error)
+	// BuilderID names who rebased (SLSA runDetails.builder.id). Required.
+	BuilderID string
+	// Now is the clock for the provenance's times (default time.Now).
+	Now func() time.Time
+}
+
+// BuildTypeRebase is the SLSA build type of a rebase's provenance: the external
+// parameters name the image rebased and the old and new base digests.
+const BuildTypeRebase = "https://shipkit.dev/build/rebase/v1"
+
+// Rebase moves the stale image im onto its base's current digest (build.Rebase),
+// pushes the result by digest to the image's repository, signs it, attests the
+// caller's predicates and a SLSA provenance that records the rebase (source and
+// revision from the image's annotations, the new base as a resolved dependency,
+// the old image and base digests as parameters), and returns the new digest.
+// An image that is not [Stale] is refused with [ErrNotStale]. The old image is
+// left as it was.
+func Rebase(ctx context.Context, im Image, cfg RebaseConfig, opts Options) (*Patched, error) {
+	var bad option.List
+	if cfg.Signer == nil {
+		bad.Addf("RebaseConfig.Signer: nil")
+	}
+	if cfg.Attester == nil {
+		bad.Addf("RebaseConfig.Attester: nil")
+	}
+	if cfg.BuilderID == "" {
+		bad.Addf("RebaseConfig.BuilderID: empty")
+	}
+	if err := bad.Err("rebase " + im.Ref.String()); err != nil {
+		return nil, err
+	}
+	if im.Status != Stale {
+		return nil, fmt.Errorf("rebase %s: %w (status %s)", im.Ref, ErrNotStale, im.Status)
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	started := now()
+	ropts := opts.remote(ctx)
+	idx, err := readIndex(im.Ref, ropts)
+	if err != nil {
+		return nil, fmt.Errorf("rebase %s: %w", im.Ref, err)
+	}
+	baseRef, err := name.ParseReference(im.BaseName, name.WeakValidation)
+	if err != nil {
+		return nil, fmt.Errorf("rebase %s: base %q: %w", im.Ref, im.BaseName, err)
+	}
+	if insecure(im.Ref) {
+		if baseRef, err = name.ParseReference(im.BaseName, name.Insecure); err != nil {
+			return nil, fmt.Errorf("rebase %s: base %q: %w", im.Ref, im.BaseName, err)
+		}
+	}
+	newBase := build.RemoteBaseRef(baseRef, ropts...)
+	rebased, err := build.Rebase(ctx, idx, newBase, build.WithRemoteOptions(ropts...))
+	if err != nil {
+		return nil, fmt.Errorf("rebase %s: %w", im.Ref, err)
+	}
+	newRef, err := publish.Index(ctx, rebased, im.Ref.Context(), publish.WithRemoteOptions(ropts...))
+	if err != nil {
+		return nil, fmt.Errorf("rebase %s: %w", im.Ref, err)
+	}
+	rim, err := rebased.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("rebase %s: %w", im.Ref, err)
+	}
+	p := &Patched{Old: im.Ref, New: newRef, Index: rebased, BaseName: im.BaseName, OldBase: im.Built}
+	if p.NewBase, err = v1.NewHash(rim.Annotations[build.AnnotationBaseDigest]); err != nil {
+		return nil, fmt.Errorf("rebase %s: new base digest: %w", im.Ref, err)
+	}
+	if err := cfg.Signer.Sign(ctx, newRef, sign.WithRecursive()); err != nil {
+		return p, fmt.Errorf("rebase %s: pushed %s, signing it: %w", im.Ref, newRef, err)
+	}
+	var preds []sign.Predicate
+	if cfg.Predicates != nil {
+		if preds, err = cfg.Predicates(ctx, newRef, rebased); err != nil {
+			return p, fmt.Errorf("rebase %s: pushed %s, its attestations: %w", im.Ref, newRef, err)
+		}
+	}
+	prov := sign.ProvenanceFromAnnotations(rim.Annotations)
+	prov.BuilderID, prov.BuildType = cfg.BuilderID, BuildTypeRebase
+	prov.Parameters = map[string]any{
+		"rebasedFrom": im.Ref.String(),
+		"oldBase":     im.BaseName + "@" + im.Built.String(),
+		"newBase":     im.BaseName + "@" + p.NewBase.String(),
+	}
+	prov.StartedOn, prov.FinishedOn = started, now()
+	pp, err := prov.Predicate()
+	if err != nil {
+		return p, fmt.Errorf("rebase %s: pushed %s, its provenance: %w", im.Ref, newRef, err)
+	}
+	for _, pr := range append(preds, pp) {
+		if err := cfg.Attester.Attest(ctx, newRef, pr); err != nil {
+			return p, fmt.Errorf("rebase %s: pushed %s, attesting %s: %w", im.Ref, newRef, pr.Type, err)
+		}
+		p.Attested = append(p.Attested, pr.Type)
+	}
+	return p, nil
+}
+
+// readIndex reads the image as an index; a single image becomes a one-platform
+// index (its platform from its config), as build.Rebase takes indexes.
+func readIndex(d name.Digest, ropts []remote.Option) (v1.ImageIndex, error) {
+	desc, err := remote.Get(d, ropts...)
+	if err != nil {
+		var terr *transport.Error
+		if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
+			return nil, fmt.Errorf("image gone from the registry: %w", err)
+		}
+		return nil, err
+	}
+	if desc.MediaType.IsIndex() {
+		return desc.ImageIndex()
+	}
+	img, err := desc.Image()
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	p := cf.Platform()
+	if p == nil {
+		return nil, errors.New("the image's config names no platform")
+	}
+	return mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
+		mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: p}}), nil
+}
+
+// insecure says whether d was parsed for a plain-HTTP registry.
+func insecure(d name.Digest) bool {
+	return d.Context().Registry.Scheme() == "http"
+}

@@ -1,0 +1,203 @@
+package patch_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shipkit/shipkit/build"
+	"github.com/shipkit/shipkit/build/patch"
+	"github.com/shipkit/shipkit/build/publish"
+	"github.com/shipkit/shipkit/internal/testbed/registry"
+	"github.com/shipkit/shipkit/sign"
+	"github.com/shipkit/shipkit/sign/cosign"
+)
+
+// pushBase pushes a two-platform base index with random layers under tag.
+func pushBase(t *testing.T, tag name.Tag) v1.Hash {
+	t.Helper()
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for _, arch := range []string{"amd64", "arm64"} {
+		img, err := random.Image(256, 2)
+		require.NoError(t, err)
+		cf, err := img.ConfigFile()
+		require.NoError(t, err)
+		cf = cf.DeepCopy()
+		cf.OS, cf.Architecture = "linux", arch
+		img, err = mutate.ConfigFile(img, cf)
+		require.NoError(t, err)
+		img = mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), types.OCIConfigJSON)
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img,
+			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	}
+	require.NoError(t, remote.WriteIndex(tag, idx))
+	d, err := idx.Digest()
+	require.NoError(t, err)
+	return d
+}
+
+// buildApp builds a small two-platform image on base and pushes it to repo.
+func buildApp(t *testing.T, base name.Tag, repo name.Repository) name.Digest {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "app.txt"), []byte("app v1"), 0o644))
+	b, err := build.NewFiles([]build.Layer{{Name: "app", Files: []build.File{{Src: "app.txt", Dst: "/app/app.txt"}}}},
+		build.WithBase(build.RemoteBase(base.String())), build.WithPlatforms("linux/amd64", "linux/arm64"))
+	require.NoError(t, err)
+	idx, err := b.Build(ctx, build.Source{Dir: dir, Repository: "https://example.com/app.git", Revision: "9f2c1e0"})
+	require.NoError(t, err)
+	d, err := publish.Index(ctx, idx, repo)
+	require.NoError(t, err)
+	return d
+}
+
+// The whole loop on an in-process registry: images on a catalog base are current;
+// the base's tag moves to a patched build; Check finds the stale ones (and says what
+// it cannot know); Rebase puts them on the new base, pushes, signs and attests
+// them (verified with cosign: the caller's SBOM and a provenance that records the
+// rebase); Check then finds the new digest current.
+func TestCheckAndRebase(t *testing.T) {
+	ctx := context.Background()
+	host, stop, err := registry.NewInProcess()
+	require.NoError(t, err)
+	t.Cleanup(stop)
+	reg, err := name.NewRegistry(host, name.Insecure)
+	require.NoError(t, err)
+	baseTag := reg.Repo("catalog/base").Tag("1")
+	goneTag := reg.Repo("catalog/gone").Tag("1")
+	otherTag := reg.Repo("other/base").Tag("1")
+	builtOn := pushBase(t, baseTag)
+	pushBase(t, otherTag)
+
+	app := buildApp(t, baseTag, reg.Repo("team/app"))
+	other := buildApp(t, otherTag, reg.Repo("team/other"))
+	// An image that records no base, one whose base tag is gone, and one gone itself.
+	noBase, err := publish.Index(ctx, mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: mustRandom(t)}), reg.Repo("team/nobase"))
+	require.NoError(t, err)
+	goneIdx := mutate.Annotations(mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: mustRandom(t)}),
+		map[string]string{build.AnnotationBaseName: goneTag.String(), build.AnnotationBaseDigest: builtOn.String()}).(v1.ImageIndex)
+	onGone, err := publish.Index(ctx, goneIdx, reg.Repo("team/ongone"))
+	require.NoError(t, err)
+	missing := reg.Repo("team/missing").Digest(builtOn.String())
+
+	catalog := []string{baseTag.String(), goneTag.String()}
+	images := []name.Digest{app, other, noBase, onGone, missing}
+	rep, err := patch.Check(ctx, images, catalog, patch.Options{})
+	require.NoError(t, err)
+	statuses := func(r *patch.Report) []patch.Status {
+		var out []patch.Status
+		for _, im := range r.Images {
+			out = append(out, im.Status)
+		}
+		return out
+	}
+	assert.Equal(t, []patch.Status{patch.Current, patch.OtherBase, patch.Unknown, patch.BaseGone, patch.ImageGone}, statuses(rep))
+	assert.Equal(t, builtOn, rep.Images[0].Built)
+	assert.NotEmpty(t, rep.Images[3].Reason)
+	assert.Contains(t, rep.Images[4].Reason, "team/missing")
+
+	// A patched base is pushed under the same tag.
+	patchedDigest := pushBase(t, baseTag)
+	rep, err = patch.Check(ctx, images, catalog, patch.Options{})
+	require.NoError(t, err)
+	require.Equal(t, patch.Stale, rep.Images[0].Status)
+	assert.Equal(t, patchedDigest, rep.Images[0].Current)
+	assert.Equal(t, 1, rep.Count(patch.Stale))
+
+	// Rebase, push, sign and attest, with a cosign key.
+	kp, err := cosign.GenerateKeyPair(nil)
+	require.NoError(t, err)
+	key, err := cosign.LoadPrivateKey(kp.PrivatePEM, nil)
+	require.NoError(t, err)
+	signer, err := cosign.NewSigner(key)
+	require.NoError(t, err)
+	sbom := sign.CycloneDX([]byte(`{"bomFormat":"CycloneDX","specVersion":"1.6","components":[]}`))
+	var sawIndex v1.ImageIndex
+	cfg := patch.RebaseConfig{
+		Signer: signer, Attester: signer, BuilderID: "https://example.com/patch-job",
+		Predicates: func(_ context.Context, d name.Digest, idx v1.ImageIndex) ([]sign.Predicate, error) {
+			sawIndex = idx
+			return []sign.Predicate{sbom}, nil
+		},
+	}
+	p, err := patch.Rebase(ctx, rep.Images[0], cfg, patch.Options{})
+	require.NoError(t, err)
+	assert.NotEqual(t, app.DigestStr(), p.New.DigestStr())
+	assert.Equal(t, app.Context(), p.New.Context())
+	assert.Equal(t, patchedDigest, p.NewBase)
+	assert.Equal(t, builtOn, p.OldBase)
+	assert.Equal(t, []string{sign.PredicateCycloneDX, sign.PredicateSLSAProvenance}, p.Attested)
+	require.NotNil(t, sawIndex)
+
+	v, err := cosign.NewVerifier(sign.Policy{TrustedKeys: []sign.TrustedKey{key.TrustedKey("patch")},
+		RequiredPredicates: []string{sign.PredicateCycloneDX, sign.PredicateSLSAProvenance}})
+	require.NoError(t, err)
+	verified, err := v.Verify(ctx, p.New)
+	require.NoError(t, err)
+	var prov struct {
+		BuildDefinition struct {
+			BuildType            string         `json:"buildType"`
+			ExternalParameters   map[string]any `json:"externalParameters"`
+			ResolvedDependencies []struct {
+				URI    string            `json:"uri"`
+				Digest map[string]string `json:"digest"`
+			} `json:"resolvedDependencies"`
+		} `json:"buildDefinition"`
+	}
+	for _, a := range verified.Attestations {
+		if a.PredicateType == sign.PredicateSLSAProvenance {
+			require.NoError(t, json.Unmarshal(a.Predicate, &prov))
+		}
+	}
+	assert.Equal(t, patch.BuildTypeRebase, prov.BuildDefinition.BuildType)
+	assert.Equal(t, app.String(), prov.BuildDefinition.ExternalParameters["rebasedFrom"])
+	assert.Equal(t, baseTag.String()+"@"+builtOn.String(), prov.BuildDefinition.ExternalParameters["oldBase"])
+	require.Len(t, prov.BuildDefinition.ResolvedDependencies, 2)
+	assert.Equal(t, patchedDigest.Hex, prov.BuildDefinition.ResolvedDependencies[1].Digest["sha256"])
+
+	// The new digest is current; the old one is still stale.
+	rep, err = patch.Check(ctx, []name.Digest{p.New, app}, catalog, patch.Options{})
+	require.NoError(t, err)
+	assert.Equal(t, []patch.Status{patch.Current, patch.Stale}, statuses(rep))
+
+	// Only a stale image is rebased; the configuration is checked first.
+	_, err = patch.Rebase(ctx, rep.Images[0], cfg, patch.Options{})
+	require.ErrorIs(t, err, patch.ErrNotStale)
+	_, err = patch.Rebase(ctx, rep.Images[1], patch.RebaseConfig{}, patch.Options{})
+	require.ErrorIs(t, err, patch.ErrInvalidOption)
+	assert.ErrorContains(t, err, "Signer")
+	assert.ErrorContains(t, err, "BuilderID")
+	_, err = patch.Check(ctx, nil, []string{"not a ref!"}, patch.Options{})
+	require.ErrorIs(t, err, patch.ErrInvalidOption)
+
+	// The base tag no longer exists by the time of the rebase: an error, nothing pushed.
+	st := rep.Images[1]
+	st.BaseName = goneTag.String()
+	_, err = patch.Rebase(ctx, st, cfg, patch.Options{})
+	require.Error(t, err)
+	// The image is gone from the registry.
+	st = rep.Images[1]
+	st.Ref = missing
+	_, err = patch.Rebase(ctx, st, cfg, patch.Options{})
+	require.ErrorContains(t, err, "gone from the registry")
+}
+
+func mustRandom(t *testing.T) v1.Image {
+	t.Helper()
+	img, err := random.Image(64, 1)
+	require.NoError(t, err)
+	return img
+}
