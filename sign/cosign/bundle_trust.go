@@ -29,8 +29,6 @@ import (
 
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/verify"
-
-	"github.com/shipkit/shipkit/sign"
 )
 
 // bundleAuthority is one trust anchor a sigstore bundle can verify under, and the
@@ -51,17 +49,11 @@ type bundleAuthority struct {
 	// false for one that trusts a key: a bundle's verification material (a public
 	// key hint or a certificate) picks which authorities are tried.
 	certificate bool
-	// classify, when set, names a verification failure under this authority
-	// (sign.ReasonWrongIdentity, sign.ReasonExpiredCertificate, …); the default is
-	// the kind's untrusted code. It returns the code and a message in the
-	// verifier's own words (never a certificate's or registry's bytes unchecked:
-	// see safeText).
-	classify func(err error) (sign.ReasonCode, string)
 }
 
 // bundleAuthorities compiles what v trusts into sigstore-go authorities, in the
-// policy's order: the trusted keys, then (see the file's comment) keyless
-// identities under a trusted root. It is called once, by [NewVerifier].
+// policy's order: the trusted keys (keyless identities are judged by
+// keylessCheck: see the file's comment). It is called once, by [NewVerifier].
 func (v *Verifier) bundleAuthorities() ([]bundleAuthority, error) {
 	var out []bundleAuthority
 	for i := range v.keys {
