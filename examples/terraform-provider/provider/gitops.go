@@ -2,7 +2,9 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"maps"
+	"os"
 	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework/attr"
@@ -15,6 +17,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-framework/types/basetypes"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/shipkit/shipkit/deploy"
@@ -44,6 +48,8 @@ type gitopsModel struct {
 	Path          types.String `tfsdk:"path"`
 	Username      types.String `tfsdk:"username"`
 	Password      types.String `tfsdk:"password"`
+	SSHKey        types.String `tfsdk:"ssh_private_key"`
+	SSHKnownHosts types.String `tfsdk:"ssh_known_hosts"`
 	KustomizeDir  types.String `tfsdk:"kustomize_dir"`
 	Files         types.List   `tfsdk:"files"`
 	Images        types.List   `tfsdk:"images"`
@@ -109,11 +115,18 @@ func (r *GitOpsReleaseResource) Schema(_ context.Context, _ resource.SchemaReque
 				Description: "The directory in the repository that holds the release. It is the release's: a file " +
 					"in it that is no object of the release is removed.",
 			},
-			"username": opt("The HTTPS user name (default x-access-token when password is set)."),
+			"username": opt("The user name: for HTTPS (default x-access-token) or SSH (default git)."),
 			"password": schema.StringAttribute{
 				Optional: true, Sensitive: true,
 				Description: "The HTTPS password or access token.",
 			},
+			"ssh_private_key": schema.StringAttribute{
+				Optional: true, Sensitive: true,
+				Description: "A PEM private key (unencrypted) for ssh:// or user@host:path URLs, as username (default git). " +
+					"Needs ssh_known_hosts.",
+			},
+			"ssh_known_hosts": opt("The server's host keys, in known_hosts format (e.g. from ssh-keyscan, checked by hand): " +
+				"the SSH connection is refused unless the server's key is listed."),
 			"kustomize_dir": opt("A kustomization directory to render (no plugins, no remote bases). Set this or files."),
 			"files": schema.ListAttribute{
 				ElementType: types.StringType, Optional: true,
@@ -198,7 +211,7 @@ func (r *GitOpsReleaseResource) ValidateConfig(ctx context.Context, req resource
 // writer makes the deploy/gitops Writer of m's settings; false when one is unknown.
 func (r *GitOpsReleaseResource) writer(ctx context.Context, m *gitopsModel) (*gitops.Writer, bool, diag.Diagnostics) {
 	var diags diag.Diagnostics
-	for _, v := range []attr.Value{m.RepositoryURL, m.Branch, m.Path, m.Username, m.Password, m.AllowSecrets} {
+	for _, v := range []attr.Value{m.RepositoryURL, m.Branch, m.Path, m.Username, m.Password, m.SSHKey, m.SSHKnownHosts, m.AllowSecrets} {
 		if v.IsUnknown() {
 			return nil, false, nil
 		}
@@ -210,7 +223,22 @@ func (r *GitOpsReleaseResource) writer(ctx context.Context, m *gitopsModel) (*gi
 	if b := m.Branch.ValueString(); b != "" {
 		opts = append(opts, gitops.WithBranch(b))
 	}
-	if p := m.Password.ValueString(); p != "" {
+	if k := m.SSHKey.ValueString(); k != "" {
+		if m.Password.ValueString() != "" {
+			diags.AddAttributeError(path.Root("ssh_private_key"), "Conflicting credentials", "Set password or ssh_private_key, not both.")
+			return nil, false, diags
+		}
+		hostKey, err := knownHosts(m.SSHKnownHosts.ValueString())
+		if err != nil {
+			diags.AddAttributeError(path.Root("ssh_known_hosts"), "Invalid ssh_known_hosts", err.Error())
+			return nil, false, diags
+		}
+		user := m.Username.ValueString()
+		if user == "" {
+			user = "git"
+		}
+		opts = append(opts, gitops.WithSSHKey(user, []byte(k), "", hostKey))
+	} else if p := m.Password.ValueString(); p != "" {
 		user := m.Username.ValueString()
 		if user == "" {
 			user = "x-access-token"
@@ -252,6 +280,26 @@ func (r *GitOpsReleaseResource) writer(ctx context.Context, m *gitopsModel) (*gi
 		return nil, false, diags
 	}
 	return w, true, diags
+}
+
+// knownHosts makes the host key check of known_hosts lines.
+func knownHosts(lines string) (ssh.HostKeyCallback, error) {
+	if strings.TrimSpace(lines) == "" {
+		return nil, errors.New("ssh_private_key needs ssh_known_hosts: the server's host keys")
+	}
+	f, err := os.CreateTemp("", "shipkit-known-hosts-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.WriteString(lines); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	return knownhosts.New(f.Name()) // read now, into memory
 }
 
 func objectKnown(o types.Object) bool {
