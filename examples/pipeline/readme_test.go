@@ -30,6 +30,8 @@ import (
 	"github.com/shipkit/shipkit/observe/analysis"
 	"github.com/shipkit/shipkit/scan"
 	"github.com/shipkit/shipkit/scan/policy"
+	"github.com/shipkit/shipkit/scan/policy/rego"
+	"github.com/shipkit/shipkit/scan/policy/vap"
 	"github.com/shipkit/shipkit/scan/report"
 	"github.com/shipkit/shipkit/scan/sbom"
 	"github.com/shipkit/shipkit/scan/vuln"
@@ -276,6 +278,35 @@ func canary(ctx context.Context, cfg *rest.Config, release *unstructured.Unstruc
 
 // END README
 
+// README: own-policies
+
+// gateOwnPolicies gates objects on your own policies beside the built-in rules: the
+// conftest-style Rego of policy/, the cluster's ValidatingAdmissionPolicies judged
+// offline by the API server's own plugin, and Rego on each image's verified SBOM.
+func gateOwnPolicies(ctx context.Context, verifier sign.Verifier, admissionPolicies, objs []*unstructured.Unstructured) (*deploy.Decision, error) {
+	rules, err := rego.LoadFiles(ctx, []string{"policy"}) // deny, violation and warn rules of package main
+	if err != nil {
+		return nil, err // *rego.CompileError: file:line of each problem
+	}
+	sbomRules, err := rego.LoadFiles(ctx, []string{"policy/sbom"}, rego.WithNamespaces("sbom"))
+	if err != nil {
+		return nil, err
+	}
+	vaps, err := vap.New(admissionPolicies) // ValidatingAdmissionPolicy and Binding objects
+	if err != nil {
+		return nil, err // *vap.CompileError: the policy and field whose CEL does not compile
+	}
+	g, err := gate.New(gate.WithVerifier(verifier),
+		gate.WithObjectPolicy(rules, vaps),
+		gate.WithConditions(sbomRules.Condition(sign.PredicateSPDX))) // input: the verified SPDX document
+	if err != nil {
+		return nil, err
+	}
+	return g.Check(ctx, objs) // warn rules and Warn/Audit bindings land in Decision.Warnings
+}
+
+// END README
+
 // README: own-scanner
 
 // advisoryScanner is a scan.Scanner of your own, say your company's advisory
@@ -351,7 +382,7 @@ func TestReadmeSnippets(t *testing.T) {
 	for _, m := range regexp.MustCompile(`(?s)// README: ([a-z-]+)\n\n(.*?)\n// END README\n`).FindAllStringSubmatch(string(src), -1) {
 		snippets[m[1]] = strings.TrimSpace(m[2])
 	}
-	require.Len(t, snippets, 9)
+	require.Len(t, snippets, 10)
 
 	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
 	shown := map[string]bool{}
