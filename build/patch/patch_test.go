@@ -26,7 +26,7 @@ import (
 )
 
 // pushBase pushes a two-platform base index with random layers under tag.
-func pushBase(t *testing.T, tag name.Tag) v1.Hash {
+func pushBase(t testing.TB, tag name.Tag) v1.Hash {
 	t.Helper()
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for _, arch := range []string{"amd64", "arm64"} {
