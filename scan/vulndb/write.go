@@ -148,7 +148,7 @@ func build(ctx context.Context, dir string, records []Record, built time.Time) e
 		return fmt.Errorf("set build time: %w", err)
 	}
 	if err := writePlatforms(path, records); err != nil {
-		return fmt.Errorf("Go platform limits: %w", err)
+		return fmt.Errorf("write goos/goarch limits: %w", err)
 	}
 	if err := v6.Hydrater()(dir); err != nil {
 		return fmt.Errorf("hydrate: %w", err)
