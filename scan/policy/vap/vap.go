@@ -21,7 +21,9 @@
 // cluster-scoped kinds and the lower-case plural of the kind, unless
 // [WithRESTMapper] gives a mapper (for example from a cluster's discovery). A
 // Namespace among the objects gives its labels to namespaceSelectors; any other
-// namespace has only kubernetes.io/metadata.name, as a new namespace would.
+// namespace has only kubernetes.io/metadata.name, as a new namespace would. A
+// namespaced object without metadata.namespace is judged as if cluster-scoped (no
+// namespaceSelector applies): render objects with their namespace set.
 //
 // Bad input: an expression that does not compile is a [*CompileError] from [New]
 // naming the policy and the field; a binding whose policy is missing, or that
