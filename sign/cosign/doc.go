@@ -35,13 +35,24 @@
 // ([sign.TrustedIdentity]). That is how a company PKI signs, and where a
 // certificate from Fulcio plugs in.
 //
-// Nothing is sent to a transparency log (Rekor), a timestamp authority or a
-// certificate authority, and verification asks none: signing and verifying work
+// Signing with a key sends nothing to a transparency log (Rekor), a timestamp
+// authority or a certificate authority, and verification never asks one: it works
 // offline. Without a log or timestamp, nothing proves when a signature was made, so
-// a signature with a certificate verifies only while the certificate is valid (as
-// with cosign verify --insecure-ignore-tlog). Uploading to Rekor and verifying
-// inclusion proofs are not provided; a Fulcio certificate, valid for minutes, is
-// therefore of use here only for a verification that follows the signing at once.
+// a legacy signature with a certificate verifies only while the certificate is
+// valid (as with cosign verify --insecure-ignore-tlog).
+//
+// Keyless signing is the exception that asks the network, and only at signing: a
+// [KeylessSigner] exchanges a caller-supplied OIDC token ([TokenSource]) for a
+// short-lived Fulcio certificate ([KeylessSigner.Key]), and each bundle signed
+// with it gets a Rekor entry and, when configured, an RFC 3161 timestamp.
+// Verification stays offline: [WithTrustedRoot] gives the verifier a sigstore
+// trusted_root.json ([LoadTrustedRoot], never fetched), against which sigstore-go
+// checks the certificate chain, the log entry's signed timestamp or inclusion
+// proof, the timestamps, and that the certificate was valid when the log or the
+// timestamp authority saw the signature; the policy's identities without roots of
+// their own ([sign.TrustedIdentity]) are then matched on the certificate. A
+// failure is a named denial (another root, an expired certificate with no proof
+// of its signing time, a log entry for another artifact, another identity).
 //
 // An image index is verified per platform: its signatures are its own, and each
 // platform image it lists is judged on the attestations attached to that image's
