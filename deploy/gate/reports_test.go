@@ -77,7 +77,8 @@ func attestedImage(t *testing.T, host, repo string, key *cosign.PrivateKey, bodi
 	h, err := img.Digest()
 	require.NoError(t, err)
 	d := tag.Context().Digest(h.String())
-	s, err := cosign.NewSigner(key)
+	// The legacy layout: rewriteAttestations edits its .att tag.
+	s, err := cosign.NewSigner(key, cosign.WithFormat(cosign.FormatLegacy))
 	require.NoError(t, err)
 	require.NoError(t, s.Sign(t.Context(), d))
 	for _, b := range bodies {
