@@ -368,3 +368,22 @@ func TestRescanOptions(t *testing.T) {
 		assert.Contains(t, err.Error(), s)
 	}
 }
+
+// TestRescanHugeSBOM: an SBOM past the verifier's payload limit is not read in
+// full; the image is listed as unverified with the limit as its reason, the rest
+// of the fleet is checked.
+func TestRescanHugeSBOM(t *testing.T) {
+	b := newBed(t)
+	limit := int64(len(b.sbomSPDX) / 2)
+	v, err := cosign.NewVerifier(sign.Policy{TrustedKeys: []sign.TrustedKey{b.trusted}}, cosign.WithMaxPayloadSize(limit))
+	require.NoError(t, err)
+	rep, err := fleet.Rescan(t.Context(), b.inv, fleet.Options{Verifier: v, Scanner: b.db(t)})
+	require.NoError(t, err)
+	st := statuses(rep)
+	web := st[b.images["web"]]
+	assert.Equal(t, fleet.Unverified, web.Status, "%+v", web.Reasons)
+	require.NotEmpty(t, web.Reasons)
+	assert.Contains(t, strings.ToLower(web.Reasons[0].Message), "limit")
+	assert.Zero(t, web.Findings)
+	assert.Equal(t, fleet.NoSBOM, st[b.images["nosbom"]].Status, "the rest is still checked")
+}
