@@ -145,11 +145,11 @@ func (c *config) readArchive(ctx context.Context, what string, in io.Reader) ([]
 			return nil, err
 		}
 		data, err := io.ReadAll(io.LimitReader(tr, hd.Size))
-		if err != nil {
-			return nil, fmt.Errorf("%s: reading %s: %w", what, hd.Name, err)
-		}
 		if counted.n > c.maxArchive {
 			return nil, fmt.Errorf("%s: archive larger than %d bytes: %w", what, c.maxArchive, ErrTooLarge)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: reading %s: %w", what, hd.Name, err)
 		}
 		files = append(files, &archive.BufferedFile{Name: rel, ModTime: hd.ModTime, Data: bytes.TrimPrefix(data, utf8BOM)})
 	}
@@ -255,8 +255,8 @@ func (c *config) readDir(ctx context.Context, what, dir string) ([]*archive.Buff
 	return files, nil
 }
 
-// readFileMax reads a file, no more than size bytes (it may have grown since it
-// was counted).
+// readFileMax reads a file of at most size bytes (a chart's file may have grown
+// since it was counted; a values file is bounded by the chart's limit).
 func readFileMax(p string, size int64) ([]byte, error) {
 	f, err := os.Open(p)
 	if err != nil {
@@ -268,7 +268,7 @@ func readFileMax(p string, size int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(data)) > size {
-		return nil, fmt.Errorf("%s grew while being read: %w", p, ErrTooLarge)
+		return nil, fmt.Errorf("%s: more than %d bytes: %w", p, size, ErrTooLarge)
 	}
 	return data, nil
 }
