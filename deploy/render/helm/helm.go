@@ -389,7 +389,3 @@ func (r *Renderer) Render(ctx context.Context) ([]*unstructured.Unstructured, er
 
 // what names the chart in errors.
 func (r *Renderer) what() string { return "helm: chart " + r.source }
-
-func wrapf(what string, format string, args ...any) error {
-	return fmt.Errorf("%s: "+format, append([]any{what}, args...)...)
-}
