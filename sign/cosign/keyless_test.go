@@ -16,6 +16,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/verify"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/shipkit/shipkit/internal/sigstoretest"
 	"github.com/shipkit/shipkit/sign"
@@ -367,4 +368,45 @@ func TestKeylessKey(t *testing.T) {
 	err = key.finish(t.Context(), pb)
 	require.ErrorIs(t, err, ErrKeylessSigning)
 	assert.Contains(t, err.Error(), "does not verify against the trusted root")
+}
+
+// BenchmarkKeylessCheck is the cost of judging one keyless bundle (a Rekor entry
+// with SET and inclusion proof, and a timestamp) against a trusted root: one
+// sigstore-go verification and the identity match, all offline.
+func BenchmarkKeylessCheck(b *testing.B) {
+	s, err := sigstoretest.Start()
+	require.NoError(b, err)
+	defer s.Close()
+	js, err := s.TrustedRootJSON()
+	require.NoError(b, err)
+	tr, err := ParseTrustedRoot(js)
+	require.NoError(b, err)
+	img := sha256.Sum256([]byte("image"))
+	tok, err := s.IDToken(releaser)
+	require.NoError(b, err)
+	ks, err := NewKeylessSigner(Keyless{Token: StaticToken(tok), FulcioURL: s.URL, RekorURL: s.URL, TSAURL: s.TSAURL})
+	require.NoError(b, err)
+	st, err := json.Marshal(map[string]any{"_type": "https://in-toto.io/Statement/v1", "predicateType": "https://sigstore.dev/cosign/sign/v1", "predicate": map[string]any{},
+		"subject": []any{map[string]any{"name": "image", "digest": map[string]string{"sha256": hexOf(img)}}}})
+	require.NoError(b, err)
+	pb, err := ks.Bundle(b.Context(), &sgsign.DSSEData{Data: st, PayloadType: "application/vnd.in-toto+json"})
+	require.NoError(b, err)
+	raw, err := protojson.Marshal(pb)
+	require.NoError(b, err)
+	id := sign.TrustedIdentity{Name: "release", SubjectRegexp: `https://github\.com/example/.*`, Issuer: sigstoretest.DefaultIssuer}
+	fp, err := id.Fingerprint()
+	require.NoError(b, err)
+	ids := []trustedIdentity{{name: id.DisplayName(), fingerprint: "identity " + fp, id: id}}
+	about := verify.WithArtifactDigest("sha256", img[:])
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		var bb bundle.Bundle // parsed each time, as a verifier reads it from the registry
+		if err := bb.UnmarshalJSON(raw); err != nil {
+			b.Fatal(err)
+		}
+		if _, p := keylessCheck(tr, &bb, about, ids, "", sign.ReasonUntrustedSignature); p != nil {
+			b.Fatal(p.msg)
+		}
+	}
 }
