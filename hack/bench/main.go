@@ -42,6 +42,7 @@ func commands() map[string]command {
 		"deploy": {"shipkit deploy vs kubectl apply --server-side", deployCmd},
 		"chain":  {"the whole job in process vs the chain of CLIs", chainCmd},
 		"rego":   {"shipkit's Rego policies vs opa eval (and conftest test)", regoCmd},
+		"fleet":  {"fleet re-scan from attestations vs grype per image; inventory of clusters", fleetCmd},
 	}
 }
 
