@@ -158,17 +158,39 @@ func TestVEXRealBinary(t *testing.T) {
 	assert.True(t, strings.HasPrefix(b.Scanner, "govulncheck@") || b.Scanner != "", b.Scanner)
 
 	goFindings := 0
-	modules := map[string]bool{}
+	modules := map[string]int{}
 	for _, f := range rep.Findings {
 		if f.Type == "go-module" {
 			goFindings++
-			modules[f.Package] = true
+			modules[f.Package]++
 		}
 	}
 	require.Len(t, res.Decisions, goFindings)
 	// golang.org/x/sys v0.31.0's only advisory, GO-2026-5024, is limited to goos
 	// windows: scan/vuln does not report it for this linux/amd64 binary at all.
 	assert.NotContains(t, modules, "golang.org/x/sys")
+	// Without the platform limits (the same records, imports dropped, as a database
+	// that cannot keep them would have it) grype reports it.
+	unlimited := records(t)
+	for i := range unlimited {
+		unlimited[i].Imports = nil
+	}
+	udb, err := vulndb.Write(context.Background(), t.TempDir(), unlimited)
+	require.NoError(t, err)
+	usc, err := vuln.Open(context.Background(), udb.RootDir)
+	require.NoError(t, err)
+	defer usc.Close()
+	sb, err := sbom.New().Catalog(context.Background(), testimage.Image(t, "amd64", testimage.Layer(t, testimage.Tar(t, testimage.File{Name: strings.TrimPrefix(appPath, "/"), Body: vulnapp(t), Mode: 0o755}))))
+	require.NoError(t, err)
+	urep, err := usc.Scan(context.Background(), sb)
+	require.NoError(t, err)
+	var sysIDs []string
+	for _, f := range urep.Findings {
+		if f.Package == "golang.org/x/sys" {
+			sysIDs = append(sysIDs, f.ID)
+		}
+	}
+	assert.Equal(t, []string{"GO-2026-5024"}, sysIDs)
 	require.GreaterOrEqual(t, len(modules), 6, "vulnapp links several vulnerable modules: %v", modules)
 	require.NotNil(t, res.VEX)
 	assert.Len(t, res.VEX.Statements, res.Count(reach.NotInBinary))
@@ -219,6 +241,7 @@ func TestVEXRealBinary(t *testing.T) {
 	t.Logf("Go findings %d in %d modules: %d dropped (not in the binary), %d present, %d unknown; govulncheck reports %d advisories as called (%d advisory-module pairs)",
 		goFindings, len(modules), dropped, res.Count(reach.Present), res.Count(reach.Unknown), len(calledIDs), len(called))
 	t.Logf("present: %v", present)
+	t.Logf("modules: %v", modules)
 	for _, d := range res.Decisions {
 		if d.Verdict == reach.Unknown {
 			t.Logf("unknown: %s %s@%s: %s", d.Finding.ID, d.Finding.Package, d.Finding.Version, d.Evidence)
