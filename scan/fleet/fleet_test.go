@@ -387,3 +387,57 @@ func TestRescanHugeSBOM(t *testing.T) {
 	assert.Zero(t, web.Findings)
 	assert.Equal(t, fleet.NoSBOM, st[b.images["nosbom"]].Status, "the rest is still checked")
 }
+
+// TestRescanIndex: an image index whose platform images carry their own SBOM
+// attestations is matched per platform, each finding naming its platform.
+func TestRescanIndex(t *testing.T) {
+	ctx := t.Context()
+	host, stop, err := registry.NewInProcess()
+	require.NoError(t, err)
+	t.Cleanup(stop)
+	idx := testimage.Index(t)
+	ref, err := name.ParseReference(host + "/shop/multi:v1")
+	require.NoError(t, err)
+	require.NoError(t, remote.WriteIndex(ref, idx, remote.WithContext(ctx)))
+	h, err := idx.Digest()
+	require.NoError(t, err)
+	d := ref.Context().Digest(h.String())
+
+	k := key(t)
+	s, err := cosign.NewSigner(k)
+	require.NoError(t, err)
+	require.NoError(t, s.Sign(ctx, d))
+	sboms, err := sbom.New().CatalogIndex(ctx, idx)
+	require.NoError(t, err)
+	require.Len(t, sboms, 2)
+	for _, sb := range sboms {
+		p, err := sbom.Predicate(sb, sbom.SPDXJSON)
+		require.NoError(t, err)
+		require.NoError(t, s.Attest(ctx, d, p))
+	}
+	v, err := cosign.NewVerifier(sign.Policy{TrustedKeys: []sign.TrustedKey{k.TrustedKey("ci")}})
+	require.NoError(t, err)
+	root := t.TempDir()
+	_, err = vulndb.Write(ctx, root, vulndb.Fixtures())
+	require.NoError(t, err)
+	db, err := vuln.Open(ctx, root)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+
+	inv := &deployfleet.Inventory{Images: []deployfleet.Image{{Digest: d.Name()}}}
+	rep, err := fleet.Rescan(ctx, inv, fleet.Options{Verifier: v, Scanner: db})
+	require.NoError(t, err)
+	require.Len(t, rep.Images, 1)
+	assert.Equal(t, fleet.Scanned, rep.Images[0].Status, "%+v", rep.Images[0].Reasons)
+	platforms := map[string]bool{}
+	for _, a := range rep.Advisories {
+		if a.ID != "CVE-2023-4911" {
+			continue
+		}
+		for _, af := range a.Affected {
+			platforms[af.Platform] = true
+			assert.Equal(t, d.Name(), af.Image)
+		}
+	}
+	assert.Equal(t, map[string]bool{"linux/amd64": true, "linux/arm64": true}, platforms)
+}
