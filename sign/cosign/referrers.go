@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -110,6 +111,14 @@ func (v *Verifier) listReferrers(ctx context.Context, subject name.Digest) (refe
 		out.refs = nil
 		out.problem = denyProblem(sign.ReasonMalformed, fmt.Sprintf(
 			"%d sigstore bundles refer to the image, more than the limit of %d (cosign.WithMaxReferrers); none was read", n, v.opts.limits.maxReferrers))
+		return out, nil
+	}
+	h, err := v1.NewHash(subject.DigestStr())
+	if err != nil {
+		return referrerListing{}, err
+	}
+	if err := v.readReferrers(ctx, &out, h); err != nil {
+		return referrerListing{}, err
 	}
 	return out, nil
 }
@@ -164,28 +173,28 @@ func (v *Verifier) readReferrer(ctx context.Context, repo name.Repository, h v1.
 	return nil
 }
 
-// readReferrers reads the manifests of every target's bundle referrers,
-// [WithConcurrency] at a time.
-func (v *Verifier) readReferrers(ctx context.Context, targets []*target) error {
-	b := newBudget(v.opts.limits)
-	errs := make([][]error, len(targets))
-	var ctxErr error
-outer:
-	for i, t := range targets {
-		errs[i] = make([]error, len(t.referrers.refs))
-		for j := range t.referrers.refs {
-			if err := b.goWith(ctx, 0, func() {
-				errs[i][j] = v.readReferrer(ctx, t.referrers.repo, t.hash, &t.referrers.refs[j])
-			}); err != nil {
-				ctxErr = err
-				break outer
-			}
+// readReferrers reads the manifests of the listing's bundle referrers of the
+// image h, [WithConcurrency] at a time. It runs in the listing's read slot, right
+// after the list, so that the manifests are read while the other listings (the
+// legacy tags, the platforms) are.
+func (v *Verifier) readReferrers(ctx context.Context, l *referrerListing, h v1.Hash) error {
+	sem := make(chan struct{}, v.opts.limits.concurrency)
+	errs := make([]error, len(l.refs))
+	var wg sync.WaitGroup
+	for i := range l.refs {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return ctx.Err()
 		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = v.readReferrer(ctx, l.repo, h, &l.refs[i])
+		}()
 	}
-	b.wait()
-	all := []error{ctxErr}
-	for _, e := range errs {
-		all = append(all, e...)
-	}
-	return errors.Join(all...)
+	wg.Wait()
+	return errors.Join(errs...)
 }

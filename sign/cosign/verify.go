@@ -74,9 +74,6 @@ func (v *Verifier) verify(ctx context.Context, d name.Digest) (*sign.Verified, e
 	if err := v.listAll(ctx, targets[1:], nil); err != nil {
 		return nil, fmt.Errorf("verify %s: %w", d, err)
 	}
-	if err := v.readReferrers(ctx, targets); err != nil {
-		return nil, fmt.Errorf("verify %s: %w", d, err)
-	}
 	if err := v.judgeAll(ctx, targets); err != nil {
 		return nil, fmt.Errorf("verify %s: %w", d, err)
 	}
