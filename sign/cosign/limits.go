@@ -96,9 +96,10 @@ func WithMaxLayers(n int) Option {
 // once add up to at most n bytes (one payload as large as n is read alone), and
 // judging one holds about four times its size for a moment (the envelope, its
 // decoded statement, cosign's own decoding), so a verification holds about
-// 4n plus 4 MiB per manifest being read (see [WithConcurrency]) at most, whatever
-// the registry serves.
-// Only verified predicates are kept. n must be at least 1.
+// 4n plus 4 MiB per manifest being read at most, whatever the registry serves
+// (manifests: cosign tags, referrers lists and bundle referrers' manifests, at
+// most twice [WithConcurrency] at once). Only verified predicates are kept. n
+// must be at least 1.
 func WithMaxPayloadSize(n int64) Option {
 	return func(o *options) {
 		if n <= 0 {

@@ -78,7 +78,7 @@ func isBundleReferrer(m v1.Descriptor) bool {
 // registry's referrers API or, where the registry has none (the distribution
 // server before v3), the referrers tag schema (the index tagged sha256-HEX);
 // go-containerregistry picks. No referrer lists nothing.
-func (v *Verifier) listReferrers(ctx context.Context, subject name.Digest) (referrerListing, error) {
+func (v *Verifier) listReferrers(ctx context.Context, subject name.Digest, sem chan struct{}) (referrerListing, error) {
 	out := referrerListing{repo: subject.Repository}
 	idx, err := remote.Referrers(subject, remote.WithContext(ctx), remote.Reuse(v.puller))
 	var te *transport.Error
@@ -117,7 +117,7 @@ func (v *Verifier) listReferrers(ctx context.Context, subject name.Digest) (refe
 	if err != nil {
 		return referrerListing{}, err
 	}
-	if err := v.readReferrers(ctx, &out, h); err != nil {
+	if err := v.readReferrers(ctx, &out, h, sem); err != nil {
 		return referrerListing{}, err
 	}
 	return out, nil
@@ -174,11 +174,11 @@ func (v *Verifier) readReferrer(ctx context.Context, repo name.Repository, h v1.
 }
 
 // readReferrers reads the manifests of the listing's bundle referrers of the
-// image h, [WithConcurrency] at a time. It runs in the listing's read slot, right
-// after the list, so that the manifests are read while the other listings (the
-// legacy tags, the platforms) are.
-func (v *Verifier) readReferrers(ctx context.Context, l *referrerListing, h v1.Hash) error {
-	sem := make(chan struct{}, v.opts.limits.concurrency)
+// image h, right after the list, so that they are read while the other listings
+// (the legacy tags, the platforms) are. sem, shared by the verification's
+// listings, holds [WithConcurrency] slots: with the listings' own, a verification
+// reads at most twice that many manifests at once.
+func (v *Verifier) readReferrers(ctx context.Context, l *referrerListing, h v1.Hash, sem chan struct{}) error {
 	errs := make([]error, len(l.refs))
 	var wg sync.WaitGroup
 	for i := range l.refs {

@@ -188,6 +188,7 @@ func (v *Verifier) listAll(ctx context.Context, targets []*target, also func()) 
 		return errors.Join(errs...)
 	}
 	listErrs := make([][nKinds + 1]error, len(targets))
+	sem := make(chan struct{}, v.opts.limits.concurrency) // the referrers' manifests
 outer:
 	for i, t := range targets {
 		for _, k := range t.kinds {
@@ -195,7 +196,7 @@ outer:
 				break outer
 			}
 		}
-		if !run(func() { t.referrers, listErrs[i][nKinds] = v.listReferrers(ctx, t.digest) }) {
+		if !run(func() { t.referrers, listErrs[i][nKinds] = v.listReferrers(ctx, t.digest, sem) }) {
 			break outer
 		}
 	}
