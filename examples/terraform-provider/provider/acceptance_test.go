@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
@@ -251,7 +253,7 @@ func TestAccImageAndRelease(t *testing.T) {
 			{
 				// The signature is deleted from the registry: the refresh notices, the
 				// apply signs again, and the release is left alone.
-				PreConfig: func() { deleteTag(t, current, ".sig") },
+				PreConfig: func() { deleteSignatures(t, current) },
 				Config:    cfg(pub, true),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(image, plancheck.ResourceActionUpdate),
@@ -266,7 +268,7 @@ func TestAccImageAndRelease(t *testing.T) {
 				}},
 				Check: resource.ComposeAggregateTestCheckFunc(
 					resource.TestMatchResourceAttr(image, "signed_by", regexp.MustCompile(`^sha256:[0-9a-f]{16}$`)),
-					checkTag(&current, ".sig"),
+					checkSigned(&current),
 				),
 			},
 			{
@@ -429,15 +431,48 @@ func checkInRegistry() resource.TestCheckFunc {
 	}
 }
 
-// deleteTag deletes the cosign tag (sha256-HEX.sig) of an image from its registry.
-func deleteTag(t *testing.T, ref, suffix string) {
+// signPredicateType marks a sigstore bundle that signs an image (cosign v3's
+// layout, which the provider's signer writes by default).
+const signPredicateType = "https://sigstore.dev/cosign/sign/v1"
+
+// signatureReferrers returns the referrers of d that are signatures in bundle form.
+func signatureReferrers(d name.Digest) ([]v1.Descriptor, error) {
+	idx, err := remote.Referrers(d)
+	if err != nil {
+		return nil, err
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	var out []v1.Descriptor
+	for _, m := range im.Manifests {
+		if m.Annotations["dev.sigstore.bundle.predicateType"] == signPredicateType {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// deleteSignatures deletes an image's signatures from its registry: the bundle
+// referrers that sign it, and their entries in the referrers tag (sha256-HEX)
+// where the registry keeps one.
+func deleteSignatures(t *testing.T, ref string) {
 	t.Helper()
 	d, err := name.NewDigest(ref)
 	require.NoError(t, err)
-	tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + suffix)
-	_, err = remote.Head(tag)
-	require.NoError(t, err, "the tag to delete is there")
-	require.NoError(t, remote.Delete(tag))
+	sigs, err := signatureReferrers(d)
+	require.NoError(t, err)
+	require.NotEmpty(t, sigs, "the signature to delete is there")
+	gone := map[v1.Hash]bool{}
+	for _, m := range sigs {
+		require.NoError(t, remote.Delete(d.Context().Digest(m.Digest.String())))
+		gone[m.Digest] = true
+	}
+	tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1))
+	if idx, err := remote.Index(tag); err == nil {
+		require.NoError(t, remote.WriteIndex(tag, mutate.RemoveManifests(idx, func(desc v1.Descriptor) bool { return gone[desc.Digest] })))
+	}
 }
 
 // deleteManifest deletes an image's manifest from its registry.
@@ -450,16 +485,19 @@ func deleteManifest(t *testing.T, ref string) {
 	require.Error(t, err, "the registry no longer has %s", d)
 }
 
-// checkTag checks that the registry has the cosign tag of the image *ref.
-func checkTag(ref *string, suffix string) resource.TestCheckFunc {
+// checkSigned checks that the registry has a signature of the image *ref.
+func checkSigned(ref *string) resource.TestCheckFunc {
 	return func(*terraform.State) error {
 		d, err := name.NewDigest(*ref)
 		if err != nil {
 			return err
 		}
-		tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + suffix)
-		if _, err := remote.Head(tag); err != nil {
-			return fmt.Errorf("registry: %s: %w", tag, err)
+		sigs, err := signatureReferrers(d)
+		if err != nil {
+			return fmt.Errorf("registry: referrers of %s: %w", d, err)
+		}
+		if len(sigs) == 0 {
+			return fmt.Errorf("registry: no signature refers to %s", d)
 		}
 		return nil
 	}
