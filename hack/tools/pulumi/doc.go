@@ -1,4 +1,4 @@
-// Package pulumi only anchors the tool directives of this nested module: the Pulumi
-// CLI and the Pulumi YAML language host, built by install.sh for the Pulumi provider
-// example's tests.
+// Package pulumi only anchors the tool directive of this nested module: the Pulumi
+// CLI, built by install.sh (with Pulumi YAML's language host beside it) for the
+// Pulumi provider example's tests.
 package pulumi
