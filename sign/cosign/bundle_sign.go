@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -269,6 +270,18 @@ func (s *Signer) pushBundle(ctx context.Context, d name.Digest, st []byte, predi
 	if err != nil {
 		return nil, v1.Hash{}, fmt.Errorf("fetch image: %w", err)
 	}
+	// The same key's bundle of the same statement is not pushed twice (a pipeline
+	// that signs a digest again, an attestation repeated): the signer marks its
+	// referrers with its key's fingerprint and the statement's digest, as the
+	// legacy layout's duplicate detector compares payloads. Marks are unverified:
+	// a forged one can only make the signer skip, and the image then fails
+	// verification for want of the signature, never passes without it.
+	fp, _ := s.key.TrustedKey("").Fingerprint()
+	sum := sha256.Sum256(st)
+	mark := fp + " sha256:" + hex.EncodeToString(sum[:])
+	if h, ok := s.findMarked(ctx, d, mark); ok {
+		return subject, h, nil
+	}
 	b, err := s.newBundle(ctx, st)
 	if err != nil {
 		return nil, v1.Hash{}, err
@@ -298,6 +311,7 @@ func (s *Signer) pushBundle(ctx context.Context, d name.Digest, st []byte, predi
 			annCreated:             time.Now().UTC().Format(time.RFC3339),
 			annBundleContent:       "dsse-envelope",
 			annBundlePredicateType: predicateType,
+			annShipkitStatement:    mark,
 		},
 	}, ArtifactType: bundleMediaType}
 	raw, err := json.Marshal(m)
@@ -312,6 +326,29 @@ func (s *Signer) pushBundle(ctx context.Context, d name.Digest, st []byte, predi
 		return nil, v1.Hash{}, fmt.Errorf("push bundle: %w", err)
 	}
 	return subject, h, nil
+}
+
+// annShipkitStatement marks a bundle referrer this package pushed with its
+// signer's key fingerprint and its statement's digest (see pushBundle).
+const annShipkitStatement = "dev.shipkit.sign.statement"
+
+// findMarked returns a bundle referrer of d marked mark, if the registry lists
+// one. A referrers list that cannot be read finds none (the bundle is pushed).
+func (s *Signer) findMarked(ctx context.Context, d name.Digest, mark string) (v1.Hash, bool) {
+	idx, err := remote.Referrers(d, s.opts.remoteOptions(ctx)...)
+	if err != nil {
+		return v1.Hash{}, false
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return v1.Hash{}, false
+	}
+	for _, m := range im.Manifests {
+		if m.Annotations[annShipkitStatement] == mark {
+			return m.Digest, true
+		}
+	}
+	return v1.Hash{}, false
 }
 
 // replaceBundles deletes the bundle referrers of d that attest predicateType,

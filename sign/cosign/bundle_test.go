@@ -118,3 +118,31 @@ func codes(de *sign.DeniedError) []sign.ReasonCode {
 	}
 	return out
 }
+
+// TestBundleSignTwice signs and attests an image twice with the same key and
+// statement: the registry keeps one referrer of each (as the legacy layout keeps
+// one identical signature); another statement (annotations) adds one.
+func TestBundleSignTwice(t *testing.T) {
+	host := newReferrersRegistry(t)
+	d := pushImage(t, host, "team/app", "v1")
+	ctx := context.Background()
+	s := newSigner(t, trusted)
+	sbom, _, _ := predicates(t, sourceRepo)
+	for range 2 {
+		require.NoError(t, s.Sign(ctx, d))
+		require.NoError(t, s.Attest(ctx, d, sbom))
+	}
+	count := func() int {
+		idx, err := remote.Referrers(d)
+		require.NoError(t, err)
+		im, err := idx.IndexManifest()
+		require.NoError(t, err)
+		return len(im.Manifests)
+	}
+	assert.Equal(t, 2, count())
+	require.NoError(t, s.Sign(ctx, d, sign.WithAnnotations(map[string]string{"run": "2"})))
+	assert.Equal(t, 3, count())
+	got, err := newVerifier(t, sign.Policy{TrustedKeys: []sign.TrustedKey{trusted.trustedKey()}, RequiredPredicates: []string{sign.PredicateSPDX}}).Verify(ctx, d)
+	require.NoError(t, err)
+	assert.Len(t, got.Attestations, 1)
+}
