@@ -33,4 +33,5 @@ go test -count=1 -timeout 40m ./...
 # The Terraform provider example is its own Go module (the plugin framework stays out
 # of the SDK's go.mod); its acceptance tests run OpenTofu against the same test bed.
 examples/terraform-provider/test.sh
+examples/pulumi-provider/test.sh  # likewise its own module; its engine test runs the Pulumi CLI and Pulumi YAML (built once) against the test bed
 echo "[test] all done in $(( $(date +%s) - start ))s"
