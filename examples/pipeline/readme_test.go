@@ -92,10 +92,12 @@ func scanIndex(ctx context.Context, idx v1.ImageIndex, repo name.Repository, dbD
 // README: sign
 
 // signAndAttest signs the index and its images with a cosign key, and attests each
-// platform's SBOM and vulnerability report to that platform's image, in cosign's
-// registry layout (cosign verify-attestation reads it). Each predicate names the
-// image it is about, so the index's digest is all the signer needs; the gate
-// judges every platform of the index on its own reports.
+// platform's SBOM and vulnerability report to that platform's image, as sigstore
+// bundles in OCI 1.1 referrers, cosign v3's layout (cosign verify-attestation
+// reads it; cosign.WithFormat(cosign.FormatLegacy) writes cosign v2's .sig/.att
+// tags instead, and verifiers read both). Each predicate names the image it is
+// about, so the index's digest is all the signer needs; the gate judges every
+// platform of the index on its own reports.
 func signAndAttest(ctx context.Context, digest name.Digest, sboms []*scan.SBOM, reports []*scan.Report, keyFile string, password []byte) error {
 	key, err := cosign.LoadPrivateKeyFile(keyFile, password)
 	if err != nil {
