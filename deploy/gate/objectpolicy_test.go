@@ -64,6 +64,15 @@ func TestObjectPolicy(t *testing.T) {
 	_, err = g.Check(t.Context(), objs)
 	assert.ErrorContains(t, err, "object policy 2: rego: evaluation timed out")
 
+	silent := objectPolicyFunc(func(context.Context, []*unstructured.Unstructured) (*deploy.Decision, error) {
+		return nil, nil
+	})
+	g, err = gate.New(gate.WithObjectPolicy(warn, silent))
+	require.NoError(t, err)
+	d, err = g.Check(t.Context(), objs)
+	assert.Nil(t, d, "a policy without a decision does not allow")
+	assert.ErrorContains(t, err, "object policy 2 (gate_test.objectPolicyFunc) returned no decision")
+
 	_, err = gate.New(gate.WithObjectPolicy(nil))
 	assert.ErrorIs(t, err, deploy.ErrInvalidOption)
 }

@@ -31,7 +31,8 @@ type ObjectPolicy interface {
 }
 
 // WithObjectPolicy adds the user's own policies on objects (see [ObjectPolicy]);
-// each one's error is the gate's error (it could not decide).
+// each one's error is the gate's error (it could not decide), and so is a nil
+// Decision without an error.
 func WithObjectPolicy(p ...ObjectPolicy) Option {
 	return func(g *Gate) { g.objectPolicies = append(g.objectPolicies, p...) }
 }
@@ -55,7 +56,9 @@ func (g *Gate) objectPolicyDecisions(ctx context.Context, objs []*unstructured.U
 			return fmt.Errorf("gate: object policy %d: %w", i+1, err)
 		}
 		if pd == nil {
-			continue
+			// A policy that returns no decision has not judged: counting it as
+			// an allow would let a broken policy pass everything.
+			return fmt.Errorf("gate: object policy %d (%T) returned no decision and no error", i+1, p)
 		}
 		d.Deny(pd.Reasons...)
 		d.Warn(pd.Warnings...)

@@ -260,8 +260,8 @@ func New(repoURL, dir string, opts ...Option) (*Writer, error) {
 	display, err := checkURL(repoURL)
 	if err != nil {
 		o.errs.Add(err)
-	} else if _, basic := o.auth.(*githttp.BasicAuth); basic && plainHTTP(repoURL) {
-		o.errs.Addf("gitops: WithBasicAuth over plain http to %s would send the password in clear: use https (plain http only to a loopback address)", display)
+	} else if httpSecret(o.auth) && plainHTTP(repoURL) {
+		o.errs.Addf("gitops: %s (WithBasicAuth or WithAuth) over plain http to %s would send the password in clear: use https (plain http only to a loopback address)", o.auth.Name(), display)
 	}
 	clean, err := checkDir(dir)
 	if err != nil {
@@ -280,6 +280,16 @@ func New(repoURL, dir string, opts ...Option) (*Writer, error) {
 		return nil, err
 	}
 	return &Writer{url: repoURL, dir: clean, o: o, logger: o.logger, display: display}, nil
+}
+
+// httpSecret reports whether a sends a secret in an HTTP header (basic auth or a
+// bearer token), whichever option set it.
+func httpSecret(a transport.AuthMethod) bool {
+	switch a.(type) {
+	case *githttp.BasicAuth, *githttp.TokenAuth:
+		return true
+	}
+	return false
 }
 
 // checkURL refuses a URL with credentials in it and returns how errors print it.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/ssh"
@@ -405,6 +406,15 @@ func TestNewOptions(t *testing.T) {
 	}
 	_, err = gitops.New("http://git.example/r.git", "shop", gitops.WithBasicAuth("u", "p"))
 	assert.ErrorContains(t, err, "would send the password in clear")
+	for _, a := range []transport.AuthMethod{&githttp.BasicAuth{Username: "u", Password: "p"}, &githttp.TokenAuth{Token: "t"}} {
+		_, err = gitops.New("http://git.example/r.git", "shop", gitops.WithAuth(a))
+		assert.ErrorContains(t, err, "would send the password in clear", a.Name())
+		assert.ErrorIs(t, err, gitops.ErrInvalidOption, a.Name())
+		_, err = gitops.New("http://127.0.0.1:8080/r.git", "shop", gitops.WithAuth(a))
+		assert.NoError(t, err, a.Name())
+		_, err = gitops.New("https://git.example/r.git", "shop", gitops.WithAuth(a))
+		assert.NoError(t, err, a.Name())
+	}
 	for _, loop := range []string{"http://127.0.0.1:8080/r.git", "http://localhost/r.git", "http://[::1]/r.git"} {
 		_, err = gitops.New(loop, "shop", gitops.WithBasicAuth("u", "p"))
 		assert.NoError(t, err, loop)
