@@ -240,8 +240,23 @@ func TestRescan(t *testing.T) {
 	assert.ElementsMatch(t, []string{b.images["web"], b.images["api"]}, affected, "only the verified images")
 	assert.Contains(t, ids, "GHSA-69ch-w2m2-3vjp", "the Go module's advisory, from the SBOM's go-module package")
 
-	require.ErrorIs(t, rep.FailOn(report.High), report.ErrSeverity)
-	assert.NoError(t, rep.FailOn(report.Critical))
+	err = rep.FailOn(report.High)
+	require.ErrorIs(t, err, report.ErrSeverity)
+	require.ErrorIs(t, err, fleet.ErrUnchecked, "5 images were not checked")
+	var sev *report.SeverityError
+	require.ErrorAs(t, err, &sev, "the severity failure keeps its type")
+	assert.NotEmpty(t, sev.Findings)
+	for _, role := range []string{"rogue", "bare", "broken", "nosbom", "gone"} {
+		assert.Contains(t, err.Error(), b.images[role], role)
+	}
+	assert.NotContains(t, err.Error(), b.images["web"]+" (", "a scanned image is not unchecked")
+	err = rep.FailOn(report.Critical)
+	require.ErrorIs(t, err, fleet.ErrUnchecked, "nothing critical, but unchecked images fail")
+	assert.NotErrorIs(t, err, report.ErrSeverity)
+	assert.NoError(t, rep.FailOn(report.Critical, fleet.AllowUnchecked()))
+	err = rep.FailOn(report.High, fleet.AllowUnchecked())
+	require.ErrorIs(t, err, report.ErrSeverity)
+	assert.NotErrorIs(t, err, fleet.ErrUnchecked)
 
 	// The fallback catalogs the unverified images from their layers, on request.
 	rt2 := &blobCounter{}
@@ -265,6 +280,11 @@ func TestRescan(t *testing.T) {
 			assert.Equal(t, want, af.Source, "%s in %s", a.ID, af.Image)
 		}
 	}
+	err = rep2.FailOn(report.Critical)
+	require.ErrorIs(t, err, fleet.ErrUnchecked, "the image gone from the registry is still not checked")
+	assert.Contains(t, err.Error(), "1 of the fleet's images")
+	assert.Contains(t, err.Error(), b.images["gone"])
+	assert.NotContains(t, err.Error(), b.images["rogue"], "an image the fallback scanned was checked")
 }
 
 func roleOf(b *bed, digest string) string {

@@ -2,6 +2,8 @@ package fleet
 
 import (
 	"cmp"
+	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -118,11 +120,37 @@ func (r *Report) Unverified() []ImageStatus {
 	return out
 }
 
+// ErrUnchecked is wrapped by [Report.FailOn]'s error when images of the fleet were
+// not checked: a fleet where nothing could be checked must not pass the gate.
+var ErrUnchecked = errors.New("fleet images not checked")
+
+// FailOnOption changes what [Report.FailOn] counts.
+type FailOnOption func(*failOn)
+
+type failOn struct{ allowUnchecked bool }
+
+// AllowUnchecked makes [Report.FailOn] judge only the images that were checked,
+// ignoring those it could not check (they stay listed in [Report.Unverified]
+// and [Report.Unresolved]).
+func AllowUnchecked() FailOnOption {
+	return func(f *failOn) { f.allowUnchecked = true }
+}
+
 // FailOn answers the gate as scan/report's does: nil when no advisory at or above
-// threshold affects an image, else a *report.SeverityError (errors.Is
-// report.ErrSeverity) listing one finding per advisory and package, most severe
-// first. Images that were not checked do not count: see [Report.Unverified].
-func (r *Report) FailOn(threshold report.Severity) error {
+// threshold affects an image and every image was checked. An advisory at or
+// above threshold gives a *report.SeverityError (errors.Is report.ErrSeverity)
+// listing one finding per advisory and package, most severe first. An image not
+// checked (no verified SBOM matched, and no layer fallback scanned it; or a
+// reference no digest was found for) gives an error wrapping [ErrUnchecked] that
+// names them, unless [AllowUnchecked] is given. Both errors are joined
+// (errors.Join) when both apply.
+func (r *Report) FailOn(threshold report.Severity, opts ...FailOnOption) error {
+	var o failOn
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
 	var hit []report.Finding
 	for _, a := range r.Advisories {
 		if a.Severity < threshold {
@@ -136,11 +164,39 @@ func (r *Report) FailOn(threshold report.Severity) error {
 			}
 		}
 	}
-	if len(hit) == 0 {
+	var errs []error
+	if len(hit) > 0 {
+		sort.SliceStable(hit, func(i, j int) bool { return hit[i].Severity > hit[j].Severity })
+		errs = append(errs, &report.SeverityError{Threshold: threshold, Findings: hit})
+	}
+	if !o.allowUnchecked {
+		errs = append(errs, r.unchecked())
+	}
+	return errors.Join(errs...)
+}
+
+// unchecked returns the error naming the images that were not checked, or nil.
+func (r *Report) unchecked() error {
+	var names []string
+	for _, s := range r.Images {
+		if s.Status == Scanned || (s.Source == SourceLayers && s.Status != Failed) {
+			continue
+		}
+		names = append(names, s.Image+" ("+string(s.Status)+")")
+	}
+	for _, u := range r.Unresolved {
+		names = append(names, u.Image+" (unresolved)")
+	}
+	if len(names) == 0 {
 		return nil
 	}
-	sort.SliceStable(hit, func(i, j int) bool { return hit[i].Severity > hit[j].Severity })
-	return &report.SeverityError{Threshold: threshold, Findings: hit}
+	n := len(names)
+	const shown = 10
+	if n > shown {
+		names = append(names[:shown:shown], fmt.Sprintf("and %d more", n-shown))
+	}
+	return fmt.Errorf("%w: %d of the fleet's images were not checked (see the report's statuses; AllowUnchecked to judge only the others): %s",
+		ErrUnchecked, n, strings.Join(names, ", "))
 }
 
 // finding is the scan/report finding of one affected package.
