@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -207,17 +208,11 @@ func (s *Signer) newBundle(ctx context.Context, st []byte) ([]byte, error) {
 	if s.key.cert != nil {
 		vm.Content = &protobundle.VerificationMaterial_Certificate{Certificate: &protocommon.X509Certificate{RawBytes: s.key.cert.Raw}}
 	} else {
-		pub, err := s.key.sv.PublicKey()
+		hint, err := s.keyHint()
 		if err != nil {
-			return nil, fmt.Errorf("%s: public key: %w", s.key, err)
+			return nil, err
 		}
-		der, err := cryptoutils.MarshalPublicKeyToDER(pub)
-		if err != nil {
-			return nil, fmt.Errorf("%s: public key: %w", s.key, err)
-		}
-		sum := sha256.Sum256(der)
-		vm.Content = &protobundle.VerificationMaterial_PublicKey{PublicKey: &protocommon.PublicKeyIdentifier{
-			Hint: base64.StdEncoding.EncodeToString(sum[:])}}
+		vm.Content = &protobundle.VerificationMaterial_PublicKey{PublicKey: &protocommon.PublicKeyIdentifier{Hint: hint}}
 	}
 	b := &protobundle.Bundle{
 		MediaType:            bundleMediaType,
@@ -273,13 +268,14 @@ func (s *Signer) pushBundle(ctx context.Context, d name.Digest, st []byte, predi
 	// The same key's bundle of the same statement is not pushed twice (a pipeline
 	// that signs a digest again, an attestation repeated): the signer marks its
 	// referrers with its key's fingerprint and the statement's digest, as the
-	// legacy layout's duplicate detector compares payloads. Marks are unverified:
-	// a forged one can only make the signer skip, and the image then fails
-	// verification for want of the signature, never passes without it.
+	// legacy layout's duplicate detector compares payloads. A mark is only a hint
+	// (anyone who can push can copy it): the marked referrer is skipped to only
+	// when its bundle verifies as this key's bundle of st about d (ownBundle);
+	// any other is ignored, and the bundle is pushed.
 	fp, _ := s.key.TrustedKey("").Fingerprint()
 	sum := sha256.Sum256(st)
 	mark := fp + " sha256:" + hex.EncodeToString(sum[:])
-	if h, ok := s.findMarked(ctx, d, mark); ok {
+	if h, ok := s.findMarked(ctx, d, subject.Digest, mark, st); ok {
 		return subject, h, nil
 	}
 	b, err := s.newBundle(ctx, st)
@@ -332,10 +328,17 @@ func (s *Signer) pushBundle(ctx context.Context, d name.Digest, st []byte, predi
 // signer's key fingerprint and its statement's digest (see pushBundle).
 const annShipkitStatement = "dev.shipkit.sign.statement"
 
-// findMarked returns a bundle referrer of d marked mark, if the registry lists
-// one. A referrers list that cannot be read finds none (the bundle is pushed).
-func (s *Signer) findMarked(ctx context.Context, d name.Digest, mark string) (v1.Hash, bool) {
-	idx, err := remote.Referrers(d, s.opts.remoteOptions(ctx)...)
+// findMarked returns a bundle referrer of d marked mark whose bundle is this
+// signer's bundle of the statement st about the image digest sub (see ownBundle).
+// A referrers list that cannot be read finds none (the bundle is pushed), and so
+// does a key that signs keylessly: its bundles carry log entries and timestamps
+// the signer cannot check here, so a copy stripped of them is not told apart.
+func (s *Signer) findMarked(ctx context.Context, d name.Digest, sub v1.Hash, mark string, st []byte) (v1.Hash, bool) {
+	if s.key.finish != nil || s.key.cert != nil {
+		return v1.Hash{}, false
+	}
+	ro := s.opts.remoteOptions(ctx)
+	idx, err := remote.Referrers(d, ro...)
 	if err != nil {
 		return v1.Hash{}, false
 	}
@@ -343,17 +346,96 @@ func (s *Signer) findMarked(ctx context.Context, d name.Digest, mark string) (v1
 	if err != nil {
 		return v1.Hash{}, false
 	}
+	tried := 0
 	for _, m := range im.Manifests {
-		if m.Annotations[annShipkitStatement] == mark {
+		if m.Annotations[annShipkitStatement] != mark {
+			continue
+		}
+		if tried++; tried > maxMarkedTried {
+			break // a flood of forged marks costs a bounded number of reads
+		}
+		if s.ownBundle(ctx, d, m.Digest, sub, st) {
 			return m.Digest, true
 		}
 	}
 	return v1.Hash{}, false
 }
 
-// replaceBundles deletes the bundle referrers of d that attest predicateType,
-// but the one just pushed, as [sign.WithReplace] asks, and drops them from the
-// referrers tag (sha256-HEX) where the registry keeps one. A registry that
+// maxMarkedTried bounds how many referrers carrying the signer's mark it reads.
+const maxMarkedTried = 4
+
+// maxOwnBundleSize bounds the bundle of a marked referrer the signer reads: its
+// own key-made bundles are a few KiB.
+const maxOwnBundleSize = 1 << 20
+
+// ownBundle reports whether the referrer h of d is what pushBundle writes for
+// this signer's key (made without a certificate) and the statement st: a
+// manifest whose subject is sub and whose only layer is a v0.3 bundle carrying
+// the key's hint, no log entry or timestamp, and a DSSE envelope of exactly st
+// with one signature that verifies under the key. Anything else, or anything
+// that cannot be read, is not the signer's.
+func (s *Signer) ownBundle(ctx context.Context, d name.Digest, h, sub v1.Hash, st []byte) bool {
+	img, err := remote.Image(d.Context().Digest(h.String()), s.opts.remoteOptions(ctx)...)
+	if err != nil {
+		return false
+	}
+	m, err := img.Manifest()
+	if err != nil || m.Subject == nil || m.Subject.Digest != sub || len(m.Layers) != 1 ||
+		m.Layers[0].MediaType != types.MediaType(bundleMediaType) || m.Layers[0].Size > maxOwnBundleSize {
+		return false
+	}
+	l, err := img.LayerByDigest(m.Layers[0].Digest)
+	if err != nil {
+		return false
+	}
+	rc, err := l.Compressed() // verified against the digest by go-containerregistry
+	if err != nil {
+		return false
+	}
+	raw, err := io.ReadAll(io.LimitReader(rc, maxOwnBundleSize+1))
+	_ = rc.Close()
+	if err != nil || len(raw) > maxOwnBundleSize {
+		return false
+	}
+	var b protobundle.Bundle
+	if err := protojson.Unmarshal(raw, &b); err != nil || b.GetMediaType() != bundleMediaType {
+		return false
+	}
+	hint, err := s.keyHint()
+	vm := b.GetVerificationMaterial()
+	if err != nil || vm.GetPublicKey().GetHint() != hint || len(vm.GetTlogEntries()) > 0 ||
+		len(vm.GetTimestampVerificationData().GetRfc3161Timestamps()) > 0 {
+		return false
+	}
+	env := b.GetDsseEnvelope()
+	if env.GetPayloadType() != cosigntypes.IntotoPayloadType || !bytes.Equal(env.GetPayload(), st) || len(env.GetSignatures()) != 1 {
+		return false
+	}
+	pae := fmt.Sprintf("DSSEv1 %d %s %d ", len(env.GetPayloadType()), env.GetPayloadType(), len(st))
+	msg := append([]byte(pae), st...)
+	return s.key.sv.VerifySignature(bytes.NewReader(env.GetSignatures()[0].GetSig()), bytes.NewReader(msg), sigopts.WithContext(ctx)) == nil
+}
+
+// keyHint returns the public key hint of the signer's key in its bundles: the
+// base64 SHA-256 digest of its public key's DER.
+func (s *Signer) keyHint() (string, error) {
+	pub, err := s.key.sv.PublicKey()
+	if err != nil {
+		return "", fmt.Errorf("%s: public key: %w", s.key, err)
+	}
+	der, err := cryptoutils.MarshalPublicKeyToDER(pub)
+	if err != nil {
+		return "", fmt.Errorf("%s: public key: %w", s.key, err)
+	}
+	sum := sha256.Sum256(der)
+	return base64.StdEncoding.EncodeToString(sum[:]), nil
+}
+
+// replaceBundles deletes the bundle referrers of d that attest predicateType
+// (isBundleReferrer: also from a registry that lists the config's media type as
+// their artifact type) but keep, the one just pushed or found verified as the
+// signer's, as [sign.WithReplace] asks, and drops them from the referrers tag
+// (sha256-HEX) where the registry keeps one. A registry that
 // refuses deletion (as some do by default) keeps them: the error says so.
 func (s *Signer) replaceBundles(ctx context.Context, d name.Digest, predicateType string, keep v1.Hash) error {
 	ro := s.opts.remoteOptions(ctx)
@@ -367,7 +449,7 @@ func (s *Signer) replaceBundles(ctx context.Context, d name.Digest, predicateTyp
 	}
 	gone := map[v1.Hash]bool{}
 	for _, m := range im.Manifests {
-		if m.Digest == keep || !strings.HasPrefix(m.ArtifactType, bundleMediaTypePrefix) || m.Annotations[annBundlePredicateType] != predicateType {
+		if m.Digest == keep || !isBundleReferrer(m) || m.Annotations[annBundlePredicateType] != predicateType {
 			continue
 		}
 		if err := remote.Delete(d.Context().Digest(m.Digest.String()), ro...); err != nil {
