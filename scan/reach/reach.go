@@ -10,7 +10,10 @@
 // turns that into a not_affected / vulnerable_code_not_in_execute_path statement
 // for each Go finding whose vulnerable symbols are in none of the binaries it was
 // found in, with the evidence in the statement's impact; scan/suppress.Apply then
-// moves those findings out of the report.
+// moves those findings out of the report. A statement names the image and the
+// finding's purl, not the binary, so it is written only when every finding it
+// would cover (another binary linking the same module version, say) is not in its
+// binaries either, and never for a finding without a purl.
 //
 // The verdict is conservative: a finding is left alone when govulncheck reports a
 // vulnerable symbol (or, for a stripped binary, cannot tell and reports them all),
@@ -364,13 +367,17 @@ type Verdict string
 
 // The verdicts.
 const (
-	// NotInBinary: the vulnerable symbols are in none of the finding's binaries;
-	// a not_affected statement was written.
+	// NotInBinary: the vulnerable symbols are in none of the finding's binaries,
+	// nor in those of any other finding the statement covers; a not_affected
+	// statement was written.
 	NotInBinary Verdict = "not_in_binary"
 	// Present: govulncheck found a vulnerable symbol in a binary.
 	Present Verdict = "present"
 	// Unknown: no decision (govulncheck does not report the advisory for the module
-	// version, or a binary could not be read); the finding stays.
+	// version, or a binary could not be read), or no statement could be limited to
+	// this finding (it has no purl, or a statement naming its advisory and purl
+	// would also cover a finding that is not NotInBinary, e.g. the same module
+	// version in another binary that calls the vulnerable code); the finding stays.
 	Unknown Verdict = "unknown"
 )
 
@@ -409,7 +416,9 @@ func (r *Result) Count(v Verdict) int {
 // its vulnerable symbols are in the binaries it was found in (the finding's
 // Locations), reading those binaries out of img, the image rep is about. The
 // statements name rep.Target as the product and the finding's purl as the
-// subcomponent. A binary that cannot be read or analyzed leaves its findings
+// subcomponent; as scan/suppress matches them on the advisory and the purl only,
+// one is written only when every finding of rep it covers is decided
+// [NotInBinary], and none for a finding without a purl. A binary that cannot be read or analyzed leaves its findings
 // alone ([Unknown]) and is listed in Result.Errors; only a cancelled context or an
 // unreadable image is an error.
 func (a *Analyzer) VEX(ctx context.Context, rep *report.Report, img v1.Image) (*Result, error) {
@@ -467,33 +476,112 @@ func (a *Analyzer) VEX(ctx context.Context, rep *report.Report, img v1.Image) (*
 			res.Binaries[p] = b
 		}
 	}
-	now := a.cfg.now().UTC()
 	for _, f := range rep.Findings {
-		if f.Type != "go-module" {
+		if f.Type == "go-module" {
+			res.Decisions = append(res.Decisions, a.decide(f, res))
+		}
+	}
+	a.statements(rep, res, a.cfg.now().UTC())
+	return res, nil
+}
+
+// statements writes res.VEX from the decisions. A statement names the image and
+// the finding's purl, and scan/suppress matches it on the advisory's names and the
+// purl only, not on the binary: two binaries linking the same module version give
+// two findings it covers alike. So a statement is written only when every finding
+// of the report it would cover is decided [NotInBinary]; otherwise the finding's
+// decision becomes [Unknown], saying which finding it would also cover. A finding
+// without a purl gets none (its statement would cover the advisory in every
+// package of the image). Withholding one statement can make another cover a
+// finding no longer decided NotInBinary, so this repeats until nothing changes.
+func (a *Analyzer) statements(rep *report.Report, res *Result, now time.Time) {
+	byName := map[string][]int{} // lower-cased advisory name -> indexes in rep.Findings
+	for i, f := range rep.Findings {
+		for _, n := range f.Names() {
+			k := strings.ToLower(strings.TrimSpace(n))
+			if l := byName[k]; len(l) == 0 || l[len(l)-1] != i {
+				byName[k] = append(l, i)
+			}
+		}
+	}
+	decision := map[int]int{} // index in rep.Findings -> index in res.Decisions
+	for i, f := range rep.Findings {
+		if f.Type == "go-module" {
+			decision[i] = len(decision)
+		}
+	}
+	stmts := make([]suppress.Statement, len(res.Decisions))
+	covered := make([][]int, len(res.Decisions)) // indexes in rep.Findings
+	for fi, di := range decision {
+		d := &res.Decisions[di]
+		if d.Verdict != NotInBinary {
 			continue
 		}
-		d := a.decide(f, res)
-		res.Decisions = append(res.Decisions, d)
+		f := d.Finding
+		if f.PURL == "" {
+			d.Verdict = Unknown
+			d.Evidence = "no statement: the finding has no purl, and a statement without one would cover " + f.ID + " in every package of the image (" + d.Evidence + ")"
+			continue
+		}
+		stmts[di] = suppress.Statement{
+			Vulnerability: suppress.Vulnerability{Name: f.ID, Aliases: f.Aliases},
+			Products:      []suppress.Product{{ID: rep.Target, Subcomponents: []suppress.Component{{ID: f.PURL}}}},
+			Status:        suppress.StatusNotAffected,
+			Justification: Justification,
+			Impact:        d.Evidence,
+			Timestamp:     now,
+		}
+		one := &suppress.VEX{Statements: []suppress.Statement{stmts[di]}}
+		seen := map[int]bool{}
+		for _, n := range f.Names() {
+			for _, gi := range byName[strings.ToLower(strings.TrimSpace(n))] {
+				if seen[gi] {
+					continue
+				}
+				seen[gi] = true
+				if _, _, ok := one.Suppresses(rep.Target, rep.Findings[gi], now); ok {
+					covered[di] = append(covered[di], gi)
+				}
+			}
+		}
+		if !seen[fi] {
+			covered[di] = append(covered[di], fi)
+		}
+	}
+	for changed := true; changed; {
+		changed = false
+		for di := range res.Decisions {
+			d := &res.Decisions[di]
+			if d.Verdict != NotInBinary {
+				continue
+			}
+			for _, gi := range covered[di] {
+				gd, isGo := decision[gi]
+				if isGo && res.Decisions[gd].Verdict == NotInBinary {
+					continue
+				}
+				g := rep.Findings[gi]
+				why := "not a Go module finding"
+				if isGo {
+					why = string(res.Decisions[gd].Verdict)
+				}
+				d.Verdict = Unknown
+				d.Evidence = fmt.Sprintf("no statement: it would name only %s and %s, and so also cover %s %s@%s in %s (%s) (%s)",
+					d.Finding.ID, d.Finding.PURL, g.ID, g.Package, g.Version, strings.Join(g.Locations, ", "), why, d.Evidence)
+				changed = true
+				break
+			}
+		}
+	}
+	for di, d := range res.Decisions {
 		if d.Verdict != NotInBinary {
 			continue
 		}
 		if res.VEX == nil {
 			res.VEX = &suppress.VEX{ID: "urn:shipkit:reach:" + rep.Target, Author: "shipkit scan/reach", Timestamp: now}
 		}
-		prod := suppress.Product{ID: rep.Target}
-		if f.PURL != "" {
-			prod.Subcomponents = []suppress.Component{{ID: f.PURL}}
-		}
-		res.VEX.Statements = append(res.VEX.Statements, suppress.Statement{
-			Vulnerability: suppress.Vulnerability{Name: f.ID, Aliases: f.Aliases},
-			Products:      []suppress.Product{prod},
-			Status:        suppress.StatusNotAffected,
-			Justification: Justification,
-			Impact:        d.Evidence,
-			Timestamp:     now,
-		})
+		res.VEX.Statements = append(res.VEX.Statements, stmts[di])
 	}
-	return res, nil
 }
 
 // decide returns the verdict on the Go finding f.

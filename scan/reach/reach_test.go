@@ -56,6 +56,32 @@ func vulnapp(t testing.TB) []byte {
 	return appBin
 }
 
+var (
+	strippedOnce sync.Once
+	strippedBin  []byte
+	strippedErr  error
+)
+
+// strippedApp builds testdata/vulnapp without its symbol table (-ldflags=-s -w)
+// once per test process.
+func strippedApp(t testing.TB) []byte {
+	t.Helper()
+	strippedOnce.Do(func() {
+		out := filepath.Join(os.TempDir(), "shipkit-reach-stripped-"+strings.ReplaceAll(time.Now().Format(time.RFC3339Nano), ":", ""))
+		defer os.Remove(out)
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
+		cmd.Dir = "testdata/vulnapp"
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-mod=readonly -buildvcs=false", "GOWORK=off")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			strippedErr = errors.New(err.Error() + ": " + string(b))
+			return
+		}
+		strippedBin, strippedErr = os.ReadFile(out)
+	})
+	require.NoError(t, strippedErr)
+	return strippedBin
+}
+
 // records are the real golang/vulndb records in testdata.
 func records(t testing.TB) []vulndb.Record {
 	t.Helper()
@@ -327,15 +353,7 @@ func TestVEXBadBinaries(t *testing.T) {
 func TestVEXStrippedBinary(t *testing.T) {
 	ctx := context.Background()
 	rep, godb, _ := setup(t)
-	out := filepath.Join(t.TempDir(), "stripped")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
-	cmd.Dir = "testdata/vulnapp"
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-mod=readonly -buildvcs=false", "GOWORK=off")
-	b, err := cmd.CombinedOutput()
-	require.NoError(t, err, string(b))
-	body, err := os.ReadFile(out)
-	require.NoError(t, err)
-	img := testimage.Image(t, "amd64", testimage.Layer(t, testimage.Tar(t, testimage.File{Name: strings.TrimPrefix(appPath, "/"), Body: body, Mode: 0o755})))
+	img := testimage.Image(t, "amd64", testimage.Layer(t, testimage.Tar(t, testimage.File{Name: strings.TrimPrefix(appPath, "/"), Body: strippedApp(t), Mode: 0o755})))
 	a, err := reach.New(godb.Dir)
 	require.NoError(t, err)
 	res, err := a.VEX(ctx, rep, img)
@@ -344,6 +362,126 @@ func TestVEXStrippedBinary(t *testing.T) {
 	assert.Nil(t, res.VEX)
 	assert.Zero(t, res.Count(reach.NotInBinary))
 	assert.Greater(t, res.Count(reach.Present), 40)
+}
+
+// A statement names the image and the purl, not the binary, and scan/suppress
+// matches it on the advisory and the purl only. Two binaries linking the same
+// module version give two findings it covers alike, so none is written unless both
+// are not in their binaries; and none for a finding without a purl.
+func TestVEXSharedModule(t *testing.T) {
+	ctx := context.Background()
+	rep, godb, run := setup(t)
+	a, err := reach.New(godb.Dir)
+	require.NoError(t, err)
+	scan := func(files ...testimage.File) (*report.Report, *reach.Result) {
+		t.Helper()
+		img := testimage.Image(t, "amd64", testimage.Layer(t, testimage.Tar(t, files...)))
+		sb, err := sbom.New().Catalog(ctx, img)
+		require.NoError(t, err)
+		gdb, err := vulndb.Write(ctx, t.TempDir(), records(t))
+		require.NoError(t, err)
+		db, err := vuln.Open(ctx, gdb.RootDir)
+		require.NoError(t, err)
+		defer db.Close()
+		r, err := db.Scan(ctx, sb)
+		require.NoError(t, err)
+		res, err := a.VEX(ctx, r, img)
+		require.NoError(t, err)
+		require.Empty(t, res.Errors)
+		return r, res
+	}
+	// twins counts the advisory-purl pairs found in both binaries.
+	twins := func(r *report.Report, p1, p2 string) int {
+		at := map[string]map[string]bool{}
+		for _, f := range r.Findings {
+			if f.Type != "go-module" {
+				continue
+			}
+			k := f.ID + " " + f.PURL
+			if at[k] == nil {
+				at[k] = map[string]bool{}
+			}
+			for _, l := range f.Locations {
+				at[k][l] = true
+			}
+		}
+		n := 0
+		for _, locs := range at {
+			if locs[p1] && locs[p2] {
+				n++
+			}
+		}
+		return n
+	}
+
+	// vulnapp (most advisories not in it) next to the same program stripped
+	// (govulncheck reports every advisory at symbol level): every advisory and
+	// purl of vulnapp is also present in /app/stripped, so no statement at all.
+	mixed, res := scan(
+		testimage.File{Name: strings.TrimPrefix(appPath, "/"), Body: vulnapp(t), Mode: 0o755},
+		testimage.File{Name: "app/stripped", Body: strippedApp(t), Mode: 0o755})
+	require.Greater(t, twins(mixed, appPath, "/app/stripped"), 40)
+	assert.Nil(t, res.VEX)
+	assert.Zero(t, res.Count(reach.NotInBinary))
+	assert.Greater(t, res.Count(reach.Unknown), 20, "vulnapp's not-in-binary findings are withheld")
+	assert.Len(t, suppress.Apply(mixed, time.Now(), res.VEX).Findings, len(mixed.Findings))
+	withheld := 0
+	for _, d := range res.Decisions {
+		if d.Verdict == reach.Unknown && strings.Contains(d.Evidence, "would name only") {
+			withheld++
+			assert.Contains(t, d.Evidence, "/app/stripped (present)")
+		}
+	}
+	assert.Greater(t, withheld, 20)
+	t.Logf("vulnapp + stripped copy: %d Go findings, %d advisory-purl pairs in both, %d withheld, %d present, 0 statements",
+		len(res.Decisions), twins(mixed, appPath, "/app/stripped"), withheld, res.Count(reach.Present))
+
+	// The same binary twice: both not in their binaries, so the statements stand.
+	same, res := scan(
+		testimage.File{Name: strings.TrimPrefix(appPath, "/"), Body: vulnapp(t), Mode: 0o755},
+		testimage.File{Name: "app/copy", Body: vulnapp(t), Mode: 0o755})
+	require.Greater(t, twins(same, appPath, "/app/copy"), 40)
+	require.NotNil(t, res.VEX)
+	assert.Greater(t, res.Count(reach.NotInBinary), 20)
+	assert.Equal(t, res.Count(reach.NotInBinary), len(same.Findings)-len(suppress.Apply(same, time.Now(), res.VEX).Findings))
+	t.Logf("vulnapp twice: %d Go findings, %d not in binary (statements), %d present", len(res.Decisions), res.Count(reach.NotInBinary), res.Count(reach.Present))
+
+	// Synthetic: a not-in-binary finding next to the same advisory and purl in a
+	// binary that cannot be read; and one without a purl.
+	base := run()
+	var nib report.Finding
+	for _, d := range base.Decisions {
+		if d.Verdict == reach.NotInBinary && d.Finding.PURL != "" {
+			nib = d.Finding
+			break
+		}
+	}
+	require.NotEmpty(t, nib.ID)
+	img := testimage.Image(t, "amd64", testimage.Layer(t, testimage.Tar(t, testimage.File{Name: strings.TrimPrefix(appPath, "/"), Body: vulnapp(t), Mode: 0o755})))
+	gone := nib
+	gone.Locations = []string{"/gone/app"}
+	r := *rep
+	r.Findings = []report.Finding{nib, gone}
+	res, err = a.VEX(ctx, &r, img)
+	require.NoError(t, err)
+	assert.Nil(t, res.VEX)
+	assert.Equal(t, 2, res.Count(reach.Unknown))
+	assert.Contains(t, res.Decisions[0].Evidence, "/gone/app (unknown)")
+	// Alone, the same finding gets its statement (the test can fail).
+	r.Findings = []report.Finding{nib}
+	res, err = a.VEX(ctx, &r, img)
+	require.NoError(t, err)
+	require.NotNil(t, res.VEX)
+	assert.Len(t, res.VEX.Statements, 1)
+	// Without a purl: none.
+	nopurl := nib
+	nopurl.PURL = ""
+	r.Findings = []report.Finding{nopurl}
+	res, err = a.VEX(ctx, &r, img)
+	require.NoError(t, err)
+	assert.Nil(t, res.VEX)
+	assert.Equal(t, 1, res.Count(reach.Unknown))
+	assert.Contains(t, res.Decisions[0].Evidence, "no purl")
 }
 
 // Analyzers (and one Analyzer) run govulncheck concurrently with the same results:
