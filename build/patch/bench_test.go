@@ -103,7 +103,15 @@ func BenchmarkPatchVsRebuild(b *testing.B) {
 		}
 		return out, nil
 	}
-	cfg := patch.RebaseConfig{Signer: signer, Attester: signer, Predicates: predicates, BuilderID: "https://example.com/bench"}
+	// The build job signed the old image and attested its provenance.
+	require.NoError(b, signer.Sign(ctx, old, sign.WithRecursive()))
+	pp, err := sign.Provenance{BuilderID: "https://example.com/ci", SourceRepository: source.Repository,
+		SourceRevision: source.Revision}.Predicate()
+	require.NoError(b, err)
+	require.NoError(b, signer.Attest(ctx, old, pp))
+	verifier, err := cosign.NewVerifier(sign.Policy{TrustedKeys: []sign.TrustedKey{key.TrustedKey("ci")}})
+	require.NoError(b, err)
+	cfg := patch.RebaseConfig{Verifier: verifier, Signer: signer, Attester: signer, Predicates: predicates, BuilderID: "https://example.com/bench"}
 	rep, err := patch.Check(ctx, []name.Digest{old}, []string{baseTag.String()}, patch.Options{})
 	require.NoError(b, err)
 	require.Equal(b, patch.Stale, rep.Images[0].Status)

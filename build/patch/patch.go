@@ -7,22 +7,27 @@
 // .base.digest) from its manifest alone, no layer, and compares the digest with
 // what the base's tag resolves to now in the catalog: [Current], [Stale], or
 // [Unknown] when the image records no base (never reported as current). [Rebase]
-// then puts a stale image's own layers on the current base with build.Rebase,
-// pushes the result by digest to the image's repository, signs it and attests it
-// again: the predicates the caller computes for the new image (its SBOM, its
-// vulnerability report) and a SLSA provenance that records the rebase. The caller
-// gates and rolls the new digest out, e.g. as a canary with deploy/rollout.
+// then verifies a stale image with the caller's sign.Verifier (Check's verdict
+// rests on the image's own, unverified annotations: an image that does not verify
+// is refused, never re-signed), puts its own layers on the current base with
+// build.Rebase, pushes the result by digest to the image's repository, signs it and
+// attests it again: the predicates the caller computes for the new image (its
+// SBOM, its vulnerability report) and a SLSA provenance that records the rebase,
+// its source taken from the old image's verified provenance. The caller gates and
+// rolls the new digest out, e.g. as a canary with deploy/rollout.
 //
 // The package links no SBOM, vulnerability or signing implementation: those come
-// in as sign.Signer, sign.Attester and a function.
+// in as sign.Verifier, sign.Signer, sign.Attester and a function.
 package patch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -47,7 +52,30 @@ var (
 	ErrInvalidOption = option.ErrInvalid
 	// ErrNotStale: [Rebase] was given an image that is not [Stale].
 	ErrNotStale = errors.New("image is not stale")
+	// ErrUnverified: [Rebase] was given an image its verifier did not admit; the
+	// error is an *[UnverifiedError].
+	ErrUnverified = errors.New("image does not verify")
 )
+
+// UnverifiedError is [Rebase]'s refusal of an image that did not verify: nothing
+// was pushed, signed or attested. errors.Is matches [ErrUnverified] and, for a
+// policy denial, sign.ErrDenied (errors.As finds the *sign.DeniedError).
+type UnverifiedError struct {
+	// Image is the image refused.
+	Image name.Digest
+	// Reasons say why: the denial's reasons, or the verifier's error.
+	Reasons []string
+	// Err is the verifier's error.
+	Err error
+}
+
+// Error names the image and lists the reasons.
+func (e *UnverifiedError) Error() string {
+	return sign.ListReasons("rebase "+e.Image.String()+": refused, "+ErrUnverified.Error(), e.Reasons)
+}
+
+// Unwrap returns [ErrUnverified] and the verifier's error.
+func (e *UnverifiedError) Unwrap() []error { return []error{ErrUnverified, e.Err} }
 
 // Status is what [Check] found about one image's base.
 type Status string
@@ -255,6 +283,10 @@ type Patched struct {
 
 // RebaseConfig is what [Rebase] needs besides the image.
 type RebaseConfig struct {
+	// Verifier admits the image before it is rebased (the trusted signers of the
+	// images this job may re-sign, e.g. the build job's key); its verified SLSA
+	// provenance, if any, gives the new provenance its source. Required.
+	Verifier sign.Verifier
 	// Signer signs the new digest (recursively, every platform's image too).
 	// Required.
 	Signer sign.Signer
@@ -273,15 +305,22 @@ type RebaseConfig struct {
 // parameters name the image rebased and the old and new base digests.
 const BuildTypeRebase = "https://shipkit.dev/build/rebase/v1"
 
-// Rebase moves the stale image im onto its base's current digest (build.Rebase),
-// pushes the result by digest to the image's repository, signs it, attests the
-// caller's predicates and a SLSA provenance that records the rebase (source and
-// revision from the image's annotations, the new base as a resolved dependency,
-// the old image and base digests as parameters), and returns the new digest.
-// An image that is not [Stale] is refused with [ErrNotStale]. The old image is
-// left as it was.
+// Rebase verifies the stale image im with cfg.Verifier, moves it onto its base's
+// current digest (build.Rebase), pushes the result by digest to the image's
+// repository, signs it, attests the caller's predicates and a SLSA provenance
+// that records the rebase (the new base as a resolved dependency, the old image
+// and base digests as parameters, the source repository and revision from the
+// old image's verified SLSA provenance, or "unknown" with the parameter
+// sourceUnknown saying why when it has none; never from the image's
+// annotations), and returns the new digest. An image that is not [Stale] is
+// refused with [ErrNotStale], one that does not verify with an
+// *[UnverifiedError], before anything is pushed or signed. The old image is left
+// as it was.
 func Rebase(ctx context.Context, im Image, cfg RebaseConfig, opts Options) (*Patched, error) {
 	var bad option.List
+	if cfg.Verifier == nil {
+		bad.Addf("RebaseConfig.Verifier: nil")
+	}
 	if cfg.Signer == nil {
 		bad.Addf("RebaseConfig.Signer: nil")
 	}
@@ -302,6 +341,24 @@ func Rebase(ctx context.Context, im Image, cfg RebaseConfig, opts Options) (*Pat
 		now = time.Now
 	}
 	started := now()
+	verified, err := cfg.Verifier.Verify(ctx, im.Ref)
+	if err != nil {
+		ue := &UnverifiedError{Image: im.Ref, Err: err}
+		var denied *sign.DeniedError
+		if errors.As(err, &denied) {
+			for _, r := range denied.Reasons {
+				ue.Reasons = append(ue.Reasons, r.Message)
+			}
+		}
+		if len(ue.Reasons) == 0 {
+			ue.Reasons = []string{err.Error()}
+		}
+		return nil, ue
+	}
+	if verified == nil || (verified.Digest.DigestStr() != "" && verified.Digest.DigestStr() != im.Ref.DigestStr()) {
+		const why = "the verifier returned no verdict for this digest"
+		return nil, &UnverifiedError{Image: im.Ref, Err: errors.New(why), Reasons: []string{why}}
+	}
 	ropts := opts.remote(ctx)
 	idx, err := readIndex(im.Ref, ropts)
 	if err != nil {
@@ -342,12 +399,18 @@ func Rebase(ctx context.Context, im Image, cfg RebaseConfig, opts Options) (*Pat
 			return p, fmt.Errorf("rebase %s: pushed %s, its attestations: %w", im.Ref, newRef, err)
 		}
 	}
-	prov := sign.ProvenanceFromAnnotations(rim.Annotations)
-	prov.BuilderID, prov.BuildType = cfg.BuilderID, BuildTypeRebase
+	prov := sign.Provenance{BuilderID: cfg.BuilderID, BuildType: BuildTypeRebase,
+		BaseImage: im.BaseName, BaseDigest: p.NewBase.String()}
 	prov.Parameters = map[string]any{
 		"rebasedFrom": im.Ref.String(),
 		"oldBase":     im.BaseName + "@" + im.Built.String(),
 		"newBase":     im.BaseName + "@" + p.NewBase.String(),
+	}
+	if repo, rev, why := verifiedSource(verified); why == "" {
+		prov.SourceRepository, prov.SourceRevision = repo, rev
+	} else {
+		prov.SourceRepository, prov.SourceRevision = SourceUnknown, SourceUnknown
+		prov.Parameters["sourceUnknown"] = why
 	}
 	prov.StartedOn, prov.FinishedOn = started, now()
 	pp, err := prov.Predicate()
@@ -361,6 +424,52 @@ func Rebase(ctx context.Context, im Image, cfg RebaseConfig, opts Options) (*Pat
 		p.Attested = append(p.Attested, pr.Type)
 	}
 	return p, nil
+}
+
+// SourceUnknown is the source repository and revision of a rebase's provenance
+// when the rebased image had no verified SLSA provenance to take them from; the
+// external parameter sourceUnknown then says why.
+const SourceUnknown = "unknown"
+
+// verifiedSource returns the source repository and revision that the image's
+// verified SLSA provenance attestations (on the image itself) record, or why there
+// is none: no provenance, one without a source, or several that disagree.
+func verifiedSource(v *sign.Verified) (repo, rev, why string) {
+	n := 0
+	for _, a := range v.Attestations {
+		if a.PredicateType != sign.PredicateSLSAProvenance {
+			continue
+		}
+		n++
+		var pred struct {
+			BuildDefinition struct {
+				ExternalParameters struct {
+					Source struct {
+						Repository string `json:"repository"`
+						Revision   string `json:"revision"`
+					} `json:"source"`
+				} `json:"externalParameters"`
+			} `json:"buildDefinition"`
+		}
+		if err := json.Unmarshal(a.Predicate, &pred); err != nil {
+			return "", "", "the image's verified SLSA provenance is not readable"
+		}
+		src := pred.BuildDefinition.ExternalParameters.Source
+		if src.Repository == "" || src.Revision == "" || src.Repository == SourceUnknown || src.Revision == SourceUnknown {
+			return "", "", "the image's verified SLSA provenance records no source"
+		}
+		if repo != "" && (repo != src.Repository || rev != src.Revision) {
+			return "", "", "the image's verified SLSA provenances disagree on the source"
+		}
+		repo, rev = src.Repository, src.Revision
+	}
+	if n == 0 {
+		return "", "", "the image has no verified SLSA provenance"
+	}
+	if strings.ContainsAny(repo+rev, "\x00\n") {
+		return "", "", "the image's verified SLSA provenance records an unusable source"
+	}
+	return repo, rev, ""
 }
 
 // readIndex reads the image as an index; a single image becomes a one-platform

@@ -3,8 +3,10 @@ package patch_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -84,6 +86,22 @@ func TestCheckAndRebase(t *testing.T) {
 
 	app := buildApp(t, baseTag, reg.Repo("team/app"))
 	other := buildApp(t, otherTag, reg.Repo("team/other"))
+
+	// The build job signs app and attests its provenance; its revision differs
+	// from the image's annotation, so the rebase's provenance shows which it took.
+	kp, err := cosign.GenerateKeyPair(nil)
+	require.NoError(t, err)
+	key, err := cosign.LoadPrivateKey(kp.PrivatePEM, nil)
+	require.NoError(t, err)
+	signer, err := cosign.NewSigner(key)
+	require.NoError(t, err)
+	require.NoError(t, signer.Sign(ctx, app, sign.WithRecursive()))
+	built, err := sign.Provenance{BuilderID: "https://example.com/ci", SourceRepository: "https://example.com/app.git",
+		SourceRevision: "0123abc"}.Predicate()
+	require.NoError(t, err)
+	require.NoError(t, signer.Attest(ctx, app, built))
+	verifier, err := cosign.NewVerifier(sign.Policy{TrustedKeys: []sign.TrustedKey{key.TrustedKey("ci")}})
+	require.NoError(t, err)
 	// An image that records no base, one whose base tag is gone, and one gone itself.
 	noBase, err := publish.Index(ctx, mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: mustRandom(t)}), reg.Repo("team/nobase"))
 	require.NoError(t, err)
@@ -117,17 +135,11 @@ func TestCheckAndRebase(t *testing.T) {
 	assert.Equal(t, patchedDigest, rep.Images[0].Current)
 	assert.Equal(t, 1, rep.Count(patch.Stale))
 
-	// Rebase, push, sign and attest, with a cosign key.
-	kp, err := cosign.GenerateKeyPair(nil)
-	require.NoError(t, err)
-	key, err := cosign.LoadPrivateKey(kp.PrivatePEM, nil)
-	require.NoError(t, err)
-	signer, err := cosign.NewSigner(key)
-	require.NoError(t, err)
+	// Verify, rebase, push, sign and attest, with a cosign key.
 	sbom := sign.CycloneDX([]byte(`{"bomFormat":"CycloneDX","specVersion":"1.6","components":[]}`))
 	var sawIndex v1.ImageIndex
 	cfg := patch.RebaseConfig{
-		Signer: signer, Attester: signer, BuilderID: "https://example.com/patch-job",
+		Verifier: verifier, Signer: signer, Attester: signer, BuilderID: "https://example.com/patch-job",
 		Predicates: func(_ context.Context, d name.Digest, idx v1.ImageIndex) ([]sign.Predicate, error) {
 			sawIndex = idx
 			return []sign.Predicate{sbom}, nil
@@ -165,6 +177,10 @@ func TestCheckAndRebase(t *testing.T) {
 	assert.Equal(t, patch.BuildTypeRebase, prov.BuildDefinition.BuildType)
 	assert.Equal(t, app.String(), prov.BuildDefinition.ExternalParameters["rebasedFrom"])
 	assert.Equal(t, baseTag.String()+"@"+builtOn.String(), prov.BuildDefinition.ExternalParameters["oldBase"])
+	// The source is the verified provenance's, not the annotation's (9f2c1e0).
+	assert.Equal(t, map[string]any{"repository": "https://example.com/app.git", "revision": "0123abc"},
+		prov.BuildDefinition.ExternalParameters["source"])
+	assert.NotContains(t, prov.BuildDefinition.ExternalParameters, "sourceUnknown")
 	require.Len(t, prov.BuildDefinition.ResolvedDependencies, 2)
 	assert.Equal(t, patchedDigest.Hex, prov.BuildDefinition.ResolvedDependencies[1].Digest["sha256"])
 
@@ -179,6 +195,7 @@ func TestCheckAndRebase(t *testing.T) {
 	_, err = patch.Rebase(ctx, rep.Images[1], patch.RebaseConfig{}, patch.Options{})
 	require.ErrorIs(t, err, patch.ErrInvalidOption)
 	assert.ErrorContains(t, err, "Signer")
+	assert.ErrorContains(t, err, "Verifier")
 	assert.ErrorContains(t, err, "BuilderID")
 	_, err = patch.Check(ctx, nil, []string{"not a ref!"}, patch.Options{})
 	require.ErrorIs(t, err, patch.ErrInvalidOption)
@@ -188,11 +205,95 @@ func TestCheckAndRebase(t *testing.T) {
 	st.BaseName = goneTag.String()
 	_, err = patch.Rebase(ctx, st, cfg, patch.Options{})
 	require.Error(t, err)
-	// The image is gone from the registry.
+	// The image is gone from the registry: it does not verify.
 	st = rep.Images[1]
 	st.Ref = missing
 	_, err = patch.Rebase(ctx, st, cfg, patch.Options{})
-	require.ErrorContains(t, err, "gone from the registry")
+	require.ErrorIs(t, err, patch.ErrUnverified)
+	require.ErrorContains(t, err, "not in the registry")
+}
+
+// An unsigned image that names a catalog base is stale like any other, but Rebase
+// refuses it: the verifier denies it, and nothing is pushed, signed or attested.
+func TestRebaseRefusesUnverified(t *testing.T) {
+	ctx := context.Background()
+	host, stop, err := registry.NewInProcess()
+	require.NoError(t, err)
+	t.Cleanup(stop)
+	reg, err := name.NewRegistry(host, name.Insecure)
+	require.NoError(t, err)
+	baseTag := reg.Repo("catalog/base").Tag("1")
+	pushBase(t, baseTag)
+	unsigned := buildApp(t, baseTag, reg.Repo("team/unsigned"))
+	pushBase(t, baseTag)
+
+	rec := &recorder{next: remote.DefaultTransport}
+	opts := patch.Options{Remote: []remote.Option{remote.WithTransport(rec)}}
+	rep, err := patch.Check(ctx, []name.Digest{unsigned}, []string{baseTag.String()}, opts)
+	require.NoError(t, err)
+	require.Equal(t, patch.Stale, rep.Images[0].Status)
+
+	kp, err := cosign.GenerateKeyPair(nil)
+	require.NoError(t, err)
+	key, err := cosign.LoadPrivateKey(kp.PrivatePEM, nil)
+	require.NoError(t, err)
+	signer, err := cosign.NewSigner(key)
+	require.NoError(t, err)
+	verifier, err := cosign.NewVerifier(sign.Policy{TrustedKeys: []sign.TrustedKey{key.TrustedKey("ci")}})
+	require.NoError(t, err)
+	counted := &countingSigner{Signer: signer}
+	_, err = patch.Rebase(ctx, rep.Images[0], patch.RebaseConfig{Verifier: verifier, Signer: counted, Attester: counted,
+		BuilderID: "https://example.com/patch-job"}, opts)
+	require.ErrorIs(t, err, patch.ErrUnverified)
+	require.ErrorIs(t, err, sign.ErrDenied)
+	var ue *patch.UnverifiedError
+	require.ErrorAs(t, err, &ue)
+	assert.Equal(t, unsigned, ue.Image)
+	assert.NotEmpty(t, ue.Reasons)
+	assert.Contains(t, err.Error(), unsigned.DigestStr())
+	assert.Zero(t, counted.signs)
+	assert.Zero(t, counted.attests)
+	assert.Empty(t, rec.writes(), "nothing is pushed")
+}
+
+// countingSigner counts the signatures and attestations asked of it.
+type countingSigner struct {
+	*cosign.Signer
+	signs, attests int
+}
+
+func (c *countingSigner) Sign(ctx context.Context, d name.Digest, opts ...sign.SignOption) error {
+	c.signs++
+	return c.Signer.Sign(ctx, d, opts...)
+}
+
+func (c *countingSigner) Attest(ctx context.Context, d name.Digest, p sign.Predicate, opts ...sign.AttestOption) error {
+	c.attests++
+	return c.Signer.Attest(ctx, d, p, opts...)
+}
+
+// recorder records the requests that would change the registry.
+type recorder struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	w    []string
+}
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead:
+	default:
+		r.mu.Lock()
+		r.w = append(r.w, req.Method+" "+req.URL.Path)
+		r.mu.Unlock()
+	}
+	return r.next.RoundTrip(req)
+}
+
+func (r *recorder) writes() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.w...)
 }
 
 func mustRandom(t *testing.T) v1.Image {

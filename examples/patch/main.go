@@ -8,7 +8,8 @@
 // does; the fleet report (scan/fleet, from the verified SBOM attestation, no layer
 // pulled) shows the workload vulnerable; the catalog pushes a patched base (libc6
 // 2.36-9+deb12u3) under the same tag; build/patch finds the application stale,
-// rebases it onto the new base, pushes it by digest, signs it and attests its SBOM,
+// verifies it against the build job's key (an image that does not verify is
+// refused, never re-signed), rebases it onto the new base, pushes it by digest, signs it and attests its SBOM,
 // its vulnerability report and a provenance recording the rebase; the gate (cosign
 // verifier with the vulnerability rule) admits the new digest, which deploy/rollout
 // would then roll out as a canary; the next fleet report shows it current and

@@ -60,8 +60,10 @@ const (
 // run: a hardened base (Debian 12 with libc6 2.36-9+deb12u2, vulnerable to
 // CVE-2023-4911) carries an application; the fleet report shows the workload
 // vulnerable; the base gets a patched layer (libc6 2.36-9+deb12u3) under the same
-// tag; patch.Check finds the application stale; patch.Rebase moves it onto the new
-// base, pushes, signs and attests it; the gate (cosign verifier with the
+// tag; patch.Check finds the application stale; patch.Rebase verifies it (signed
+// by the build job's key, with its SBOM and provenance: an image that does not
+// verify is refused, never re-signed), moves it onto the new base, pushes, signs
+// and attests it, the provenance's source taken from the verified one; the gate (cosign verifier with the
 // vulnerability rule) admits it, the caller would roll it out with deploy/rollout
 // as a canary; the next fleet report shows it current and clean.
 func run(ctx context.Context, cfg config) (*outcome, error) {
@@ -188,13 +190,13 @@ func run(ctx context.Context, cfg config) (*outcome, error) {
 			continue
 		}
 		out.Stale = append(out.Stale, im)
-		p, err := patch.Rebase(ctx, im, patch.RebaseConfig{Signer: signer, Attester: signer,
+		p, err := patch.Rebase(ctx, im, patch.RebaseConfig{Verifier: verifier, Signer: signer, Attester: signer,
 			Predicates: predicates, BuilderID: "https://github.com/shipkit/shipkit/examples/patch"}, patch.Options{})
 		if err != nil {
 			return nil, err
 		}
 		out.Patched = append(out.Patched, p)
-		say("rebased %s -> %s, signed, attested %v", im.Ref.DigestStr()[:19], p.New.DigestStr()[:19], p.Attested)
+		say("verified and rebased %s -> %s, signed, attested %v", im.Ref.DigestStr()[:19], p.New.DigestStr()[:19], p.Attested)
 		v, err := gate.Verify(ctx, p.New)
 		if err != nil {
 			return nil, fmt.Errorf("gate %s: %w", p.New, err)
