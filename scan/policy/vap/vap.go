@@ -22,12 +22,16 @@
 // [WithRESTMapper] gives a mapper (for example from a cluster's discovery). A
 // Namespace among the objects gives its labels to namespaceSelectors; any other
 // namespace has only kubernetes.io/metadata.name, as a new namespace would. A
-// namespaced object without metadata.namespace is judged as if cluster-scoped (no
-// namespaceSelector applies): render objects with their namespace set.
+// namespaced object without metadata.namespace (Helm leaves it empty; apply fills
+// in the release's namespace) is judged in the namespace of
+// [WithDefaultNamespace]; without that option it is an error from Eval, never
+// judged as if cluster-scoped.
 //
-// Bad input: an expression that does not compile is a [*CompileError] from [New]
-// naming the policy and the field; a binding whose policy is missing, or that
-// matches none of the objects, is a warning ([Result.Unmatched]).
+// Bad input: objects without a ValidatingAdmissionPolicy are [ErrNoPolicies] from
+// [New]; an expression that does not compile is a [*CompileError] from [New]
+// naming the policy and the field; a policy without a binding, or a binding whose
+// policy is missing or that matches none of the objects, is a warning
+// ([Result.Unmatched]).
 package vap
 
 import (
@@ -46,6 +50,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/generic"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/matching"
@@ -64,6 +69,10 @@ import (
 // ErrInvalidOption is the shared sentinel (deploy.ErrInvalidOption) wrapped by the
 // error of an option given a value it cannot use.
 var ErrInvalidOption = option.ErrInvalid
+
+// ErrNoPolicies is returned by [New] when the objects hold no
+// ValidatingAdmissionPolicy: judging with none would allow everything silently.
+var ErrNoPolicies = errors.New("vap: no ValidatingAdmissionPolicy among the objects")
 
 // Action is what a binding does with a failed validation.
 type Action string
@@ -99,8 +108,9 @@ func (f Finding) String() string {
 // bindings.
 type Result struct {
 	Findings []Finding
-	// Unmatched names each binding that judged none of the objects (it matches
-	// nothing, or its policy is missing), with why.
+	// Unmatched names each policy without a binding ("policy NAME has no
+	// binding...") and each binding that judged none of the objects (it matches
+	// nothing, or its policy is missing: "binding NAME ..."), with why.
 	Unmatched []string
 }
 
@@ -113,10 +123,24 @@ func (r *Result) Denied() bool {
 type Option func(*config)
 
 type config struct {
-	params []*unstructured.Unstructured
-	mapper meta.RESTMapper
-	user   user.Info
-	errs   option.List
+	params    []*unstructured.Unstructured
+	mapper    meta.RESTMapper
+	user      user.Info
+	defaultNS string
+	errs      option.List
+}
+
+// WithDefaultNamespace judges a namespaced object without metadata.namespace in
+// namespace ns, as kubectl apply -n ns or helm install -n ns would create it.
+// Without it such an object is an error from [Policies.Eval].
+func WithDefaultNamespace(ns string) Option {
+	return func(c *config) {
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			c.errs.Addf("WithDefaultNamespace(%q): not a namespace name: %s", ns, strings.Join(msgs, "; "))
+			return
+		}
+		c.defaultNS = ns
+	}
 }
 
 // WithParams gives the objects bindings' paramRefs may name (a ConfigMap, a custom
@@ -156,12 +180,13 @@ func WithUser(u user.Info) Option {
 // Policies is a compiled set of ValidatingAdmissionPolicies and their bindings. It
 // is immutable and safe for concurrent use.
 type Policies struct {
-	hooks    []hook
-	orphans  []string // bindings without a policy
-	params   []*unstructured.Unstructured
-	mapper   meta.RESTMapper
-	user     user.Info
-	compiled int
+	hooks     []hook
+	orphans   []string // bindings without a policy, policies without a binding
+	defaultNS string
+	params    []*unstructured.Unstructured
+	mapper    meta.RESTMapper
+	user      user.Info
+	compiled  int
 }
 
 // hook is one binding of one compiled policy.
@@ -215,7 +240,10 @@ func New(objs []*unstructured.Unstructured, opts ...Option) (*Policies, error) {
 			bindings = append(bindings, b)
 		}
 	}
-	ps := &Policies{params: c.params, mapper: c.mapper, user: c.user}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("%w (%d objects given, %d bindings)", ErrNoPolicies, len(objs), len(bindings))
+	}
+	ps := &Policies{params: c.params, mapper: c.mapper, user: c.user, defaultNS: c.defaultNS}
 	validators := map[string]validating.Validator{}
 	var problems []Problem
 	for _, name := range names {
@@ -234,6 +262,11 @@ func New(objs []*unstructured.Unstructured, opts ...Option) (*Policies, error) {
 			continue
 		}
 		ps.hooks = append(ps.hooks, hook{policy: p, binding: b, validator: validators[p.Name]})
+	}
+	for _, name := range names {
+		if !slices.ContainsFunc(ps.hooks, func(h hook) bool { return h.policy.Name == name }) {
+			ps.orphans = append(ps.orphans, fmt.Sprintf("policy %s has no binding among the objects given: it judges nothing", name))
+		}
 	}
 	return ps, nil
 }
@@ -295,6 +328,7 @@ func (ps *Policies) Eval(ctx context.Context, objs []*unstructured.Unstructured)
 		if err != nil {
 			return nil, fmt.Errorf("vap: %s: %w", ref, err)
 		}
+		ref.Namespace = attrs.GetNamespace()
 		for i, h := range ps.hooks {
 			matched, fs, err := env.judge(ctx, attrs, h)
 			if err != nil {
@@ -342,6 +376,9 @@ func (ps *Policies) Check(ctx context.Context, objs []*unstructured.Unstructured
 	}
 	for _, u := range res.Unmatched {
 		r := deploy.Reason{Object: deploy.ObjectRef{Group: admissionregistrationv1.GroupName, Kind: "ValidatingAdmissionPolicyBinding"}}
+		if strings.HasPrefix(u, "policy ") {
+			r.Object.Kind = "ValidatingAdmissionPolicy"
+		}
 		r.Code = deploy.ReasonPolicy
 		r.Message = u
 		r.Object.Name = strings.Fields(u)[1]
@@ -384,6 +421,11 @@ func (ps *Policies) newEnv(objs []*unstructured.Unstructured) (*env, error) {
 			}
 		}
 	}
+	if n := ps.defaultNS; n != "" && !known[n] {
+		if err := addNS(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}); err != nil {
+			return nil, fmt.Errorf("vap: %w", err)
+		}
+	}
 	for _, o := range all {
 		if n := o.GetNamespace(); n != "" && !known[n] {
 			if err := addNS(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}); err != nil {
@@ -412,11 +454,20 @@ func (e *env) attributes(o *unstructured.Unstructured, u user.Info) (*recordingA
 	if o.GetName() == "" && o.GetGenerateName() == "" {
 		return nil, errors.New("object without a name")
 	}
-	gvr, _, err := e.mapping(gvk)
+	gvr, scope, err := e.mapping(gvk)
 	if err != nil {
 		return nil, err
 	}
-	a := admission.NewAttributesRecord(o.DeepCopy(), nil, gvk, o.GetNamespace(), o.GetName(), gvr, "",
+	obj := o.DeepCopy()
+	ns := o.GetNamespace()
+	if ns == "" && scope != nil && scope.Name() == meta.RESTScopeNameNamespace {
+		if e.ps.defaultNS == "" {
+			return nil, fmt.Errorf("%s is namespaced but has no metadata.namespace: set it, or give the namespace it will be applied in with WithDefaultNamespace", gvk.Kind)
+		}
+		ns = e.ps.defaultNS
+		obj.SetNamespace(ns)
+	}
+	a := admission.NewAttributesRecord(obj, nil, gvk, ns, o.GetName(), gvr, "",
 		admission.Create, &metav1.CreateOptions{}, false, u)
 	return &recordingAttributes{Attributes: a}, nil
 }

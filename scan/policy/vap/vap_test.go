@@ -272,14 +272,81 @@ kind: ValidatingAdmissionPolicyBinding
 metadata: {name: lost}
 spec: {policyName: missing, validationActions: [Warn]}
 `
-	ps, err := vap.New(parse(t, orphan))
+	unbound := `
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: unbound}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}
+  validations:
+  - expression: "false"
+`
+	ps, err := vap.New(parse(t, orphan+"\n---\n"+unbound))
 	require.NoError(t, err)
 	res, err := ps.Eval(t.Context(), parse(t, objects("shop")))
 	require.NoError(t, err)
-	assert.Equal(t, []string{"binding lost names policy missing, which is not among the policies given"}, res.Unmatched)
+	assert.Empty(t, res.Findings, "a policy without a binding judges nothing")
+	assert.Equal(t, []string{
+		"binding lost names policy missing, which is not among the policies given",
+		"policy unbound has no binding among the objects given: it judges nothing",
+	}, res.Unmatched)
+	d, err := ps.Check(t.Context(), parse(t, objects("shop")))
+	require.NoError(t, err)
+	require.Len(t, d.Warnings, 2)
+	assert.Equal(t, "ValidatingAdmissionPolicy.admissionregistration.k8s.io/unbound", d.Warnings[1].Object.String())
+
+	// No policy at all would allow everything: New refuses it.
+	_, err = vap.New(parse(t, orphan))
+	assert.ErrorIs(t, err, vap.ErrNoPolicies, "bindings alone")
+	_, err = vap.New(nil)
+	assert.ErrorIs(t, err, vap.ErrNoPolicies)
+	_, err = vap.New(parse(t, objects("shop")))
+	assert.ErrorIs(t, err, vap.ErrNoPolicies, "objects without policies")
 
 	_, err = vap.New(parse(t, strings.ReplaceAll(orphan, "validationActions: [Warn]", "validationActions: []")))
 	assert.ErrorContains(t, err, "no validationActions")
-	_, err = vap.New(nil, vap.WithParams(nil), vap.WithRESTMapper(nil))
+	_, err = vap.New(nil, vap.WithParams(nil), vap.WithRESTMapper(nil), vap.WithDefaultNamespace("Not_A_Namespace"))
 	assert.ErrorIs(t, err, vap.ErrInvalidOption)
+	assert.ErrorContains(t, err, "WithDefaultNamespace")
+}
+
+// TestDefaultNamespace: Helm renders namespaced objects without
+// metadata.namespace. Without WithDefaultNamespace they are refused, never judged
+// as cluster-scoped (where no namespaceSelector would match and everything passes);
+// with it they are judged as in that namespace, as apply -n would create them.
+func TestDefaultNamespace(t *testing.T) {
+	helm := parse(t, strings.ReplaceAll(objects("shop"), ", namespace: shop", ""))
+	for _, o := range helm {
+		require.Empty(t, o.GetNamespace())
+	}
+	ps, err := vap.New(parse(t, policies("t", "prod")), vap.WithParams(parse(t, params("shop", "prod"))...))
+	require.NoError(t, err)
+	_, err = ps.Eval(t.Context(), helm)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "ConfigMap is namespaced but has no metadata.namespace")
+	assert.Contains(t, err.Error(), "WithDefaultNamespace")
+
+	want, err := ps.Eval(t.Context(), parse(t, objects("shop")))
+	require.NoError(t, err)
+	require.True(t, want.Denied())
+
+	ps, err = vap.New(parse(t, policies("t", "prod")), vap.WithParams(parse(t, params("shop", "prod"))...),
+		vap.WithDefaultNamespace("shop"))
+	require.NoError(t, err)
+	got, err := ps.Eval(t.Context(), helm)
+	require.NoError(t, err)
+	assert.Equal(t, want, got, "judged as if rendered with namespace shop")
+	for _, o := range helm {
+		assert.Empty(t, o.GetNamespace(), "the caller's objects are not changed")
+	}
+
+	// A namespace the bindings do not select: nothing applies.
+	ps, err = vap.New(parse(t, policies("t", "prod")), vap.WithParams(parse(t, params("shop", "prod"))...),
+		vap.WithDefaultNamespace("dev"))
+	require.NoError(t, err)
+	got, err = ps.Eval(t.Context(), helm)
+	require.NoError(t, err)
+	assert.Empty(t, got.Findings)
 }
