@@ -269,8 +269,8 @@ func (s *Signer) pushBundle(ctx context.Context, d name.Digest, st []byte, predi
 	// that signs a digest again, an attestation repeated): the signer marks its
 	// referrers with its key's fingerprint and the statement's digest, as the
 	// legacy layout's duplicate detector compares payloads. A mark is only a hint
-	// (anyone who can push can copy it): the marked referrer is skipped to only
-	// when its bundle verifies as this key's bundle of st about d (ownBundle);
+	// (anyone who can push can copy it): the signer skips only when the marked
+	// referrer's bundle verifies as this key's bundle of st about d (ownBundle);
 	// any other is ignored, and the bundle is pushed.
 	fp, _ := s.key.TrustedKey("").Fingerprint()
 	sum := sha256.Sum256(st)
