@@ -349,6 +349,10 @@ func Rebase(ctx context.Context, im Image, cfg RebaseConfig, opts Options) (*Pat
 			for _, r := range denied.Reasons {
 				ue.Reasons = append(ue.Reasons, r.Message)
 			}
+			if !denied.CachedAt.IsZero() {
+				ue.Reasons = append(ue.Reasons, fmt.Sprintf("(a cached verdict of %s, kept until %s)",
+					denied.CachedAt.UTC().Format(time.RFC3339), denied.CachedUntil.UTC().Format(time.RFC3339)))
+			}
 		}
 		if len(ue.Reasons) == 0 {
 			ue.Reasons = []string{err.Error()}

@@ -254,6 +254,28 @@ func TestRebaseRefusesUnverified(t *testing.T) {
 	assert.Zero(t, counted.signs)
 	assert.Zero(t, counted.attests)
 	assert.Empty(t, rec.writes(), "nothing is pushed")
+
+	// Signed by the trusted key but with no provenance: rebased, and the new
+	// provenance says the source is unknown rather than copy the annotations.
+	// (A new verifier: the first one keeps its denial for a few seconds.)
+	require.NoError(t, signer.Sign(ctx, unsigned, sign.WithRecursive()))
+	verifier, err = cosign.NewVerifier(sign.Policy{TrustedKeys: []sign.TrustedKey{key.TrustedKey("ci")}})
+	require.NoError(t, err)
+	p, err := patch.Rebase(ctx, rep.Images[0], patch.RebaseConfig{Verifier: verifier, Signer: counted, Attester: counted,
+		BuilderID: "https://example.com/patch-job"}, opts)
+	require.NoError(t, err)
+	verified, err := verifier.Verify(ctx, p.New)
+	require.NoError(t, err)
+	var prov struct {
+		BuildDefinition struct {
+			ExternalParameters map[string]any `json:"externalParameters"`
+		} `json:"buildDefinition"`
+	}
+	require.Len(t, verified.Attestations, 1)
+	require.NoError(t, json.Unmarshal(verified.Attestations[0].Predicate, &prov))
+	assert.Equal(t, map[string]any{"repository": patch.SourceUnknown, "revision": patch.SourceUnknown},
+		prov.BuildDefinition.ExternalParameters["source"])
+	assert.Equal(t, "the image has no verified SLSA provenance", prov.BuildDefinition.ExternalParameters["sourceUnknown"])
 }
 
 // countingSigner counts the signatures and attestations asked of it.
