@@ -122,7 +122,9 @@ const (
 	// Unverified: the verifier denied it (unsigned, signed or attested by no
 	// trusted signer, ...): see its reasons.
 	Unverified Status = "unverified"
-	// NoSBOM: it verified but carries no SBOM attestation.
+	// NoSBOM: it verified but carries no SBOM attestation (for an index: a
+	// platform image has none of its own and the index has none; its reason names
+	// the platform).
 	NoSBOM Status = "no-sbom"
 	// MalformedSBOM: its verified SBOM attestation cannot be decoded.
 	MalformedSBOM Status = "malformed-sbom"
@@ -203,11 +205,21 @@ type platformFinding struct {
 	source   string
 }
 
-// sbomTarget is one image (or platform image) and its verified attestations.
+// sbomTarget is one image (or platform image) and its verified attestations:
+// its own, and the index's (fallback, for a platform image without its own SBOM).
 type sbomTarget struct {
 	digest   v1.Hash
 	platform *v1.Platform
 	atts     []sign.Attestation
+	fallback []sign.Attestation
+}
+
+// name is how reasons name the target: its platform, or its digest.
+func (t sbomTarget) name() string {
+	if t.platform != nil {
+		return "platform " + t.platform.String() + " (" + t.digest.String() + ")"
+	}
+	return t.digest.String()
 }
 
 func check(ctx context.Context, img deployfleet.Image, opts Options) (imageResult, error) {
@@ -281,31 +293,41 @@ func (r *imageResult) scanAttested(ctx context.Context, d name.Digest, v *sign.V
 			if err != nil {
 				continue
 			}
-			targets = append(targets, sbomTarget{digest: ph, platform: p.Platform, atts: slices.Concat(p.Attestations, v.Attestations)})
+			targets = append(targets, sbomTarget{digest: ph, platform: p.Platform, atts: p.Attestations, fallback: v.Attestations})
 		}
 	}
 	var sboms []*scan.SBOM
-	var problems []string
-	found := false
+	var malformed, missing []string
 	for _, t := range targets {
-		s, format, n, errs := decodeFirst(t)
-		found = found || n > 0
-		problems = append(problems, errs...)
-		if s == nil {
-			continue
+		// A platform's own SBOM describes it; the index's is read only when the
+		// platform has none.
+		s, format, n, errs := decodeFirst(t.digest, t.platform, t.atts)
+		if n == 0 {
+			s, format, n, errs = decodeFirst(t.digest, t.platform, t.fallback)
 		}
-		r.status.SBOMFormats = appendNew(r.status.SBOMFormats, string(format))
-		sboms = append(sboms, s)
+		switch {
+		case n == 0:
+			missing = append(missing, t.name())
+		case s == nil:
+			malformed = append(malformed, errs...)
+		default:
+			r.status.SBOMFormats = appendNew(r.status.SBOMFormats, string(format))
+			sboms = append(sboms, s)
+		}
 	}
-	switch {
-	case !found:
+	if len(sboms) < len(targets) {
 		r.status.Status = NoSBOM
-		r.status.Reasons = append(r.status.Reasons, Reason{Code: string(NoSBOM), Message: "no SBOM attestation by a trusted signer"})
-		return nil
-	case len(sboms) < len(targets):
-		r.status.Status = MalformedSBOM
-		for _, p := range problems {
+		if len(malformed) > 0 {
+			r.status.Status = MalformedSBOM
+		}
+		for _, p := range malformed {
 			r.status.Reasons = append(r.status.Reasons, Reason{Code: string(MalformedSBOM), Message: p})
+		}
+		if len(missing) == len(targets) && len(targets) == 1 {
+			r.status.Reasons = append(r.status.Reasons, Reason{Code: string(NoSBOM), Message: "no SBOM attestation by a trusted signer"})
+		} else if len(missing) > 0 {
+			r.status.Reasons = append(r.status.Reasons, Reason{Code: string(NoSBOM),
+				Message: "no SBOM attestation by a trusted signer for " + strings.Join(missing, ", ")})
 		}
 		return nil
 	}
@@ -357,11 +379,11 @@ func (r *imageResult) match(ctx context.Context, sboms []*scan.SBOM, sc scan.Sca
 	return nil
 }
 
-// decodeFirst decodes the first SBOM attestation of t that decodes, in the order
-// SPDX, CycloneDX, syft; n counts the SBOM attestations, errs says why the others
-// did not decode.
-func decodeFirst(t sbomTarget) (s *scan.SBOM, f sbom.Format, n int, errs []string) {
-	atts := slices.Clone(t.atts)
+// decodeFirst decodes the first SBOM attestation among atts that decodes, in the
+// order SPDX, CycloneDX, syft, as the SBOM of digest (platform); n counts the SBOM
+// attestations, errs says why the others did not decode.
+func decodeFirst(digest v1.Hash, platform *v1.Platform, atts []sign.Attestation) (s *scan.SBOM, f sbom.Format, n int, errs []string) {
+	atts = slices.Clone(atts)
 	slices.SortStableFunc(atts, func(a, b sign.Attestation) int {
 		return cmp.Compare(sbomRank(a.PredicateType), sbomRank(b.PredicateType))
 	})
@@ -372,12 +394,12 @@ func decodeFirst(t sbomTarget) (s *scan.SBOM, f sbom.Format, n int, errs []strin
 		n++
 		doc, err := predicateDocument(a)
 		if err == nil {
-			s, f, err = sbom.Decode(doc, t.digest, t.platform)
+			s, f, err = sbom.Decode(doc, digest, platform)
 		}
 		if err == nil {
 			return s, f, n, nil
 		}
-		errs = append(errs, fmt.Sprintf("%s SBOM (%s) of %s: %v", a.PredicateType, a.Signer, t.digest, err))
+		errs = append(errs, fmt.Sprintf("%s SBOM (%s) of %s: %v", a.PredicateType, a.Signer, digest, err))
 	}
 	return nil, "", n, errs
 }
