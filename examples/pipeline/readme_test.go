@@ -369,7 +369,7 @@ func (r lbRouter) Reset(ctx context.Context) error { return r.SetWeight(ctx, 0) 
 var (
 	_ scan.Scanner = advisoryScanner{}
 	_ mesh.Router  = lbRouter{}
-	_              = []any{buildAndPush, scanIndex, signAndAttest, verifyIndex, verifyKeyless, gateAndApply, canary}
+	_              = []any{buildAndPush, scanIndex, signAndAttest, verifyIndex, verifyKeyless, gateOwnPolicies, gateAndApply, canary}
 )
 
 // TestReadmeSnippets checks that every Go block of the README is one of the
