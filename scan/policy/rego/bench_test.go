@@ -1,63 +1,20 @@
 package rego_test
 
 import (
-	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/shipkit/shipkit/internal/regobench"
 	"github.com/shipkit/shipkit/scan/policy/rego"
 )
-
-// benchPolicy returns n rules of the shapes conftest policies have: a walk over
-// the containers with a comparison, a label check, a string function.
-func benchPolicy(n int) string {
-	var b strings.Builder
-	b.WriteString("package main\n\n")
-	for i := range n {
-		switch i % 4 {
-		case 0:
-			fmt.Fprintf(&b, "deny_r%d contains msg if {\n\tsome c in input.spec.template.spec.containers\n\tc.resources.limits.memory == \"%dMi\"\n\tmsg := sprintf(\"%%s: memory limit %dMi is refused\", [c.name])\n}\n\n", i, i, i)
-		case 1:
-			fmt.Fprintf(&b, "warn_r%d contains msg if {\n\tinput.kind == \"Deployment\"\n\tnot input.metadata.labels[\"team-%d\"]\n\tinput.spec.replicas > %d\n\tmsg := \"replicas above %d need a team-%d label\"\n}\n\n", i, i, i, i, i)
-		case 2:
-			fmt.Fprintf(&b, "deny_r%d contains msg if {\n\tsome c in input.spec.template.spec.containers\n\tendswith(c.image, \":v%d\")\n\tmsg := sprintf(\"%%s runs a tag v%d\", [c.image])\n}\n\n", i, i, i)
-		default:
-			fmt.Fprintf(&b, "violation_r%d contains {\"msg\": msg, \"rule\": %d} if {\n\tsome c in input.spec.template.spec.containers\n\tsome p in c.ports\n\tp.containerPort == %d\n\tmsg := sprintf(\"port %%d is reserved\", [p.containerPort])\n}\n\n", i, i, 8000+i)
-		}
-	}
-	return b.String()
-}
-
-func benchObjects(n int) []*unstructured.Unstructured {
-	out := make([]*unstructured.Unstructured, n)
-	for i := range n {
-		containers := []any{}
-		for j := range 2 {
-			containers = append(containers, map[string]any{
-				"name":      fmt.Sprintf("c%d", j),
-				"image":     fmt.Sprintf("registry.example/app%d:v%d", i, i%60),
-				"ports":     []any{map[string]any{"containerPort": int64(8000 + (i+j)%60)}},
-				"resources": map[string]any{"limits": map[string]any{"memory": fmt.Sprintf("%dMi", (i*7+j)%64)}},
-			})
-		}
-		out[i] = &unstructured.Unstructured{Object: map[string]any{
-			"apiVersion": "apps/v1", "kind": "Deployment",
-			"metadata": map[string]any{"name": fmt.Sprintf("app%d", i), "namespace": "shop", "labels": map[string]any{"app": fmt.Sprintf("app%d", i)}},
-			"spec":     map[string]any{"replicas": int64(i % 5), "template": map[string]any{"spec": map[string]any{"containers": containers}}},
-		}}
-	}
-	return out
-}
 
 // BenchmarkEval50x500 is issue 16's bound: 50 rules on 500 objects in at most a
 // second, compile excluded (a policy is compiled once).
 func BenchmarkEval50x500(b *testing.B) {
-	p, err := rego.Compile(b.Context(), []rego.Module{{Name: "bench.rego", Source: benchPolicy(50)}})
+	p, err := rego.Compile(b.Context(), []rego.Module{{Name: "bench.rego", Source: regobench.Policy(50)}})
 	require.NoError(b, err)
-	objs := benchObjects(500)
+	objs := regobench.Objects(500)
 	var findings int
 	for b.Loop() {
 		res, err := p.Eval(b.Context(), objs)
@@ -70,9 +27,9 @@ func BenchmarkEval50x500(b *testing.B) {
 }
 
 func TestBenchPolicyFinds(t *testing.T) {
-	p, err := rego.Compile(t.Context(), []rego.Module{{Name: "bench.rego", Source: benchPolicy(50)}})
+	p, err := rego.Compile(t.Context(), []rego.Module{{Name: "bench.rego", Source: regobench.Policy(50)}})
 	require.NoError(t, err)
-	res, err := p.Eval(t.Context(), benchObjects(500))
+	res, err := p.Eval(t.Context(), regobench.Objects(500))
 	require.NoError(t, err)
 	levels := map[rego.Level]int{}
 	for _, f := range res.Findings {
