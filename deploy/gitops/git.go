@@ -19,6 +19,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/shipkit/shipkit/observe"
@@ -102,29 +103,40 @@ func (w *Writer) writeOnce(ctx context.Context, c *content, msg string) (*Result
 }
 
 // open returns the repository Write works in: a fresh one in memory, or the
-// bare clone of WithCloneDir.
+// bare clone of WithCloneDir; either way go-git's storage behind the fetch bounds.
 func (w *Writer) open() (*git.Repository, error) {
-	var r *git.Repository
-	var err error
 	if w.o.cloneDir == "" {
-		r, err = git.Init(memory.NewStorage(), nil)
-	} else {
-		r, err = git.PlainOpen(w.o.cloneDir)
-		if errors.Is(err, git.ErrRepositoryNotExists) {
-			r, err = git.PlainInit(w.o.cloneDir, true)
-		} else if err == nil {
-			rem, rerr := r.Remote(remoteName)
-			if rerr == nil {
-				if urls := rem.Config().URLs; len(urls) != 1 || urls[0] != w.url {
-					return nil, fmt.Errorf("gitops: clone directory %s: its origin is not %s", w.o.cloneDir, w.display)
-				}
-				return r, nil
-			}
+		r, err := git.Init(&memStorage{Storage: memory.NewStorage(), w: w}, nil)
+		if err != nil {
+			return nil, fmt.Errorf("gitops: open the local repository: %w", err)
 		}
+		return w.addRemote(r)
+	}
+	r, err := git.PlainOpen(w.o.cloneDir)
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		r, err = git.PlainInit(w.o.cloneDir, true)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("gitops: open the local repository: %w", err)
 	}
+	fs, ok := r.Storer.(*filesystem.Storage)
+	if !ok {
+		return nil, fmt.Errorf("gitops: open the local repository: go-git's storage of %s is a %T", w.o.cloneDir, r.Storer)
+	}
+	if r, err = git.Open(&fsStorage{Storage: fs, w: w}, nil); err != nil {
+		return nil, fmt.Errorf("gitops: open the local repository: %w", err)
+	}
+	rem, err := r.Remote(remoteName)
+	if err != nil {
+		return w.addRemote(r)
+	}
+	if urls := rem.Config().URLs; len(urls) != 1 || urls[0] != w.url {
+		return nil, fmt.Errorf("gitops: clone directory %s: its origin is not %s", w.o.cloneDir, w.display)
+	}
+	return r, nil
+}
+
+func (w *Writer) addRemote(r *git.Repository) (*git.Repository, error) {
 	if _, err := r.CreateRemote(&config.RemoteConfig{Name: remoteName, URLs: []string{w.url}}); err != nil {
 		return nil, fmt.Errorf("gitops: open the local repository: %w", err)
 	}

@@ -29,8 +29,9 @@
 //
 // Write fetches the branch with its history (into memory, or into the bare clone
 // of [WithCloneDir], which then fetches only what is new): a repository's size
-// costs memory or disk accordingly. [Writer.Read], which reads file contents, is
-// bounded ([ErrTooLarge]). [Writer.Render] says what Write would write, for a
+// costs memory or disk accordingly, so a fetch is bounded ([WithMaxFetchBytes],
+// [WithMaxFetchObjects]; past a bound, [ErrFetchTooLarge] naming the repository).
+// [Writer.Read], which reads file contents, is bounded too ([ErrTooLarge]). [Writer.Render] says what Write would write, for a
 // plan; [Writer.Remove] removes the directory.
 //
 // Secrets are refused ([ErrSecret]) unless the caller opts in with
@@ -101,7 +102,10 @@ type options struct {
 	obs         observe.Observer
 	cloneDir    string
 	now         func() time.Time
-	errs        option.List
+
+	maxFetchBytes   int64
+	maxFetchObjects int
+	errs            option.List
 }
 
 // Option configures a [Writer].
@@ -252,7 +256,7 @@ func WithClock(now func() time.Time) Option {
 func New(repoURL, dir string, opts ...Option) (*Writer, error) {
 	o := options{
 		branch: "main", authorName: "shipkit", authorEmail: "shipkit@localhost",
-		maxAttempts: 5, logger: slog.New(slog.DiscardHandler), obs: observe.Discard{}, now: time.Now,
+		maxAttempts: 5, maxFetchBytes: DefaultMaxFetchBytes, maxFetchObjects: DefaultMaxFetchObjects, logger: slog.New(slog.DiscardHandler), obs: observe.Discard{}, now: time.Now,
 	}
 	for _, opt := range opts {
 		opt(&o)
