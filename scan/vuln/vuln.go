@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -117,6 +118,12 @@ type config struct {
 	observer observe.Observer
 	matchers matcher.Config
 	workers  int
+	// grypeLoader opens the database with grype.LoadVulnerabilityDB, without
+	// the lookup memo of loadStore: the tests compare the two.
+	grypeLoader bool
+	// memoEntries and memoRows bound the lookup memo (zero: maxLookupEntries
+	// and maxLookupRows); the tests make them small.
+	memoEntries, memoRows int
 }
 
 // WithMaxAge refuses a database built longer than d ago, at Open and at every Scan
@@ -170,6 +177,7 @@ type DB struct {
 
 	mu     sync.RWMutex // held for reading by scans, for writing by Close
 	prov   vulnerability.Provider
+	closer io.Closer // closes prov and what was opened with it
 	closed bool
 	cache  *matchCache
 	// platforms are the goos/goarch limits of Go advisories that scan/vulndb
@@ -227,29 +235,29 @@ func open(ctx context.Context, root string, c config) (*DB, error) {
 	}
 	// Everything grype reads from here on is local and there: a failure is the
 	// database's own.
-	prov, st, err := grype.LoadVulnerabilityDB(distribution.Config{}, inst, false)
+	prov, closer, st, err := load(inst, c)
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			return nil, fmt.Errorf("open vulnerability database under %s: %w", root, err)
 		}
 		return nil, fmt.Errorf("open vulnerability database under %s: %w: %w; install it again with vuln.Import", root, ErrCorrupt, err)
 	}
-	s := &DB{cfg: c, prov: prov, version: grypeVersion(), cache: newMatchCache(maxCachedPackages)}
+	s := &DB{cfg: c, prov: prov, closer: closer, version: grypeVersion(), cache: newMatchCache(maxCachedPackages)}
 	if st != nil {
 		s.status = DBStatus{Path: st.Path, Schema: st.SchemaVersion, Built: st.Built.UTC(), From: st.From}
 	}
 	if err := checkSchema(s.status.Schema); err != nil {
-		_ = prov.Close()
+		_ = closer.Close()
 		return nil, fmt.Errorf("open vulnerability database %s: %w", s.status.Path, err)
 	}
 	if s.status.Path != "" {
 		if s.platforms, err = vulndb.ReadPlatforms(s.status.Path); err != nil {
-			_ = prov.Close()
+			_ = closer.Close()
 			return nil, fmt.Errorf("open vulnerability database %s: %w: %w", s.status.Path, ErrCorrupt, err)
 		}
 	}
 	if err := s.checkAge(); err != nil {
-		_ = prov.Close()
+		_ = closer.Close()
 		return nil, err
 	}
 	c.log.DebugContext(ctx, "opened vulnerability database", "path", s.status.Path, "schema", s.status.Schema, "built", s.status.Built)
@@ -373,7 +381,7 @@ func (s *DB) Close() error {
 		return nil
 	}
 	s.closed = true
-	return s.prov.Close()
+	return s.closer.Close()
 }
 
 // Scan matches the packages of sb against the database. Packages of the image's

@@ -1,0 +1,262 @@
+package vuln
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"gorm.io/gorm"
+)
+
+// Bounds of a DB's lookupMemo: how many distinct queries it remembers, and the
+// most rows a remembered result may have. A query past either bound is answered
+// by SQLite every time, as it was before.
+const (
+	maxLookupEntries = 10_000
+	maxLookupRows    = 256
+)
+
+// lookupTables are the tables whose queries a lookupMemo remembers: small
+// tables that grype's v6 store reads again for every package or every finding
+// with the same arguments. For each package grype resolves the distro's alias
+// and its operating-system rows twice (affected and unaffected packages) and
+// lists all providers, six of the eight queries a package without findings
+// costs, each parsed again by SQLite (modernc's driver prepares every query it
+// runs, so prepared statements would not save it). The decorator tables are
+// read once per finding's CVE.
+var lookupTables = []string{
+	"operating_systems",
+	"operating_system_specifier_overrides",
+	"package_specifier_overrides",
+	"providers",
+	"architecture_aliases",
+	"epss_metadata",
+	"known_exploited_vulnerability_handles",
+	"epss_handles",
+	"cwe_handles",
+}
+
+// lookupMemo is the connection pool of grype's gorm handle, remembering the
+// results of the queries of lookupTables (by SQL and arguments) for the life of
+// the DB. grype opens the database read-only and immutable, so a query gives the
+// same rows every time; the remembered rows are handed back through database/sql
+// as the same driver values SQLite's driver gave, so gorm scans them exactly as
+// it scanned the originals. Every other query, and every statement that is not
+// a query, goes to SQLite as before.
+type lookupMemo struct {
+	gorm.ConnPool
+	replay     *sql.DB // serves remembered rows as *sql.Rows
+	maxEntries int
+	maxRows    int
+	hits       atomic.Int64 // queries answered from the memo
+
+	mu      sync.RWMutex
+	entries map[string]*lookupResult
+}
+
+// lookupResult is the rows of one query, as the driver gave them.
+type lookupResult struct {
+	columns []string
+	types   []string       // DatabaseTypeName of each column
+	scan    []reflect.Type // ScanType of each column
+	rows    [][]driver.Value
+}
+
+// installLookupMemo puts a lookupMemo of at most maxEntries results of at most
+// maxRows rows each between db
+// and its connection pool: every query grype's stores start from db (they all
+// share it, and each query starts a session from it) goes through it.
+func installLookupMemo(db *gorm.DB, maxEntries, maxRows int) *lookupMemo {
+	if db == nil || db.Statement == nil || db.Statement.ConnPool == nil {
+		return nil
+	}
+	m := newLookupMemo(db.Statement.ConnPool, maxEntries, maxRows)
+	db.Statement.ConnPool = m
+	return m
+}
+
+func newLookupMemo(pool gorm.ConnPool, maxEntries, maxRows int) *lookupMemo {
+	return &lookupMemo{
+		ConnPool:   pool,
+		replay:     sql.OpenDB(replayConnector{}),
+		maxEntries: maxEntries,
+		maxRows:    maxRows,
+		entries:    map[string]*lookupResult{},
+	}
+}
+
+// Close releases the replaying pool (the database's own is grype's to close).
+func (m *lookupMemo) Close() error { return m.replay.Close() }
+
+// GetDBConn is the database's own *sql.DB, as gorm asks of a pool.
+func (m *lookupMemo) GetDBConn() (*sql.DB, error) {
+	if db, ok := m.ConnPool.(*sql.DB); ok {
+		return db, nil
+	}
+	if c, ok := m.ConnPool.(gorm.GetDBConnector); ok {
+		return c.GetDBConn()
+	}
+	return nil, gorm.ErrInvalidDB
+}
+
+// len is how many results are remembered.
+func (m *lookupMemo) len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.entries)
+}
+
+// QueryContext answers a query of lookupTables from the memo, asking SQLite
+// the first time; any other query goes to SQLite.
+func (m *lookupMemo) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if !isLookup(query) {
+		return m.ConnPool.QueryContext(ctx, query, args...)
+	}
+	key := query + "\x00" + fmt.Sprintf("%#v", args)
+	m.mu.RLock()
+	res, ok := m.entries[key]
+	m.mu.RUnlock()
+	if ok {
+		m.hits.Add(1)
+	} else {
+		var err error
+		if res, err = m.read(ctx, query, args); err != nil {
+			return nil, err
+		}
+		if len(res.rows) <= m.maxRows {
+			m.mu.Lock()
+			if len(m.entries) < m.maxEntries {
+				m.entries[key] = res
+			}
+			m.mu.Unlock()
+		}
+	}
+	return m.replay.QueryContext(ctx, "", res)
+}
+
+// isLookup says whether query reads only one of lookupTables.
+func isLookup(query string) bool {
+	rest, ok := strings.CutPrefix(query, "SELECT * FROM `")
+	if !ok {
+		return false
+	}
+	table, rest, ok := strings.Cut(rest, "`")
+	if !ok || strings.Contains(rest, "JOIN") {
+		return false
+	}
+	for _, t := range lookupTables {
+		if t == table {
+			return true
+		}
+	}
+	return false
+}
+
+// read runs the query on SQLite and keeps its rows: the driver's values, which
+// scanning into an *any hands over unchanged (byte slices copied).
+func (m *lookupMemo) read(ctx context.Context, query string, args []any) (*lookupResult, error) {
+	rows, err := m.ConnPool.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	res := &lookupResult{}
+	if res.columns, err = rows.Columns(); err != nil {
+		return nil, err
+	}
+	cts, err := rows.ColumnTypes()
+	if err != nil {
+		return nil, err
+	}
+	for _, ct := range cts {
+		res.types = append(res.types, ct.DatabaseTypeName())
+		res.scan = append(res.scan, ct.ScanType())
+	}
+	for rows.Next() {
+		vals := make([]any, len(res.columns))
+		ptrs := make([]any, len(vals))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		row := make([]driver.Value, len(vals))
+		for i, v := range vals {
+			row[i] = v
+		}
+		res.rows = append(res.rows, row)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return res, rows.Close()
+}
+
+// replayConnector is a database/sql driver whose only query is "" with one
+// argument, a *lookupResult, whose rows it returns.
+type replayConnector struct{}
+
+func (replayConnector) Connect(context.Context) (driver.Conn, error) { return replayConn{}, nil }
+func (replayConnector) Driver() driver.Driver                        { return replayDriver{} }
+
+type replayDriver struct{}
+
+func (replayDriver) Open(string) (driver.Conn, error) { return replayConn{}, nil }
+
+var errReplayOnly = errors.New("lookup memo: only remembered rows can be read")
+
+type replayConn struct{}
+
+func (replayConn) Prepare(string) (driver.Stmt, error) { return nil, errReplayOnly }
+func (replayConn) Close() error                        { return nil }
+func (replayConn) Begin() (driver.Tx, error)           { return nil, errReplayOnly }
+
+// CheckNamedValue passes the *lookupResult through database/sql unconverted.
+func (replayConn) CheckNamedValue(*driver.NamedValue) error { return nil }
+
+func (replayConn) QueryContext(_ context.Context, _ string, args []driver.NamedValue) (driver.Rows, error) {
+	if len(args) != 1 {
+		return nil, errReplayOnly
+	}
+	res, ok := args[0].Value.(*lookupResult)
+	if !ok {
+		return nil, errReplayOnly
+	}
+	return &replayRows{res: res}, nil
+}
+
+// replayRows hands out a lookupResult's rows, a copy of each byte slice, so
+// that what a caller does with one cannot change the next caller's.
+type replayRows struct {
+	res  *lookupResult
+	next int
+}
+
+func (r *replayRows) Columns() []string { return r.res.columns }
+func (r *replayRows) Close() error      { return nil }
+
+func (r *replayRows) Next(dest []driver.Value) error {
+	if r.next >= len(r.res.rows) {
+		return io.EOF
+	}
+	for i, v := range r.res.rows[r.next] {
+		if b, ok := v.([]byte); ok {
+			v = bytes.Clone(b)
+		}
+		dest[i] = v
+	}
+	r.next++
+	return nil
+}
+
+func (r *replayRows) ColumnTypeDatabaseTypeName(i int) string { return r.res.types[i] }
+func (r *replayRows) ColumnTypeScanType(i int) reflect.Type   { return r.res.scan[i] }
