@@ -9,6 +9,14 @@
 //
 //	admission webhook "gate.shipkit.dev" denied the request: Deployment/shop/web: container app: image nginx:latest: not pinned by digest ...
 //
+// The gate's warnings (Decision.Warnings: a Rego warn rule, a
+// ValidatingAdmissionPolicy's Warn or Audit binding) go back as the response's
+// warnings, allowed or denied, which the API server returns as Warning headers and
+// kubectl prints ("Warning: deploy gate: ..."). They are kept within the API
+// server's bounds ([MaxWarningRunes] each, [MaxWarningsRunes] in all; the ones
+// past it are counted) and control characters, which would make the API server
+// drop a warning, are replaced by spaces.
+//
 // The handler has no side effects, so register it with sideEffects: None. Dry-run
 // requests (kubectl apply --dry-run=server, deploy/apply's Plan) are judged like real
 // ones, so a plan shows what admission would refuse; they are marked as dry runs in
@@ -52,6 +60,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -77,6 +87,12 @@ const (
 	// DefaultMaxInFlight is how many requests a handler judges at once unless
 	// [WithMaxInFlight] says otherwise.
 	DefaultMaxInFlight = 8
+	// MaxWarningRunes bounds one warning of a response, and MaxWarningsRunes all of
+	// them together: the API server cuts every warning to 256 runes once a
+	// response's warnings pass 4096 runes (k8s.io/apiserver's warning recorder,
+	// endpoints/filters/warning.go). Within both, it passes them on as they are.
+	MaxWarningRunes  = 256
+	MaxWarningsRunes = 4 << 10
 )
 
 // Handler is an http.Handler for a ValidatingAdmissionWebhook. It is safe for
@@ -289,8 +305,13 @@ func (h *Handler) judge(ctx context.Context, req *admissionv1.AdmissionRequest) 
 		msg := undecided(err)
 		return h.deny(ctx, resp, subject, http.StatusInternalServerError, msg, sanitized(msg, err))
 	}
+	resp.Warnings = warnings(d.Warnings)
 	if d.Allowed() {
-		h.decided(ctx, subject, "allowed", nil)
+		verdict := "allowed"
+		if n := len(d.Warnings); n > 0 {
+			verdict += fmt.Sprintf(" with %d warning(s)", n)
+		}
+		h.decided(ctx, subject, verdict, nil)
 		return resp
 	}
 	return h.deny(ctx, resp, subject, http.StatusForbidden, message(d.Reasons), nil)
@@ -384,6 +405,53 @@ func message(reasons []deploy.Reason) string {
 		b.WriteString(s)
 	}
 	return b.String()
+}
+
+// warnings returns the gate's warnings as the API server passes them on: each
+// "deploy gate: <reason>", valid UTF-8 without control characters, cut to
+// MaxWarningRunes, as many as fit in MaxWarningsRunes with a last one counting the
+// others.
+func warnings(reasons []deploy.Reason) []string {
+	if len(reasons) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(reasons))
+	total := 0
+	for i, r := range reasons {
+		w := warningText("deploy gate: " + r.String())
+		n := utf8.RuneCountInString(w)
+		// Keep room for the count of the ones left out, unless this is the last.
+		room := MaxWarningsRunes - total
+		if i < len(reasons)-1 {
+			room -= len(moreWarnings(len(reasons)))
+		}
+		if n > room {
+			out = append(out, moreWarnings(len(reasons)-i))
+			break
+		}
+		out = append(out, w)
+		total += n
+	}
+	return out
+}
+
+func moreWarnings(n int) string {
+	return fmt.Sprintf("deploy gate: and %d more warning(s)", n)
+}
+
+// warningText makes s a warning the API server keeps: valid UTF-8, control
+// characters as spaces, at most MaxWarningRunes runes (a cut one ends in "…").
+func warningText(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	if utf8.RuneCountInString(s) <= MaxWarningRunes {
+		return s
+	}
+	return string([]rune(s)[:MaxWarningRunes-1]) + "…"
 }
 
 func objectName(ns, name string) string {
