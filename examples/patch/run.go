@@ -1,29 +1,20 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/shipkit/shipkit/build"
 	"github.com/shipkit/shipkit/build/patch"
-	"github.com/shipkit/shipkit/build/publish"
 	"github.com/shipkit/shipkit/deploy"
 	deployfleet "github.com/shipkit/shipkit/deploy/fleet"
-	"github.com/shipkit/shipkit/scan"
+	"github.com/shipkit/shipkit/deploy/gate"
+	"github.com/shipkit/shipkit/deploy/rollout"
 	scanfleet "github.com/shipkit/shipkit/scan/fleet"
 	"github.com/shipkit/shipkit/scan/report"
 	"github.com/shipkit/shipkit/scan/sbom"
@@ -32,41 +23,55 @@ import (
 	"github.com/shipkit/shipkit/sign/cosign"
 )
 
-// config is what the demo runs against.
+// config is what the loop runs against.
 type config struct {
 	// Registry is the registry host (plain HTTP on loopback, e.g. the test bed's).
 	Registry name.Registry
 	// DB is a grype database root (scan/vulndb writes one) that knows
 	// CVE-2023-4911 for glibc on Debian 12.
 	DB string
+	// Clusters run the application. The patched image reaches Clusters[0] as a
+	// canary (deploy/rollout), the others by a plain apply.
+	Clusters []deployfleet.Target
 	// Out receives the story.
 	Out io.Writer
 }
 
-// outcome is what the demo found, for the test.
+// outcome is what the loop found, for the test.
 type outcome struct {
-	Before, After *scanfleet.Report
-	Stale         []patch.Image
-	Patched       []*patch.Patched
-	Gated         []*sign.Verified
-	Current       *patch.Report
+	// App is the application as first built and deployed.
+	App name.Digest
+	// InventoryBefore and InventoryAfter are read from the clusters before the
+	// patch and after the rollout.
+	InventoryBefore, InventoryAfter *deployfleet.Inventory
+	Before, After                   *scanfleet.Report
+	// Checked is build/patch's check of the running images once the base was patched.
+	Checked  *patch.Report
+	Stale    []patch.Image
+	Patched  *patch.Patched
+	Decision *deploy.Decision
+	// Rollout is the canary's result in Clusters[0].
+	Rollout *rollout.Result
+	// Current is the check of the images running after the rollout.
+	Current *patch.Report
 }
 
-const (
-	osRelease = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n"
-	dpkgEntry = "Package: libc6\nStatus: install ok installed\nPriority: optional\nSection: libs\nMaintainer: GNU Libc Maintainers <debian-glibc@lists.debian.org>\nArchitecture: amd64\nSource: glibc\nVersion: %s\nDescription: GNU C Library: Shared libraries\n\n"
-)
-
-// run: a hardened base (Debian 12 with libc6 2.36-9+deb12u2, vulnerable to
-// CVE-2023-4911) carries an application; the fleet report shows the workload
-// vulnerable; the base gets a patched layer (libc6 2.36-9+deb12u3) under the same
-// tag; patch.Check finds the application stale; patch.Rebase verifies it (signed
-// by the build job's key, with its SBOM and provenance: an image that does not
-// verify is refused, never re-signed), moves it onto the new base, pushes, signs
-// and attests it, the provenance's source taken from the verified one; the gate (cosign verifier with the
-// vulnerability rule) admits it, the caller would roll it out with deploy/rollout
-// as a canary; the next fleet report shows it current and clean.
+// run closes the loop on the clusters: a hardened base (Debian 12 with libc6
+// 2.36-9+deb12u2, vulnerable to CVE-2023-4911) carries an application, signed and
+// attested as the main job does, and deployed by digest to every cluster; the
+// inventory read from the clusters and the fleet report from the verified SBOM
+// attestations (no layer pulled) show its workloads vulnerable; the base gets a
+// patched layer (libc6 2.36-9+deb12u3) under the same tag; patch.Check finds the
+// running image stale; patch.Rebase verifies it (an image that does not verify is
+// refused, never re-signed), moves it onto the new base, pushes, signs and attests
+// it; the gate (deploy/gate: cosign verifier, required attestations, no finding at
+// or above high) admits the new objects; deploy/rollout rolls it out as a canary
+// in the first cluster, a plain apply in the others; the next inventory and fleet
+// report show every workload current and clean, and the CVE among the fixed.
 func run(ctx context.Context, cfg config) (*outcome, error) {
+	if len(cfg.Clusters) == 0 {
+		return nil, fmt.Errorf("no clusters to run the application on")
+	}
 	out := &outcome{}
 	say := func(format string, args ...any) { fmt.Fprintf(cfg.Out, format+"\n", args...) }
 
@@ -87,39 +92,7 @@ func run(ctx context.Context, cfg config) (*outcome, error) {
 		return nil, err
 	}
 	defer db.Close()
-	cat := sbom.New()
-	predicates := func(ctx context.Context, d name.Digest, idx v1.ImageIndex) ([]sign.Predicate, error) {
-		im, err := idx.IndexManifest()
-		if err != nil {
-			return nil, err
-		}
-		var preds []sign.Predicate
-		for _, desc := range im.Manifests {
-			img, err := idx.Image(desc.Digest)
-			if err != nil {
-				return nil, err
-			}
-			s, err := cat.Catalog(ctx, img)
-			if err != nil {
-				return nil, err
-			}
-			sp, err := sbom.Predicate(s, sbom.SPDXJSON)
-			if err != nil {
-				return nil, err
-			}
-			r, err := db.Scan(ctx, s)
-			if err != nil {
-				return nil, err
-			}
-			vp, err := sign.VulnPredicate(r)
-			if err != nil {
-				return nil, err
-			}
-			vp.Subject = s.Subject
-			preds = append(preds, sp, vp)
-		}
-		return preds, nil
-	}
+	predicates := newPredicates(sbom.New(), db)
 
 	// The catalog's base and an application built on it, signed and attested.
 	baseTag := cfg.Registry.Repo("catalog/debian").Tag("12")
@@ -127,26 +100,31 @@ func run(ctx context.Context, cfg config) (*outcome, error) {
 		return nil, err
 	}
 	say("base %s: libc6 2.36-9+deb12u2", baseTag)
-	app, err := buildApp(ctx, baseTag, cfg.Registry.Repo("shop/web"))
+	if out.App, err = buildApp(ctx, baseTag, cfg.Registry.Repo("shop/web")); err != nil {
+		return nil, err
+	}
+	if err := signAndAttest(ctx, signer, out.App, predicates); err != nil {
+		return nil, err
+	}
+	say("built, signed and attested %s", out.App)
+
+	// Deployed by digest to every cluster (before anyone knew of the CVE).
+	objs, err := objects(out.App)
 	if err != nil {
 		return nil, err
 	}
-	if err := signAndAttest(ctx, signer, app, predicates); err != nil {
-		return nil, err
-	}
-	say("built %s", app)
-
-	// What runs: the application in a Deployment (a deploy/fleet inventory; here
-	// written by hand instead of read from clusters).
-	inventory := func(d name.Digest) *deployfleet.Inventory {
-		return &deployfleet.Inventory{
-			Clusters: []deployfleet.ClusterInventory{{Name: "prod"}},
-			Images: []deployfleet.Image{{Digest: d.String(), Uses: []deployfleet.Use{{
-				Cluster: "prod", Workload: deploy.ObjectRef{Group: "apps", Kind: "Deployment", Namespace: "shop", Name: "web"},
-				Container: "web", Kind: deploy.ContainerImage, Running: true, Pods: 3, Image: d.String(),
-			}}}},
+	for _, c := range cfg.Clusters {
+		cs, err := applyAll(ctx, c.Config, objs, false)
+		if err != nil {
+			return nil, fmt.Errorf("deploy to %s: %w", c.Name, err)
 		}
+		if err := waitRunning(ctx, c.Config, out.App.String(), replicasTotal); err != nil {
+			return nil, fmt.Errorf("%s: %w", c.Name, err)
+		}
+		say("deployed to %s: %s; %d pods running", c.Name, cs.Summary(), replicasTotal)
 	}
+
+	// What runs, read from the clusters, and the fleet report from attestations.
 	verifier, err := cosign.NewVerifier(sign.Policy{
 		TrustedKeys:        []sign.TrustedKey{key.TrustedKey("shipkit-demo")},
 		RequiredPredicates: []string{sign.PredicateSPDX, sign.PredicateSLSAProvenance},
@@ -155,66 +133,89 @@ func run(ctx context.Context, cfg config) (*outcome, error) {
 		return nil, err
 	}
 	opts := scanfleet.Options{Verifier: verifier, Scanner: db}
-	if out.Before, err = scanfleet.Rescan(ctx, inventory(app), opts); err != nil {
+	if out.InventoryBefore, out.Before, err = inventoryAndReport(ctx, cfg, opts); err != nil {
 		return nil, err
 	}
-	for _, a := range out.Before.Advisories {
-		for _, af := range a.Affected {
-			say("fleet report: %s (%s) in %s %s@%s, fixed in %v, running in %v", a.ID, a.Severity, af.Image, af.Package, af.Version, af.FixedIn, af.Workloads)
-		}
-	}
+	sayReport(say, "fleet report", out.Before)
 
 	// The catalog patches its base: a new layer, the same tag.
 	if err := pushBase(baseTag, "2.36-9+deb12u3"); err != nil {
 		return nil, err
 	}
 	say("base %s patched: libc6 2.36-9+deb12u3", baseTag)
-
-	check, err := patch.Check(ctx, []name.Digest{app}, []string{baseTag.String()}, patch.Options{})
-	if err != nil {
+	if out.Checked, err = patch.Check(ctx, digests(out.InventoryBefore), []string{baseTag.String()}, patch.Options{}); err != nil {
 		return nil, err
 	}
-	gate, err := cosign.NewVerifier(sign.Policy{
-		TrustedKeys:        []sign.TrustedKey{key.TrustedKey("shipkit-demo")},
-		RequiredPredicates: []string{sign.PredicateSPDX, sign.PredicateVuln, sign.PredicateSLSAProvenance},
-		Conditions:         []sign.Condition{sign.VulnRule{FailOn: report.High}},
-	})
-	if err != nil {
-		return nil, err
+	for _, im := range out.Checked.Images {
+		say("%s: %s (built on %s, tag now %s), in %s", short(im.Ref), im.Status, shortHash(im.Built), shortHash(im.Current),
+			uses(out.InventoryBefore, im.Ref))
+		if im.Status == patch.Stale {
+			out.Stale = append(out.Stale, im)
+		}
 	}
-	var current []name.Digest
-	for _, im := range check.Images {
-		say("%s: %s (built on %s, tag now %s)", im.Ref, im.Status, short(im.Built), short(im.Current))
-		if im.Status != patch.Stale {
-			current = append(current, im.Ref)
-			continue
+	if len(out.Stale) != 1 || out.Stale[0].Ref.String() != out.App.String() {
+		return out, fmt.Errorf("want the application stale, and it alone: %d stale images", len(out.Stale))
+	}
+	out.Patched, err = patch.Rebase(ctx, out.Stale[0], patch.RebaseConfig{Verifier: verifier, Signer: signer, Attester: signer,
+		Predicates: predicates, BuilderID: "https://github.com/shipkit/shipkit/examples/patch"}, patch.Options{})
+	if err != nil {
+		return out, err
+	}
+	next := out.Patched.New
+	say("verified and rebased %s -> %s, signed, attested %v", short(out.App), short(next), out.Patched.Attested)
+
+	// The gate judges the next release's objects, as the main job's gate does.
+	objs, err = objects(next)
+	if err != nil {
+		return out, err
+	}
+	g, err := gate.New(gate.WithVerifier(verifier),
+		gate.RequireAttestations(sign.PredicateSPDX, sign.PredicateVuln, sign.PredicateSLSAProvenance),
+		gate.FailOn(report.High),
+		gate.WithRegistries(gate.Registries{Insecure: []string{cfg.Registry.RegistryStr()}}))
+	if err != nil {
+		return out, err
+	}
+	if out.Decision, err = g.Check(ctx, objs); err != nil {
+		return out, err
+	}
+	if err := out.Decision.Err(); err != nil {
+		return out, fmt.Errorf("gate: %w", err)
+	}
+	say("gate: %s admitted (signed by the build key; SBOM, vulnerability report, provenance; nothing at or above high)", short(next))
+
+	// Rolled out: a canary in the first cluster, a plain apply in the others.
+	for i, c := range cfg.Clusters {
+		start := time.Now()
+		if i == 0 {
+			if out.Rollout, err = canary(ctx, c.Config, objs); err != nil {
+				return out, fmt.Errorf("%s: %w", c.Name, err)
+			}
+		} else if _, err := applyAll(ctx, c.Config, objs, false); err != nil {
+			return out, fmt.Errorf("deploy to %s: %w", c.Name, err)
 		}
-		out.Stale = append(out.Stale, im)
-		p, err := patch.Rebase(ctx, im, patch.RebaseConfig{Verifier: verifier, Signer: signer, Attester: signer,
-			Predicates: predicates, BuilderID: "https://github.com/shipkit/shipkit/examples/patch"}, patch.Options{})
-		if err != nil {
-			return nil, err
+		if err := waitRunning(ctx, c.Config, next.String(), replicasTotal); err != nil {
+			return out, fmt.Errorf("%s: %w", c.Name, err)
 		}
-		out.Patched = append(out.Patched, p)
-		say("verified and rebased %s -> %s, signed, attested %v", im.Ref.DigestStr()[:19], p.New.DigestStr()[:19], p.Attested)
-		v, err := gate.Verify(ctx, p.New)
-		if err != nil {
-			return nil, fmt.Errorf("gate %s: %w", p.New, err)
+		how := "applied"
+		if i == 0 {
+			how = fmt.Sprintf("canary 25%% -> 50%% -> 100%%, %s", out.Rollout.Phase)
 		}
-		out.Gated = append(out.Gated, v)
-		say("gate: %s admitted (signed by %v, no finding at or above high); roll it out with deploy/rollout", p.New.DigestStr()[:19], v.Signers)
-		current = append(current, p.New)
+		say("rolled out to %s: %s in %s; every pod runs %s", c.Name, how, time.Since(start).Round(time.Millisecond), short(next))
 	}
 
-	// The next report: the rolled-out digest, against the previous report.
+	// The next inventory and report, against the previous report.
 	opts.Previous = out.Before
-	if out.After, err = scanfleet.Rescan(ctx, inventory(current[0]), opts); err != nil {
-		return nil, err
+	if out.InventoryAfter, out.After, err = inventoryAndReport(ctx, cfg, opts); err != nil {
+		return out, err
 	}
-	if out.Current, err = patch.Check(ctx, current, []string{baseTag.String()}, patch.Options{}); err != nil {
-		return nil, err
+	if out.Current, err = patch.Check(ctx, digests(out.InventoryAfter), []string{baseTag.String()}, patch.Options{}); err != nil {
+		return out, err
 	}
-	say("next fleet report: %d advisories; %s is %s", len(out.After.Advisories), current[0].DigestStr()[:19], out.Current.Images[0].Status)
+	for _, im := range out.Current.Images {
+		say("%s: %s, in %s", short(im.Ref), im.Status, uses(out.InventoryAfter, im.Ref))
+	}
+	sayReport(say, "next fleet report", out.After)
 	if d := out.After.Diff; d != nil {
 		for _, c := range d.Fixed {
 			say("fixed since the last report: %s in %s@%s (%v)", c.Advisory, c.Package, c.Version, c.Workloads)
@@ -223,109 +224,83 @@ func run(ctx context.Context, cfg config) (*outcome, error) {
 	return out, nil
 }
 
-func short(h v1.Hash) string {
+// inventoryAndReport reads the clusters (every one must be readable) and rescans
+// their images from attestations.
+func inventoryAndReport(ctx context.Context, cfg config, opts scanfleet.Options) (*deployfleet.Inventory, *scanfleet.Report, error) {
+	inv, err := deployfleet.TakeInventory(ctx, cfg.Clusters, deployfleet.InventoryOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := inv.Err(); err != nil {
+		return nil, nil, fmt.Errorf("inventory: %w", err)
+	}
+	if len(inv.Unresolved) > 0 {
+		return nil, nil, fmt.Errorf("inventory: %d images not resolved, first %s: %s", len(inv.Unresolved), inv.Unresolved[0].Image, inv.Unresolved[0].Reason)
+	}
+	r, err := scanfleet.Rescan(ctx, inv, opts)
+	return inv, r, err
+}
+
+// sayReport tells a fleet report's advisories, or that it has none.
+func sayReport(say func(string, ...any), what string, r *scanfleet.Report) {
+	scanned := 0
+	for _, im := range r.Images {
+		if im.Status == scanfleet.Scanned {
+			scanned++
+		}
+	}
+	say("%s: %d images, %d scanned from verified SBOMs, %d advisories", what, len(r.Images), scanned, len(r.Advisories))
+	for _, a := range r.Advisories {
+		for _, af := range a.Affected {
+			say("  %s (%s) in %s %s@%s, fixed in %v, in %v", a.ID, a.Severity, short(mustDigest(af.Image)), af.Package, af.Version, af.FixedIn, af.Workloads)
+		}
+	}
+}
+
+// digests are the inventory's images.
+func digests(inv *deployfleet.Inventory) []name.Digest {
+	var out []name.Digest
+	for _, im := range inv.Images {
+		if d, err := im.Ref(); err == nil {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// uses says where the inventory has d running: cluster/namespace/Kind/name/container.
+func uses(inv *deployfleet.Inventory, d name.Digest) string {
+	var out []string
+	for _, im := range inv.Images {
+		if im.Digest != d.String() {
+			continue
+		}
+		for _, u := range im.Uses {
+			if u.Running {
+				out = append(out, fmt.Sprintf("%s/%s/%s/%s/%s (%d pods)", u.Cluster, u.Workload.Namespace, u.Workload.Kind, u.Workload.Name, u.Container, u.Pods))
+			}
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+func mustDigest(s string) name.Digest {
+	d, _ := name.NewDigest(s)
+	return d
+}
+
+// short abbreviates an image by digest to repository@sha256:<12 hex>.
+func short(d name.Digest) string {
+	s := d.DigestStr()
+	if len(s) > len("sha256:")+12 {
+		s = s[:len("sha256:")+12]
+	}
+	return d.Context().RepositoryStr() + "@" + s
+}
+
+func shortHash(h v1.Hash) string {
 	if h.Hex == "" {
 		return "-"
 	}
 	return h.String()[:19]
 }
-
-// pushBase pushes a linux/amd64 Debian 12 base with libc6 at version under tag.
-func pushBase(tag name.Tag, version string) error {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		body string
-	}{{"etc/os-release", osRelease}, {"var/lib/dpkg/status", fmt.Sprintf(dpkgEntry, version)}} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.body)), Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		if _, err := io.WriteString(tw, f.body); err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	data := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
-	if err != nil {
-		return err
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		return err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		return err
-	}
-	img = mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), types.OCIConfigJSON)
-	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
-		mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}})
-	return remote.WriteIndex(tag, idx)
-}
-
-// buildApp builds the application (one file) on base and pushes it.
-func buildApp(ctx context.Context, base name.Tag, repo name.Repository) (name.Digest, error) {
-	dir, err := os.MkdirTemp("", "shipkit-patch-app-")
-	if err != nil {
-		return name.Digest{}, err
-	}
-	defer os.RemoveAll(dir)
-	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte("<h1>shop</h1>\n"), 0o644); err != nil {
-		return name.Digest{}, err
-	}
-	b, err := build.NewFiles([]build.Layer{{Name: "site", Files: []build.File{{Src: "index.html", Dst: "/srv/index.html"}}}},
-		build.WithBase(build.RemoteBaseRef(base)), build.WithPlatforms("linux/amd64"),
-		build.WithCreationTime(time.Unix(0, 0)))
-	if err != nil {
-		return name.Digest{}, err
-	}
-	idx, err := b.Build(ctx, build.Source{Dir: dir, Repository: "https://github.com/example/shop.git", Revision: "4c1d2e3"})
-	if err != nil {
-		return name.Digest{}, err
-	}
-	return publish.Index(ctx, idx, repo)
-}
-
-// signAndAttest signs d and attests its SBOM, vulnerability report and provenance,
-// as the main job does after a build.
-func signAndAttest(ctx context.Context, signer *cosign.Signer, d name.Digest,
-	predicates func(context.Context, name.Digest, v1.ImageIndex) ([]sign.Predicate, error)) error {
-	if err := signer.Sign(ctx, d, sign.WithRecursive()); err != nil {
-		return err
-	}
-	idx, err := remote.Index(d, remote.WithContext(ctx))
-	if err != nil {
-		return err
-	}
-	preds, err := predicates(ctx, d, idx)
-	if err != nil {
-		return err
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return err
-	}
-	prov := sign.ProvenanceFromAnnotations(im.Annotations)
-	prov.BuilderID = "https://github.com/shipkit/shipkit/examples/patch"
-	pp, err := prov.Predicate()
-	if err != nil {
-		return err
-	}
-	for _, p := range append(preds, pp) {
-		if err := signer.Attest(ctx, d, p); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-var _ scan.Scanner = (*vuln.DB)(nil)
