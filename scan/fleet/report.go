@@ -124,10 +124,21 @@ func (r *Report) Unverified() []ImageStatus {
 // not checked: a fleet where nothing could be checked must not pass the gate.
 var ErrUnchecked = errors.New("fleet images not checked")
 
+// ErrUnreadClusters is wrapped by [Report.FailOn]'s error when clusters of the
+// inventory could not be read: what runs there was not checked at all.
+var ErrUnreadClusters = errors.New("fleet clusters not read")
+
 // FailOnOption changes what [Report.FailOn] counts.
 type FailOnOption func(*failOn)
 
-type failOn struct{ allowUnchecked bool }
+type failOn struct{ allowUnchecked, allowUnread bool }
+
+// AllowUnreadClusters makes [Report.FailOn] judge the clusters that were read,
+// ignoring those that could not be (they stay listed in [Report.Clusters] with
+// their errors).
+func AllowUnreadClusters() FailOnOption {
+	return func(f *failOn) { f.allowUnread = true }
+}
 
 // AllowUnchecked makes [Report.FailOn] judge only the images that were checked,
 // ignoring those it could not check (they stay listed in [Report.Unverified]
@@ -142,8 +153,10 @@ func AllowUnchecked() FailOnOption {
 // listing one finding per advisory and package, most severe first. An image not
 // checked (no verified SBOM matched, and no layer fallback scanned it; or a
 // reference no digest was found for) gives an error wrapping [ErrUnchecked] that
-// names them, unless [AllowUnchecked] is given. Both errors are joined
-// (errors.Join) when both apply.
+// names them, unless [AllowUnchecked] is given. A cluster of the inventory that
+// could not be read gives an error wrapping [ErrUnreadClusters] that names it and
+// its error, unless [AllowUnreadClusters] is given. The errors are joined
+// (errors.Join) when several apply.
 func (r *Report) FailOn(threshold report.Severity, opts ...FailOnOption) error {
 	var o failOn
 	for _, opt := range opts {
@@ -172,7 +185,29 @@ func (r *Report) FailOn(threshold report.Severity, opts ...FailOnOption) error {
 	if !o.allowUnchecked {
 		errs = append(errs, r.unchecked())
 	}
+	if !o.allowUnread {
+		errs = append(errs, r.unread())
+	}
 	return errors.Join(errs...)
+}
+
+// unread returns the error naming the clusters that could not be read, or nil.
+func (r *Report) unread() error {
+	var names []string
+	for _, c := range r.Clusters {
+		if c.Error != "" || c.Err != nil {
+			msg := c.Error
+			if msg == "" {
+				msg = c.Err.Error()
+			}
+			names = append(names, c.Name+" ("+msg+")")
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %d of the fleet's clusters could not be read (AllowUnreadClusters to judge only the others): %s",
+		ErrUnreadClusters, len(names), strings.Join(names, "; "))
 }
 
 // unchecked returns the error naming the images that were not checked, or nil.
