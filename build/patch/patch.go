@@ -364,7 +364,7 @@ func Rebase(ctx context.Context, im Image, cfg RebaseConfig, opts Options) (*Pat
 		return nil, &UnverifiedError{Image: im.Ref, Err: errors.New(why), Reasons: []string{why}}
 	}
 	ropts := opts.remote(ctx)
-	idx, err := readIndex(im.Ref, ropts)
+	idx, single, err := readIndex(im.Ref, ropts)
 	if err != nil {
 		return nil, fmt.Errorf("rebase %s: %w", im.Ref, err)
 	}
@@ -382,16 +382,12 @@ func Rebase(ctx context.Context, im Image, cfg RebaseConfig, opts Options) (*Pat
 	if err != nil {
 		return nil, fmt.Errorf("rebase %s: %w", im.Ref, err)
 	}
-	newRef, err := publish.Index(ctx, rebased, im.Ref.Context(), publish.WithRemoteOptions(ropts...))
-	if err != nil {
-		return nil, fmt.Errorf("rebase %s: %w", im.Ref, err)
-	}
-	rim, err := rebased.IndexManifest()
+	newRef, ann, err := push(ctx, rebased, single, im.Ref.Context(), ropts)
 	if err != nil {
 		return nil, fmt.Errorf("rebase %s: %w", im.Ref, err)
 	}
 	p := &Patched{Old: im.Ref, New: newRef, Index: rebased, BaseName: im.BaseName, OldBase: im.Built}
-	if p.NewBase, err = v1.NewHash(rim.Annotations[build.AnnotationBaseDigest]); err != nil {
+	if p.NewBase, err = v1.NewHash(ann[build.AnnotationBaseDigest]); err != nil {
 		return nil, fmt.Errorf("rebase %s: new base digest: %w", im.Ref, err)
 	}
 	if err := cfg.Signer.Sign(ctx, newRef, sign.WithRecursive()); err != nil {
@@ -477,33 +473,76 @@ func verifiedSource(v *sign.Verified) (repo, rev, why string) {
 }
 
 // readIndex reads the image as an index; a single image becomes a one-platform
-// index (its platform from its config), as build.Rebase takes indexes.
-func readIndex(d name.Digest, ropts []remote.Option) (v1.ImageIndex, error) {
+// index (its platform from its config), as build.Rebase takes indexes, and
+// single says so.
+func readIndex(d name.Digest, ropts []remote.Option) (idx v1.ImageIndex, single bool, err error) {
 	desc, err := remote.Get(d, ropts...)
 	if err != nil {
 		var terr *transport.Error
 		if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
-			return nil, fmt.Errorf("image gone from the registry: %w", err)
+			return nil, false, fmt.Errorf("image gone from the registry: %w", err)
 		}
-		return nil, err
+		return nil, false, err
 	}
 	if desc.MediaType.IsIndex() {
-		return desc.ImageIndex()
+		idx, err := desc.ImageIndex()
+		return idx, false, err
 	}
 	img, err := desc.Image()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	p := cf.Platform()
 	if p == nil {
-		return nil, errors.New("the image's config names no platform")
+		return nil, false, errors.New("the image's config names no platform")
 	}
 	return mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
-		mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: p}}), nil
+		mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: p}}), true, nil
+}
+
+// push pushes the rebased image by digest to repo and returns its digest and
+// annotations: the index as it is, or, when the image was a single manifest
+// (single), that manifest alone, so a single image stays one.
+func push(ctx context.Context, rebased v1.ImageIndex, single bool, repo name.Repository, ropts []remote.Option) (name.Digest, map[string]string, error) {
+	if !single {
+		d, err := publish.Index(ctx, rebased, repo, publish.WithRemoteOptions(ropts...))
+		if err != nil {
+			return name.Digest{}, nil, err
+		}
+		im, err := rebased.IndexManifest()
+		if err != nil {
+			return name.Digest{}, nil, err
+		}
+		return d, im.Annotations, nil
+	}
+	im, err := rebased.IndexManifest()
+	if err != nil {
+		return name.Digest{}, nil, err
+	}
+	if len(im.Manifests) != 1 {
+		return name.Digest{}, nil, fmt.Errorf("rebasing a single image gave %d manifests", len(im.Manifests))
+	}
+	img, err := rebased.Image(im.Manifests[0].Digest)
+	if err != nil {
+		return name.Digest{}, nil, err
+	}
+	h, err := img.Digest()
+	if err != nil {
+		return name.Digest{}, nil, err
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return name.Digest{}, nil, err
+	}
+	d := repo.Digest(h.String())
+	if err := remote.Write(d, img, ropts...); err != nil {
+		return name.Digest{}, nil, fmt.Errorf("pushing %s: %w", d, err)
+	}
+	return d, m.Annotations, nil
 }
 
 // insecure says whether d was parsed for a plain-HTTP registry.

@@ -324,3 +324,81 @@ func mustRandom(t *testing.T) v1.Image {
 	require.NoError(t, err)
 	return img
 }
+
+// An image pushed as a single manifest (not an index) is rebased and pushed as a
+// single manifest again: the workloads that run it by digest get the same kind
+// of object, with the new base recorded on it.
+func TestRebaseSingleManifest(t *testing.T) {
+	ctx := context.Background()
+	host, stop, err := registry.NewInProcess()
+	require.NoError(t, err)
+	t.Cleanup(stop)
+	reg, err := name.NewRegistry(host, name.Insecure)
+	require.NoError(t, err)
+	baseTag := reg.Repo("catalog/base").Tag("1")
+	pushBase(t, baseTag)
+	built := buildApp(t, baseTag, reg.Repo("team/app"))
+	idx, err := remote.Index(built)
+	require.NoError(t, err)
+	amd64, err := idx.Image(mustPlatform(t, idx, "amd64"))
+	require.NoError(t, err)
+	h, err := amd64.Digest()
+	require.NoError(t, err)
+	single := reg.Repo("team/single").Digest(h.String())
+	require.NoError(t, remote.Write(single, amd64))
+	pushBase(t, baseTag)
+
+	rep, err := patch.Check(ctx, []name.Digest{single}, []string{baseTag.String()}, patch.Options{})
+	require.NoError(t, err)
+	require.Equal(t, patch.Stale, rep.Images[0].Status, rep.Images[0].Reason)
+	kp, err := cosign.GenerateKeyPair(nil)
+	require.NoError(t, err)
+	key, err := cosign.LoadPrivateKey(kp.PrivatePEM, nil)
+	require.NoError(t, err)
+	signer, err := cosign.NewSigner(key)
+	require.NoError(t, err)
+	require.NoError(t, signer.Sign(ctx, single))
+	verifier, err := cosign.NewVerifier(sign.Policy{TrustedKeys: []sign.TrustedKey{key.TrustedKey("ci")}})
+	require.NoError(t, err)
+	p, err := patch.Rebase(ctx, rep.Images[0], patch.RebaseConfig{Verifier: verifier, Signer: signer, Attester: signer,
+		BuilderID: "https://example.com/patch-job"}, patch.Options{})
+	require.NoError(t, err)
+
+	desc, err := remote.Get(p.New)
+	require.NoError(t, err)
+	assert.False(t, desc.MediaType.IsIndex(), "pushed as %s", desc.MediaType)
+	assert.Equal(t, types.OCIManifestSchema1, desc.MediaType)
+	img, err := desc.Image()
+	require.NoError(t, err)
+	cf, err := img.ConfigFile()
+	require.NoError(t, err)
+	assert.Equal(t, "amd64", cf.Architecture)
+	m, err := img.Manifest()
+	require.NoError(t, err)
+	assert.Equal(t, baseTag.String(), m.Annotations[build.AnnotationBaseName])
+	assert.Equal(t, p.NewBase.String(), m.Annotations[build.AnnotationBaseDigest])
+	assert.NotEqual(t, rep.Images[0].Built, p.NewBase)
+	newBase, err := remote.Index(baseTag)
+	require.NoError(t, err)
+	newAmd64, err := newBase.Image(mustPlatform(t, newBase, "amd64"))
+	require.NoError(t, err)
+	nd, err := newAmd64.Digest()
+	require.NoError(t, err)
+	assert.Equal(t, nd, p.NewBase, "the new base's linux/amd64 image, as the manifest records it")
+	_, err = verifier.Verify(ctx, p.New)
+	require.NoError(t, err, "the new digest is signed")
+}
+
+// mustPlatform returns the digest of idx's linux/arch image.
+func mustPlatform(t *testing.T, idx v1.ImageIndex, arch string) v1.Hash {
+	t.Helper()
+	im, err := idx.IndexManifest()
+	require.NoError(t, err)
+	for _, d := range im.Manifests {
+		if d.Platform != nil && d.Platform.Architecture == arch {
+			return d.Digest
+		}
+	}
+	t.Fatalf("no linux/%s image", arch)
+	return v1.Hash{}
+}
