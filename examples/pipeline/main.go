@@ -15,7 +15,9 @@
 //
 // Flags point each stage at real things: -registry, -key, -db, -kubeconfig (apply and
 // wait; with -dry-run a server-side plan), -prometheus (releases after the first go
-// out as a canary, judged by the canary's success rate and promoted or rolled back).
+// out as a canary, judged by the canary's success rate and promoted or rolled back),
+// -rego and -vap (the user's own Rego policies and ValidatingAdmissionPolicies, judged
+// at the gate beside the built-in rules).
 // -cluster local starts a Kubernetes control plane with kwok nodes and a Prometheus on
 // 127.0.0.1 (hack/testbed.sh builds them once) and ships three releases to it: the
 // first applied and waited for, a changed one promoted as a canary, a bad one rolled
@@ -105,6 +107,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	fs.StringVar(&c.Overlay, "overlay", "", "kustomize directory to render (default: the embedded overlay of examples/hello)")
 	fs.StringVar(&c.Chart, "chart", "", "Helm chart to render instead of a kustomize overlay: a directory, a .tgz or oci://registry/repository/chart:version")
 	values := fs.String("values", "", "with -chart: comma-separated values files, merged in order over the chart's values.yaml")
+	regoFiles := fs.String("rego", "", "comma-separated Rego policy files or directories (conftest's conventions: deny, violation and warn rules in package main, input = one object), judged at the gate beside the built-in rules")
+	vapFiles := fs.String("vap", "", "comma-separated YAML files of ValidatingAdmissionPolicy and ValidatingAdmissionPolicyBinding objects, judged at the gate offline as the API server would")
 	fs.StringVar(&c.Namespace, "namespace", "", "namespace of the embedded overlay (default: hello), or of the -chart release (default: default)")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to deploy to (default: no cluster, print the plan)")
 	fs.StringVar(&c.Context, "context", "", "kubeconfig context (default: its current context)")
@@ -128,6 +132,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	c.Platforms = splitList(*platforms)
 	c.TrustedKeys = splitList(*trust)
 	c.ChartValues = splitList(*values)
+	c.Rego = splitList(*regoFiles)
+	c.AdmissionPolicies = splitList(*vapFiles)
 	sev, err := report.ParseThreshold(*failOn)
 	if err != nil {
 		fmt.Fprintln(fs.Output(), "-fail-on:", err)
@@ -203,6 +209,9 @@ func run(ctx context.Context, o options, out io.Writer) error {
 				for _, reason := range denied {
 					fmt.Fprintln(w, "denied:", reason)
 				}
+				if s.Name == "gate" {
+					return j.WriteWarnings(w)
+				}
 				return nil
 			})
 		case err == nil:
@@ -225,6 +234,8 @@ func details(j *job.Job, stage string, w io.Writer) error {
 		return j.WriteSBOMSummary(w)
 	case "scan":
 		return j.WriteFindings(w)
+	case "gate":
+		return j.WriteWarnings(w)
 	case "deploy":
 		return j.WriteChanges(w)
 	}

@@ -13,7 +13,9 @@ import (
 // gate decides whether the rendered objects may be deployed: every image pinned by
 // digest, signed by a trusted key, attested (SBOM, vulnerabilities, provenance),
 // without findings at or above FailOn, and the manifests pass the restricted Pod
-// Security level and the hardening rules.
+// Security level and the hardening rules, and the user's own policies (Rego,
+// ValidatingAdmissionPolicies) of the config: their denials deny, naming the rule
+// and the object; their warnings are the decision's Warnings.
 func (j *Job) gate(ctx context.Context) (string, error) {
 	if err := j.need("objects", len(j.Objects) > 0 && j.signing != nil); err != nil {
 		return "", err
@@ -34,6 +36,7 @@ func (j *Job) gate(ctx context.Context) (string, error) {
 		gate.WithObserver(j.obs),
 		gate.WithLogger(j.log),
 	}
+	opts = append(opts, j.gatePolicies()...)
 	if j.Repo.Scheme() == "http" {
 		// The gate reads plain HTTP only from registries it lists: here the one the
 		// job pushed to (the in-process registry, or a local one).
@@ -55,6 +58,13 @@ func (j *Job) gate(ctx context.Context) (string, error) {
 	if n := len(j.Report.Findings); n > 0 {
 		below = fmt.Sprintf("; %s below the threshold", countFindings(j.Report))
 	}
-	return fmt.Sprintf("allowed: %d objects, fail-on %s, Pod Security restricted%s", len(j.Objects),
-		strings.ToLower(j.cfg.FailOn.String()), below), nil
+	own := ""
+	if len(j.policyNames) > 0 {
+		own = ", " + strings.Join(j.policyNames, ", ")
+	}
+	if n := len(d.Warnings); n > 0 {
+		below += fmt.Sprintf("; %d warning(s)", n)
+	}
+	return fmt.Sprintf("allowed: %d objects, fail-on %s, Pod Security restricted%s%s", len(j.Objects),
+		strings.ToLower(j.cfg.FailOn.String()), own, below), nil
 }

@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/deploy/gate"
 	"github.com/shipkit/shipkit/deploy/rollout"
 	"github.com/shipkit/shipkit/observe"
 	"github.com/shipkit/shipkit/scan"
@@ -83,6 +84,17 @@ type Config struct {
 	Chart string
 	// ChartValues are values files merged over the chart's values.yaml, in order.
 	ChartValues []string
+	// Rego are the user's Rego policy files or directories (every .rego file below
+	// one, except *_test.rego), with conftest's conventions: deny, violation and
+	// warn rules in package main, input = one rendered object. The gate judges the
+	// objects with them beside its built-in rules (scan/policy/rego): a deny or
+	// violation denies, naming the rule and the object; a warn is a warning.
+	Rego []string
+	// AdmissionPolicies are YAML files of ValidatingAdmissionPolicy and
+	// ValidatingAdmissionPolicyBinding objects the gate judges the rendered objects
+	// with, offline, as the API server would (scan/policy/vap): a Deny binding
+	// denies, Warn and Audit bindings warn.
+	AdmissionPolicies []string
 	// Kubeconfig and Context name the cluster to deploy to; without a kubeconfig the
 	// deploy stage prints what it would create in an empty cluster.
 	Kubeconfig, Context string
@@ -173,9 +185,13 @@ type Job struct {
 	signing  *signing
 	scanner  *scanDB
 	verdicts *sign.Cache
+	// policies are the user's own, compiled by New; policyNames say which.
+	policies    []gate.ObjectPolicy
+	policyNames []string
 }
 
-// New checks cfg and returns a job ready to run.
+// New checks cfg, compiles the user's own policies (a Rego file that does not
+// compile is an error naming file:line) and returns a job ready to run.
 func New(cfg Config) (*Job, error) {
 	switch {
 	case cfg.Source == "":
@@ -197,6 +213,7 @@ func New(cfg Config) (*Job, error) {
 		"source": {cfg.Source}, "key": {cfg.KeyFile}, "trusted key": cfg.TrustedKeys,
 		"vulnerability database": {cfg.DB}, "overlay": {cfg.Overlay}, "kubeconfig": {cfg.Kubeconfig},
 		"chart": {localChart(cfg.Chart)}, "values file": cfg.ChartValues,
+		"rego policy": cfg.Rego, "admission policy": cfg.AdmissionPolicies,
 	} {
 		for _, p := range paths {
 			if p == "" {
@@ -207,7 +224,13 @@ func New(cfg Config) (*Job, error) {
 			}
 		}
 	}
-	return &Job{cfg: cfg, obs: observe.OrDiscard(cfg.Observer), log: observe.OrDiscardLogger(cfg.Logger)}, nil
+	j := &Job{cfg: cfg, obs: observe.OrDiscard(cfg.Observer), log: observe.OrDiscardLogger(cfg.Logger)}
+	// Compiling reads only local files: a policy that does not compile fails the
+	// job before it builds anything.
+	if err := j.loadPolicies(context.Background()); err != nil {
+		return nil, err
+	}
+	return j, nil
 }
 
 // Stages returns the job's stages in the order they must run. The rollout stage is

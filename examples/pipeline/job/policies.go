@@ -1,0 +1,90 @@
+package job
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/shipkit/shipkit/deploy/gate"
+	"github.com/shipkit/shipkit/deploy/render"
+	"github.com/shipkit/shipkit/scan/policy/rego"
+	"github.com/shipkit/shipkit/scan/policy/vap"
+)
+
+// loadPolicies compiles the user's own policies of the config, once, before any
+// stage runs: the Rego files (conftest's conventions) and the
+// ValidatingAdmissionPolicies with their bindings. A Rego file that does not
+// compile is a *rego.CompileError naming file:line; a CEL expression that does
+// not compile, a *vap.CompileError naming the policy and the field.
+func (j *Job) loadPolicies(ctx context.Context) error {
+	if len(j.cfg.Rego) > 0 {
+		p, err := rego.LoadFiles(ctx, j.cfg.Rego)
+		if err != nil {
+			return fmt.Errorf("job: rego policies: %w", err)
+		}
+		j.policies = append(j.policies, p)
+		j.policyNames = append(j.policyNames, "Rego "+strings.Join(j.cfg.Rego, ", "))
+	}
+	if len(j.cfg.AdmissionPolicies) > 0 {
+		var objs []*unstructured.Unstructured
+		for _, f := range j.cfg.AdmissionPolicies {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return fmt.Errorf("job: admission policies: %w", err)
+			}
+			o, err := render.Parse(f, data)
+			if err != nil {
+				return fmt.Errorf("job: admission policies: %w", err)
+			}
+			objs = append(objs, o...)
+		}
+		var opts []vap.Option
+		if ns := j.policyNamespace(); ns != "" {
+			opts = append(opts, vap.WithDefaultNamespace(ns))
+		}
+		p, err := vap.New(objs, opts...)
+		if err != nil {
+			return fmt.Errorf("job: admission policies %s: %w", strings.Join(j.cfg.AdmissionPolicies, ", "), err)
+		}
+		j.policies = append(j.policies, p)
+		j.policyNames = append(j.policyNames, "ValidatingAdmissionPolicies "+strings.Join(j.cfg.AdmissionPolicies, ", "))
+	}
+	return nil
+}
+
+// policyNamespace is the namespace a namespaced object without one is judged in by
+// the admission policies: the chart's release namespace, or the namespace the
+// overlay is put in; "" when neither says (such an object is then an error).
+func (j *Job) policyNamespace() string {
+	if ns := j.chartNamespace(); ns != "" {
+		return ns
+	}
+	return j.cfg.Namespace
+}
+
+// gatePolicies returns the gate options of the user's own policies.
+func (j *Job) gatePolicies() []gate.Option {
+	if len(j.policies) == 0 {
+		return nil
+	}
+	return []gate.Option{gate.WithObjectPolicy(j.policies...)}
+}
+
+// WriteWarnings writes the gate's warnings (the user's Rego warn rules, Warn and
+// Audit bindings of admission policies, a binding that matches nothing), one a
+// line; nothing before the gate has decided.
+func (j *Job) WriteWarnings(w io.Writer) error {
+	if j.Decision == nil {
+		return nil
+	}
+	for _, r := range j.Decision.Warnings {
+		if _, err := fmt.Fprintln(w, "warning:", r.String()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
