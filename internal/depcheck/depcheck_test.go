@@ -29,6 +29,9 @@ var (
 	opa          = "github.com/open-policy-agent/"
 	celGo        = "github.com/google/cel-go/"
 	apiserverVAP = "k8s.io/apiserver/pkg/admission/plugin/"
+	// Gatekeeper's constraint framework and target handler (scan/policy/gatekeeper).
+	gkFramework = "github.com/open-policy-agent/frameworks/"
+	gatekeeper  = "github.com/open-policy-agent/gatekeeper/"
 	// The OpenTelemetry adapter is for callers who want spans; no stage links it.
 	otelAdapter = "github.com/shipkit/shipkit/observe/otel"
 )
@@ -59,6 +62,12 @@ var rules = []struct {
 	// One engine each: Rego links no CEL, the admission policies no OPA.
 	{"./scan/policy/rego", []string{celGo, apiserverVAP, syft, grype, stereo, sigstore}},
 	{"./scan/policy/vap", []string{opa, syft, grype, stereo, sigstore}},
+	// Gatekeeper's libraries are scan/policy/gatekeeper's alone (deploy's rules above
+	// forbid all of open-policy-agent already); plain Rego links none of them.
+	{"./deploy", []string{gkFramework, gatekeeper}},
+	{"./deploy/gate", []string{gkFramework, gatekeeper}},
+	{"./scan/policy/rego", []string{gkFramework, gatekeeper}},
+	{"./scan/policy/gatekeeper", []string{apiserverVAP, syft, grype, stereo, sigstore, kustomize, helmSDK, goGit}},
 	// Git write-back is deploy/gitops's alone: applying, gating, rendering link no go-git.
 	{"./deploy", []string{goGit}},
 	{"./deploy/render", []string{goGit}},
