@@ -129,6 +129,8 @@ func New(ctx context.Context, objs []*unstructured.Unstructured, opts ...Option)
 	p := &Policies{
 		engine:      &engine{client: client},
 		namespaces:  map[string]*unstructured.Unstructured{},
+		inventory:   c.inventory,
+		defaultNS:   c.defaultNS,
 		timeout:     c.timeout,
 		concurrency: c.concurrency,
 	}

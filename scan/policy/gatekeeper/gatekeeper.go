@@ -14,6 +14,12 @@
 // name) selects objects with Gatekeeper's matcher. Each object is judged as a CREATE
 // at the admission webhook's enforcement point (validation.gatekeeper.sh).
 //
+// A namespaced object without metadata.namespace (Helm leaves it empty; apply
+// fills in the release's namespace) is judged in the namespace of
+// [WithDefaultNamespace]; without that option it is an error from Eval, never
+// judged as if cluster-scoped. Kinds are cluster-scoped by a list of Kubernetes'
+// kinds and the CustomResourceDefinitions among the objects.
+//
 // A namespaceSelector reads the labels of the Namespace object of that name among
 // the objects judged (or given with [WithInventory]); any other namespace has only
 // kubernetes.io/metadata.name, as a new namespace would. Objects given with
@@ -132,6 +138,7 @@ type config struct {
 	timeout     time.Duration
 	concurrency int
 	inventory   []*unstructured.Unstructured
+	defaultNS   string
 	errs        option.List
 }
 
@@ -178,6 +185,8 @@ type Policies struct {
 	engine      *engine
 	unmatched   []string
 	namespaces  map[string]*unstructured.Unstructured // Namespaces of the inventory
+	inventory   []*unstructured.Unstructured
+	defaultNS   string
 	timeout     time.Duration
 	concurrency int
 }
@@ -188,6 +197,7 @@ type Policies struct {
 // (no kind, [ErrTimeout], an evaluation error), naming it; never for a violation.
 func (p *Policies) Eval(ctx context.Context, objs []*unstructured.Unstructured) (*Result, error) {
 	namespaces := p.namespacesOf(objs)
+	scopes := scopesOf(p.inventory, objs)
 	per := make([][]Finding, len(objs))
 	errs := make([]error, len(objs))
 	ctx, cancel := context.WithCancel(ctx)
@@ -197,17 +207,17 @@ func (p *Policies) Eval(ctx context.Context, objs []*unstructured.Unstructured) 
 	for range min(p.concurrency, len(objs)) {
 		wg.Go(func() {
 			for i := range next {
-				o := objs[i]
-				if isPolicy(o) {
+				if isPolicy(objs[i]) {
 					continue
 				}
-				found, err := p.evalOne(ctx, o, namespaces)
+				o, err := p.place(objs[i], scopes)
+				if err == nil {
+					per[i], err = p.evalOne(ctx, o, namespaces)
+				}
 				if err != nil {
-					errs[i] = fmt.Errorf("gatekeeper: %s: %w", deploy.RefOf(o), err)
+					errs[i] = fmt.Errorf("gatekeeper: %s: %w", deploy.RefOf(objs[i]), err)
 					cancel()
-					continue
 				}
-				per[i] = found
 			}
 		})
 	}

@@ -368,3 +368,27 @@ spec:
 	assert.Equal(t, []string{"ConfigMap/dev/settings gatekeeper:UniqueName/unique deny"}, verdicts(res))
 	assert.Equal(t, "ConfigMap settings also exists in namespace prod", res.Findings[0].Message)
 }
+
+// TestDefaultNamespace: a namespaced object without metadata.namespace (Helm's
+// output) is judged in WithDefaultNamespace's namespace, and is an error without
+// it; a cluster-scoped one needs none.
+func TestDefaultNamespace(t *testing.T) {
+	helmed := deployment(t, "x", "web", "", "cpu: 100m, memory: 64Mi")
+	unstructured.RemoveNestedField(helmed.Object, "metadata", "namespace")
+	role := obj(t, "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: reader}\n")
+
+	_, err := load(t).Eval(t.Context(), []*unstructured.Unstructured{role, helmed})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Deployment/web: Deployment is namespaced but has no metadata.namespace")
+
+	res, err := load(t, gatekeeper.WithDefaultNamespace("shop")).Eval(t.Context(), []*unstructured.Unstructured{role, helmed})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"Deployment/shop/web gatekeeper:K8sRequiredLabels/must-have-owner deny"}, verdicts(res))
+
+	res, err = load(t, gatekeeper.WithDefaultNamespace("kube-system")).Eval(t.Context(), []*unstructured.Unstructured{role, helmed})
+	require.NoError(t, err)
+	assert.Empty(t, res.Findings, "kube-system is excluded")
+
+	_, err = gatekeeper.LoadFiles(t.Context(), []string{"testdata"}, gatekeeper.WithDefaultNamespace("Not A Namespace"))
+	require.ErrorIs(t, err, gatekeeper.ErrInvalidOption)
+}
