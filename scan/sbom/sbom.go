@@ -144,6 +144,7 @@ type Cataloger struct {
 
 	licMu    sync.Mutex
 	licenses map[cataloging.LicenseConfig]*licenseScanner
+	layers   *LayerCache
 }
 
 // licenseScanner is a context holding syft's license scanner for one license
@@ -152,6 +153,7 @@ type licenseScanner struct {
 	once sync.Once
 	ctx  context.Context
 	err  error
+	keys []any // its context keys (see probeKeys)
 }
 
 var _ scan.Cataloger = (*Cataloger)(nil)
@@ -267,9 +269,15 @@ func (c *Cataloger) catalog(ctx context.Context, img v1.Image, repo name.Reposit
 	if err != nil {
 		return nil, fmt.Errorf("catalog %s: %w", digest, err)
 	}
+	restore := c.useLayerCache(conf, img)
 	s, err := syft.CreateSBOM(valuesFrom{ctx, lctx}, src, conf)
 	if err != nil {
 		return nil, fmt.Errorf("catalog %s: %w", digest, err)
+	}
+	if restore != nil {
+		if err := restore(s); err != nil {
+			return nil, fmt.Errorf("catalog %s: %w", digest, err)
+		}
 	}
 	c.log.DebugContext(ctx, "cataloged image", "digest", digest.String(), "packages", s.Artifacts.Packages.PackageCount())
 	return scan.NewSBOM(digest, platform, *s), nil
@@ -293,6 +301,15 @@ func (c *Cataloger) check() error {
 // licenseScanner returns a context holding syft's license scanner for cfg, built
 // on first use (one at a time per configuration; cataloging waits for it).
 func (c *Cataloger) licenseScanner(cfg cataloging.LicenseConfig) (context.Context, error) {
+	l, err := c.scanner(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return l.ctx, nil
+}
+
+// scanner is licenseScanner's value.
+func (c *Cataloger) scanner(cfg cataloging.LicenseConfig) (*licenseScanner, error) {
 	c.licMu.Lock()
 	l := c.licenses[cfg]
 	if l == nil {
@@ -302,11 +319,14 @@ func (c *Cataloger) licenseScanner(cfg cataloging.LicenseConfig) (context.Contex
 	c.licMu.Unlock()
 	l.once.Do(func() {
 		l.ctx, l.err = syft.SetContextLicenseScanner(context.Background(), cfg)
+		if l.err == nil {
+			l.keys = probeKeys(l.ctx)
+		}
 	})
 	if l.err != nil {
 		return nil, fmt.Errorf("license scanner: %w", l.err)
 	}
-	return l.ctx, nil
+	return l, nil
 }
 
 // valuesFrom is ctx with the values of another context added underneath: a value

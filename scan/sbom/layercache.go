@@ -1,0 +1,542 @@
+package sbom
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime/debug"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/anchore/syft/syft"
+	"github.com/anchore/syft/syft/artifact"
+	"github.com/anchore/syft/syft/cataloging"
+	"github.com/anchore/syft/syft/cataloging/pkgcataloging"
+	"github.com/anchore/syft/syft/file"
+	"github.com/anchore/syft/syft/pkg"
+	"github.com/anchore/syft/syft/pkg/cataloger/alpine"
+	"github.com/anchore/syft/syft/pkg/cataloger/debian"
+	"github.com/anchore/syft/syft/pkg/cataloger/redhat"
+	sbomsyft "github.com/anchore/syft/syft/sbom"
+)
+
+// Default bounds of a [LayerCache].
+const (
+	DefaultLayerCacheEntries       = 256
+	DefaultLayerCacheBytes   int64 = 256 << 20
+)
+
+// LayerCache keeps the results of syft's OS package database catalogers (dpkg,
+// apk, RPM: the ones that parse a base image's package database and scan every
+// package's copyright file for licenses) across images, so that a second image on
+// the same base does not parse and license-scan the base's packages again. Give
+// it to a [Cataloger] with [WithLayerCache]; one cache may serve several
+// Catalogers and goroutines.
+//
+// # Exact or not used
+//
+// The SBOM of an image cataloged with the cache is the SBOM syft makes of the
+// whole image, byte for byte: the cache never merges per-layer results itself.
+// syft still reads the whole squashed image and runs every other cataloger, the
+// file catalogers (digests of owned files), the relationship and file-ownership
+// overlap rules and the distro detection on it; only the OS catalogers' Catalog
+// calls may be answered from the cache. The argument:
+//
+//  1. A cataloger's result is a function of the answers it gets from the file
+//     resolver (paths, globs, MIME types, file contents, metadata) and of the
+//     license scanner in its context: it keeps no other state and reads nothing
+//     else (dpkg, apk and RPM catalogers take no configuration, reach no network
+//     and read the distro through the resolver too).
+//  2. On a miss the cataloger runs on a recording resolver that logs every call
+//     with a SHA-256 of its answer: each returned location by real path, access
+//     path, layer diffID and annotations, each file's whole content, each
+//     metadata record. The result is stored only if every opened file was read to
+//     its end or closed, the license scanner in the context is the Cataloger's
+//     own (built from the configuration in the key), and the stored form decodes
+//     back to a value reflect.DeepEqual to the result (else it is not cached).
+//  3. For another image, an entry is used only if replaying every logged call
+//     against that image's resolver gives the same digests: the cataloger, run
+//     there, would get the same answers, hence return the same result (1). Its
+//     locations then get that image's file references.
+//
+// So the result depends on the layer digests and paths the cataloger read, not on
+// the layer order: a base layer under any app layers hits, while an upper layer
+// that rewrites /var/lib/dpkg/status, deletes (whiteout) a package's files under
+// /var/lib/dpkg/info or /usr/share/doc, or changes /etc/os-release changes an
+// answer and the cataloger runs again. The cache is not used (syft runs as
+// without it) when [WithConfig] sets a cataloger selection or archive search.
+//
+// Entries are bounded by count and bytes (least recently used go first); with
+// [WithCacheDir] they are also written to a directory, each file carrying a
+// SHA-256 of its body that is checked on read: a corrupt file is removed and the
+// cataloger runs again. A plain SHA-256 cannot stop someone who can write the
+// directory from writing a false result with a matching checksum: give
+// [WithCacheSecret] to make the checksum an HMAC (then only holders of the secret
+// can write entries that are used), or keep the directory writable only by those
+// trusted to write SBOMs.
+type LayerCache struct {
+	maxEntries int
+	maxBytes   int64
+	dir        string
+	secret     []byte
+
+	mu    sync.Mutex
+	lru   *list.List // of *cacheEntry, most recent first
+	bytes int64
+
+	hits, misses, stored, corrupt, evicted, unusable atomic.Int64
+}
+
+// CacheOption configures a [LayerCache].
+type CacheOption func(*LayerCache)
+
+// WithCacheEntries bounds the entries kept in memory (default
+// [DefaultLayerCacheEntries]; n < 1 means the default).
+func WithCacheEntries(n int) CacheOption { return func(c *LayerCache) { c.maxEntries = n } }
+
+// WithCacheBytes bounds the encoded size of the entries kept in memory (default
+// [DefaultLayerCacheBytes]; n < 1 means the default).
+func WithCacheBytes(n int64) CacheOption { return func(c *LayerCache) { c.maxBytes = n } }
+
+// WithCacheDir also keeps entries in dir (created if needed), for later
+// processes. Each file is checked against its SHA-256 on read.
+func WithCacheDir(dir string) CacheOption { return func(c *LayerCache) { c.dir = dir } }
+
+// WithCacheSecret makes the checksum of each file in the cache directory an
+// HMAC-SHA256 under secret instead of a plain SHA-256, so that a file written by
+// someone without the secret (a poisoned entry with a recomputed checksum) is
+// refused like a corrupt one. Without it the checksum detects corruption only.
+func WithCacheSecret(secret []byte) CacheOption {
+	return func(c *LayerCache) { c.secret = append([]byte(nil), secret...) }
+}
+
+// NewLayerCache returns an empty cache.
+func NewLayerCache(opts ...CacheOption) *LayerCache {
+	c := &LayerCache{lru: list.New()}
+	for _, o := range opts {
+		if o != nil {
+			o(c)
+		}
+	}
+	if c.maxEntries < 1 {
+		c.maxEntries = DefaultLayerCacheEntries
+	}
+	if c.maxBytes < 1 {
+		c.maxBytes = DefaultLayerCacheBytes
+	}
+	return c
+}
+
+// WithLayerCache makes the Cataloger answer syft's OS package database catalogers
+// from c when that is provably the same (see [LayerCache]); nil means none.
+func WithLayerCache(c *LayerCache) Option { return func(k *Cataloger) { k.layers = c } }
+
+// LayerCacheStats counts what a [LayerCache] did.
+type LayerCacheStats struct {
+	Hits, Misses int64 // cataloger runs answered from the cache, and not
+	Stored       int64 // results stored
+	Corrupt      int64 // files in the directory that failed their checksum (removed)
+	Evicted      int64 // entries dropped from memory for the bounds
+	Unusable     int64 // results not stored (see LayerCache), or runs not allowed to use it
+	Entries      int   // entries in memory
+	Bytes        int64 // their encoded size
+}
+
+// Stats returns the counters.
+func (c *LayerCache) Stats() LayerCacheStats {
+	c.mu.Lock()
+	n, b := c.lru.Len(), c.bytes
+	c.mu.Unlock()
+	return LayerCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Stored: c.stored.Load(),
+		Corrupt: c.corrupt.Load(), Evicted: c.evicted.Load(), Unusable: c.unusable.Load(), Entries: n, Bytes: b}
+}
+
+// cacheEntry is one cataloger result and the calls that prove it applies.
+type cacheEntry struct {
+	Key    string   `json:"key"`
+	Calls  []call   `json:"calls"`
+	Layers []string `json:"layers"` // diffIDs of every location answered
+	Pkgs   []pkgDTO `json:"pkgs"`   // on disk only
+	Rels   []relDTO `json:"rels"`   // on disk only
+	// EmptyPkgs and EmptyRels tell an empty result from none (nil).
+	EmptyPkgs bool `json:"emptyPkgs,omitempty"`
+	EmptyRels bool `json:"emptyRels,omitempty"`
+	pkgs      []pkg.Package
+	rels      []artifact.Relationship
+	size      int64
+}
+
+// cachedOS lists the catalogers the cache answers: syft's own constructors, the
+// same ones (no configuration) as its default tasks for images.
+func cachedOS() []pkgcataloging.CatalogerReference {
+	mk := func(c pkg.Cataloger, tags ...string) pkgcataloging.CatalogerReference {
+		return pkgcataloging.CatalogerReference{Cataloger: c, AlwaysEnabled: true, Tags: append([]string{
+			pkgcataloging.DirectoryTag, pkgcataloging.InstalledTag, pkgcataloging.ImageTag, pkgcataloging.OSTag, "linux"}, tags...)}
+	}
+	return []pkgcataloging.CatalogerReference{
+		mk(alpine.NewDBCataloger(), "apk", "alpine"),
+		mk(debian.NewDBCataloger(), "dpkg", "debian"),
+		mk(redhat.NewDBCataloger(), "rpm", "redhat"),
+	}
+}
+
+// apply changes conf so that the OS catalogers run through the cache: syft's own
+// tasks for them are deselected by name and the same catalogers, wrapped, are
+// added. restore puts the configuration audit trail of the SBOM back to what the
+// unchanged conf records. ok is false (conf unchanged) when the cache cannot be
+// used with conf.
+func (c *LayerCache) apply(conf *syft.CreateSBOMConfig, lic *licenseScanner, diffIDs []string) (restore func(*sbomsyft.SBOM) error, ok bool) {
+	if !reflect.DeepEqual(conf.CatalogerSelection, cataloging.SelectionRequest{}) || conf.Archive.MaxDepth != 0 || len(lic.keys) == 0 {
+		c.unusable.Add(1)
+		return nil, false
+	}
+	fp, err := json.Marshal(struct {
+		Licenses cataloging.LicenseConfig
+		Syft     string
+	}{conf.Licenses, syftModuleVersion()})
+	if err != nil {
+		c.unusable.Add(1)
+		return nil, false
+	}
+	layers := map[string]bool{}
+	for _, d := range diffIDs {
+		layers[d] = true
+	}
+	refs := cachedOS()
+	names := make([]string, len(refs))
+	for i := range refs {
+		names[i] = refs[i].Cataloger.Name()
+		refs[i].Cataloger = &cachedCataloger{inner: refs[i].Cataloger, cache: c, lic: lic, layers: layers,
+			key: hashString(names[i] + "\x00" + string(fp))}
+	}
+	conf.CatalogerSelection = cataloging.SelectionRequest{RemoveNamesOrTags: names}
+	conf.WithCatalogers(refs...)
+	return restoreAudit, true
+}
+
+// restoreAudit sets the SBOM's record of the cataloger selection back to the
+// default one (no removals); the list of catalogers used is the same names.
+func restoreAudit(s *sbomsyft.SBOM) error {
+	v := reflect.ValueOf(s.Descriptor.Configuration)
+	if v.Kind() != reflect.Struct {
+		return errors.New("layer cache: unexpected configuration audit trail")
+	}
+	cp := reflect.New(v.Type()).Elem()
+	cp.Set(v)
+	rm := cp.FieldByName("Catalogers").FieldByName("Requested").FieldByName("RemoveNamesOrTags")
+	if !rm.IsValid() || !rm.CanSet() {
+		return errors.New("layer cache: unexpected configuration audit trail")
+	}
+	rm.Set(reflect.Zero(rm.Type()))
+	s.Descriptor.Configuration = cp.Interface()
+	return nil
+}
+
+func syftModuleVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/anchore/syft" {
+				if d.Replace != nil {
+					return d.Version + "=>" + d.Replace.Path + "@" + d.Replace.Version
+				}
+				return d.Version
+			}
+		}
+	}
+	return "unknown"
+}
+
+func hashString(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// cachedCataloger answers one OS cataloger from the cache, or runs it and stores
+// its result.
+type cachedCataloger struct {
+	inner  pkg.Cataloger
+	cache  *LayerCache
+	lic    *licenseScanner
+	layers map[string]bool
+	key    string
+}
+
+func (w *cachedCataloger) Name() string { return w.inner.Name() }
+
+func (w *cachedCataloger) Catalog(ctx context.Context, res file.Resolver) ([]pkg.Package, []artifact.Relationship, error) {
+	if !w.lic.isOwn(ctx) {
+		w.cache.unusable.Add(1)
+		return w.inner.Catalog(ctx, res)
+	}
+	if pkgs, rels, ok := w.cache.lookup(w.key, w.layers, res); ok {
+		w.cache.hits.Add(1)
+		return pkgs, rels, nil
+	}
+	w.cache.misses.Add(1)
+	rec := newRecorder(res)
+	pkgs, rels, err := w.inner.Catalog(ctx, rec.wrap())
+	if err == nil {
+		if serr := w.cache.store(w.key, rec, pkgs, rels); serr != nil {
+			w.cache.unusable.Add(1)
+		}
+	}
+	return pkgs, rels, err
+}
+
+// lookup returns the result of the most recent entry for key whose calls replay
+// with the same answers on res.
+func (c *LayerCache) lookup(key string, layers map[string]bool, res file.Resolver) ([]pkg.Package, []artifact.Relationship, bool) {
+	c.mu.Lock()
+	var cands []*list.Element
+	for e := c.lru.Front(); e != nil; e = e.Next() {
+		if e.Value.(*cacheEntry).Key == key {
+			cands = append(cands, e)
+		}
+	}
+	c.mu.Unlock()
+	try := func(ent *cacheEntry) ([]pkg.Package, []artifact.Relationship, bool) {
+		for _, l := range ent.Layers {
+			if !layers[l] {
+				return nil, nil, false
+			}
+		}
+		locs, ok := replay(res, ent.Calls)
+		if !ok {
+			return nil, nil, false
+		}
+		pkgs, rels, err := copyResult(ent.pkgs, ent.rels, locs)
+		if err != nil {
+			return nil, nil, false
+		}
+		return pkgs, rels, true
+	}
+	for _, e := range cands {
+		if p, r, ok := try(e.Value.(*cacheEntry)); ok {
+			c.mu.Lock()
+			if e.Next() != nil || e.Prev() != nil || c.lru.Front() == e {
+				c.lru.MoveToFront(e)
+			}
+			c.mu.Unlock()
+			return p, r, true
+		}
+	}
+	for _, ent := range c.readDir(key) {
+		if p, r, ok := try(ent); ok {
+			c.keep(ent)
+			return p, r, true
+		}
+	}
+	return nil, nil, false
+}
+
+// store keeps the result if it can be given back exactly: the copy a hit returns
+// (made here with this image's locations) must be reflect.DeepEqual to it. With a
+// directory, the entry is written there too if its encoded form decodes to the
+// same.
+func (c *LayerCache) store(key string, rec *recorder, pkgs []pkg.Package, rels []artifact.Relationship) error {
+	calls, err := rec.result()
+	if err != nil {
+		return err
+	}
+	ent := &cacheEntry{Key: key, Calls: calls}
+	seen := map[string]bool{}
+	for _, l := range rec.locs {
+		if l.FileSystemID != "" && !seen[l.FileSystemID] {
+			seen[l.FileSystemID] = true
+			ent.Layers = append(ent.Layers, l.FileSystemID)
+		}
+	}
+	sort.Strings(ent.Layers)
+	gotP, gotR, err := copyResult(pkgs, rels, rec.locs)
+	if err != nil {
+		return err
+	}
+	if !reflect.DeepEqual(gotP, pkgs) || !reflect.DeepEqual(gotR, rels) {
+		return errors.New("result cannot be copied exactly")
+	}
+	// the cache keeps the copy: syft's package task rewrites the slice it gets
+	ent.pkgs, ent.rels = gotP, gotR
+	body, diskOK := encodeEntry(ent, rec.locs)
+	ent.size = int64(len(body))
+	c.keep(ent)
+	c.stored.Add(1)
+	if c.dir != "" && diskOK {
+		_ = c.writeDir(ent, body) // best effort: memory still has it
+	}
+	return nil
+}
+
+func (c *LayerCache) keep(ent *cacheEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lru.PushFront(ent)
+	c.bytes += ent.size
+	for c.lru.Len() > c.maxEntries || (c.bytes > c.maxBytes && c.lru.Len() > 0) {
+		e := c.lru.Back()
+		c.bytes -= e.Value.(*cacheEntry).size
+		c.lru.Remove(e)
+		c.evicted.Add(1)
+	}
+}
+
+// sameResult is reflect.DeepEqual, except that a nil and an empty slice are the
+// same (syft's package task only ranges over, appends and counts them).
+func sameResult[T any](a, b []T) bool {
+	if len(a) == 0 && len(b) == 0 {
+		return true
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+// copyResult returns fresh copies of a stored result, with the locations of locs
+// (this image's file references) for the same real path, access path and layer:
+// new location and license sets and annotation maps, CPE slices that an append
+// cannot share, relationships pointing at the copies.
+func copyResult(pkgs []pkg.Package, rels []artifact.Relationship, locs map[string]file.Location) ([]pkg.Package, []artifact.Relationship, error) {
+	fix := func(set file.LocationSet) file.LocationSet {
+		ls := set.ToSlice()
+		for i, l := range ls {
+			if n, ok := locs[locKey(l)]; ok {
+				ls[i].LocationData = n.LocationData
+			}
+			ls[i].Annotations = maps.Clone(ls[i].Annotations)
+		}
+		return file.NewLocationSet(ls...)
+	}
+	var out []pkg.Package
+	if pkgs != nil {
+		out = make([]pkg.Package, 0, len(pkgs))
+	}
+	byID := map[artifact.ID]pkg.Package{}
+	for _, p := range pkgs {
+		q := p
+		q.Locations = fix(p.Locations)
+		lics := p.Licenses.ToSlice()
+		for i := range lics {
+			lics[i].Locations = fix(lics[i].Locations)
+			lics[i].URLs = slices.Clone(lics[i].URLs)
+		}
+		q.Licenses = pkg.NewLicenseSet(lics...)
+		q.CPEs = slices.Clip(p.CPEs)
+		out = append(out, q)
+		byID[q.ID()] = q
+	}
+	var orels []artifact.Relationship
+	if rels != nil {
+		orels = make([]artifact.Relationship, 0, len(rels))
+	}
+	for _, r := range rels {
+		for _, end := range []*artifact.Identifiable{&r.From, &r.To} {
+			if p, ok := (*end).(pkg.Package); ok {
+				q, found := byID[p.ID()]
+				if !found {
+					return nil, nil, fmt.Errorf("relationship to package %s outside the result", p.ID())
+				}
+				*end = q
+			}
+		}
+		orels = append(orels, r)
+	}
+	return out, orels, nil
+}
+
+// On disk: <dir>/<key>/<checksum of body>, holding the checksum (hex SHA-256,
+// or HMAC-SHA256 with a secret), a newline, and the body.
+func (c *LayerCache) writeDir(ent *cacheEntry, body []byte) error {
+	d := filepath.Join(c.dir, ent.Key[:32])
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return err
+	}
+	name := c.checksum(body)
+	tmp, err := os.CreateTemp(d, ".tmp-")
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(tmp, "%s\n%s", name, body); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), filepath.Join(d, name))
+}
+
+// readDir returns the entries for key on disk that pass their checksum (at most
+// the memory bound), removing those that do not.
+func (c *LayerCache) readDir(key string) []*cacheEntry {
+	if c.dir == "" {
+		return nil
+	}
+	d := filepath.Join(c.dir, key[:32])
+	des, err := os.ReadDir(d)
+	if err != nil {
+		return nil
+	}
+	var out []*cacheEntry
+	for _, de := range des {
+		if len(out) >= c.maxEntries || strings.HasPrefix(de.Name(), ".") {
+			continue
+		}
+		p := filepath.Join(d, de.Name())
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		ent, ok := c.checkEntry(raw, key)
+		if !ok {
+			c.corrupt.Add(1)
+			os.Remove(p)
+			continue
+		}
+		ent.size = int64(len(raw))
+		if ent.pkgs, ent.rels, err = decodeEntry(ent); err != nil {
+			c.corrupt.Add(1)
+			os.Remove(p)
+			continue
+		}
+		out = append(out, ent)
+	}
+	return out
+}
+
+// checksum is the hex SHA-256 of body, or its HMAC-SHA256 under the secret.
+func (c *LayerCache) checksum(body []byte) string {
+	if len(c.secret) > 0 {
+		m := hmac.New(sha256.New, c.secret)
+		m.Write(body)
+		return hex.EncodeToString(m.Sum(nil))
+	}
+	s := sha256.Sum256(body)
+	return hex.EncodeToString(s[:])
+}
+
+func (c *LayerCache) checkEntry(raw []byte, key string) (*cacheEntry, bool) {
+	sumHex, body, ok := bytes.Cut(raw, []byte("\n"))
+	if !ok {
+		return nil, false
+	}
+	if !hmac.Equal([]byte(c.checksum(body)), sumHex) {
+		return nil, false
+	}
+	var ent cacheEntry
+	if err := json.Unmarshal(body, &ent); err != nil || ent.Key != key {
+		return nil, false
+	}
+	return &ent, true
+}
