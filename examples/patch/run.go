@@ -252,7 +252,7 @@ func sayReport(say func(string, ...any), what string, r *scanfleet.Report) {
 	say("%s: %d images, %d scanned from verified SBOMs, %d advisories", what, len(r.Images), scanned, len(r.Advisories))
 	for _, a := range r.Advisories {
 		for _, af := range a.Affected {
-			say("  %s (%s) in %s %s@%s, fixed in %v, in %v", a.ID, a.Severity, short(mustDigest(af.Image)), af.Package, af.Version, af.FixedIn, af.Workloads)
+			say("  %s (%s) in %s %s@%s, fixed in %v, in %v", a.ID, a.Severity, short(parseDigest(af.Image)), af.Package, af.Version, af.FixedIn, af.Workloads)
 		}
 	}
 }
@@ -284,7 +284,8 @@ func uses(inv *deployfleet.Inventory, d name.Digest) string {
 	return strings.Join(out, ", ")
 }
 
-func mustDigest(s string) name.Digest {
+// parseDigest parses an image by digest as a report names it (zero when it does not parse).
+func parseDigest(s string) name.Digest {
 	d, _ := name.NewDigest(s)
 	return d
 }
