@@ -21,8 +21,10 @@ type ManifestPolicy interface {
 var _ ManifestPolicy = (*policy.Checker)(nil)
 
 // ObjectPolicy is the user's own rules on objects, judged beside the built-in ones:
-// package scan/policy/rego's Policy (Rego, conftest's conventions) and
-// scan/policy/vap's Policies (ValidatingAdmissionPolicies, offline) implement it.
+// package scan/policy/rego's Policy (Rego, conftest's conventions),
+// scan/policy/vap's Policies (ValidatingAdmissionPolicies, offline) and
+// scan/policy/gatekeeper's Policies (Gatekeeper ConstraintTemplates and
+// Constraints, offline) implement it.
 // Its reasons deny, its warnings only warn; the gate adds both to its decision as
 // they are. It has deploy.Gate's method, so any deploy.Gate can serve as one. The
 // gate links neither OPA nor the API server's CEL: the caller chooses.
