@@ -36,13 +36,14 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"build":  {"shipkit build vs ko build", buildCmd},
-		"scan":   {"shipkit scan vs the syft and grype CLIs", scanCmd},
-		"sign":   {"shipkit sign vs the cosign CLI", signCmd},
-		"deploy": {"shipkit deploy vs kubectl apply --server-side", deployCmd},
-		"chain":  {"the whole job in process vs the chain of CLIs", chainCmd},
-		"rego":   {"shipkit's Rego policies vs opa eval (and conftest test)", regoCmd},
-		"fleet":  {"fleet re-scan from attestations vs grype per image; inventory of clusters", fleetCmd},
+		"build":      {"shipkit build vs ko build", buildCmd},
+		"scan":       {"shipkit scan vs the syft and grype CLIs", scanCmd},
+		"sign":       {"shipkit sign vs the cosign CLI", signCmd},
+		"deploy":     {"shipkit deploy vs kubectl apply --server-side", deployCmd},
+		"chain":      {"the whole job in process vs the chain of CLIs", chainCmd},
+		"rego":       {"shipkit's Rego policies vs opa eval (and conftest test)", regoCmd},
+		"fleet":      {"fleet re-scan from attestations vs grype per image; inventory of clusters", fleetCmd},
+		"layercache": {"sbom.WithLayerCache vs no cache (and syft scan oci-dir:), N images on one base", layerCacheCmd},
 	}
 }
 

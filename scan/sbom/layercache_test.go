@@ -255,3 +255,74 @@ func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
+
+// BenchmarkLayerCache catalogs an image on a base of 100 dpkg packages with
+// copyright files whose base results are cached (after the first) and without a
+// cache, with the license scanner built once for both.
+func BenchmarkLayerCache(b *testing.B) {
+	testimage.GoBinary(b)
+	base := layerOf(b, debBase(debPkgs(100, "1.0-1"))...)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		cache *sbom.LayerCache
+	}{{"uncached", nil}, {"cached", sbom.NewLayerCache()}} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := sbom.New(sbom.WithConcurrency(1), sbom.WithLayerCache(tc.cache))
+			_, err := c.Catalog(ctx, testimage.Image(b, "amd64", base, appLayer(b, "app/warm")))
+			require.NoError(b, err)
+			b.ResetTimer()
+			for i := range b.N {
+				img := testimage.Image(b, "amd64", base, appLayer(b, fmt.Sprintf("app/%d", i)))
+				_, err := c.Catalog(ctx, img)
+				require.NoError(b, err)
+			}
+		})
+	}
+}
+
+// hostDebianBase is a layer of this host's dpkg database (status, info/*.list,
+// *.md5sums, *.conffiles), os-release, /usr/share/doc/*/copyright and three
+// binaries: a real Debian 12 root as syft reads it, built at test time.
+func hostDebianBase(t testing.TB) v1.Layer {
+	t.Helper()
+	if _, err := os.Stat("/var/lib/dpkg/status"); err != nil {
+		t.Skip("not a Debian host")
+	}
+	var files []testimage.File
+	add := func(p string) {
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.Mode().IsRegular() {
+			return
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return
+		}
+		files = append(files, testimage.File{Name: strings.TrimPrefix(p, "/"), Body: b, Mode: int64(fi.Mode().Perm())})
+	}
+	for _, p := range []string{"/etc/os-release", "/var/lib/dpkg/status", "/usr/bin/ls", "/usr/bin/dpkg", "/usr/bin/bash"} {
+		add(p)
+	}
+	for _, g := range []string{"/var/lib/dpkg/info/*.list", "/var/lib/dpkg/info/*.md5sums", "/var/lib/dpkg/info/*.conffiles", "/usr/share/doc/*/copyright"} {
+		ms, err := filepath.Glob(g)
+		require.NoError(t, err)
+		for _, m := range ms {
+			add(m)
+		}
+	}
+	return layerOf(t, files...)
+}
+
+func TestLayerCacheDebianRootfs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("catalogs a real Debian root four times")
+	}
+	testimage.GoBinary(t)
+	base := hostDebianBase(t)
+	a := testimage.Image(t, "amd64", base, appLayer(t, "app/a"))
+	b := testimage.Image(t, "amd64", base, appLayer(t, "app/b"), layerOf(t, testimage.File{Name: "usr/share/doc/bash/.wh.copyright"}))
+	c := testimage.Image(t, "amd64", base, appLayer(t, "usr/local/bin/c"))
+	st := compareCached(t, sbom.NewLayerCache(), a, b, c)
+	assert.Equal(t, int64(3+2), st.Hits, "c reuses a's results; b's whiteout makes dpkg run again: %+v", st)
+}
