@@ -151,7 +151,9 @@ func (o Options) remote(ctx context.Context) []remote.Option {
 }
 
 // Check resolves each catalog tag once (a HEAD request) and reads each image's
-// base annotations (its manifest only), and says which images are stale. A
+// base annotations (its manifest only), and says which images are stale. An
+// image that is a single manifest records its platform's image of the base: it
+// is current when that is one of the images of the base's current index. A
 // catalog entry that is not a valid reference is an error wrapping
 // [ErrInvalidOption]; a tag or image that cannot be read is a status with a
 // reason, and the rest goes on. Only a cancelled context stops it.
@@ -187,18 +189,22 @@ func Check(ctx context.Context, images []name.Digest, catalog []string, opts Opt
 		}
 		rep.Bases[k] = desc.Digest
 	}
+	platforms := map[string]map[v1.Hash]bool{}
 	for _, d := range images {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("check bases: %w", err)
 		}
-		rep.Images = append(rep.Images, checkImage(ctx, d, bases, rep.Bases, resolved, opts))
+		rep.Images = append(rep.Images, checkImage(ctx, d, bases, rep.Bases, resolved, platforms, opts))
 	}
 	return rep, nil
 }
 
-func checkImage(ctx context.Context, d name.Digest, bases map[string]name.Reference, current map[string]v1.Hash, resolveErr map[string]error, opts Options) Image {
+// checkImage checks one image. platforms caches, per base name, the digests of
+// the platform images of the base's current index.
+func checkImage(ctx context.Context, d name.Digest, bases map[string]name.Reference, current map[string]v1.Hash, resolveErr map[string]error,
+	platforms map[string]map[v1.Hash]bool, opts Options) Image {
 	im := Image{Ref: d}
-	ann, err := annotations(ctx, d, opts)
+	ann, single, err := annotations(ctx, d, opts)
 	if err != nil {
 		im.Status, im.Reason = ImageGone, err.Error()
 		return im
@@ -231,41 +237,66 @@ func checkImage(ctx context.Context, d name.Digest, bases map[string]name.Refere
 		return im
 	}
 	im.Current = cur
-	if cur == h {
+	switch {
+	case cur == h:
 		im.Status = Current
-	} else {
+	case single && platformOf(ctx, bases[ref.Name()].Context().Digest(cur.String()), h, platforms, opts):
+		// A single image records the base's image of its platform (build.Rebase
+		// and the build annotate each platform's manifest so): current when it
+		// is one of the current index's.
+		im.Status = Current
+	default:
 		im.Status = Stale
 	}
 	return im
 }
 
+// platformOf says whether h is the digest of one of the platform images of the
+// index base (the base's current digest); a base that is not an index, or cannot
+// be read, has none. cache keeps each base's answer.
+func platformOf(ctx context.Context, base name.Digest, h v1.Hash, cache map[string]map[v1.Hash]bool, opts Options) bool {
+	set, ok := cache[base.String()]
+	if !ok {
+		set = map[v1.Hash]bool{}
+		cache[base.String()] = set
+		if idx, err := remote.Index(base, opts.remote(ctx)...); err == nil {
+			if im, err := idx.IndexManifest(); err == nil {
+				for _, m := range im.Manifests {
+					set[m.Digest] = true
+				}
+			}
+		}
+	}
+	return set[h]
+}
+
 // annotations reads the annotations of the image's index, or of its manifest when
 // it is a single image.
-func annotations(ctx context.Context, d name.Digest, opts Options) (map[string]string, error) {
+func annotations(ctx context.Context, d name.Digest, opts Options) (ann map[string]string, single bool, err error) {
 	desc, err := remote.Get(d, opts.remote(ctx)...)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", d, err)
+		return nil, false, fmt.Errorf("reading %s: %w", d, err)
 	}
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
 		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", d, err)
+			return nil, false, fmt.Errorf("reading %s: %w", d, err)
 		}
 		im, err := idx.IndexManifest()
 		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", d, err)
+			return nil, false, fmt.Errorf("reading %s: %w", d, err)
 		}
-		return im.Annotations, nil
+		return im.Annotations, false, nil
 	}
 	img, err := desc.Image()
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", d, err)
+		return nil, true, fmt.Errorf("reading %s: %w", d, err)
 	}
 	m, err := img.Manifest()
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", d, err)
+		return nil, true, fmt.Errorf("reading %s: %w", d, err)
 	}
-	return m.Annotations, nil
+	return m.Annotations, true, nil
 }
 
 // Patched is an image rebased onto its current base and pushed.

@@ -325,9 +325,11 @@ func mustRandom(t *testing.T) v1.Image {
 	return img
 }
 
-// An image pushed as a single manifest (not an index) is rebased and pushed as a
-// single manifest again: the workloads that run it by digest get the same kind
-// of object, with the new base recorded on it.
+// An image pushed as a single manifest (not an index) is current while its
+// platform's image of the base is the current one; once the base moves it is
+// stale, rebased and pushed as a single manifest again (the workloads that run it
+// by digest get the same kind of object), with the new base recorded on it, and
+// then current.
 func TestRebaseSingleManifest(t *testing.T) {
 	ctx := context.Background()
 	host, stop, err := registry.NewInProcess()
@@ -346,9 +348,12 @@ func TestRebaseSingleManifest(t *testing.T) {
 	require.NoError(t, err)
 	single := reg.Repo("team/single").Digest(h.String())
 	require.NoError(t, remote.Write(single, amd64))
+	rep, err := patch.Check(ctx, []name.Digest{single}, []string{baseTag.String()}, patch.Options{})
+	require.NoError(t, err)
+	require.Equal(t, patch.Current, rep.Images[0].Status, "built on the base's current linux/amd64 image")
 	pushBase(t, baseTag)
 
-	rep, err := patch.Check(ctx, []name.Digest{single}, []string{baseTag.String()}, patch.Options{})
+	rep, err = patch.Check(ctx, []name.Digest{single}, []string{baseTag.String()}, patch.Options{})
 	require.NoError(t, err)
 	require.Equal(t, patch.Stale, rep.Images[0].Status, rep.Images[0].Reason)
 	kp, err := cosign.GenerateKeyPair(nil)
@@ -387,6 +392,9 @@ func TestRebaseSingleManifest(t *testing.T) {
 	assert.Equal(t, nd, p.NewBase, "the new base's linux/amd64 image, as the manifest records it")
 	_, err = verifier.Verify(ctx, p.New)
 	require.NoError(t, err, "the new digest is signed")
+	rep, err = patch.Check(ctx, []name.Digest{p.New}, []string{baseTag.String()}, patch.Options{})
+	require.NoError(t, err)
+	assert.Equal(t, patch.Current, rep.Images[0].Status, "the rebased image is current, not rebased again")
 }
 
 // mustPlatform returns the digest of idx's linux/arch image.
