@@ -78,7 +78,7 @@ func (s *memStorage) PackfileWriter() (io.WriteCloser, error) {
 	}()
 	return &boundedPack{w: s.w, dst: pw,
 		close: func() error { _ = pw.Close(); return <-done },
-		abort: func(err error) { _ = pw.CloseWithError(err); <-done },
+		abort: func(err error) error { _ = pw.CloseWithError(err); return <-done },
 	}, nil
 }
 
@@ -95,12 +95,13 @@ func (s *fsStorage) PackfileWriter() (io.WriteCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &boundedPack{w: s.w, dst: pw, close: pw.Close, abort: func(error) {
-		_ = pw.Close() // fails: the pack is incomplete
+	return &boundedPack{w: s.w, dst: pw, close: pw.Close, abort: func(error) error {
+		err := pw.Close() // fails: the pack is incomplete
 		tmp, _ := filepath.Glob(filepath.Join(s.w.o.cloneDir, "objects", "pack", "tmp_pack_*"))
 		for _, f := range tmp {
 			_ = os.Remove(f)
 		}
+		return err
 	}}, nil
 }
 
@@ -109,7 +110,7 @@ type boundedPack struct {
 	w     *Writer
 	dst   io.Writer
 	close func() error
-	abort func(error)
+	abort func(error) error // returns the cut pack's own error, which says less than the bound's
 	n     int64
 	head  []byte // the pack's header: "PACK", version, object count
 	err   error
@@ -144,7 +145,7 @@ func (b *boundedPack) fail(err error) error {
 // Close finishes the pack, or discards it when it went past a bound.
 func (b *boundedPack) Close() error {
 	if b.err != nil {
-		b.abort(b.err)
+		_ = b.abort(b.err)
 		return b.err
 	}
 	return b.close()
