@@ -54,8 +54,9 @@ func applyObjs(t *testing.T, c *kube.Cluster, ns, yaml string) {
 }
 
 // reportImageIDs does what a kubelet does once a container runs: it records the
-// digest it pulled as the container's imageID (kwok plays the kubelet but leaves
-// imageID empty). ids maps an image as the pod spec writes it to the digest.
+// digest it pulled as the container's imageID (the test bed's kwok reports one only
+// for an image named by digest, having pulled nothing to resolve a tag). ids maps an
+// image as the pod spec writes it to the digest.
 func reportImageIDs(t *testing.T, c *kube.Cluster, ns string, ids map[string]string) {
 	t.Helper()
 	pods, err := c.Clientset().CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{})

@@ -102,3 +102,19 @@ func TestVersionsMatchTheBuild(t *testing.T) {
 		}
 	}
 }
+
+func TestWithImageIDsNeedsTheImageLine(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src", "pod-ready.yaml")
+	require.NoError(t, os.Mkdir(filepath.Dir(src), 0o755))
+	require.NoError(t, os.WriteFile(src, []byte("spec: {}\n"), 0o644))
+	_, err := withImageIDs(src, dir)
+	require.ErrorContains(t, err, "no line")
+
+	require.NoError(t, os.WriteFile(src, []byte("containerStatuses:\n"+containerImageLine+"        name: x\n"), 0o644))
+	out, err := withImageIDs(src, dir)
+	require.NoError(t, err)
+	data, err := os.ReadFile(out)
+	require.NoError(t, err)
+	require.Equal(t, "containerStatuses:\n"+containerImageLine+imageIDLines+"        name: x\n", string(data))
+}

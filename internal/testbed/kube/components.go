@@ -84,6 +84,12 @@ func (c *Cluster) components(a assets) ([]component, error) {
 		// No --node-port or --server-address: either makes kwok serve on 0.0.0.0.
 	}
 	for _, s := range a.stages {
+		if filepath.Base(s) == "pod-ready.yaml" {
+			var err error
+			if s, err = withImageIDs(s, kwokDir); err != nil {
+				return nil, err
+			}
+		}
 		kwokArgs = append(kwokArgs, "--config="+s)
 	}
 	return []component{{

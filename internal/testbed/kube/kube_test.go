@@ -121,7 +121,35 @@ func TestDeploymentBecomesAvailable(t *testing.T) {
 		assert.Equal(t, corev1.PodRunning, p.Status.Phase, "pod %s", p.Name)
 		assert.NotEmpty(t, p.Status.PodIP, "pod %s", p.Name)
 		assert.Equal(t, "default", p.Spec.ServiceAccountName, "pod %s", p.Name)
+		// kwok plays the kubelet: a container running an image named by digest
+		// reports that reference as its imageID, as containerd's CRI does.
+		if assert.Len(t, p.Status.ContainerStatuses, 1, "pod %s", p.Name) {
+			assert.Equal(t, image, p.Status.ContainerStatuses[0].ImageID, "pod %s", p.Name)
+		}
 	}
+}
+
+// TestImageIDByTag: an image named only by tag gets no imageID from the test bed
+// (nothing is pulled, so no digest is known), where a real kubelet would report the
+// digest it resolved; readers of imageIDs fall back to the pod spec.
+func TestImageIDByTag(t *testing.T) {
+	t.Parallel()
+	c := cluster.Get(t)
+	ns := c.NewNamespace(t)
+	ctx := t.Context()
+	pods := c.Clientset().CoreV1().Pods(ns)
+	pod := corev1ac.Pod("tagged", ns).WithSpec(corev1ac.PodSpec().
+		WithContainers(corev1ac.Container().WithName("app").WithImage("registry.example/app:1.0")))
+	_, err := pods.Apply(ctx, pod, metav1.ApplyOptions{FieldManager: fieldManager})
+	require.NoError(t, err)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		p, err := pods.Get(ctx, "tagged", metav1.GetOptions{})
+		require.NoError(ct, err)
+		require.Equal(ct, corev1.PodRunning, p.Status.Phase)
+		require.Len(ct, p.Status.ContainerStatuses, 1)
+		assert.True(ct, p.Status.ContainerStatuses[0].Ready)
+		assert.Empty(ct, p.Status.ContainerStatuses[0].ImageID)
+	}, 60*time.Second, 250*time.Millisecond)
 }
 
 func TestJobCompletes(t *testing.T) {
