@@ -85,8 +85,12 @@ func layerCacheCmd(ctx context.Context, args []string, out io.Writer) error {
 	catalog := func(c *sbom.Cataloger) ([]string, time.Duration, error) {
 		start := time.Now()
 		var docs []string
+		var each []string
+		defer func() { fmt.Fprintf(out, "  per image: %s\n", strings.Join(each, " ")) }()
 		for _, img := range imgs {
+			t0 := time.Now()
 			s, err := c.Catalog(ctx, img)
+			each = append(each, fmt.Sprintf("%.2fs", time.Since(t0).Seconds()))
 			if err != nil {
 				return nil, 0, err
 			}
@@ -210,7 +214,13 @@ func benchBase(debian bool, debs int) (v1.Layer, string, error) {
 	files := map[string][]byte{}
 	add := func(p string) error {
 		fi, err := os.Lstat(p)
-		if err != nil || !fi.Mode().IsRegular() {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !fi.Mode().IsRegular() {
 			return nil // symlinked doc dirs and the like are left out
 		}
 		b, err := os.ReadFile(p)

@@ -392,15 +392,6 @@ func (c *LayerCache) keep(ent *cacheEntry) {
 	}
 }
 
-// sameResult is reflect.DeepEqual, except that a nil and an empty slice are the
-// same (syft's package task only ranges over, appends and counts them).
-func sameResult[T any](a, b []T) bool {
-	if len(a) == 0 && len(b) == 0 {
-		return true
-	}
-	return reflect.DeepEqual(a, b)
-}
-
 // copyResult returns fresh copies of a stored result, with the locations of locs
 // (this image's file references) for the same real path, access path and layer:
 // new location and license sets and annotation maps, CPE slices that an append
