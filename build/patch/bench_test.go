@@ -71,17 +71,13 @@ func BenchmarkPatchVsRebuild(b *testing.B) {
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = db.Close() })
 	cat := sbom.New()
-	predicates := func(ctx context.Context, d name.Digest, idx v1.ImageIndex) ([]sign.Predicate, error) {
-		im, err := idx.IndexManifest()
+	predicates := func(ctx context.Context, d name.Digest, pushed patch.Pushed) ([]sign.Predicate, error) {
+		imgs, err := pushed.Images()
 		if err != nil {
 			return nil, err
 		}
 		var out []sign.Predicate
-		for _, desc := range im.Manifests {
-			img, err := idx.Image(desc.Digest)
-			if err != nil {
-				return nil, err
-			}
+		for _, img := range imgs {
 			s, err := cat.Catalog(ctx, img)
 			if err != nil {
 				return nil, err
@@ -148,7 +144,7 @@ func BenchmarkPatchVsRebuild(b *testing.B) {
 			d, err := publish.Index(ctx, idx, repo)
 			require.NoError(b, err)
 			require.NoError(b, signer.Sign(ctx, d, sign.WithRecursive()))
-			preds, err := predicates(ctx, d, idx)
+			preds, err := predicates(ctx, d, patch.Pushed{Index: idx})
 			require.NoError(b, err)
 			im, err := idx.IndexManifest()
 			require.NoError(b, err)

@@ -303,13 +303,46 @@ func annotations(ctx context.Context, d name.Digest, opts Options) (ann map[stri
 type Patched struct {
 	// Old and New are the image before and after, by digest, in the same repository.
 	Old, New name.Digest
-	// Index is the rebased index as pushed.
-	Index v1.ImageIndex
+	// Pushed is what New names: the rebased index, or the rebased image when the
+	// old image was a single manifest (then Index is nil).
+	Pushed
 	// BaseName, OldBase and NewBase are the base and its digests before and after.
 	BaseName         string
 	OldBase, NewBase v1.Hash
 	// Attested are the predicate types attested on New, provenance last.
 	Attested []string
+}
+
+// Pushed is what [Rebase] pushed, as it is in the registry: an index (Index), or,
+// for an image that was a single manifest, that one image (Image; a single image
+// stays one). Exactly one is set, and its digest is [Patched.New]'s.
+type Pushed struct {
+	Index v1.ImageIndex
+	Image v1.Image
+}
+
+// Images returns the pushed platform images: the index's, in its order, or the
+// single image.
+func (p Pushed) Images() ([]v1.Image, error) {
+	if p.Image != nil {
+		return []v1.Image{p.Image}, nil
+	}
+	if p.Index == nil {
+		return nil, errors.New("nothing pushed")
+	}
+	im, err := p.Index.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("reading the pushed index: %w", err)
+	}
+	out := make([]v1.Image, 0, len(im.Manifests))
+	for _, d := range im.Manifests {
+		img, err := p.Index.Image(d.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("reading the pushed index's image %s: %w", d.Digest, err)
+		}
+		out = append(out, img)
+	}
+	return out, nil
 }
 
 // RebaseConfig is what [Rebase] needs besides the image.
@@ -323,9 +356,11 @@ type RebaseConfig struct {
 	Signer sign.Signer
 	// Attester attests the predicates and the provenance. Required.
 	Attester sign.Attester
-	// Predicates computes the attestations of the new image, e.g. its SBOM
-	// (re-cataloged) and its vulnerability report (re-run). May be nil.
-	Predicates func(ctx context.Context, d name.Digest, idx v1.ImageIndex) ([]sign.Predicate, error)
+	// Predicates computes the attestations of the new image d, e.g. its SBOM
+	// (re-cataloged) and its vulnerability report (re-run), from what was pushed
+	// at d: an index, or a single image when the old image was one (a subject
+	// taken from pushed names what is in the registry). May be nil.
+	Predicates func(ctx context.Context, d name.Digest, pushed Pushed) ([]sign.Predicate, error)
 	// BuilderID names who rebased (SLSA runDetails.builder.id). Required.
 	BuilderID string
 	// Now is the clock for the provenance's times (default time.Now).
@@ -413,11 +448,11 @@ func Rebase(ctx context.Context, im Image, cfg RebaseConfig, opts Options) (*Pat
 	if err != nil {
 		return nil, fmt.Errorf("rebase %s: %w", im.Ref, err)
 	}
-	newRef, ann, err := push(ctx, rebased, single, im.Ref.Context(), ropts)
+	newRef, pushed, ann, err := push(ctx, rebased, single, im.Ref.Context(), ropts)
 	if err != nil {
 		return nil, fmt.Errorf("rebase %s: %w", im.Ref, err)
 	}
-	p := &Patched{Old: im.Ref, New: newRef, Index: rebased, BaseName: im.BaseName, OldBase: im.Built}
+	p := &Patched{Old: im.Ref, New: newRef, Pushed: pushed, BaseName: im.BaseName, OldBase: im.Built}
 	if p.NewBase, err = v1.NewHash(ann[build.AnnotationBaseDigest]); err != nil {
 		return nil, fmt.Errorf("rebase %s: new base digest: %w", im.Ref, err)
 	}
@@ -426,7 +461,7 @@ func Rebase(ctx context.Context, im Image, cfg RebaseConfig, opts Options) (*Pat
 	}
 	var preds []sign.Predicate
 	if cfg.Predicates != nil {
-		if preds, err = cfg.Predicates(ctx, newRef, rebased); err != nil {
+		if preds, err = cfg.Predicates(ctx, newRef, pushed); err != nil {
 			return p, fmt.Errorf("rebase %s: pushed %s, its attestations: %w", im.Ref, newRef, err)
 		}
 	}
@@ -535,45 +570,45 @@ func readIndex(d name.Digest, ropts []remote.Option) (idx v1.ImageIndex, single 
 		mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: p}}), true, nil
 }
 
-// push pushes the rebased image by digest to repo and returns its digest and
-// annotations: the index as it is, or, when the image was a single manifest
-// (single), that manifest alone, so a single image stays one.
-func push(ctx context.Context, rebased v1.ImageIndex, single bool, repo name.Repository, ropts []remote.Option) (name.Digest, map[string]string, error) {
+// push pushes the rebased image by digest to repo and returns its digest, what
+// was pushed and its annotations: the index as it is, or, when the image was a
+// single manifest (single), that manifest alone, so a single image stays one.
+func push(ctx context.Context, rebased v1.ImageIndex, single bool, repo name.Repository, ropts []remote.Option) (name.Digest, Pushed, map[string]string, error) {
 	if !single {
 		d, err := publish.Index(ctx, rebased, repo, publish.WithRemoteOptions(ropts...))
 		if err != nil {
-			return name.Digest{}, nil, err
+			return name.Digest{}, Pushed{}, nil, err
 		}
 		im, err := rebased.IndexManifest()
 		if err != nil {
-			return name.Digest{}, nil, err
+			return name.Digest{}, Pushed{}, nil, err
 		}
-		return d, im.Annotations, nil
+		return d, Pushed{Index: rebased}, im.Annotations, nil
 	}
 	im, err := rebased.IndexManifest()
 	if err != nil {
-		return name.Digest{}, nil, err
+		return name.Digest{}, Pushed{}, nil, err
 	}
 	if len(im.Manifests) != 1 {
-		return name.Digest{}, nil, fmt.Errorf("rebasing a single image gave %d manifests", len(im.Manifests))
+		return name.Digest{}, Pushed{}, nil, fmt.Errorf("rebasing a single image gave %d manifests", len(im.Manifests))
 	}
 	img, err := rebased.Image(im.Manifests[0].Digest)
 	if err != nil {
-		return name.Digest{}, nil, err
+		return name.Digest{}, Pushed{}, nil, err
 	}
 	h, err := img.Digest()
 	if err != nil {
-		return name.Digest{}, nil, err
+		return name.Digest{}, Pushed{}, nil, err
 	}
 	m, err := img.Manifest()
 	if err != nil {
-		return name.Digest{}, nil, err
+		return name.Digest{}, Pushed{}, nil, err
 	}
 	d := repo.Digest(h.String())
 	if err := remote.Write(d, img, ropts...); err != nil {
-		return name.Digest{}, nil, fmt.Errorf("pushing %s: %w", d, err)
+		return name.Digest{}, Pushed{}, nil, fmt.Errorf("pushing %s: %w", d, err)
 	}
-	return d, m.Annotations, nil
+	return d, Pushed{Image: img}, m.Annotations, nil
 }
 
 // insecure says whether d was parsed for a plain-HTTP registry.

@@ -140,8 +140,8 @@ func TestCheckAndRebase(t *testing.T) {
 	var sawIndex v1.ImageIndex
 	cfg := patch.RebaseConfig{
 		Verifier: verifier, Signer: signer, Attester: signer, BuilderID: "https://example.com/patch-job",
-		Predicates: func(_ context.Context, d name.Digest, idx v1.ImageIndex) ([]sign.Predicate, error) {
-			sawIndex = idx
+		Predicates: func(_ context.Context, d name.Digest, pushed patch.Pushed) ([]sign.Predicate, error) {
+			sawIndex = pushed.Index
 			return []sign.Predicate{sbom}, nil
 		},
 	}
@@ -365,9 +365,33 @@ func TestRebaseSingleManifest(t *testing.T) {
 	require.NoError(t, signer.Sign(ctx, single))
 	verifier, err := cosign.NewVerifier(sign.Policy{TrustedKeys: []sign.TrustedKey{key.TrustedKey("ci")}})
 	require.NoError(t, err)
+	var saw []patch.Pushed
+	var sawDigest name.Digest
 	p, err := patch.Rebase(ctx, rep.Images[0], patch.RebaseConfig{Verifier: verifier, Signer: signer, Attester: signer,
-		BuilderID: "https://example.com/patch-job"}, patch.Options{})
+		BuilderID: "https://example.com/patch-job",
+		Predicates: func(_ context.Context, d name.Digest, pushed patch.Pushed) ([]sign.Predicate, error) {
+			saw, sawDigest = append(saw, pushed), d
+			return nil, nil
+		}}, patch.Options{})
 	require.NoError(t, err)
+
+	// What the result and the predicates are given is what is in the registry:
+	// the single image, at New, and no one-platform index that was never pushed.
+	assert.Nil(t, p.Index, "no index was pushed")
+	require.NotNil(t, p.Image)
+	require.Len(t, saw, 1)
+	assert.Equal(t, p.New, sawDigest)
+	assert.Nil(t, saw[0].Index)
+	for _, pushed := range []patch.Pushed{p.Pushed, saw[0]} {
+		imgs, err := pushed.Images()
+		require.NoError(t, err)
+		require.Len(t, imgs, 1)
+		h, err := imgs[0].Digest()
+		require.NoError(t, err)
+		assert.Equal(t, p.New.DigestStr(), h.String(), "the pushed image is New")
+		_, err = remote.Get(p.New.Context().Digest(h.String()))
+		require.NoError(t, err, "%s is in the registry", h)
+	}
 
 	desc, err := remote.Get(p.New)
 	require.NoError(t, err)

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/shipkit/shipkit/build"
+	"github.com/shipkit/shipkit/build/patch"
 	"github.com/shipkit/shipkit/build/publish"
 	"github.com/shipkit/shipkit/scan/sbom"
 	"github.com/shipkit/shipkit/scan/vuln"
@@ -32,23 +33,19 @@ const (
 )
 
 // predicateFunc makes the attestations of an image: patch.RebaseConfig.Predicates.
-type predicateFunc = func(context.Context, name.Digest, v1.ImageIndex) ([]sign.Predicate, error)
+type predicateFunc = func(context.Context, name.Digest, patch.Pushed) ([]sign.Predicate, error)
 
 // newPredicates returns what the main job attests per platform image: its SBOM
 // (SPDX JSON, cataloged from the layers) and its vulnerability report (the SBOM
 // matched against db).
 func newPredicates(cat *sbom.Cataloger, db *vuln.DB) predicateFunc {
-	return func(ctx context.Context, d name.Digest, idx v1.ImageIndex) ([]sign.Predicate, error) {
-		im, err := idx.IndexManifest()
+	return func(ctx context.Context, d name.Digest, pushed patch.Pushed) ([]sign.Predicate, error) {
+		imgs, err := pushed.Images()
 		if err != nil {
 			return nil, err
 		}
 		var preds []sign.Predicate
-		for _, desc := range im.Manifests {
-			img, err := idx.Image(desc.Digest)
-			if err != nil {
-				return nil, err
-			}
+		for _, img := range imgs {
 			s, err := cat.Catalog(ctx, img)
 			if err != nil {
 				return nil, err
@@ -148,7 +145,7 @@ func signAndAttest(ctx context.Context, signer *cosign.Signer, d name.Digest,
 	if err != nil {
 		return err
 	}
-	preds, err := predicates(ctx, d, idx)
+	preds, err := predicates(ctx, d, patch.Pushed{Index: idx})
 	if err != nil {
 		return err
 	}
