@@ -1,6 +1,7 @@
 package gitops
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,19 +21,25 @@ const (
 	// DefaultMaxFetchObjects bounds the objects one fetch receives
 	// ([WithMaxFetchObjects]).
 	DefaultMaxFetchObjects = 1_000_000
+	// DefaultMaxFetchInflatedBytes bounds what one fetch's objects inflate to
+	// ([WithMaxFetchInflatedBytes]): 1 GiB, 4 times [DefaultMaxFetchBytes].
+	DefaultMaxFetchInflatedBytes = 1 << 30
 )
 
 // ErrFetchTooLarge is wrapped by Write's, Read's and Remove's error when the
 // repository sends more than the fetch bounds allow ([WithMaxFetchBytes],
-// [WithMaxFetchObjects]). The fetch's error names the repository (never its
-// credentials) and the bound.
+// [WithMaxFetchObjects], [WithMaxFetchInflatedBytes]). The fetch's error names
+// the repository (never its credentials) and the bound.
 var ErrFetchTooLarge = errors.New("gitops: the repository sent more than the fetch allows")
 
-// WithMaxFetchBytes bounds the pack a fetch receives (default
-// [DefaultMaxFetchBytes]): past n bytes the fetch stops with [ErrFetchTooLarge].
-// Write fetches the branch with its history, into memory without [WithCloneDir]:
-// n bounds what a huge or hostile repository can make it hold. With a clone
-// directory each fetch receives only what is new.
+// WithMaxFetchBytes bounds the pack (compressed, as it arrives) a fetch receives
+// (default [DefaultMaxFetchBytes]): past n bytes the fetch stops with
+// [ErrFetchTooLarge]. The pack is held whole (in memory without [WithCloneDir],
+// in a temporary file in the clone directory with it) and checked against the
+// other bounds before go-git reads any of it, so n also bounds that copy. Write
+// fetches the branch with its history; with a clone directory each fetch receives
+// only what is new. The refs the repository advertises before the pack are not
+// bounded by this package.
 func WithMaxFetchBytes(n int64) Option {
 	return func(o *options) {
 		if n < 1 {
@@ -56,29 +63,48 @@ func WithMaxFetchObjects(n int) Option {
 	}
 }
 
+// WithMaxFetchInflatedBytes bounds what a fetch's pack inflates to (default
+// [DefaultMaxFetchInflatedBytes]): the sum of its objects' sizes, of its deltas'
+// instructions and of the objects those deltas produce. A few compressed bytes
+// can declare a huge object (a blob of zeros compresses about 1000 to 1), which
+// go-git would inflate whole into memory: the pack is checked first, each
+// object's declared size before it is inflated (into nothing), and a pack past n
+// is refused with [ErrFetchTooLarge] before go-git reads any of it. go-git's own
+// caches while it stores the pack come on top (in the order of 100 MiB at most).
+func WithMaxFetchInflatedBytes(n int64) Option {
+	return func(o *options) {
+		if n < 1 {
+			o.errs.Addf("gitops: WithMaxFetchInflatedBytes(%d): must be at least 1", n)
+			return
+		}
+		o.maxFetchInflated = n
+	}
+}
+
 // go-git hands the pack a fetch receives to its storage's PackfileWriter when it
 // has one, and has no other hook on what the remote sends: the storages below are
-// go-git's own, with a PackfileWriter that counts.
+// go-git's own, with a PackfileWriter that holds the pack within the bounds,
+// checks it, and only then gives it to go-git.
 
-// memStorage is go-git's in-memory storage with fetches bounded: the pack is
-// parsed into it as it arrives, through a pipe.
+// memStorage is go-git's in-memory storage with fetches bounded.
 type memStorage struct {
 	*memory.Storage
 	w *Writer
 }
 
-// PackfileWriter returns a bounded writer that parses the pack into the storage.
+// PackfileWriter returns a bounded writer that, on Close, parses the checked
+// pack into the storage.
 func (s *memStorage) PackfileWriter() (io.WriteCloser, error) {
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := packfile.UpdateObjectStorage(s.Storage, pr)
-		pr.CloseWithError(err) // unblock the writer if the parser stopped early
-		done <- err
-	}()
-	return &boundedPack{w: s.w, dst: pw,
-		close: func() error { _ = pw.Close(); return <-done },
-		abort: func(err error) error { _ = pw.CloseWithError(err); return <-done },
+	buf := new(bytes.Buffer)
+	return &boundedPack{w: s.w, dst: buf,
+		finish: func() error {
+			r := bytes.NewReader(buf.Bytes())
+			if err := checkPack(r, r.Size(), s.w.o.maxFetchObjects, s.w.o.maxFetchInflated); err != nil {
+				return err
+			}
+			return packfile.UpdateObjectStorage(s.Storage, r)
+		},
+		discard: func() { buf.Reset() },
 	}, nil
 }
 
@@ -88,32 +114,47 @@ type fsStorage struct {
 	w *Writer
 }
 
-// PackfileWriter returns go-git's pack writer behind a bound. A pack cut short
-// leaves go-git's temporary pack file behind: it is removed.
+// PackfileWriter returns a bounded writer into a temporary file of its own in the
+// clone directory; on Close the checked pack goes to go-git's pack writer, and
+// the file is removed either way (only this file: another Writer's fetch into the
+// same directory is left alone).
 func (s *fsStorage) PackfileWriter() (io.WriteCloser, error) {
-	pw, err := s.Storage.PackfileWriter()
+	dir := filepath.Join(s.w.o.cloneDir, "objects", "pack")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(dir, "shipkit_fetch_*.pack")
 	if err != nil {
 		return nil, err
 	}
-	return &boundedPack{w: s.w, dst: pw, close: pw.Close, abort: func(error) error {
-		err := pw.Close() // fails: the pack is incomplete
-		tmp, _ := filepath.Glob(filepath.Join(s.w.o.cloneDir, "objects", "pack", "tmp_pack_*"))
-		for _, f := range tmp {
-			_ = os.Remove(f)
+	drop := func() { _ = f.Close(); _ = os.Remove(f.Name()) }
+	b := &boundedPack{w: s.w, dst: f, discard: drop}
+	b.finish = func() error {
+		defer drop()
+		if err := checkPack(f, b.n, s.w.o.maxFetchObjects, s.w.o.maxFetchInflated); err != nil {
+			return err
 		}
-		return err
-	}}, nil
+		pw, err := s.Storage.PackfileWriter()
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(pw, io.NewSectionReader(f, 0, b.n))
+		return errors.Join(err, pw.Close())
+	}
+	return b, nil
 }
 
-// boundedPack passes a pack on to dst while it stays within the Writer's bounds.
+// boundedPack holds a pack in dst while it stays within the Writer's byte and
+// object bounds; Close checks and stores it (finish) or drops it (discard).
 type boundedPack struct {
-	w     *Writer
-	dst   io.Writer
-	close func() error
-	abort func(error) error // returns the cut pack's own error, which says less than the bound's
-	n     int64
-	head  []byte // the pack's header: "PACK", version, object count
-	err   error
+	w       *Writer
+	dst     io.Writer
+	finish  func() error
+	discard func()
+	n       int64
+	head    []byte // the pack's header: "PACK", version, object count
+	err     error
+	closed  bool
 }
 
 func (b *boundedPack) Write(p []byte) (int, error) {
@@ -124,8 +165,7 @@ func (b *boundedPack) Write(p []byte) (int, error) {
 		b.head = append(b.head, p[:min(12-len(b.head), len(p))]...)
 		if len(b.head) == 12 && string(b.head[:4]) == "PACK" {
 			if n := binary.BigEndian.Uint32(b.head[8:]); int64(n) > int64(b.w.o.maxFetchObjects) {
-				return 0, b.fail(fmt.Errorf("%w: a pack of %d objects, more than %d (WithMaxFetchObjects)",
-					ErrFetchTooLarge, n, b.w.o.maxFetchObjects))
+				return 0, b.fail(tooManyObjects(n, b.w.o.maxFetchObjects))
 			}
 		}
 	}
@@ -133,8 +173,12 @@ func (b *boundedPack) Write(p []byte) (int, error) {
 		return 0, b.fail(fmt.Errorf("%w: a pack of more than %d bytes (WithMaxFetchBytes)",
 			ErrFetchTooLarge, b.w.o.maxFetchBytes))
 	}
-	b.n += int64(len(p))
-	return b.dst.Write(p)
+	n, err := b.dst.Write(p)
+	b.n += int64(n)
+	if err != nil {
+		return n, b.fail(err)
+	}
+	return n, nil
 }
 
 func (b *boundedPack) fail(err error) error {
@@ -142,11 +186,25 @@ func (b *boundedPack) fail(err error) error {
 	return err
 }
 
-// Close finishes the pack, or discards it when it went past a bound.
+// Close checks the pack against the bounds and stores it, or discards it when it
+// went past a bound or could not be held.
 func (b *boundedPack) Close() error {
-	if b.err != nil {
-		_ = b.abort(b.err)
+	if b.closed {
 		return b.err
 	}
-	return b.close()
+	b.closed = true
+	if b.err != nil {
+		b.discard()
+		return b.err
+	}
+	if b.n == 0 {
+		b.discard()
+		return nil // go-git says what an empty pack is
+	}
+	b.err = b.finish()
+	return b.err
+}
+
+func tooManyObjects(n uint32, limit int) error {
+	return fmt.Errorf("%w: a pack of %d objects, more than %d (WithMaxFetchObjects)", ErrFetchTooLarge, n, limit)
 }

@@ -29,8 +29,11 @@
 //
 // Write fetches the branch with its history (into memory, or into the bare clone
 // of [WithCloneDir], which then fetches only what is new): a repository's size
-// costs memory or disk accordingly, so a fetch is bounded ([WithMaxFetchBytes],
-// [WithMaxFetchObjects]; past a bound, [ErrFetchTooLarge] naming the repository).
+// costs memory or disk accordingly, so a fetch is bounded: the pack as it arrives
+// ([WithMaxFetchBytes]), its objects ([WithMaxFetchObjects]) and what they
+// inflate to ([WithMaxFetchInflatedBytes]), checked before go-git stores any of
+// it; past a bound, [ErrFetchTooLarge] naming the repository. The refs the
+// repository advertises before the pack are not bounded.
 // [Writer.Read], which reads file contents, is bounded too ([ErrTooLarge]). [Writer.Render] says what Write would write, for a
 // plan; [Writer.Remove] removes the directory.
 //
@@ -103,9 +106,10 @@ type options struct {
 	cloneDir    string
 	now         func() time.Time
 
-	maxFetchBytes   int64
-	maxFetchObjects int
-	errs            option.List
+	maxFetchBytes    int64
+	maxFetchObjects  int
+	maxFetchInflated int64
+	errs             option.List
 }
 
 // Option configures a [Writer].
@@ -256,7 +260,7 @@ func WithClock(now func() time.Time) Option {
 func New(repoURL, dir string, opts ...Option) (*Writer, error) {
 	o := options{
 		branch: "main", authorName: "shipkit", authorEmail: "shipkit@localhost",
-		maxAttempts: 5, maxFetchBytes: DefaultMaxFetchBytes, maxFetchObjects: DefaultMaxFetchObjects, logger: slog.New(slog.DiscardHandler), obs: observe.Discard{}, now: time.Now,
+		maxAttempts: 5, maxFetchBytes: DefaultMaxFetchBytes, maxFetchObjects: DefaultMaxFetchObjects, maxFetchInflated: DefaultMaxFetchInflatedBytes, logger: slog.New(slog.DiscardHandler), obs: observe.Discard{}, now: time.Now,
 	}
 	for _, opt := range opts {
 		opt(&o)
