@@ -91,7 +91,9 @@ const (
 	Unknown Status = "unknown"
 	// OtherBase: the image's base is not in the catalog.
 	OtherBase Status = "other-base"
-	// BaseGone: the base's tag is in the catalog but no longer in the registry.
+	// BaseGone: the base's tag is in the catalog but no longer in the registry,
+	// or (for a single image, checked against the base's index) the base's
+	// current index cannot be read; the reason says which.
 	BaseGone Status = "base-gone"
 	// ImageGone: the image itself cannot be read from the registry.
 	ImageGone Status = "image-gone"
@@ -153,7 +155,9 @@ func (o Options) remote(ctx context.Context) []remote.Option {
 // Check resolves each catalog tag once (a HEAD request) and reads each image's
 // base annotations (its manifest only), and says which images are stale. An
 // image that is a single manifest records its platform's image of the base: it
-// is current when that is one of the images of the base's current index. A
+// is current when that is the current index's image of the image's own platform
+// (its config's); when that index cannot be read the image is [BaseGone], with
+// the reason. A
 // catalog entry that is not a valid reference is an error wrapping
 // [ErrInvalidOption]; a tag or image that cannot be read is a status with a
 // reason, and the rest goes on. Only a cancelled context stops it.
@@ -189,7 +193,7 @@ func Check(ctx context.Context, images []name.Digest, catalog []string, opts Opt
 		}
 		rep.Bases[k] = desc.Digest
 	}
-	platforms := map[string]map[v1.Hash]bool{}
+	platforms := map[string]*baseIndex{}
 	for _, d := range images {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("check bases: %w", err)
@@ -199,12 +203,12 @@ func Check(ctx context.Context, images []name.Digest, catalog []string, opts Opt
 	return rep, nil
 }
 
-// checkImage checks one image. platforms caches, per base name, the digests of
-// the platform images of the base's current index.
+// checkImage checks one image. platforms caches, per base digest, the platform
+// images of the base's current index.
 func checkImage(ctx context.Context, d name.Digest, bases map[string]name.Reference, current map[string]v1.Hash, resolveErr map[string]error,
-	platforms map[string]map[v1.Hash]bool, opts Options) Image {
+	platforms map[string]*baseIndex, opts Options) Image {
 	im := Image{Ref: d}
-	ann, single, err := annotations(ctx, d, opts)
+	ann, img, err := annotations(ctx, d, opts)
 	if err != nil {
 		im.Status, im.Reason = ImageGone, err.Error()
 		return im
@@ -240,63 +244,121 @@ func checkImage(ctx context.Context, d name.Digest, bases map[string]name.Refere
 	switch {
 	case cur == h:
 		im.Status = Current
-	case single && platformOf(ctx, bases[ref.Name()].Context().Digest(cur.String()), h, platforms, opts):
+	case img != nil:
 		// A single image records the base's image of its platform (build.Rebase
 		// and the build annotate each platform's manifest so): current when it
-		// is one of the current index's.
-		im.Status = Current
+		// is the current index's image of the image's own platform.
+		base := bases[ref.Name()].Context().Digest(cur.String())
+		ok, err := platformOf(ctx, base, h, img, platforms, opts)
+		switch {
+		case err != nil:
+			im.Status, im.Reason = BaseGone, err.Error()
+		case ok:
+			im.Status = Current
+		default:
+			im.Status = Stale
+		}
 	default:
 		im.Status = Stale
 	}
 	return im
 }
 
-// platformOf says whether h is the digest of one of the platform images of the
-// index base (the base's current digest); a base that is not an index, or cannot
-// be read, has none. cache keeps each base's answer.
-func platformOf(ctx context.Context, base name.Digest, h v1.Hash, cache map[string]map[v1.Hash]bool, opts Options) bool {
-	set, ok := cache[base.String()]
+// baseIndex is a base's current index as platformOf read it, or why it could not.
+type baseIndex struct {
+	manifests []v1.Descriptor
+	err       error
+}
+
+// platformOf says whether h is the digest of the image of img's platform in the
+// index base (the base's current digest); a base that is not an index has none.
+// A base that cannot be read, or an image whose platform cannot, is an error.
+// cache keeps each base's answer, errors too.
+func platformOf(ctx context.Context, base name.Digest, h v1.Hash, img v1.Image, cache map[string]*baseIndex, opts Options) (bool, error) {
+	bi, ok := cache[base.String()]
 	if !ok {
-		set = map[v1.Hash]bool{}
-		cache[base.String()] = set
-		if idx, err := remote.Index(base, opts.remote(ctx)...); err == nil {
-			if im, err := idx.IndexManifest(); err == nil {
-				for _, m := range im.Manifests {
-					set[m.Digest] = true
-				}
-			}
+		bi = readBaseIndex(ctx, base, opts)
+		cache[base.String()] = bi
+	}
+	if bi.err != nil {
+		return false, bi.err
+	}
+	for _, d := range bi.manifests {
+		if d.Digest != h {
+			continue
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			return false, fmt.Errorf("reading the image's config: %w", err)
+		}
+		if samePlatform(cf.Platform(), d.Platform) {
+			return true, nil
 		}
 	}
-	return set[h]
+	return false, nil
+}
+
+// readBaseIndex reads the manifests of the base's index; a base that is a single
+// manifest has none.
+func readBaseIndex(ctx context.Context, base name.Digest, opts Options) *baseIndex {
+	desc, err := remote.Get(base, opts.remote(ctx)...)
+	if err != nil {
+		return &baseIndex{err: fmt.Errorf("reading base %s: %w", base, err)}
+	}
+	if !desc.MediaType.IsIndex() {
+		return &baseIndex{}
+	}
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return &baseIndex{err: fmt.Errorf("reading base %s: %w", base, err)}
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return &baseIndex{err: fmt.Errorf("reading base %s: %w", base, err)}
+	}
+	return &baseIndex{manifests: im.Manifests}
+}
+
+// samePlatform says whether the image's platform (from its config) is the one an
+// index descriptor names: the same OS and architecture, and the same variant when
+// both name one.
+func samePlatform(img, desc *v1.Platform) bool {
+	if img == nil || desc == nil {
+		return false
+	}
+	if img.OS != desc.OS || img.Architecture != desc.Architecture {
+		return false
+	}
+	return img.Variant == "" || desc.Variant == "" || img.Variant == desc.Variant
 }
 
 // annotations reads the annotations of the image's index, or of its manifest when
-// it is a single image.
-func annotations(ctx context.Context, d name.Digest, opts Options) (ann map[string]string, single bool, err error) {
+// it is a single image, which it returns too (nil for an index).
+func annotations(ctx context.Context, d name.Digest, opts Options) (ann map[string]string, single v1.Image, err error) {
 	desc, err := remote.Get(d, opts.remote(ctx)...)
 	if err != nil {
-		return nil, false, fmt.Errorf("reading %s: %w", d, err)
+		return nil, nil, fmt.Errorf("reading %s: %w", d, err)
 	}
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
 		if err != nil {
-			return nil, false, fmt.Errorf("reading %s: %w", d, err)
+			return nil, nil, fmt.Errorf("reading %s: %w", d, err)
 		}
 		im, err := idx.IndexManifest()
 		if err != nil {
-			return nil, false, fmt.Errorf("reading %s: %w", d, err)
+			return nil, nil, fmt.Errorf("reading %s: %w", d, err)
 		}
-		return im.Annotations, false, nil
+		return im.Annotations, nil, nil
 	}
 	img, err := desc.Image()
 	if err != nil {
-		return nil, true, fmt.Errorf("reading %s: %w", d, err)
+		return nil, nil, fmt.Errorf("reading %s: %w", d, err)
 	}
 	m, err := img.Manifest()
 	if err != nil {
-		return nil, true, fmt.Errorf("reading %s: %w", d, err)
+		return nil, nil, fmt.Errorf("reading %s: %w", d, err)
 	}
-	return m.Annotations, true, nil
+	return m.Annotations, img, nil
 }
 
 // Patched is an image rebased onto its current base and pushed.

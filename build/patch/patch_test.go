@@ -434,3 +434,70 @@ func mustPlatform(t *testing.T, idx v1.ImageIndex, arch string) v1.Hash {
 	t.Fatalf("no linux/%s image", arch)
 	return v1.Hash{}
 }
+
+// A single image is current only when the base digest it records is the base's
+// image of the image's own platform: an amd64 image that records the base's
+// arm64 image is stale. A base index that cannot be read is reported with a
+// reason (base-gone), not taken as stale with none.
+func TestCheckSingleManifestPlatform(t *testing.T) {
+	ctx := context.Background()
+	host, stop, err := registry.NewInProcess()
+	require.NoError(t, err)
+	t.Cleanup(stop)
+	reg, err := name.NewRegistry(host, name.Insecure)
+	require.NoError(t, err)
+	baseTag := reg.Repo("catalog/base").Tag("1")
+	baseDigest := pushBase(t, baseTag)
+	built := buildApp(t, baseTag, reg.Repo("team/app"))
+	idx, err := remote.Index(built)
+	require.NoError(t, err)
+	amd64, err := idx.Image(mustPlatform(t, idx, "amd64"))
+	require.NoError(t, err)
+	push := func(img v1.Image) name.Digest {
+		t.Helper()
+		h, err := img.Digest()
+		require.NoError(t, err)
+		d := reg.Repo("team/single").Digest(h.String())
+		require.NoError(t, remote.Write(d, img))
+		return d
+	}
+	right := push(amd64)
+	base, err := remote.Index(baseTag)
+	require.NoError(t, err)
+	wrongImg, ok := mutate.Annotations(amd64, map[string]string{
+		build.AnnotationBaseDigest: mustPlatform(t, base, "arm64").String()}).(v1.Image)
+	require.True(t, ok)
+	wrong := push(wrongImg)
+	catalog := []string{baseTag.String()}
+
+	rep, err := patch.Check(ctx, []name.Digest{right, wrong}, catalog, patch.Options{})
+	require.NoError(t, err)
+	require.Len(t, rep.Images, 2)
+	assert.Equal(t, patch.Current, rep.Images[0].Status, rep.Images[0].Reason)
+	assert.Equal(t, patch.Stale, rep.Images[1].Status, "the arm64 base image is not the amd64 image's")
+
+	// The base's index cannot be read (the registry answers 500 to it; its tag
+	// still resolves).
+	failing := &failIndex{next: http.DefaultTransport, path: "/v2/catalog/base/manifests/" + baseDigest.String()}
+	rep, err = patch.Check(ctx, []name.Digest{right}, catalog, patch.Options{Remote: []remote.Option{remote.WithTransport(failing)}})
+	require.NoError(t, err)
+	assert.Equal(t, patch.BaseGone, rep.Images[0].Status)
+	assert.Contains(t, rep.Images[0].Reason, "reading base")
+	assert.NotZero(t, failing.failed, "the base index was asked for")
+}
+
+// failIndex answers 500 to GET requests for one path.
+type failIndex struct {
+	next   http.RoundTripper
+	path   string
+	failed int
+}
+
+func (f *failIndex) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodGet && req.URL.Path == f.path {
+		f.failed++
+		return &http.Response{StatusCode: http.StatusInternalServerError, Status: "500 Internal Server Error",
+			Body: http.NoBody, Header: http.Header{}, Request: req}, nil
+	}
+	return f.next.RoundTrip(req)
+}
