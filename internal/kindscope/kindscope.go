@@ -41,9 +41,6 @@ type Options struct {
 	Mapper     meta.RESTMapper    // a cluster's discovery; nil offline
 	Cluster    []schema.GroupKind // kinds the caller says are cluster-scoped
 	Namespaced []schema.GroupKind // kinds the caller says are namespaced
-	// Hint names the caller's options in the unknown-kind error, e.g.
-	// "gatekeeper.WithClusterScopedKinds, WithNamespacedKinds or WithRESTMapper".
-	Hint string
 }
 
 // Scopes answers for the kinds of one batch of objects.
@@ -86,8 +83,9 @@ func New(opts Options, objs ...[]*unstructured.Unstructured) *Scopes {
 }
 
 // Lookup returns the resource and scope of gvk's kind, or an error wrapping
-// [ErrUnknownKind] naming the kind and the options that would make it known.
-func (s *Scopes) Lookup(gvk schema.GroupVersionKind) (Kind, error) {
+// [ErrUnknownKind] naming the kind and hint, the caller's options that would make
+// it known.
+func (s *Scopes) Lookup(gvk schema.GroupVersionKind, hint string) (Kind, error) {
 	gk := gvk.GroupKind()
 	if k, ok := s.known[gk]; ok {
 		return k, nil
@@ -104,7 +102,6 @@ func (s *Scopes) Lookup(gvk schema.GroupVersionKind) (Kind, error) {
 	if k, ok := builtin[gk]; ok {
 		return k, nil
 	}
-	hint := s.opts.Hint
 	if hint == "" {
 		hint = "the options that list kinds' scopes or give a RESTMapper"
 	}
@@ -112,8 +109,8 @@ func (s *Scopes) Lookup(gvk schema.GroupVersionKind) (Kind, error) {
 }
 
 // ClusterScoped reports whether gvk's kind is cluster-scoped; see [Scopes.Lookup].
-func (s *Scopes) ClusterScoped(gvk schema.GroupVersionKind) (bool, error) {
-	k, err := s.Lookup(gvk)
+func (s *Scopes) ClusterScoped(gvk schema.GroupVersionKind, hint string) (bool, error) {
+	k, err := s.Lookup(gvk, hint)
 	return k.Cluster, err
 }
 

@@ -84,28 +84,28 @@ func TestLookup(t *testing.T) {
 	issuer := schema.GroupVersionKind{Group: "cert-manager.io", Version: "v1", Kind: "ClusterIssuer"}
 	cert := schema.GroupVersionKind{Group: "cert-manager.io", Version: "v1", Kind: "Certificate"}
 
-	_, err := kindscope.New(kindscope.Options{Hint: "WithClusterScopedKinds"}).Lookup(issuer)
+	_, err := kindscope.New(kindscope.Options{}).Lookup(issuer, "WithClusterScopedKinds")
 	require.ErrorIs(t, err, kindscope.ErrUnknownKind)
 	assert.ErrorContains(t, err, "cert-manager.io/ClusterIssuer")
 	assert.ErrorContains(t, err, "WithClusterScopedKinds")
 
 	s := kindscope.New(kindscope.Options{Cluster: []schema.GroupKind{issuer.GroupKind()}, Namespaced: []schema.GroupKind{cert.GroupKind()}})
-	k, err := s.Lookup(issuer)
+	k, err := s.Lookup(issuer, "")
 	require.NoError(t, err)
 	assert.Equal(t, kindscope.Kind{Resource: "clusterissuers", Cluster: true}, k)
-	k, err = s.Lookup(cert)
+	k, err = s.Lookup(cert, "")
 	require.NoError(t, err)
 	assert.False(t, k.Cluster)
 
 	s = kindscope.New(kindscope.Options{}, []*unstructured.Unstructured{crd("cert-manager.io", "ClusterIssuer", "clusterissuers", "Cluster")})
-	k, err = s.Lookup(issuer)
+	k, err = s.Lookup(issuer, "")
 	require.NoError(t, err)
 	assert.True(t, k.Cluster)
 
-	k, err = s.Lookup(schema.GroupVersionKind{Group: "networking.k8s.io", Version: "v1", Kind: "ServiceCIDR"})
+	k, err = s.Lookup(schema.GroupVersionKind{Group: "networking.k8s.io", Version: "v1", Kind: "ServiceCIDR"}, "")
 	require.NoError(t, err)
 	assert.Equal(t, kindscope.Kind{Resource: "servicecidrs", Cluster: true}, k)
-	k, err = s.Lookup(schema.GroupVersionKind{Version: "v1", Kind: "Endpoints"})
+	k, err = s.Lookup(schema.GroupVersionKind{Version: "v1", Kind: "Endpoints"}, "")
 	require.NoError(t, err)
 	assert.Equal(t, kindscope.Kind{Resource: "endpoints", Cluster: false}, k)
 	assert.False(t, errors.Is(err, kindscope.ErrUnknownKind))

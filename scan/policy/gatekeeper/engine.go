@@ -131,6 +131,7 @@ func New(ctx context.Context, objs []*unstructured.Unstructured, opts ...Option)
 		namespaces:  map[string]*unstructured.Unstructured{},
 		inventory:   c.inventory,
 		defaultNS:   c.defaultNS,
+		scopes:      c.scopes,
 		timeout:     c.timeout,
 		concurrency: c.concurrency,
 	}
@@ -236,16 +237,18 @@ func actionOf(r *types.Result) Action {
 
 // namespaceOf returns the Namespace an object is judged in for namespaceSelectors:
 // the Namespace object of that name, or a new one with only
-// kubernetes.io/metadata.name. A cluster-scoped object has none.
-func namespaceOf(o *unstructured.Unstructured, known map[string]*unstructured.Unstructured) *corev1.Namespace {
+// kubernetes.io/metadata.name. A cluster-scoped object has none. A Namespace object
+// that does not convert is an error naming it: judged without its labels, a
+// namespaceSelector would miss and allow what the cluster denies.
+func namespaceOf(o *unstructured.Unstructured, known map[string]*unstructured.Unstructured) (*corev1.Namespace, error) {
 	name := o.GetNamespace()
 	if name == "" {
-		return nil
+		return nil, nil
 	}
 	ns := &corev1.Namespace{}
 	if u, ok := known[name]; ok {
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, ns); err != nil {
-			ns = &corev1.Namespace{}
+			return nil, fmt.Errorf("the Namespace object of namespace %s does not convert: %w", name, err)
 		}
 	}
 	ns.Name = name
@@ -253,7 +256,7 @@ func namespaceOf(o *unstructured.Unstructured, known map[string]*unstructured.Un
 		ns.Labels = map[string]string{}
 	}
 	ns.Labels[corev1.LabelMetadataName] = name // the API server sets it
-	return ns
+	return ns, nil
 }
 
 // Problem is one error in a template's Rego, where it is.

@@ -17,8 +17,12 @@
 // A namespaced object without metadata.namespace (Helm leaves it empty; apply
 // fills in the release's namespace) is judged in the namespace of
 // [WithDefaultNamespace]; without that option it is an error from Eval, never
-// judged as if cluster-scoped. Kinds are cluster-scoped by a list of Kubernetes'
-// kinds and the CustomResourceDefinitions among the objects.
+// judged as if cluster-scoped. A kind's scope comes from the
+// CustomResourceDefinitions among the objects, [WithClusterScopedKinds] and
+// [WithNamespacedKinds], [WithRESTMapper], then Kubernetes' own kinds; a kind known
+// from none (a custom resource whose CRD is already installed) is an error from
+// Eval, never assumed namespaced. A cluster-scoped object is judged without a
+// namespace, as the API server drops one.
 //
 // A namespaceSelector reads the labels of the Namespace object of that name among
 // the objects judged (or given with [WithInventory]); any other namespace has only
@@ -55,6 +59,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/internal/kindscope"
 	"github.com/shipkit/shipkit/internal/option"
 )
 
@@ -139,6 +144,7 @@ type config struct {
 	concurrency int
 	inventory   []*unstructured.Unstructured
 	defaultNS   string
+	scopes      kindscope.Options
 	errs        option.List
 }
 
@@ -187,6 +193,7 @@ type Policies struct {
 	namespaces  map[string]*unstructured.Unstructured // Namespaces of the inventory
 	inventory   []*unstructured.Unstructured
 	defaultNS   string
+	scopes      kindscope.Options
 	timeout     time.Duration
 	concurrency int
 }
@@ -197,7 +204,7 @@ type Policies struct {
 // (no kind, [ErrTimeout], an evaluation error), naming it; never for a violation.
 func (p *Policies) Eval(ctx context.Context, objs []*unstructured.Unstructured) (*Result, error) {
 	namespaces := p.namespacesOf(objs)
-	scopes := scopesOf(p.inventory, objs)
+	scopes := kindscope.New(p.scopes, p.inventory, objs)
 	per := make([][]Finding, len(objs))
 	errs := make([]error, len(objs))
 	ctx, cancel := context.WithCancel(ctx)
@@ -259,9 +266,13 @@ func (p *Policies) evalOne(ctx context.Context, o *unstructured.Unstructured, na
 	if gvk.Kind == "" || gvk.Version == "" {
 		return nil, errors.New("object without apiVersion or kind")
 	}
+	ns, err := namespaceOf(o, namespaces)
+	if err != nil {
+		return nil, err
+	}
 	ectx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	found, err := p.engine.review(ectx, o, namespaceOf(o, namespaces))
+	found, err := p.engine.review(ectx, o, ns)
 	// The Rego driver turns an evaluation error into a violation (Gatekeeper fails
 	// closed); a cancelled or timed-out one is an error here, not a finding.
 	if ctx.Err() != nil {

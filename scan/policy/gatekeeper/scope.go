@@ -4,9 +4,13 @@ import (
 	"fmt"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/shipkit/shipkit/internal/kindscope"
+	"github.com/shipkit/shipkit/internal/option"
 )
 
 // WithDefaultNamespace judges a namespaced object without metadata.namespace in
@@ -24,54 +28,73 @@ func WithDefaultNamespace(ns string) Option {
 	}
 }
 
-// clusterScoped lists Kubernetes' cluster-scoped kinds, by group.
-var clusterScoped = map[schema.GroupKind]bool{
-	{Kind: "Namespace"}: true, {Kind: "Node"}: true, {Kind: "PersistentVolume"}: true, {Kind: "ComponentStatus"}: true,
-	{Group: "rbac.authorization.k8s.io", Kind: "ClusterRole"}: true, {Group: "rbac.authorization.k8s.io", Kind: "ClusterRoleBinding"}: true,
-	{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}: true, {Group: "apiregistration.k8s.io", Kind: "APIService"}: true,
-	{Group: "storage.k8s.io", Kind: "StorageClass"}: true, {Group: "storage.k8s.io", Kind: "CSIDriver"}: true, {Group: "storage.k8s.io", Kind: "CSINode"}: true,
-	{Group: "storage.k8s.io", Kind: "VolumeAttachment"}: true, {Group: "scheduling.k8s.io", Kind: "PriorityClass"}: true,
-	{Group: "networking.k8s.io", Kind: "IngressClass"}: true, {Group: "node.k8s.io", Kind: "RuntimeClass"}: true,
-	{Group: "admissionregistration.k8s.io", Kind: "ValidatingWebhookConfiguration"}: true, {Group: "admissionregistration.k8s.io", Kind: "MutatingWebhookConfiguration"}: true,
-	{Group: "admissionregistration.k8s.io", Kind: "ValidatingAdmissionPolicy"}: true, {Group: "admissionregistration.k8s.io", Kind: "ValidatingAdmissionPolicyBinding"}: true,
-	{Group: "admissionregistration.k8s.io", Kind: "MutatingAdmissionPolicy"}: true, {Group: "admissionregistration.k8s.io", Kind: "MutatingAdmissionPolicyBinding"}: true,
-	{Group: "certificates.k8s.io", Kind: "CertificateSigningRequest"}: true, {Group: "flowcontrol.apiserver.k8s.io", Kind: "FlowSchema"}: true,
-	{Group: "flowcontrol.apiserver.k8s.io", Kind: "PriorityLevelConfiguration"}: true,
+// WithRESTMapper tells the scope of kinds that are neither Kubernetes' nor defined
+// by a CustomResourceDefinition among the objects (or [WithInventory]): custom
+// resources whose CRD is already installed, such as cert-manager's ClusterIssuer.
+// m is typically a cluster's discovery (restmapper.NewDeferredDiscoveryRESTMapper).
+func WithRESTMapper(m meta.RESTMapper) Option {
+	return func(c *config) {
+		if m == nil {
+			c.errs.Addf("WithRESTMapper: mapper is nil")
+		}
+		c.scopes.Mapper = m
+	}
 }
 
-// scopesOf returns whether each kind is cluster-scoped: Kubernetes' kinds, then the
-// CustomResourceDefinitions among objs (spec.scope). Other kinds are namespaced.
-func scopesOf(objs ...[]*unstructured.Unstructured) map[schema.GroupKind]bool {
-	out := make(map[schema.GroupKind]bool, len(clusterScoped))
-	for gk := range clusterScoped {
-		out[gk] = true
+// WithClusterScopedKinds names custom kinds that are cluster-scoped, offline (see
+// [WithRESTMapper]), e.g. {Group: "cert-manager.io", Kind: "ClusterIssuer"}.
+func WithClusterScopedKinds(kinds ...schema.GroupKind) Option {
+	return func(c *config) {
+		c.scopes.Cluster = append(c.scopes.Cluster, checkKinds(&c.errs, "WithClusterScopedKinds", kinds)...)
 	}
-	crd := schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}
-	for _, list := range objs {
-		for _, o := range list {
-			if o.GroupVersionKind().GroupKind() != crd {
-				continue
-			}
-			group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
-			kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
-			scope, _, _ := unstructured.NestedString(o.Object, "spec", "scope")
-			out[schema.GroupKind{Group: group, Kind: kind}] = scope == "Cluster"
+}
+
+// WithNamespacedKinds names custom kinds that are namespaced, offline (see
+// [WithRESTMapper]), e.g. {Group: "cert-manager.io", Kind: "Certificate"}.
+func WithNamespacedKinds(kinds ...schema.GroupKind) Option {
+	return func(c *config) {
+		c.scopes.Namespaced = append(c.scopes.Namespaced, checkKinds(&c.errs, "WithNamespacedKinds", kinds)...)
+	}
+}
+
+func checkKinds(errs *option.List, opt string, kinds []schema.GroupKind) []schema.GroupKind {
+	for _, gk := range kinds {
+		if gk.Kind == "" {
+			errs.Addf("%s: a kind without a name (group %q)", opt, gk.Group)
 		}
 	}
-	return out
+	return kinds
 }
 
-// place returns o in the namespace it will be created in: as it is when it has one
-// or its kind is cluster-scoped, else a copy in the default namespace.
-func (p *Policies) place(o *unstructured.Unstructured, scopes map[schema.GroupKind]bool) (*unstructured.Unstructured, error) {
-	gk := o.GroupVersionKind().GroupKind()
-	if o.GetNamespace() != "" || scopes[gk] {
-		return o, nil
+// scopeHint names the options that make a kind's scope known.
+const scopeHint = "gatekeeper.WithClusterScopedKinds or WithNamespacedKinds, or a cluster's mapper with WithRESTMapper"
+
+// place returns o in the namespace it will be created in: without a namespace when
+// its kind is cluster-scoped (the API server drops one), as it is when it has one,
+// else a copy in the default namespace. A kind of unknown scope is an error.
+func (p *Policies) place(o *unstructured.Unstructured, scopes *kindscope.Scopes) (*unstructured.Unstructured, error) {
+	gvk := o.GroupVersionKind()
+	if gvk.Kind == "" || gvk.Version == "" {
+		return o, nil // evalOne reports it
 	}
-	if p.defaultNS == "" {
-		return nil, fmt.Errorf("%s is namespaced but has no metadata.namespace: set it, or give the namespace it will be applied in with WithDefaultNamespace", gk.Kind)
+	cluster, err := scopes.ClusterScoped(gvk, scopeHint)
+	switch {
+	case err != nil:
+		return nil, err
+	case cluster && o.GetNamespace() != "":
+		c := o.DeepCopy()
+		c.SetNamespace("")
+		return c, nil
+	case cluster || o.GetNamespace() != "":
+		return o, nil
+	case p.defaultNS == "":
+		return nil, fmt.Errorf("%s is namespaced but has no metadata.namespace: set it, or give the namespace it will be applied in with WithDefaultNamespace", gvk.Kind)
 	}
 	c := o.DeepCopy()
 	c.SetNamespace(p.defaultNS)
 	return c, nil
 }
+
+// ErrUnknownKind is wrapped by the error from [Policies.Eval] for an object whose
+// kind's scope is not known: see [WithRESTMapper] and [WithClusterScopedKinds].
+var ErrUnknownKind = kindscope.ErrUnknownKind
