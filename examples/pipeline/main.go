@@ -109,7 +109,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	values := fs.String("values", "", "with -chart: comma-separated values files, merged in order over the chart's values.yaml")
 	regoFiles := fs.String("rego", "", "comma-separated Rego policy files or directories (conftest's conventions: deny, violation and warn rules in package main, input = one object), judged at the gate beside the built-in rules")
 	vapFiles := fs.String("vap", "", "comma-separated YAML files of ValidatingAdmissionPolicy and ValidatingAdmissionPolicyBinding objects, judged at the gate offline as the API server would")
-	fs.StringVar(&c.Namespace, "namespace", "", "namespace of the embedded overlay (default: hello), or of the -chart release (default: default)")
+	fs.StringVar(&c.Namespace, "namespace", "", "namespace of the embedded overlay (default: hello), of the -overlay objects that name none, or of the -chart release (default: default)")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to deploy to (default: no cluster, print the plan)")
 	fs.StringVar(&c.Context, "context", "", "kubeconfig context (default: its current context)")
 	fs.BoolVar(&c.DryRun, "dry-run", false, "with -kubeconfig: plan with a server-side dry run instead of applying")

@@ -43,7 +43,7 @@ func (j *Job) deploy(ctx context.Context) (string, error) {
 	}
 	m, err := apply.New(rc, apply.Options{
 		FieldManager: "shipkit-pipeline",
-		Namespace:    j.chartNamespace(), // a chart's objects without a namespace go to the release's
+		Namespace:    j.defaultNamespace(), // where the gate's admission policies judged objects without one
 		Wait:         j.cfg.Wait,
 		Force:        j.release != nil, // take the canary's fields back from the last rollout
 		Logger:       j.log,

@@ -74,9 +74,10 @@ type Config struct {
 	// Overlay is a kustomize directory on disk to render; empty renders the embedded
 	// overlay of the example service.
 	Overlay string
-	// Namespace, when set, replaces the overlay's namespace; with Chart it is the
-	// release's namespace (default: default), which namespaced objects the chart
-	// leaves without one are applied to.
+	// Namespace, when set, replaces the embedded overlay's namespace; with Overlay
+	// it is where the namespaced objects the overlay leaves without one are judged
+	// and applied; with Chart it is the release's namespace (default: default),
+	// which namespaced objects the chart leaves without one are applied to.
 	Namespace string
 	// Chart, instead of Overlay, is a Helm chart to render with deploy/render/helm: a
 	// directory, a .tgz or an oci:// reference (resolved to its digest, read with the

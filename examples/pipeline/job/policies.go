@@ -43,7 +43,7 @@ func (j *Job) loadPolicies(ctx context.Context) error {
 			objs = append(objs, o...)
 		}
 		var opts []vap.Option
-		if ns := j.policyNamespace(); ns != "" {
+		if ns := j.defaultNamespace(); ns != "" {
 			opts = append(opts, vap.WithDefaultNamespace(ns))
 		}
 		p, err := vap.New(objs, opts...)
@@ -56,10 +56,13 @@ func (j *Job) loadPolicies(ctx context.Context) error {
 	return nil
 }
 
-// policyNamespace is the namespace a namespaced object without one is judged in by
-// the admission policies: the chart's release namespace, or the namespace the
-// overlay is put in; "" when neither says (such an object is then an error).
-func (j *Job) policyNamespace() string {
+// defaultNamespace is the namespace a namespaced object without one is in: the
+// admission policies judge it there and the deploy applies it there, so the two
+// agree. It is the chart's release namespace, or Namespace (the embedded
+// overlay's, which kustomize already set on every object; for a user's -overlay,
+// where the objects it leaves without one go); "" when neither says (such an
+// object is then an error, at the gate and at apply).
+func (j *Job) defaultNamespace() string {
 	if ns := j.chartNamespace(); ns != "" {
 		return ns
 	}
