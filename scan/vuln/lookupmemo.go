@@ -16,12 +16,15 @@ import (
 	"gorm.io/gorm"
 )
 
-// Bounds of a DB's lookupMemo: how many distinct queries it remembers, and the
-// most rows a remembered result may have. A query past either bound is answered
-// by SQLite every time, as it was before.
+// Bounds of a DB's lookupMemo: how many distinct queries it remembers, the
+// most rows a remembered result may have, and the most bytes all remembered
+// results may hold (their values' sizes, see lookupResult.size: the KEV and CWE
+// rows carry text columns of any length, so rows alone do not bound memory). A
+// query past any bound is answered by SQLite every time, as it was before.
 const (
 	maxLookupEntries = 10_000
 	maxLookupRows    = 256
+	maxLookupBytes   = 64 << 20
 )
 
 // lookupTables are the tables whose queries a lookupMemo remembers: small
@@ -58,8 +61,10 @@ type lookupMemo struct {
 	maxRows    int
 	hits       atomic.Int64 // queries answered from the memo
 
-	mu      sync.RWMutex
-	entries map[string]*lookupResult
+	mu       sync.RWMutex
+	entries  map[string]*lookupResult
+	bytes    int64 // the sum of the entries' sizes
+	maxBytes int64 // the most bytes may be
 }
 
 // lookupResult is the rows of one query, as the driver gave them.
@@ -70,8 +75,33 @@ type lookupResult struct {
 	rows    [][]driver.Value
 }
 
+// valueOverhead is what a remembered value counts besides its text or bytes:
+// its interface word pair (numbers and times are stored in it).
+const valueOverhead = 16
+
+// size is the bytes the result holds: its column names and types and, for each
+// value, its text or bytes and valueOverhead.
+func (r *lookupResult) size() int64 {
+	var n int64
+	for i := range r.columns {
+		n += int64(len(r.columns[i]) + len(r.types[i]))
+	}
+	for _, row := range r.rows {
+		for _, v := range row {
+			n += valueOverhead
+			switch v := v.(type) {
+			case []byte:
+				n += int64(len(v))
+			case string:
+				n += int64(len(v))
+			}
+		}
+	}
+	return n
+}
+
 // installLookupMemo puts a lookupMemo of at most maxEntries results of at most
-// maxRows rows each between db
+// maxRows rows each, maxLookupBytes in all, between db
 // and its connection pool: every query grype's stores start from db (they all
 // share it, and each query starts a session from it) goes through it.
 func installLookupMemo(db *gorm.DB, maxEntries, maxRows int) *lookupMemo {
@@ -89,6 +119,7 @@ func newLookupMemo(pool gorm.ConnPool, maxEntries, maxRows int) *lookupMemo {
 		replay:     sql.OpenDB(replayConnector{}),
 		maxEntries: maxEntries,
 		maxRows:    maxRows,
+		maxBytes:   maxLookupBytes,
 		entries:    map[string]*lookupResult{},
 	}
 }
@@ -132,9 +163,11 @@ func (m *lookupMemo) QueryContext(ctx context.Context, query string, args ...any
 			return nil, err
 		}
 		if len(res.rows) <= m.maxRows {
+			size := res.size()
 			m.mu.Lock()
-			if len(m.entries) < m.maxEntries {
+			if _, dup := m.entries[key]; !dup && len(m.entries) < m.maxEntries && m.bytes+size <= m.maxBytes {
 				m.entries[key] = res
+				m.bytes += size
 			}
 			m.mu.Unlock()
 		}

@@ -2,7 +2,9 @@ package vuln
 
 import (
 	"context"
+	"database/sql/driver"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/anchore/syft/syft/linux"
@@ -198,4 +200,64 @@ func writeMemoDB(t *testing.T) string {
 	db, err := vulndb.Write(context.Background(), t.TempDir(), memoRecords())
 	require.NoError(t, err)
 	return db.RootDir
+}
+
+// TestLookupMemoByteBudget: the memo holds no more bytes than its budget (the
+// sizes of the values it keeps, not a count of rows): a result that would take
+// it past the budget is not remembered, and is answered by SQLite with the same
+// findings.
+func TestLookupMemoByteBudget(t *testing.T) {
+	root := writeMemoDB(t)
+	sbs, _ := memoSBOMs()
+	want := freshReports(t, root, sbs)
+
+	unbounded, err := Open(context.Background(), root)
+	require.NoError(t, err)
+	_, err = unbounded.ScanAll(context.Background(), sbs)
+	require.NoError(t, err)
+	all := memoOf(t, unbounded)
+	var largest string
+	var total int64
+	for key, r := range all.entries {
+		total += r.size()
+		if largest == "" || r.size() > all.entries[largest].size() {
+			largest = key
+		}
+	}
+	assert.Equal(t, total, all.bytes, "the memo counts the bytes it holds")
+	assert.LessOrEqual(t, all.bytes, int64(maxLookupBytes))
+	budget := all.entries[largest].size() - 1
+	require.Positive(t, budget)
+	require.Less(t, budget, total, "the budget leaves something out")
+	require.NoError(t, unbounded.Close())
+
+	db, err := Open(context.Background(), root)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, db.Close()) })
+	m := memoOf(t, db)
+	m.mu.Lock()
+	m.maxBytes, m.entries, m.bytes = budget, map[string]*lookupResult{}, 0
+	m.mu.Unlock()
+	got, err := db.ScanAll(context.Background(), sbs)
+	require.NoError(t, err)
+	var held int64
+	for _, r := range m.entries {
+		held += r.size()
+	}
+	assert.Equal(t, held, m.bytes)
+	assert.LessOrEqual(t, m.bytes, budget, "no more bytes than the budget")
+	assert.NotContains(t, m.entries, largest, "a result larger than the budget is not remembered")
+	assert.Positive(t, m.len(), "smaller results still are")
+	for i := range sbs {
+		assert.Equal(t, want[i].Findings, got[i].Findings, "image %d", i)
+	}
+}
+
+// A result's size counts its text and bytes, so one long text column weighs
+// more than many short ones.
+func TestLookupResultSize(t *testing.T) {
+	long := &lookupResult{columns: []string{"c"}, types: []string{"TEXT"}, rows: [][]driver.Value{{strings.Repeat("x", 1<<20)}}}
+	short := &lookupResult{columns: []string{"c"}, types: []string{"TEXT"}, rows: [][]driver.Value{{"a"}, {[]byte("b")}, {int64(1)}, {nil}}}
+	assert.Equal(t, int64(1+4+valueOverhead+1<<20), long.size())
+	assert.Equal(t, int64(1+4+4*valueOverhead+2), short.size())
 }
