@@ -5,9 +5,6 @@ import (
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 	"k8s.io/apiserver/pkg/admission/plugin/webhook/matchconditions"
@@ -144,62 +141,4 @@ func (e *CompileError) Error() string {
 		msgs[i] = p.String()
 	}
 	return "vap: CEL does not compile: " + strings.Join(msgs, "\n")
-}
-
-// clusterScoped lists Kubernetes' cluster-scoped kinds, by group.
-var clusterScoped = map[schema.GroupKind]bool{
-	{Kind: "Namespace"}: true, {Kind: "Node"}: true, {Kind: "PersistentVolume"}: true, {Kind: "ComponentStatus"}: true,
-	{Group: "rbac.authorization.k8s.io", Kind: "ClusterRole"}: true, {Group: "rbac.authorization.k8s.io", Kind: "ClusterRoleBinding"}: true,
-	{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}: true, {Group: "apiregistration.k8s.io", Kind: "APIService"}: true,
-	{Group: "storage.k8s.io", Kind: "StorageClass"}: true, {Group: "storage.k8s.io", Kind: "CSIDriver"}: true, {Group: "storage.k8s.io", Kind: "CSINode"}: true,
-	{Group: "storage.k8s.io", Kind: "VolumeAttachment"}: true, {Group: "scheduling.k8s.io", Kind: "PriorityClass"}: true,
-	{Group: "networking.k8s.io", Kind: "IngressClass"}: true, {Group: "node.k8s.io", Kind: "RuntimeClass"}: true,
-	{Group: "admissionregistration.k8s.io", Kind: "ValidatingWebhookConfiguration"}: true, {Group: "admissionregistration.k8s.io", Kind: "MutatingWebhookConfiguration"}: true,
-	{Group: "admissionregistration.k8s.io", Kind: "ValidatingAdmissionPolicy"}: true, {Group: "admissionregistration.k8s.io", Kind: "ValidatingAdmissionPolicyBinding"}: true,
-	{Group: "admissionregistration.k8s.io", Kind: "MutatingAdmissionPolicy"}: true, {Group: "admissionregistration.k8s.io", Kind: "MutatingAdmissionPolicyBinding"}: true,
-	{Group: "certificates.k8s.io", Kind: "CertificateSigningRequest"}: true, {Group: "flowcontrol.apiserver.k8s.io", Kind: "FlowSchema"}: true,
-	{Group: "flowcontrol.apiserver.k8s.io", Kind: "PriorityLevelConfiguration"}: true,
-}
-
-// mappingFor maps kinds to resources: with the caller's RESTMapper, else from the
-// CRDs among objs, Kubernetes' cluster-scoped kinds and the plural of the kind.
-func (ps *Policies) mappingFor(objs []*unstructured.Unstructured) func(schema.GroupVersionKind) (schema.GroupVersionResource, meta.RESTScope, error) {
-	if ps.mapper != nil {
-		return func(gvk schema.GroupVersionKind) (schema.GroupVersionResource, meta.RESTScope, error) {
-			m, err := ps.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-			if err != nil {
-				return schema.GroupVersionResource{}, nil, fmt.Errorf("map %s to a resource: %w", gvk, err)
-			}
-			return m.Resource, m.Scope, nil
-		}
-	}
-	type crd struct {
-		plural     string
-		namespaced bool
-	}
-	crds := map[schema.GroupKind]crd{}
-	for _, o := range objs {
-		if o.GroupVersionKind().GroupKind() != (schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}) {
-			continue
-		}
-		group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
-		kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
-		plural, _, _ := unstructured.NestedString(o.Object, "spec", "names", "plural")
-		scope, _, _ := unstructured.NestedString(o.Object, "spec", "scope")
-		crds[schema.GroupKind{Group: group, Kind: kind}] = crd{plural: plural, namespaced: scope != "Cluster"}
-	}
-	return func(gvk schema.GroupVersionKind) (schema.GroupVersionResource, meta.RESTScope, error) {
-		if c, ok := crds[gvk.GroupKind()]; ok && c.plural != "" {
-			scope := meta.RESTScopeRoot
-			if c.namespaced {
-				scope = meta.RESTScopeNamespace
-			}
-			return gvk.GroupVersion().WithResource(c.plural), scope, nil
-		}
-		gvr, _ := meta.UnsafeGuessKindToResource(gvk)
-		if clusterScoped[gvk.GroupKind()] {
-			return gvr, meta.RESTScopeRoot, nil
-		}
-		return gvr, meta.RESTScopeNamespace, nil
-	}
 }

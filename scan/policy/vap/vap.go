@@ -17,9 +17,12 @@
 // permission.
 //
 // Offline, the API server's discovery is missing: a kind's resource name and scope
-// come from the CustomResourceDefinitions among the objects, a list of Kubernetes'
-// cluster-scoped kinds and the lower-case plural of the kind, unless
-// [WithRESTMapper] gives a mapper (for example from a cluster's discovery). A
+// come from the CustomResourceDefinitions among the objects (and [WithParams]),
+// [WithClusterScopedKinds] and [WithNamespacedKinds], [WithRESTMapper] (for example
+// a cluster's discovery), then Kubernetes' own kinds. A kind known from none (a
+// custom resource whose CRD is already installed) is an error from Eval wrapping
+// [ErrUnknownKind], never assumed namespaced; a cluster-scoped object is judged
+// without a namespace, as the API server drops one. A
 // Namespace among the objects gives its labels to namespaceSelectors; any other
 // namespace has only kubernetes.io/metadata.name, as a new namespace would. A
 // namespaced object without metadata.namespace (Helm leaves it empty; apply fills
@@ -63,6 +66,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/internal/kindscope"
 	"github.com/shipkit/shipkit/internal/option"
 )
 
@@ -124,7 +128,7 @@ type Option func(*config)
 
 type config struct {
 	params    []*unstructured.Unstructured
-	mapper    meta.RESTMapper
+	scopes    kindscope.Options
 	user      user.Info
 	defaultNS string
 	errs      option.List
@@ -156,17 +160,6 @@ func WithParams(objs ...*unstructured.Unstructured) Option {
 	}
 }
 
-// WithRESTMapper maps kinds to resources and scopes with m instead of the offline
-// guess (see the package doc).
-func WithRESTMapper(m meta.RESTMapper) Option {
-	return func(c *config) {
-		if m == nil {
-			c.errs.Addf("WithRESTMapper(nil)")
-		}
-		c.mapper = m
-	}
-}
-
 // WithUser judges the objects as created by u (request.userInfo in expressions).
 func WithUser(u user.Info) Option {
 	return func(c *config) {
@@ -184,7 +177,7 @@ type Policies struct {
 	orphans   []string // bindings without a policy, policies without a binding
 	defaultNS string
 	params    []*unstructured.Unstructured
-	mapper    meta.RESTMapper
+	scopes    kindscope.Options
 	user      user.Info
 	compiled  int
 }
@@ -243,7 +236,7 @@ func New(objs []*unstructured.Unstructured, opts ...Option) (*Policies, error) {
 	if len(names) == 0 {
 		return nil, fmt.Errorf("%w (%d objects given, %d bindings)", ErrNoPolicies, len(objs), len(bindings))
 	}
-	ps := &Policies{params: c.params, mapper: c.mapper, user: c.user, defaultNS: c.defaultNS}
+	ps := &Policies{params: c.params, scopes: c.scopes, user: c.user, defaultNS: c.defaultNS}
 	validators := map[string]validating.Validator{}
 	var problems []Problem
 	for _, name := range names {
@@ -460,7 +453,10 @@ func (e *env) attributes(o *unstructured.Unstructured, u user.Info) (*recordingA
 	}
 	obj := o.DeepCopy()
 	ns := o.GetNamespace()
-	if ns == "" && scope != nil && scope.Name() == meta.RESTScopeNameNamespace {
+	if scope.Name() == meta.RESTScopeNameRoot {
+		ns = "" // the API server drops it
+		obj.SetNamespace("")
+	} else if ns == "" {
 		if e.ps.defaultNS == "" {
 			return nil, fmt.Errorf("%s is namespaced but has no metadata.namespace: set it, or give the namespace it will be applied in with WithDefaultNamespace", gvk.Kind)
 		}
