@@ -84,12 +84,12 @@ func TestLookup(t *testing.T) {
 	issuer := schema.GroupVersionKind{Group: "cert-manager.io", Version: "v1", Kind: "ClusterIssuer"}
 	cert := schema.GroupVersionKind{Group: "cert-manager.io", Version: "v1", Kind: "Certificate"}
 
-	_, err := kindscope.New(kindscope.Options{}).Lookup(issuer, "WithClusterScopedKinds")
+	_, err := mustNew(t, kindscope.Options{}).Lookup(issuer, "WithClusterScopedKinds")
 	require.ErrorIs(t, err, kindscope.ErrUnknownKind)
 	assert.ErrorContains(t, err, "cert-manager.io/ClusterIssuer")
 	assert.ErrorContains(t, err, "WithClusterScopedKinds")
 
-	s := kindscope.New(kindscope.Options{Cluster: []schema.GroupKind{issuer.GroupKind()}, Namespaced: []schema.GroupKind{cert.GroupKind()}})
+	s := mustNew(t, kindscope.Options{Cluster: []schema.GroupKind{issuer.GroupKind()}, Namespaced: []schema.GroupKind{cert.GroupKind()}})
 	k, err := s.Lookup(issuer, "")
 	require.NoError(t, err)
 	assert.Equal(t, kindscope.Kind{Resource: "clusterissuers", Cluster: true}, k)
@@ -97,7 +97,7 @@ func TestLookup(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, k.Cluster)
 
-	s = kindscope.New(kindscope.Options{}, []*unstructured.Unstructured{crd("cert-manager.io", "ClusterIssuer", "clusterissuers", "Cluster")})
+	s = mustNew(t, kindscope.Options{}, []*unstructured.Unstructured{crd("cert-manager.io", "ClusterIssuer", "clusterissuers", "Cluster")})
 	k, err = s.Lookup(issuer, "")
 	require.NoError(t, err)
 	assert.True(t, k.Cluster)
@@ -109,4 +109,11 @@ func TestLookup(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, kindscope.Kind{Resource: "endpoints", Cluster: false}, k)
 	assert.False(t, errors.Is(err, kindscope.ErrUnknownKind))
+}
+
+func mustNew(t *testing.T, opts kindscope.Options, objs ...[]*unstructured.Unstructured) *kindscope.Scopes {
+	t.Helper()
+	s, err := kindscope.New(opts, objs...)
+	require.NoError(t, err)
+	return s
 }

@@ -41,7 +41,7 @@ func TestLookupWithDiscoveryMapper(t *testing.T) {
 	}, 30*time.Second, 100*time.Millisecond, "discovery serves the CRDs")
 
 	m := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(c.Clientset().Discovery()))
-	s := kindscope.New(kindscope.Options{Mapper: m})
+	s := mustNew(t, kindscope.Options{Mapper: m})
 	k, err := s.Lookup(cluster, "")
 	require.NoError(t, err)
 	assert.Equal(t, kindscope.Kind{Resource: "clustergadgets", Cluster: true}, k)
@@ -54,6 +54,6 @@ func TestLookupWithDiscoveryMapper(t *testing.T) {
 
 	_, err = s.Lookup(schema.GroupVersionKind{Group: group, Version: "v1", Kind: "Missing"}, "")
 	require.ErrorIs(t, err, kindscope.ErrUnknownKind, "a kind the cluster does not serve")
-	_, err = kindscope.New(kindscope.Options{}).Lookup(cluster, "")
+	_, err = mustNew(t, kindscope.Options{}).Lookup(cluster, "")
 	require.ErrorIs(t, err, kindscope.ErrUnknownKind, "offline, nothing tells its scope")
 }

@@ -204,7 +204,10 @@ type Policies struct {
 // (no kind, [ErrTimeout], an evaluation error), naming it; never for a violation.
 func (p *Policies) Eval(ctx context.Context, objs []*unstructured.Unstructured) (*Result, error) {
 	namespaces := p.namespacesOf(objs)
-	scopes := kindscope.New(p.scopes, p.inventory, objs)
+	scopes, err := kindscope.New(p.scopes, p.inventory, objs)
+	if err != nil {
+		return nil, fmt.Errorf("gatekeeper: %w", err)
+	}
 	per := make([][]Finding, len(objs))
 	errs := make([]error, len(objs))
 	ctx, cancel := context.WithCancel(ctx)

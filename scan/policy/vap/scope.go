@@ -60,13 +60,16 @@ const scopeHint = "vap.WithClusterScopedKinds or WithNamespacedKinds, or a clust
 
 // mappingFor maps kinds to resources and scopes (internal/kindscope): the CRDs
 // among objs, the listed kinds, the caller's RESTMapper, Kubernetes' kinds.
-func (ps *Policies) mappingFor(objs []*unstructured.Unstructured) func(schema.GroupVersionKind) (schema.GroupVersionResource, meta.RESTScope, error) {
-	scopes := kindscope.New(ps.scopes, objs)
+func (ps *Policies) mappingFor(objs []*unstructured.Unstructured) (func(schema.GroupVersionKind) (schema.GroupVersionResource, meta.RESTScope, error), error) {
+	scopes, err := kindscope.New(ps.scopes, objs)
+	if err != nil {
+		return nil, err
+	}
 	return func(gvk schema.GroupVersionKind) (schema.GroupVersionResource, meta.RESTScope, error) {
 		k, err := scopes.Lookup(gvk, scopeHint)
 		if err != nil {
 			return schema.GroupVersionResource{}, nil, err
 		}
 		return gvk.GroupVersion().WithResource(k.Resource), k.Scope(), nil
-	}
+	}, nil
 }

@@ -434,7 +434,11 @@ func (ps *Policies) newEnv(objs []*unstructured.Unstructured) (*env, error) {
 		objIfaces:  admission.NewObjectInterfacesFromScheme(runtime.NewScheme()),
 		params:     all,
 	}
-	e.mapping = ps.mappingFor(all)
+	mapping, err := ps.mappingFor(all)
+	if err != nil {
+		return nil, fmt.Errorf("vap: %w", err)
+	}
+	e.mapping = mapping
 	return e, nil
 }
 
