@@ -17,11 +17,14 @@
 // A namespaced object without metadata.namespace (Helm leaves it empty; apply
 // fills in the release's namespace) is judged in the namespace of
 // [WithDefaultNamespace]; without that option it is an error from Eval, never
-// judged as if cluster-scoped. A kind's scope comes from the
-// CustomResourceDefinitions among the objects, [WithClusterScopedKinds] and
-// [WithNamespacedKinds], [WithRESTMapper], then Kubernetes' own kinds; a kind known
-// from none (a custom resource whose CRD is already installed) is an error from
-// Eval, never assumed namespaced. A cluster-scoped object is judged without a
+// judged as if cluster-scoped. A kind's scope comes from, first to last,
+// Kubernetes' own kinds, [WithRESTMapper], the CustomResourceDefinitions among the
+// objects (and [WithInventory]), then [WithClusterScopedKinds] and
+// [WithNamespacedKinds]; one that contradicts an earlier source (a CRD redefining
+// RoleBinding, or any CRD in a group Kubernetes serves built in), a malformed CRD,
+// or a kind listed both ways is an error from Eval naming it. A kind known from none
+// (a custom resource whose CRD is already installed) is an error from Eval, never
+// assumed namespaced. A cluster-scoped object is judged without a
 // namespace, as the API server drops one.
 //
 // A namespaceSelector reads the labels of the Namespace object of that name among

@@ -28,10 +28,11 @@ func WithDefaultNamespace(ns string) Option {
 	}
 }
 
-// WithRESTMapper tells the scope of kinds that are neither Kubernetes' nor defined
-// by a CustomResourceDefinition among the objects (or [WithInventory]): custom
+// WithRESTMapper tells the scope of kinds that are not Kubernetes' own: custom
 // resources whose CRD is already installed, such as cert-manager's ClusterIssuer.
-// m is typically a cluster's discovery (restmapper.NewDeferredDiscoveryRESTMapper).
+// Its answer outranks a CustomResourceDefinition among the objects (or
+// [WithInventory]) and the listed kinds; one that contradicts it is an error from
+// Eval. m is typically a cluster's discovery (restmapper.NewDeferredDiscoveryRESTMapper).
 func WithRESTMapper(m meta.RESTMapper) Option {
 	return func(c *config) {
 		if m == nil {
@@ -42,7 +43,10 @@ func WithRESTMapper(m meta.RESTMapper) Option {
 }
 
 // WithClusterScopedKinds names custom kinds that are cluster-scoped, offline (see
-// [WithRESTMapper]), e.g. {Group: "cert-manager.io", Kind: "ClusterIssuer"}.
+// [WithRESTMapper]), e.g. {Group: "cert-manager.io", Kind: "ClusterIssuer"}. Only
+// the scope is used (Gatekeeper matches kinds, not resources). A kind also named by
+// [WithNamespacedKinds], or Kubernetes' own kind with the other scope, is an error
+// from Eval.
 func WithClusterScopedKinds(kinds ...schema.GroupKind) Option {
 	return func(c *config) {
 		c.scopes.Cluster = append(c.scopes.Cluster, checkKinds(&c.errs, "WithClusterScopedKinds", kinds)...)
@@ -50,7 +54,9 @@ func WithClusterScopedKinds(kinds ...schema.GroupKind) Option {
 }
 
 // WithNamespacedKinds names custom kinds that are namespaced, offline (see
-// [WithRESTMapper]), e.g. {Group: "cert-manager.io", Kind: "Certificate"}.
+// [WithRESTMapper]), e.g. {Group: "cert-manager.io", Kind: "Certificate"}. A kind
+// also named by [WithClusterScopedKinds], or Kubernetes' own kind with the other
+// scope, is an error from Eval.
 func WithNamespacedKinds(kinds ...schema.GroupKind) Option {
 	return func(c *config) {
 		c.scopes.Namespaced = append(c.scopes.Namespaced, checkKinds(&c.errs, "WithNamespacedKinds", kinds)...)
