@@ -75,3 +75,52 @@ metadata: {name: letsencrypt}
 	// unknown scope: true
 	// ClusterIssuer.cert-manager.io/letsencrypt Deny
 }
+
+// A listed kind whose resource is not the lower-case plural of its kind: WithResource
+// gives it, so resourceRules naming it match.
+func ExampleWithResource() {
+	var objs []*unstructured.Unstructured
+	for _, doc := range []string{`
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: no-octopi}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [example.com], apiVersions: ["*"], operations: [CREATE], resources: [octopi], scope: Cluster}
+  validations:
+  - {expression: "false", message: no octopi}
+`, `
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: no-octopi}
+spec: {policyName: no-octopi, validationActions: [Deny]}
+`, `
+apiVersion: example.com/v1
+kind: Octopus
+metadata: {name: paul}
+`} {
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+			fmt.Println(err)
+			return
+		}
+		objs = append(objs, u)
+	}
+	octopus := schema.GroupKind{Group: "example.com", Kind: "Octopus"}
+	ps, err := vap.New(objs[:2], vap.WithClusterScopedKinds(octopus), vap.WithResource(octopus, "octopi"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	res, err := ps.Eval(context.Background(), objs[2:])
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, f := range res.Findings {
+		fmt.Println(f.Object, f.Action)
+	}
+	// Output:
+	// Octopus.example.com/paul Deny
+}

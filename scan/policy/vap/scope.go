@@ -1,9 +1,12 @@
 package vap
 
 import (
+	"strings"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/shipkit/shipkit/internal/kindscope"
 	"github.com/shipkit/shipkit/internal/option"
@@ -14,11 +17,11 @@ import (
 // [WithClusterScopedKinds].
 var ErrUnknownKind = kindscope.ErrUnknownKind
 
-// WithRESTMapper maps kinds that are neither Kubernetes' nor defined by a
-// CustomResourceDefinition among the objects to resources and scopes with m:
-// custom resources whose CRD is already installed, such as cert-manager's
-// ClusterIssuer. m is typically a cluster's discovery
-// (restmapper.NewDeferredDiscoveryRESTMapper).
+// WithRESTMapper maps kinds that are not Kubernetes' own to resources and scopes
+// with m: custom resources whose CRD is already installed, such as cert-manager's
+// ClusterIssuer. Its answer outranks a CustomResourceDefinition among the objects
+// and the listed kinds; one that contradicts it is an error from Eval. m is
+// typically a cluster's discovery (restmapper.NewDeferredDiscoveryRESTMapper).
 func WithRESTMapper(m meta.RESTMapper) Option {
 	return func(c *config) {
 		if m == nil {
@@ -30,7 +33,10 @@ func WithRESTMapper(m meta.RESTMapper) Option {
 
 // WithClusterScopedKinds names custom kinds that are cluster-scoped, offline (see
 // [WithRESTMapper]), e.g. {Group: "cert-manager.io", Kind: "ClusterIssuer"}. Their
-// resource is the lower-case plural of the kind.
+// resource, which resourceRules match, is guessed as the lower-case plural of the
+// kind (ClusterIssuer: clusterissuers); give an irregular one with [WithResource].
+// A kind also named by [WithNamespacedKinds], or Kubernetes' own kind with the other
+// scope, is an error from Eval.
 func WithClusterScopedKinds(kinds ...schema.GroupKind) Option {
 	return func(c *config) {
 		c.scopes.Cluster = append(c.scopes.Cluster, checkKinds(&c.errs, "WithClusterScopedKinds", kinds)...)
@@ -39,10 +45,31 @@ func WithClusterScopedKinds(kinds ...schema.GroupKind) Option {
 
 // WithNamespacedKinds names custom kinds that are namespaced, offline (see
 // [WithRESTMapper]), e.g. {Group: "cert-manager.io", Kind: "Certificate"}. Their
-// resource is the lower-case plural of the kind.
+// resource, which resourceRules match, is guessed as the lower-case plural of the
+// kind (Certificate: certificates); give an irregular one with [WithResource]. A
+// kind also named by [WithClusterScopedKinds], or Kubernetes' own kind with the
+// other scope, is an error from Eval.
 func WithNamespacedKinds(kinds ...schema.GroupKind) Option {
 	return func(c *config) {
 		c.scopes.Namespaced = append(c.scopes.Namespaced, checkKinds(&c.errs, "WithNamespacedKinds", kinds)...)
+	}
+}
+
+// WithResource gives the resource of a kind named by [WithClusterScopedKinds] or
+// [WithNamespacedKinds] when it is not the guessed lower-case plural, e.g.
+// WithResource({Group: "example.com", Kind: "Octopus"}, "octopi"). A kind not
+// named by either is an error from Eval.
+func WithResource(kind schema.GroupKind, resource string) Option {
+	return func(c *config) {
+		checkKinds(&c.errs, "WithResource", []schema.GroupKind{kind})
+		if msgs := validation.IsDNS1123Subdomain(resource); len(msgs) > 0 {
+			c.errs.Addf("WithResource(%s, %q): not a resource name: %s", kind, resource, strings.Join(msgs, "; "))
+			return
+		}
+		if c.scopes.Resources == nil {
+			c.scopes.Resources = map[schema.GroupKind]string{}
+		}
+		c.scopes.Resources[kind] = resource
 	}
 }
 
@@ -58,8 +85,8 @@ func checkKinds(errs *option.List, opt string, kinds []schema.GroupKind) []schem
 // scopeHint names the options that make a kind's scope known.
 const scopeHint = "vap.WithClusterScopedKinds or WithNamespacedKinds, or a cluster's mapper with WithRESTMapper"
 
-// mappingFor maps kinds to resources and scopes (internal/kindscope): the CRDs
-// among objs, the listed kinds, the caller's RESTMapper, Kubernetes' kinds.
+// mappingFor maps kinds to resources and scopes (internal/kindscope): Kubernetes'
+// kinds, the caller's RESTMapper, the CRDs among objs, the listed kinds.
 func (ps *Policies) mappingFor(objs []*unstructured.Unstructured) (func(schema.GroupVersionKind) (schema.GroupVersionResource, meta.RESTScope, error), error) {
 	scopes, err := kindscope.New(ps.scopes, objs)
 	if err != nil {

@@ -17,9 +17,12 @@
 // permission.
 //
 // Offline, the API server's discovery is missing: a kind's resource name and scope
-// come from the CustomResourceDefinitions among the objects (and [WithParams]),
-// [WithClusterScopedKinds] and [WithNamespacedKinds], [WithRESTMapper] (for example
-// a cluster's discovery), then Kubernetes' own kinds. A kind known from none (a
+// come from, first to last, Kubernetes' own kinds, [WithRESTMapper] (for example a
+// cluster's discovery), the CustomResourceDefinitions among the objects (and
+// [WithParams]), then [WithClusterScopedKinds] and [WithNamespacedKinds] (with
+// [WithResource]). One that contradicts an earlier source (a CRD redefining
+// RoleBinding, or any CRD in a group Kubernetes serves built in), a malformed CRD,
+// or a kind listed both ways is an error from Eval naming it. A kind known from none (a
 // custom resource whose CRD is already installed) is an error from Eval wrapping
 // [ErrUnknownKind], never assumed namespaced; a cluster-scoped object is judged
 // without a namespace, as the API server drops one. A
