@@ -67,6 +67,9 @@ const (
 //     its end or closed, the license scanner in the context is the Cataloger's
 //     own (built from the configuration in the key), and the stored form decodes
 //     back to a value reflect.DeepEqual to the result (else it is not cached).
+//     It is kept only once the whole catalog run ended with no error and its
+//     context not done: syft's catalogers may return a truncated result with no
+//     error when the context is cancelled partway.
 //  3. For another image, an entry is used only if replaying every logged call
 //     against that image's resolver gives the same digests: the cataloger, run
 //     there, would get the same answers, hence return the same result (1). Its
@@ -195,10 +198,10 @@ func cachedOS() []pkgcataloging.CatalogerReference {
 
 // apply changes conf so that the OS catalogers run through the cache: syft's own
 // tasks for them are deselected by name and the same catalogers, wrapped, are
-// added. restore puts the configuration audit trail of the SBOM back to what the
-// unchanged conf records. ok is false (conf unchanged) when the cache cannot be
-// used with conf.
-func (c *LayerCache) apply(conf *syft.CreateSBOMConfig, lic *licenseScanner, diffIDs []string) (restore func(*sbomsyft.SBOM) error, ok bool) {
+// added. The run's finish puts the configuration audit trail of the SBOM back to
+// what the unchanged conf records and commits the run's new entries. ok is false
+// (conf unchanged) when the cache cannot be used with conf.
+func (c *LayerCache) apply(conf *syft.CreateSBOMConfig, lic *licenseScanner, diffIDs []string) (run *cacheRun, ok bool) {
 	if !reflect.DeepEqual(conf.CatalogerSelection, cataloging.SelectionRequest{}) || conf.Archive.MaxDepth != 0 || len(lic.keys) == 0 {
 		c.unusable.Add(1)
 		return nil, false
@@ -215,16 +218,67 @@ func (c *LayerCache) apply(conf *syft.CreateSBOMConfig, lic *licenseScanner, dif
 	for _, d := range diffIDs {
 		layers[d] = true
 	}
+	run = &cacheRun{cache: c}
 	refs := cachedOS()
 	names := make([]string, len(refs))
 	for i := range refs {
 		names[i] = refs[i].Cataloger.Name()
-		refs[i].Cataloger = &cachedCataloger{inner: refs[i].Cataloger, cache: c, lic: lic, layers: layers,
+		refs[i].Cataloger = &cachedCataloger{inner: refs[i].Cataloger, cache: c, run: run, lic: lic, layers: layers,
 			key: hashString(names[i] + "\x00" + string(fp))}
 	}
 	conf.CatalogerSelection = cataloging.SelectionRequest{RemoveNamesOrTags: names}
 	conf.WithCatalogers(refs...)
-	return restoreAudit, true
+	return run, true
+}
+
+// cacheRun holds the entries made during one catalog run until the run is known
+// to be whole: syft hides a cancellation (its workers stop starting work once the
+// context is done and the dpkg parser returns what it has with no error), so a
+// result is committed only after syft.CreateSBOM returned no error with the
+// context not done.
+type cacheRun struct {
+	cache   *LayerCache
+	mu      sync.Mutex
+	pending []*pendingEntry
+}
+
+type pendingEntry struct {
+	ent    *cacheEntry
+	body   []byte
+	diskOK bool
+}
+
+func (r *cacheRun) add(p *pendingEntry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pending = append(r.pending, p)
+}
+
+// finish restores s's audit trail and commits the pending entries if ctx is not
+// done; call it only when syft.CreateSBOM succeeded.
+func (r *cacheRun) finish(ctx context.Context, s *sbomsyft.SBOM) error {
+	if err := restoreAudit(s); err != nil {
+		r.commit(ctx, false)
+		return err
+	}
+	r.commit(ctx, true)
+	return nil
+}
+
+// commit stores the pending entries when ok and ctx is not done, else drops them
+// (counted as unusable).
+func (r *cacheRun) commit(ctx context.Context, ok bool) {
+	r.mu.Lock()
+	pend := r.pending
+	r.pending = nil
+	r.mu.Unlock()
+	if !ok || ctx.Err() != nil {
+		r.cache.unusable.Add(int64(len(pend)))
+		return
+	}
+	for _, p := range pend {
+		r.cache.commit(p)
+	}
 }
 
 // restoreAudit sets the SBOM's record of the cataloger selection back to the
@@ -269,6 +323,7 @@ func hashString(s string) string {
 type cachedCataloger struct {
 	inner  pkg.Cataloger
 	cache  *LayerCache
+	run    *cacheRun
 	lic    *licenseScanner
 	layers map[string]bool
 	key    string
@@ -288,12 +343,21 @@ func (w *cachedCataloger) Catalog(ctx context.Context, res file.Resolver) ([]pkg
 	w.cache.misses.Add(1)
 	rec := newRecorder(res)
 	pkgs, rels, err := w.inner.Catalog(ctx, rec.wrap())
-	if err == nil {
-		if serr := w.cache.store(w.key, rec, pkgs, rels); serr != nil {
-			w.cache.unusable.Add(1)
-		}
+	if err != nil {
+		return pkgs, rels, err
 	}
-	return pkgs, rels, err
+	if ctx.Err() != nil {
+		// possibly truncated: syft's catalogers may stop early without an error
+		w.cache.unusable.Add(1)
+		return pkgs, rels, nil
+	}
+	p, serr := w.cache.prepare(w.key, rec, pkgs, rels)
+	if serr != nil {
+		w.cache.unusable.Add(1)
+		return pkgs, rels, nil
+	}
+	w.run.add(p)
+	return pkgs, rels, nil
 }
 
 // lookup returns the result of the most recent entry for key whose calls replay
@@ -342,14 +406,14 @@ func (c *LayerCache) lookup(key string, layers map[string]bool, res file.Resolve
 	return nil, nil, false
 }
 
-// store keeps the result if it can be given back exactly: the copy a hit returns
-// (made here with this image's locations) must be reflect.DeepEqual to it. With a
-// directory, the entry is written there too if its encoded form decodes to the
-// same.
-func (c *LayerCache) store(key string, rec *recorder, pkgs []pkg.Package, rels []artifact.Relationship) error {
+// prepare makes the entry for a result if it can be given back exactly: the copy
+// a hit returns (made here with this image's locations) must be
+// reflect.DeepEqual to it. The entry is kept by commit (see cacheRun); with a
+// directory, it is written there too if its encoded form decodes to the same.
+func (c *LayerCache) prepare(key string, rec *recorder, pkgs []pkg.Package, rels []artifact.Relationship) (*pendingEntry, error) {
 	calls, err := rec.result()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ent := &cacheEntry{Key: key, Calls: calls}
 	seen := map[string]bool{}
@@ -362,21 +426,25 @@ func (c *LayerCache) store(key string, rec *recorder, pkgs []pkg.Package, rels [
 	sort.Strings(ent.Layers)
 	gotP, gotR, err := copyResult(pkgs, rels, rec.locs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !reflect.DeepEqual(gotP, pkgs) || !reflect.DeepEqual(gotR, rels) {
-		return errors.New("result cannot be copied exactly")
+		return nil, errors.New("result cannot be copied exactly")
 	}
 	// the cache keeps the copy: syft's package task rewrites the slice it gets
 	ent.pkgs, ent.rels = gotP, gotR
 	body, diskOK := encodeEntry(ent, rec.locs)
 	ent.size = int64(len(body))
-	c.keep(ent)
+	return &pendingEntry{ent: ent, body: body, diskOK: diskOK}, nil
+}
+
+// commit keeps a prepared entry in memory and, with a directory, on disk.
+func (c *LayerCache) commit(p *pendingEntry) {
+	c.keep(p.ent)
 	c.stored.Add(1)
-	if c.dir != "" && diskOK {
-		_ = c.writeDir(ent, body) // best effort: memory still has it
+	if c.dir != "" && p.diskOK {
+		_ = c.writeDir(p.ent, p.body) // best effort: memory still has it
 	}
-	return nil
 }
 
 func (c *LayerCache) keep(ent *cacheEntry) {

@@ -9,7 +9,6 @@ import (
 	"github.com/anchore/syft/syft"
 	"github.com/anchore/syft/syft/file"
 	"github.com/anchore/syft/syft/pkg"
-	sbomsyft "github.com/anchore/syft/syft/sbom"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -64,8 +63,9 @@ func (l *licenseScanner) isOwn(ctx context.Context) bool {
 }
 
 // useLayerCache prepares conf for c.layers (see LayerCache.apply) and returns the
-// function that restores the SBOM's audit trail afterwards, or nil.
-func (c *Cataloger) useLayerCache(conf *syft.CreateSBOMConfig, img v1.Image) func(*sbomsyft.SBOM) error {
+// run whose finish restores the SBOM's audit trail and commits the new entries
+// once syft succeeded, or nil.
+func (c *Cataloger) useLayerCache(conf *syft.CreateSBOMConfig, img v1.Image) *cacheRun {
 	if c.layers == nil {
 		return nil
 	}
@@ -81,9 +81,9 @@ func (c *Cataloger) useLayerCache(conf *syft.CreateSBOMConfig, img v1.Image) fun
 	for _, d := range ids.RootFS.DiffIDs {
 		diffIDs = append(diffIDs, d.String())
 	}
-	restore, ok := c.layers.apply(conf, ls, diffIDs)
+	run, ok := c.layers.apply(conf, ls, diffIDs)
 	if !ok {
 		return nil
 	}
-	return restore
+	return run
 }

@@ -269,13 +269,13 @@ func (c *Cataloger) catalog(ctx context.Context, img v1.Image, repo name.Reposit
 	if err != nil {
 		return nil, fmt.Errorf("catalog %s: %w", digest, err)
 	}
-	restore := c.useLayerCache(conf, img)
+	run := c.useLayerCache(conf, img)
 	s, err := syft.CreateSBOM(valuesFrom{ctx, lctx}, src, conf)
 	if err != nil {
 		return nil, fmt.Errorf("catalog %s: %w", digest, err)
 	}
-	if restore != nil {
-		if err := restore(s); err != nil {
+	if run != nil {
+		if err := run.finish(ctx, s); err != nil {
 			return nil, fmt.Errorf("catalog %s: %w", digest, err)
 		}
 	}

@@ -1,0 +1,82 @@
+package sbom
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/anchore/syft/syft"
+	"github.com/anchore/syft/syft/file"
+	"github.com/anchore/syft/syft/pkg/cataloger/debian"
+	"github.com/stretchr/testify/require"
+)
+
+// cancellingResolver cancels its context on the n-th RelativeFileByPath call: the
+// dpkg cataloger asks one per package for its files, so the cancellation lands
+// partway through the status file.
+type cancellingResolver struct {
+	file.Resolver
+	n      int64
+	calls  atomic.Int64
+	cancel context.CancelFunc
+}
+
+func (r *cancellingResolver) RelativeFileByPath(l file.Location, p string) *file.Location {
+	if r.calls.Add(1) == r.n {
+		r.cancel()
+	}
+	return r.Resolver.RelativeFileByPath(l, p)
+}
+
+// dpkgResolver is a resolver over a dpkg status listing n packages.
+func dpkgResolver(t *testing.T, n int) file.Resolver {
+	t.Helper()
+	var status strings.Builder
+	for i := range n {
+		fmt.Fprintf(&status, "Package: lib%03d\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.0\n\n", i)
+	}
+	p := filepath.Join(t.TempDir(), "var/lib/dpkg/status")
+	require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o700))
+	require.NoError(t, os.WriteFile(p, []byte(status.String()), 0o600))
+	return file.NewMockResolverForPaths(p)
+}
+
+// A run cancelled partway may return a truncated result with no error: nothing
+// of it is stored, and the next run misses and gives every package.
+func TestLayerCacheCancelledRunNotStored(t *testing.T) {
+	const n = 300
+	lic, err := New().scanner(syft.DefaultCreateSBOMConfig().Licenses)
+	require.NoError(t, err)
+	c := NewLayerCache()
+	cat := func(ctx context.Context, res file.Resolver) (int, *cacheRun) {
+		run := &cacheRun{cache: c}
+		w := &cachedCataloger{inner: debian.NewDBCataloger(), cache: c, run: run, lic: lic, layers: map[string]bool{},
+			key: hashString("dpkg-test")}
+		pkgs, _, err := w.Catalog(valuesFrom{ctx, lic.ctx}, res)
+		require.NoError(t, err)
+		return len(pkgs), run
+	}
+	res := dpkgResolver(t, n)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got, run := cat(ctx, &cancellingResolver{Resolver: res, n: 20, cancel: cancel})
+	t.Logf("cancelled run: %d of %d packages", got, n)
+	run.commit(ctx, true)
+	st := c.Stats()
+	require.Zero(t, st.Stored, "%+v", st)
+	require.Zero(t, st.Entries, "%+v", st)
+
+	got, run = cat(context.Background(), res)
+	require.Equal(t, n, got)
+	run.commit(context.Background(), true)
+	st = c.Stats()
+	require.Equal(t, int64(1), st.Misses-1, "the run after the cancelled one misses: %+v", st)
+	require.Equal(t, int64(1), st.Stored, "%+v", st)
+	got, _ = cat(context.Background(), res)
+	require.Equal(t, n, got)
+	require.Equal(t, int64(1), c.Stats().Hits)
+}
