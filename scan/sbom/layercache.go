@@ -83,18 +83,21 @@ const (
 // without it) when [WithConfig] sets a cataloger selection or archive search.
 //
 // Entries are bounded by count and bytes (least recently used go first); with
-// [WithCacheDir] they are also written to a directory, each file carrying a
-// SHA-256 of its body that is checked on read: a corrupt file is removed and the
-// cataloger runs again. A plain SHA-256 cannot stop someone who can write the
-// directory from writing a false result with a matching checksum: give
-// [WithCacheSecret] to make the checksum an HMAC (then only holders of the secret
-// can write entries that are used), or keep the directory writable only by those
-// trusted to write SBOMs.
+// [WithCacheDir] they are also written to a directory, each file carrying an
+// HMAC-SHA256 of its body under the secret of [WithCacheSecret], which
+// [WithCacheDir] requires: what is read back from the directory is untrusted
+// until its HMAC verifies (what shipkit wrote is authenticated), since whoever
+// can write the directory could otherwise decide every image's OS packages. A
+// file that fails the check is removed and the cataloger runs again; an entry
+// whose calls include no FilesByGlob or FilesByPath (one that would replay on any
+// image) is refused too. A [Cataloger] given a cache with a directory and no
+// secret fails every Catalog call with an error naming the options.
 type LayerCache struct {
 	maxEntries int
 	maxBytes   int64
 	dir        string
 	secret     []byte
+	err        error // a misconfiguration, reported by the Cataloger's Catalog
 
 	mu    sync.Mutex
 	lru   *list.List // of *cacheEntry, most recent first
@@ -115,13 +118,14 @@ func WithCacheEntries(n int) CacheOption { return func(c *LayerCache) { c.maxEnt
 func WithCacheBytes(n int64) CacheOption { return func(c *LayerCache) { c.maxBytes = n } }
 
 // WithCacheDir also keeps entries in dir (created if needed), for later
-// processes. Each file is checked against its SHA-256 on read.
+// processes. It requires [WithCacheSecret]: each file is checked against its
+// HMAC on read. Without a secret, a [Cataloger] using the cache fails.
 func WithCacheDir(dir string) CacheOption { return func(c *LayerCache) { c.dir = dir } }
 
-// WithCacheSecret makes the checksum of each file in the cache directory an
-// HMAC-SHA256 under secret instead of a plain SHA-256, so that a file written by
-// someone without the secret (a poisoned entry with a recomputed checksum) is
-// refused like a corrupt one. Without it the checksum detects corruption only.
+// WithCacheSecret is the key of the HMAC-SHA256 that authenticates each file in
+// the cache directory, so that a file written by someone without the secret (a
+// poisoned entry with a recomputed checksum) is refused like a corrupt one.
+// [WithCacheDir] requires it; without a directory it is unused.
 func WithCacheSecret(secret []byte) CacheOption {
 	return func(c *LayerCache) { c.secret = append([]byte(nil), secret...) }
 }
@@ -139,6 +143,9 @@ func NewLayerCache(opts ...CacheOption) *LayerCache {
 	}
 	if c.maxBytes < 1 {
 		c.maxBytes = DefaultLayerCacheBytes
+	}
+	if c.dir != "" && len(c.secret) == 0 {
+		c.err = errors.New("layer cache: WithCacheDir requires WithCacheSecret (entries read back are untrusted until authenticated)")
 	}
 	return c
 }
@@ -594,8 +601,19 @@ func (c *LayerCache) checkEntry(raw []byte, key string) (*cacheEntry, bool) {
 		return nil, false
 	}
 	var ent cacheEntry
-	if err := json.Unmarshal(body, &ent); err != nil || ent.Key != key {
+	if err := json.Unmarshal(body, &ent); err != nil || ent.Key != key || !locates(ent.Calls) {
 		return nil, false
 	}
 	return &ent, true
+}
+
+// locates reports whether calls look for files by glob or path: an entry without
+// such a call would replay on any image.
+func locates(calls []call) bool {
+	for _, c := range calls {
+		if c.Op == "FilesByGlob" || c.Op == "FilesByPath" {
+			return true
+		}
+	}
+	return false
 }

@@ -4,8 +4,10 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -185,12 +187,13 @@ func TestLayerCacheBounded(t *testing.T) {
 func TestLayerCacheDisk(t *testing.T) {
 	testimage.GoBinary(t)
 	dir := t.TempDir()
+	key := []byte("k")
 	img := testimage.Image(t, "amd64", layerOf(t, debBase(debPkgs(5, "1.0"))...), appLayer(t, "app/a"))
-	st := compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(dir)), img)
+	st := compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(dir), sbom.WithCacheSecret(key)), img)
 	require.Equal(t, int64(3), st.Stored)
 
 	// a new process (a new cache) reads the entries back
-	st = compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(dir)), img)
+	st = compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(dir), sbom.WithCacheSecret(key)), img)
 	require.Equal(t, int64(3), st.Hits, "%+v", st)
 
 	var dpkgEntry string
@@ -210,7 +213,7 @@ func TestLayerCacheDisk(t *testing.T) {
 	// corrupted: a version changed, the checksum not
 	corrupted := bytes.ReplaceAll(raw, []byte(`1.0`), []byte(`6.6`))
 	require.NoError(t, os.WriteFile(dpkgEntry, corrupted, 0o600))
-	lc := sbom.NewLayerCache(sbom.WithCacheDir(dir))
+	lc := sbom.NewLayerCache(sbom.WithCacheDir(dir), sbom.WithCacheSecret(key))
 	st = compareCached(t, lc, img)
 	assert.Equal(t, int64(1), st.Corrupt, "%+v", st)
 	assert.Equal(t, int64(2), st.Hits, "%+v", st)
@@ -325,4 +328,48 @@ func TestLayerCacheDebianRootfs(t *testing.T) {
 	c := testimage.Image(t, "amd64", base, appLayer(t, "usr/local/bin/c"))
 	st := compareCached(t, sbom.NewLayerCache(), a, b, c)
 	assert.Equal(t, int64(3+2), st.Hits, "c reuses a's results; b's whiteout makes dpkg run again: %+v", st)
+}
+
+// A directory without a secret is refused: what is read back is untrusted until
+// authenticated.
+func TestLayerCacheDirRequiresSecret(t *testing.T) {
+	testimage.GoBinary(t)
+	c := sbom.New(sbom.WithLayerCache(sbom.NewLayerCache(sbom.WithCacheDir(t.TempDir()))))
+	_, err := c.Catalog(context.Background(), testimage.Debian(t, "amd64"))
+	require.ErrorContains(t, err, "WithCacheSecret")
+}
+
+// An authenticated entry that locates no file (no FilesByGlob or FilesByPath
+// call: it would replay on every image) is refused.
+func TestLayerCacheRefusesEntryWithoutLookups(t *testing.T) {
+	testimage.GoBinary(t)
+	dir, key := t.TempDir(), []byte("k")
+	img := testimage.Image(t, "amd64", layerOf(t, debBase(debPkgs(5, "1.0"))...), appLayer(t, "app/a"))
+	st := compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(dir), sbom.WithCacheSecret(key)), img)
+	require.Equal(t, int64(3), st.Stored)
+	files, err := filepath.Glob(filepath.Join(dir, "*", "*"))
+	require.NoError(t, err)
+	forged := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		_, body, _ := bytes.Cut(b, []byte("\n"))
+		if !bytes.Contains(body, []byte("lib00")) {
+			continue
+		}
+		var ent map[string]any
+		require.NoError(t, json.Unmarshal(body, &ent))
+		ent["calls"], ent["layers"] = []any{}, []any{}
+		body, err = json.Marshal(ent)
+		require.NoError(t, err)
+		m := hmac.New(sha256.New, key)
+		m.Write(body)
+		require.NoError(t, os.WriteFile(f, append([]byte(hex.EncodeToString(m.Sum(nil))+"\n"), body...), 0o600))
+		forged++
+	}
+	require.Equal(t, 1, forged)
+	// another image on another base: the forged dpkg result must not replay there
+	other := testimage.Image(t, "amd64", layerOf(t, debBase(debPkgs(3, "2.0"))...))
+	st = compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(dir), sbom.WithCacheSecret(key)), other)
+	assert.Equal(t, int64(1), st.Corrupt, "%+v", st)
 }

@@ -295,6 +295,9 @@ func (c *Cataloger) check() error {
 	if c.maxSize < 0 {
 		bad.Addf("WithMaxImageSize(%d): want 0 (the default) or more", c.maxSize)
 	}
+	if c.layers != nil && c.layers.err != nil {
+		bad.Addf("WithLayerCache: %v", c.layers.err)
+	}
 	return bad.Err("")
 }
 
