@@ -90,7 +90,9 @@ const (
 // can write the directory could otherwise decide every image's OS packages. A
 // file that fails the check is removed and the cataloger runs again; an entry
 // whose calls include no FilesByGlob or FilesByPath (one that would replay on any
-// image) is refused too. A [Cataloger] given a cache with a directory and no
+// image) is refused too. The directory is used only when the build names syft's
+// release (build information with a module version, not a replacement by a local
+// path); otherwise entries stay in memory. A [Cataloger] given a cache with a directory and no
 // secret fails every Catalog call with an error naming the options.
 type LayerCache struct {
 	maxEntries int
@@ -98,6 +100,7 @@ type LayerCache struct {
 	dir        string
 	secret     []byte
 	err        error // a misconfiguration, reported by the Cataloger's Catalog
+	buildInfo  func() (*debug.BuildInfo, bool)
 
 	mu    sync.Mutex
 	lru   *list.List // of *cacheEntry, most recent first
@@ -132,7 +135,7 @@ func WithCacheSecret(secret []byte) CacheOption {
 
 // NewLayerCache returns an empty cache.
 func NewLayerCache(opts ...CacheOption) *LayerCache {
-	c := &LayerCache{lru: list.New()}
+	c := &LayerCache{lru: list.New(), buildInfo: debug.ReadBuildInfo}
 	for _, o := range opts {
 		if o != nil {
 			o(c)
@@ -213,10 +216,13 @@ func (c *LayerCache) apply(conf *syft.CreateSBOMConfig, lic *licenseScanner, dif
 		c.unusable.Add(1)
 		return nil, false
 	}
+	bi, biOK := c.buildInfo()
+	syftVersion, durable := syftModuleVersion(bi, biOK)
 	fp, err := json.Marshal(struct {
+		Format   int
 		Licenses cataloging.LicenseConfig
 		Syft     string
-	}{conf.Licenses, syftModuleVersion()})
+	}{layerCacheFormat, conf.Licenses, syftVersion})
 	if err != nil {
 		c.unusable.Add(1)
 		return nil, false
@@ -225,7 +231,7 @@ func (c *LayerCache) apply(conf *syft.CreateSBOMConfig, lic *licenseScanner, dif
 	for _, d := range diffIDs {
 		layers[d] = true
 	}
-	run = &cacheRun{cache: c}
+	run = &cacheRun{cache: c, disk: c.dir != "" && durable}
 	refs := cachedOS()
 	names := make([]string, len(refs))
 	for i := range refs {
@@ -245,6 +251,7 @@ func (c *LayerCache) apply(conf *syft.CreateSBOMConfig, lic *licenseScanner, dif
 // context not done.
 type cacheRun struct {
 	cache   *LayerCache
+	disk    bool // the directory may be used (see syftModuleVersion)
 	mu      sync.Mutex
 	pending []*pendingEntry
 }
@@ -284,7 +291,7 @@ func (r *cacheRun) commit(ctx context.Context, ok bool) {
 		return
 	}
 	for _, p := range pend {
-		r.cache.commit(p)
+		r.cache.commit(p, r.disk)
 	}
 }
 
@@ -306,18 +313,30 @@ func restoreAudit(s *sbomsyft.SBOM) error {
 	return nil
 }
 
-func syftModuleVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			if d.Path == "github.com/anchore/syft" {
-				if d.Replace != nil {
-					return d.Version + "=>" + d.Replace.Path + "@" + d.Replace.Version
-				}
-				return d.Version
-			}
-		}
+// layerCacheFormat is the version of the entry format, part of every key.
+const layerCacheFormat = 2
+
+// syftModuleVersion returns the version of syft in bi (from
+// debug.ReadBuildInfo), and whether it names one release for sure: not without
+// build info, not a development or empty version, not a replacement by a local
+// path. Only then may entries be kept in the directory, where they outlive the
+// process (an entry of one syft must not answer another).
+func syftModuleVersion(bi *debug.BuildInfo, ok bool) (string, bool) {
+	if !ok || bi == nil {
+		return "unknown", false
 	}
-	return "unknown"
+	for _, d := range bi.Deps {
+		if d.Path != "github.com/anchore/syft" {
+			continue
+		}
+		v := d.Version
+		if d.Replace != nil {
+			v += "=>" + d.Replace.Path + "@" + d.Replace.Version
+			return v, d.Replace.Version != "" && d.Replace.Version != "(devel)"
+		}
+		return v, d.Version != "" && d.Version != "(devel)"
+	}
+	return "unknown", false
 }
 
 func hashString(s string) string {
@@ -343,7 +362,7 @@ func (w *cachedCataloger) Catalog(ctx context.Context, res file.Resolver) ([]pkg
 		w.cache.unusable.Add(1)
 		return w.inner.Catalog(ctx, res)
 	}
-	if pkgs, rels, ok := w.cache.lookup(w.key, w.layers, res); ok {
+	if pkgs, rels, ok := w.cache.lookup(w.key, w.layers, res, w.run.disk); ok {
 		w.cache.hits.Add(1)
 		return pkgs, rels, nil
 	}
@@ -369,7 +388,7 @@ func (w *cachedCataloger) Catalog(ctx context.Context, res file.Resolver) ([]pkg
 
 // lookup returns the result of the most recent entry for key whose calls replay
 // with the same answers on res.
-func (c *LayerCache) lookup(key string, layers map[string]bool, res file.Resolver) ([]pkg.Package, []artifact.Relationship, bool) {
+func (c *LayerCache) lookup(key string, layers map[string]bool, res file.Resolver, disk bool) ([]pkg.Package, []artifact.Relationship, bool) {
 	c.mu.Lock()
 	var cands []*list.Element
 	for e := c.lru.Front(); e != nil; e = e.Next() {
@@ -403,6 +422,9 @@ func (c *LayerCache) lookup(key string, layers map[string]bool, res file.Resolve
 			c.mu.Unlock()
 			return p, r, true
 		}
+	}
+	if !disk {
+		return nil, nil, false
 	}
 	for _, ent := range c.readDir(key) {
 		if p, r, ok := try(ent); ok {
@@ -446,10 +468,10 @@ func (c *LayerCache) prepare(key string, rec *recorder, pkgs []pkg.Package, rels
 }
 
 // commit keeps a prepared entry in memory and, with a directory, on disk.
-func (c *LayerCache) commit(p *pendingEntry) {
+func (c *LayerCache) commit(p *pendingEntry, disk bool) {
 	c.keep(p.ent)
 	c.stored.Add(1)
-	if c.dir != "" && p.diskOK {
+	if disk && p.diskOK {
 		_ = c.writeDir(p.ent, p.body) // best effort: memory still has it
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -79,4 +80,34 @@ func TestLayerCacheCancelledRunNotStored(t *testing.T) {
 	got, _ = cat(context.Background(), res)
 	require.Equal(t, n, got)
 	require.Equal(t, int64(1), c.Stats().Hits)
+}
+
+// The directory is used only when syft's version is known for sure.
+func TestLayerCacheSyftVersionDecision(t *testing.T) {
+	syftDep := func(v string, rep *debug.Module) *debug.BuildInfo {
+		return &debug.BuildInfo{Deps: []*debug.Module{{Path: "example.org/x", Version: "v1.0.0"},
+			{Path: "github.com/anchore/syft", Version: v, Replace: rep}}}
+	}
+	for _, tc := range []struct {
+		name    string
+		bi      *debug.BuildInfo
+		ok      bool
+		durable bool
+	}{
+		{"no build info", nil, false, false},
+		{"syft not listed", &debug.BuildInfo{}, true, false},
+		{"release", syftDep("v1.20.0", nil), true, true},
+		{"empty version", syftDep("", nil), true, false},
+		{"devel", syftDep("(devel)", nil), true, false},
+		{"replaced by a local path", syftDep("v1.20.0", &debug.Module{Path: "../syft"}), true, false},
+		{"replaced by a module", syftDep("v1.20.0", &debug.Module{Path: "example.org/syft", Version: "v1.20.1"}), true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, durable := syftModuleVersion(tc.bi, tc.ok)
+			require.Equal(t, tc.durable, durable, "version %q", v)
+		})
+	}
+	bi, ok := debug.ReadBuildInfo()
+	v, _ := syftModuleVersion(bi, ok)
+	t.Logf("this test binary: syft %q", v)
 }

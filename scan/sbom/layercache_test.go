@@ -189,11 +189,11 @@ func TestLayerCacheDisk(t *testing.T) {
 	dir := t.TempDir()
 	key := []byte("k")
 	img := testimage.Image(t, "amd64", layerOf(t, debBase(debPkgs(5, "1.0"))...), appLayer(t, "app/a"))
-	st := compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(dir), sbom.WithCacheSecret(key)), img)
+	st := compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(dir), sbom.WithCacheSecret(key), syftRelease), img)
 	require.Equal(t, int64(3), st.Stored)
 
 	// a new process (a new cache) reads the entries back
-	st = compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(dir), sbom.WithCacheSecret(key)), img)
+	st = compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(dir), sbom.WithCacheSecret(key), syftRelease), img)
 	require.Equal(t, int64(3), st.Hits, "%+v", st)
 
 	var dpkgEntry string
@@ -213,7 +213,7 @@ func TestLayerCacheDisk(t *testing.T) {
 	// corrupted: a version changed, the checksum not
 	corrupted := bytes.ReplaceAll(raw, []byte(`1.0`), []byte(`6.6`))
 	require.NoError(t, os.WriteFile(dpkgEntry, corrupted, 0o600))
-	lc := sbom.NewLayerCache(sbom.WithCacheDir(dir), sbom.WithCacheSecret(key))
+	lc := sbom.NewLayerCache(sbom.WithCacheDir(dir), sbom.WithCacheSecret(key), syftRelease)
 	st = compareCached(t, lc, img)
 	assert.Equal(t, int64(1), st.Corrupt, "%+v", st)
 	assert.Equal(t, int64(2), st.Hits, "%+v", st)
@@ -233,7 +233,7 @@ func TestLayerCacheDisk(t *testing.T) {
 	// poisoned: a version changed and the SHA-256 recomputed; a cache with a secret
 	// (an HMAC key) refuses it
 	secretDir := t.TempDir()
-	st = compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(secretDir), sbom.WithCacheSecret([]byte("k"))), img)
+	st = compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(secretDir), sbom.WithCacheSecret([]byte("k")), syftRelease), img)
 	require.Equal(t, int64(3), st.Stored)
 	files, err = filepath.Glob(filepath.Join(secretDir, "*", "*"))
 	require.NoError(t, err)
@@ -250,8 +250,25 @@ func TestLayerCacheDisk(t *testing.T) {
 		poisoned++
 	}
 	require.Equal(t, 1, poisoned)
-	st = compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(secretDir), sbom.WithCacheSecret([]byte("k"))), img)
+	st = compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(secretDir), sbom.WithCacheSecret([]byte("k")), syftRelease), img)
 	assert.Equal(t, int64(1), st.Corrupt, "%+v", st)
+}
+
+// syftRelease names a syft release in the build information (a test binary
+// carries none), so that the cache directory is used.
+var syftRelease = sbom.WithSyftVersionForTest("v1.0.0-test")
+
+// Without a syft release in the build information (a test binary's own), entries
+// stay in memory: the directory is neither written nor read.
+func TestLayerCacheDiskNeedsSyftRelease(t *testing.T) {
+	testimage.GoBinary(t)
+	dir, key := t.TempDir(), []byte("k")
+	img := testimage.Image(t, "amd64", layerOf(t, debBase(debPkgs(3, "1.0"))...))
+	st := compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(dir), sbom.WithCacheSecret(key)), img)
+	require.Equal(t, int64(3), st.Stored)
+	files, err := filepath.Glob(filepath.Join(dir, "*", "*"))
+	require.NoError(t, err)
+	assert.Empty(t, files)
 }
 
 func sha256Hex(b []byte) string {
@@ -345,7 +362,7 @@ func TestLayerCacheRefusesEntryWithoutLookups(t *testing.T) {
 	testimage.GoBinary(t)
 	dir, key := t.TempDir(), []byte("k")
 	img := testimage.Image(t, "amd64", layerOf(t, debBase(debPkgs(5, "1.0"))...), appLayer(t, "app/a"))
-	st := compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(dir), sbom.WithCacheSecret(key)), img)
+	st := compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(dir), sbom.WithCacheSecret(key), syftRelease), img)
 	require.Equal(t, int64(3), st.Stored)
 	files, err := filepath.Glob(filepath.Join(dir, "*", "*"))
 	require.NoError(t, err)
@@ -370,6 +387,6 @@ func TestLayerCacheRefusesEntryWithoutLookups(t *testing.T) {
 	require.Equal(t, 1, forged)
 	// another image on another base: the forged dpkg result must not replay there
 	other := testimage.Image(t, "amd64", layerOf(t, debBase(debPkgs(3, "2.0"))...))
-	st = compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(dir), sbom.WithCacheSecret(key)), other)
+	st = compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(dir), sbom.WithCacheSecret(key), syftRelease), other)
 	assert.Equal(t, int64(1), st.Corrupt, "%+v", st)
 }
