@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/anchore/syft/syft"
 	"github.com/anchore/syft/syft/artifact"
@@ -90,7 +92,9 @@ const (
 // can write the directory could otherwise decide every image's OS packages. A
 // file that fails the check is removed and the cataloger runs again; an entry
 // whose calls include no FilesByGlob or FilesByPath (one that would replay on any
-// image) is refused too. The directory is used only when the build names syft's
+// image) is refused too. Files are read one at a time (regular files only,
+// symlinks not followed, at most the byte bound each), and writing removes the
+// oldest files past the entry and byte bounds. The directory is used only when the build names syft's
 // release (build information with a module version, not a replacement by a local
 // path); otherwise entries stay in memory. A [Cataloger] given a cache with a directory and no
 // secret fails every Catalog call with an error naming the options.
@@ -162,7 +166,7 @@ type LayerCacheStats struct {
 	Hits, Misses int64 // cataloger runs answered from the cache, and not
 	Stored       int64 // results stored
 	Corrupt      int64 // files in the directory that failed their checksum (removed)
-	Evicted      int64 // entries dropped from memory for the bounds
+	Evicted      int64 // entries dropped from memory or the directory for the bounds
 	Unusable     int64 // results not stored (see LayerCache), or runs not allowed to use it
 	Entries      int   // entries in memory
 	Bytes        int64 // their encoded size
@@ -426,11 +430,16 @@ func (c *LayerCache) lookup(key string, layers map[string]bool, res file.Resolve
 	if !disk {
 		return nil, nil, false
 	}
-	for _, ent := range c.readDir(key) {
-		if p, r, ok := try(ent); ok {
-			c.keep(ent)
-			return p, r, true
-		}
+	var p []pkg.Package
+	var r []artifact.Relationship
+	found := c.readDir(key, func(ent *cacheEntry) bool {
+		var ok bool
+		p, r, ok = try(ent)
+		return ok
+	})
+	if found != nil {
+		c.keep(found)
+		return p, r, true
 	}
 	return nil, nil, false
 }
@@ -562,27 +571,35 @@ func (c *LayerCache) writeDir(ent *cacheEntry, body []byte) error {
 		os.Remove(tmp.Name())
 		return err
 	}
-	return os.Rename(tmp.Name(), filepath.Join(d, name))
+	if err := os.Rename(tmp.Name(), filepath.Join(d, name)); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	c.trimDir()
+	return nil
 }
 
-// readDir returns the entries for key on disk that pass their checksum (at most
-// the memory bound), removing those that do not.
-func (c *LayerCache) readDir(key string) []*cacheEntry {
+// readDir reads the entries for key on disk one at a time (at most the memory
+// bound of them, each at most maxBytes, regular files only, symlinks not
+// followed), removing those that fail their checksum, until use accepts one,
+// which it returns; nil if none.
+func (c *LayerCache) readDir(key string, use func(*cacheEntry) bool) *cacheEntry {
 	if c.dir == "" {
 		return nil
 	}
 	d := filepath.Join(c.dir, key[:32])
-	des, err := os.ReadDir(d)
+	f, err := os.Open(d)
 	if err != nil {
 		return nil
 	}
-	var out []*cacheEntry
+	des, _ := f.ReadDir(c.maxEntries)
+	f.Close()
 	for _, de := range des {
-		if len(out) >= c.maxEntries || strings.HasPrefix(de.Name(), ".") {
+		if strings.HasPrefix(de.Name(), ".") {
 			continue
 		}
 		p := filepath.Join(d, de.Name())
-		raw, err := os.ReadFile(p)
+		raw, err := c.readFile(p)
 		if err != nil {
 			continue
 		}
@@ -598,9 +615,73 @@ func (c *LayerCache) readDir(key string) []*cacheEntry {
 			os.Remove(p)
 			continue
 		}
-		out = append(out, ent)
+		if use(ent) {
+			return ent
+		}
 	}
-	return out
+	return nil
+}
+
+// readFile reads the regular file p, not following a symlink and not waiting
+// on a FIFO, and fails if it holds more than maxBytes.
+func (c *LayerCache) readFile(p string) ([]byte, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", p)
+	}
+	raw, err := io.ReadAll(io.LimitReader(f, c.maxBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(raw)) > c.maxBytes {
+		return nil, fmt.Errorf("%s: more than %d bytes", p, c.maxBytes)
+	}
+	return raw, nil
+}
+
+// trimDir removes the oldest files of the directory past the entry and byte
+// bounds.
+func (c *LayerCache) trimDir() {
+	type fileAt struct {
+		path string
+		mod  int64
+		size int64
+	}
+	var files []fileAt
+	keys, _ := os.ReadDir(c.dir)
+	for _, k := range keys {
+		if !k.IsDir() {
+			continue
+		}
+		des, _ := os.ReadDir(filepath.Join(c.dir, k.Name()))
+		for _, de := range des {
+			fi, err := de.Info()
+			if err != nil || strings.HasPrefix(de.Name(), ".") {
+				continue
+			}
+			files = append(files, fileAt{filepath.Join(c.dir, k.Name(), de.Name()), fi.ModTime().UnixNano(), fi.Size()})
+		}
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].mod > files[j].mod })
+	var n int
+	var total int64
+	for _, f := range files {
+		n++
+		total += f.size
+		if n > c.maxEntries || total > c.maxBytes {
+			if os.Remove(f.path) == nil {
+				c.evicted.Add(1)
+			}
+		}
+	}
 }
 
 // checksum is the hex SHA-256 of body, or its HMAC-SHA256 under the secret.

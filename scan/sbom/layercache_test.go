@@ -390,3 +390,51 @@ func TestLayerCacheRefusesEntryWithoutLookups(t *testing.T) {
 	st = compareCached(t, sbom.NewLayerCache(sbom.WithCacheDir(dir), sbom.WithCacheSecret(key), syftRelease), other)
 	assert.Equal(t, int64(1), st.Corrupt, "%+v", st)
 }
+
+// The directory is read bounded: a symlink is not followed, a file larger than
+// the byte bound is not read, and writing keeps at most the bounds of files.
+func TestLayerCacheDiskBounded(t *testing.T) {
+	testimage.GoBinary(t)
+	dir, key := t.TempDir(), []byte("k")
+	img := testimage.Image(t, "amd64", layerOf(t, debBase(debPkgs(5, "1.0"))...), appLayer(t, "app/a"))
+	newCache := func(opts ...sbom.CacheOption) *sbom.LayerCache {
+		return sbom.NewLayerCache(append([]sbom.CacheOption{sbom.WithCacheDir(dir), sbom.WithCacheSecret(key), syftRelease}, opts...)...)
+	}
+	st := compareCached(t, newCache(), img)
+	require.Equal(t, int64(3), st.Stored)
+	files, err := filepath.Glob(filepath.Join(dir, "*", "*"))
+	require.NoError(t, err)
+	var dpkgEntry string
+	var size int64
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		if bytes.Contains(b, []byte("lib00")) {
+			dpkgEntry, size = f, int64(len(b))
+		}
+	}
+	require.NotEmpty(t, dpkgEntry)
+
+	// a symlink to a valid entry: not followed
+	elsewhere := filepath.Join(t.TempDir(), "entry")
+	require.NoError(t, os.Rename(dpkgEntry, elsewhere))
+	require.NoError(t, os.Symlink(elsewhere, dpkgEntry))
+	st = compareCached(t, newCache(), img)
+	assert.Equal(t, int64(2), st.Hits, "%+v", st)
+
+	// larger than the byte bound: not read (the cataloger runs again)
+	st = compareCached(t, newCache(sbom.WithCacheBytes(size-1)), img)
+	assert.Equal(t, int64(2), st.Hits, "%+v", st)
+
+	// writing keeps the directory within the entry bound
+	small := t.TempDir()
+	lc := sbom.NewLayerCache(sbom.WithCacheDir(small), sbom.WithCacheSecret(key), syftRelease, sbom.WithCacheEntries(2))
+	var imgs []v1.Image
+	for i := range 3 {
+		imgs = append(imgs, testimage.Image(t, "amd64", layerOf(t, debBase(debPkgs(3+i, "1.0"))...)))
+	}
+	compareCached(t, lc, imgs...)
+	files, err = filepath.Glob(filepath.Join(small, "*", "*"))
+	require.NoError(t, err)
+	assert.LessOrEqual(t, len(files), 2, "%v", files)
+}
