@@ -472,7 +472,7 @@ func (c *LayerCache) prepare(key string, rec *recorder, pkgs []pkg.Package, rels
 	// the cache keeps the copy: syft's package task rewrites the slice it gets
 	ent.pkgs, ent.rels = gotP, gotR
 	body, diskOK := encodeEntry(ent, rec.locs)
-	ent.size = int64(len(body))
+	ent.size = entrySize(ent, body, diskOK)
 	return &pendingEntry{ent: ent, body: body, diskOK: diskOK}, nil
 }
 
@@ -486,6 +486,11 @@ func (c *LayerCache) commit(p *pendingEntry, disk bool) {
 }
 
 func (c *LayerCache) keep(ent *cacheEntry) {
+	if ent.size > c.maxBytes {
+		// it would evict everything, then itself
+		c.unusable.Add(1)
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.lru.PushFront(ent)
@@ -496,6 +501,40 @@ func (c *LayerCache) keep(ent *cacheEntry) {
 		c.lru.Remove(e)
 		c.evicted.Add(1)
 	}
+}
+
+// entrySize is the bytes an entry is counted for: its encoding, plus an estimate
+// of its result when that is kept in memory only (the encoding then holds the
+// calls alone).
+func entrySize(ent *cacheEntry, body []byte, diskOK bool) int64 {
+	n := int64(len(body))
+	if diskOK {
+		return n
+	}
+	locs := func(set file.LocationSet) int64 {
+		var m int64
+		for _, l := range set.ToSlice() {
+			m += 128 + int64(len(l.RealPath)+len(l.AccessPath)+len(l.FileSystemID))
+		}
+		return m
+	}
+	for _, p := range ent.pkgs {
+		n += 512 + int64(len(p.Name)+len(p.Version)+len(p.PURL)+len(p.FoundBy)) + 256*int64(len(p.CPEs)) + locs(p.Locations)
+		for _, l := range p.Licenses.ToSlice() {
+			n += 128 + int64(len(l.Value)+len(l.SPDXExpression)+len(l.Contents)) + locs(l.Locations)
+			for _, u := range l.URLs {
+				n += int64(len(u))
+			}
+		}
+		if p.Metadata != nil {
+			if b, err := json.Marshal(p.Metadata); err == nil {
+				n += int64(len(b))
+			} else {
+				n += 4096
+			}
+		}
+	}
+	return n + 256*int64(len(ent.rels))
 }
 
 // copyResult returns fresh copies of a stored result, with the locations of locs

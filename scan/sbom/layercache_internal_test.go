@@ -2,6 +2,7 @@ package sbom
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/anchore/syft/syft"
 	"github.com/anchore/syft/syft/file"
+	"github.com/anchore/syft/syft/pkg"
 	"github.com/anchore/syft/syft/pkg/cataloger/debian"
 	"github.com/stretchr/testify/require"
 )
@@ -110,4 +112,28 @@ func TestLayerCacheSyftVersionDecision(t *testing.T) {
 	bi, ok := debug.ReadBuildInfo()
 	v, _ := syftModuleVersion(bi, ok)
 	t.Logf("this test binary: syft %q", v)
+}
+
+// An entry kept in memory only is counted for its packages, not only its calls.
+func TestLayerCacheMemoryOnlySize(t *testing.T) {
+	big := strings.Repeat("license text ", 10000)
+	ent := &cacheEntry{Key: "k", Calls: []call{{Op: "FilesByGlob", Args: "**/x", Hash: "h"}},
+		pkgs: []pkg.Package{{Name: "a", Version: "1", Licenses: pkg.NewLicenseSet(pkg.License{Value: "X", Contents: big})}}}
+	ent.Pkgs = nil // as encodeEntry leaves an entry that does not round-trip
+	body, err := json.Marshal(ent)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, entrySize(ent, body, false), int64(len(big)))
+	require.Equal(t, int64(len(body)), entrySize(ent, body, true))
+}
+
+// One entry larger than the byte bound is refused rather than evicting the rest.
+func TestLayerCacheRefusesOversizedEntry(t *testing.T) {
+	c := NewLayerCache(WithCacheBytes(1000))
+	small := &cacheEntry{Key: "a", size: 400}
+	c.keep(small)
+	c.keep(&cacheEntry{Key: "b", size: 1001})
+	st := c.Stats()
+	require.Equal(t, 1, st.Entries, "%+v", st)
+	require.Zero(t, st.Evicted, "%+v", st)
+	require.Equal(t, int64(400), st.Bytes)
 }
