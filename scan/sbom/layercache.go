@@ -33,6 +33,7 @@ import (
 	"github.com/anchore/syft/syft/pkg/cataloger/debian"
 	"github.com/anchore/syft/syft/pkg/cataloger/redhat"
 	sbomsyft "github.com/anchore/syft/syft/sbom"
+	"github.com/anchore/syft/syft/source/directorysource"
 )
 
 // Default bounds of a [LayerCache].
@@ -82,9 +83,13 @@ const (
 // that rewrites /var/lib/dpkg/status, deletes (whiteout) a package's files under
 // /var/lib/dpkg/info or /usr/share/doc, or changes /etc/os-release changes an
 // answer and the cataloger runs again. The cache is not used (syft runs as
-// without it) when [WithConfig] sets a cataloger selection or archive search.
+// without it) when [WithConfig] sets a cataloger selection or archive search, or
+// when the rewrite of the SBOM's record of the cataloger selection (checked once
+// per cache on an empty directory) does not fit this version of syft.
 //
-// Entries are bounded by count and bytes (least recently used go first); with
+// Entries are bounded by count and bytes (least recently used go first; an
+// entry kept in memory only is counted by an estimate of its packages, and one
+// larger than the byte bound is not kept); with
 // [WithCacheDir] they are also written to a directory, each file carrying an
 // HMAC-SHA256 of its body under the secret of [WithCacheSecret], which
 // [WithCacheDir] requires: what is read back from the directory is untrusted
@@ -105,6 +110,9 @@ type LayerCache struct {
 	secret     []byte
 	err        error // a misconfiguration, reported by the Cataloger's Catalog
 	buildInfo  func() (*debug.BuildInfo, bool)
+	auditOnce  sync.Once
+	auditErr   error
+	auditProbe func() error // probeAudit, replaceable in tests
 
 	mu    sync.Mutex
 	lru   *list.List // of *cacheEntry, most recent first
@@ -139,7 +147,7 @@ func WithCacheSecret(secret []byte) CacheOption {
 
 // NewLayerCache returns an empty cache.
 func NewLayerCache(opts ...CacheOption) *LayerCache {
-	c := &LayerCache{lru: list.New(), buildInfo: debug.ReadBuildInfo}
+	c := &LayerCache{lru: list.New(), buildInfo: debug.ReadBuildInfo, auditProbe: probeAudit}
 	for _, o := range opts {
 		if o != nil {
 			o(c)
@@ -217,6 +225,12 @@ func cachedOS() []pkgcataloging.CatalogerReference {
 // (conf unchanged) when the cache cannot be used with conf.
 func (c *LayerCache) apply(conf *syft.CreateSBOMConfig, lic *licenseScanner, diffIDs []string) (run *cacheRun, ok bool) {
 	if !reflect.DeepEqual(conf.CatalogerSelection, cataloging.SelectionRequest{}) || conf.Archive.MaxDepth != 0 || len(lic.keys) == 0 {
+		c.unusable.Add(1)
+		return nil, false
+	}
+	c.auditOnce.Do(func() { c.auditErr = c.auditProbe() })
+	if c.auditErr != nil {
+		// restoreAudit would fail after syft did the work: run without the cache
 		c.unusable.Add(1)
 		return nil, false
 	}
@@ -325,6 +339,28 @@ const layerCacheFormat = 2
 // build info, not a development or empty version, not a replacement by a local
 // path. Only then may entries be kept in the directory, where they outlive the
 // process (an entry of one syft must not answer another).
+// probeAudit checks once that restoreAudit fits the audit trail of this syft:
+// it catalogs an empty directory with a cataloger removed and restores the
+// record of the selection.
+func probeAudit() error {
+	dir, err := os.MkdirTemp("", "shipkit-layercache-probe-")
+	if err != nil {
+		return fmt.Errorf("layer cache: probe audit trail: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	src, err := directorysource.NewFromPath(dir)
+	if err != nil {
+		return fmt.Errorf("layer cache: probe audit trail: %w", err)
+	}
+	conf := syft.DefaultCreateSBOMConfig()
+	conf.CatalogerSelection = cataloging.SelectionRequest{RemoveNamesOrTags: []string{"dpkg-db-cataloger"}}
+	s, err := syft.CreateSBOM(context.Background(), src, conf)
+	if err != nil {
+		return fmt.Errorf("layer cache: probe audit trail: %w", err)
+	}
+	return restoreAudit(s)
+}
+
 func syftModuleVersion(bi *debug.BuildInfo, ok bool) (string, bool) {
 	if !ok || bi == nil {
 		return "unknown", false

@@ -3,6 +3,7 @@ package sbom
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -136,4 +137,29 @@ func TestLayerCacheRefusesOversizedEntry(t *testing.T) {
 	require.Equal(t, 1, st.Entries, "%+v", st)
 	require.Zero(t, st.Evicted, "%+v", st)
 	require.Equal(t, int64(400), st.Bytes)
+}
+
+// The audit-trail rewrite is checked once when the cache is applied: if it does
+// not fit this syft, the cache is not used (rather than failing after syft ran).
+func TestLayerCacheAuditProbe(t *testing.T) {
+	require.NoError(t, probeAudit(), "restoreAudit fits this syft")
+	lic, err := New().scanner(syft.DefaultCreateSBOMConfig().Licenses)
+	require.NoError(t, err)
+
+	c := NewLayerCache()
+	conf := syft.DefaultCreateSBOMConfig()
+	_, ok := c.apply(conf, lic, nil)
+	require.True(t, ok)
+
+	probes := 0
+	c = NewLayerCache()
+	c.auditProbe = func() error { probes++; return errors.New("audit trail changed") }
+	for range 2 {
+		conf := syft.DefaultCreateSBOMConfig()
+		_, ok := c.apply(conf, lic, nil)
+		require.False(t, ok)
+		require.Empty(t, conf.CatalogerSelection.RemoveNamesOrTags, "conf unchanged")
+	}
+	require.Equal(t, 1, probes, "checked once")
+	require.Equal(t, int64(2), c.Stats().Unusable)
 }
