@@ -412,18 +412,24 @@ func (w *cachedCataloger) Catalog(ctx context.Context, res file.Resolver) ([]pkg
 	if err != nil {
 		return pkgs, rels, err
 	}
+	w.pend(ctx, rec, pkgs, rels)
+	return pkgs, rels, nil
+}
+
+// pend adds the result to the run's pending entries if it may be cached: not
+// when ctx is done (syft's catalogers may then stop early without an error and
+// return a truncated result), not when prepare refuses it.
+func (w *cachedCataloger) pend(ctx context.Context, rec *recorder, pkgs []pkg.Package, rels []artifact.Relationship) {
 	if ctx.Err() != nil {
-		// possibly truncated: syft's catalogers may stop early without an error
 		w.cache.unusable.Add(1)
-		return pkgs, rels, nil
+		return
 	}
-	p, serr := w.cache.prepare(w.key, rec, pkgs, rels)
-	if serr != nil {
+	p, err := w.cache.prepare(w.key, rec, pkgs, rels)
+	if err != nil {
 		w.cache.unusable.Add(1)
-		return pkgs, rels, nil
+		return
 	}
 	w.run.add(p)
-	return pkgs, rels, nil
 }
 
 // lookup returns the result of the most recent entry for key whose calls replay
