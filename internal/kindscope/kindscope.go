@@ -30,6 +30,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/shipkit/shipkit/internal/option"
 )
 
 // ErrUnknownKind is wrapped by the error for a kind whose scope is not known.
@@ -261,4 +263,16 @@ func describe(k Kind) string {
 func guess(gk schema.GroupKind) string {
 	gvr, _ := meta.UnsafeGuessKindToResource(gk.WithVersion(""))
 	return gvr.Resource
+}
+
+// CheckKinds adds to errs, under the option's name opt, each kind of kinds that
+// has no name, and returns kinds: the check behind the policy packages' options
+// that list kinds (WithClusterScopedKinds, WithNamespacedKinds).
+func CheckKinds(errs *option.List, opt string, kinds []schema.GroupKind) []schema.GroupKind {
+	for _, gk := range kinds {
+		if gk.Kind == "" {
+			errs.Addf("%s: a kind without a name (group %q)", opt, gk.Group)
+		}
+	}
+	return kinds
 }

@@ -10,7 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/shipkit/shipkit/internal/kindscope"
-	"github.com/shipkit/shipkit/internal/option"
 )
 
 // WithDefaultNamespace judges a namespaced object without metadata.namespace in
@@ -49,7 +48,7 @@ func WithRESTMapper(m meta.RESTMapper) Option {
 // from Eval.
 func WithClusterScopedKinds(kinds ...schema.GroupKind) Option {
 	return func(c *config) {
-		c.scopes.Cluster = append(c.scopes.Cluster, checkKinds(&c.errs, "WithClusterScopedKinds", kinds)...)
+		c.scopes.Cluster = append(c.scopes.Cluster, kindscope.CheckKinds(&c.errs, "WithClusterScopedKinds", kinds)...)
 	}
 }
 
@@ -59,17 +58,8 @@ func WithClusterScopedKinds(kinds ...schema.GroupKind) Option {
 // scope, is an error from Eval.
 func WithNamespacedKinds(kinds ...schema.GroupKind) Option {
 	return func(c *config) {
-		c.scopes.Namespaced = append(c.scopes.Namespaced, checkKinds(&c.errs, "WithNamespacedKinds", kinds)...)
+		c.scopes.Namespaced = append(c.scopes.Namespaced, kindscope.CheckKinds(&c.errs, "WithNamespacedKinds", kinds)...)
 	}
-}
-
-func checkKinds(errs *option.List, opt string, kinds []schema.GroupKind) []schema.GroupKind {
-	for _, gk := range kinds {
-		if gk.Kind == "" {
-			errs.Addf("%s: a kind without a name (group %q)", opt, gk.Group)
-		}
-	}
-	return kinds
 }
 
 // scopeHint names the options that make a kind's scope known.

@@ -9,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/shipkit/shipkit/internal/kindscope"
-	"github.com/shipkit/shipkit/internal/option"
 )
 
 // ErrUnknownKind is wrapped by the error from [Policies.Eval] for an object whose
@@ -39,7 +38,7 @@ func WithRESTMapper(m meta.RESTMapper) Option {
 // scope, is an error from Eval.
 func WithClusterScopedKinds(kinds ...schema.GroupKind) Option {
 	return func(c *config) {
-		c.scopes.Cluster = append(c.scopes.Cluster, checkKinds(&c.errs, "WithClusterScopedKinds", kinds)...)
+		c.scopes.Cluster = append(c.scopes.Cluster, kindscope.CheckKinds(&c.errs, "WithClusterScopedKinds", kinds)...)
 	}
 }
 
@@ -51,7 +50,7 @@ func WithClusterScopedKinds(kinds ...schema.GroupKind) Option {
 // other scope, is an error from Eval.
 func WithNamespacedKinds(kinds ...schema.GroupKind) Option {
 	return func(c *config) {
-		c.scopes.Namespaced = append(c.scopes.Namespaced, checkKinds(&c.errs, "WithNamespacedKinds", kinds)...)
+		c.scopes.Namespaced = append(c.scopes.Namespaced, kindscope.CheckKinds(&c.errs, "WithNamespacedKinds", kinds)...)
 	}
 }
 
@@ -61,7 +60,7 @@ func WithNamespacedKinds(kinds ...schema.GroupKind) Option {
 // named by either is an error from Eval.
 func WithResource(kind schema.GroupKind, resource string) Option {
 	return func(c *config) {
-		checkKinds(&c.errs, "WithResource", []schema.GroupKind{kind})
+		kindscope.CheckKinds(&c.errs, "WithResource", []schema.GroupKind{kind})
 		if msgs := validation.IsDNS1123Subdomain(resource); len(msgs) > 0 {
 			c.errs.Addf("WithResource(%s, %q): not a resource name: %s", kind, resource, strings.Join(msgs, "; "))
 			return
@@ -71,15 +70,6 @@ func WithResource(kind schema.GroupKind, resource string) Option {
 		}
 		c.scopes.Resources[kind] = resource
 	}
-}
-
-func checkKinds(errs *option.List, opt string, kinds []schema.GroupKind) []schema.GroupKind {
-	for _, gk := range kinds {
-		if gk.Kind == "" {
-			errs.Addf("%s: a kind without a name (group %q)", opt, gk.Group)
-		}
-	}
-	return kinds
 }
 
 // scopeHint names the options that make a kind's scope known.
