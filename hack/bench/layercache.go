@@ -11,8 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/anchore/syft/syft/format/syftjson"
@@ -39,6 +41,8 @@ func layerCacheCmd(ctx context.Context, args []string, out io.Writer) error {
 	debs := fs.Int("debs", 100, "packages of the synthetic base")
 	syftPath := fs.String("syft", defaultTool("syft", syftVersion), "path of syft (skipped when missing)")
 	gobin := fs.String("gobin", "scan/testdata/gobin", "Go main package built into the app layers")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the cached side's images in the last round to this file (see -profile)")
+	profileWhich := fs.String("profile", "hits", "with -cpuprofile: the cached side's images after the first (hits), its first image (miss), or the uncached side's first image (uncached)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -82,15 +86,29 @@ func layerCacheCmd(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "layer cache: %d images on %s, %d rounds; syft CLI: %q\n", *images, desc, *rounds, *syftPath)
 
-	catalog := func(c *sbom.Cataloger) ([]string, time.Duration, error) {
+	profileRound := false
+	catalog := func(c *sbom.Cataloger, profile bool) ([]string, time.Duration, error) {
 		start := time.Now()
 		var docs []string
 		var each []string
+		var stopProfile func()
 		defer func() { fmt.Fprintf(out, "  per image: %s\n", strings.Join(each, " ")) }()
-		for _, img := range imgs {
+		for n, img := range imgs {
+			if profile && n == 0 && *profileWhich != "hits" || profile && n == 1 && *profileWhich == "hits" {
+				stop, err := startCPUProfile(*cpuProfile)
+				if err != nil {
+					return nil, 0, err
+				}
+				stopProfile = stop
+				defer stop()
+			}
 			t0 := time.Now()
 			s, err := c.Catalog(ctx, img)
 			each = append(each, fmt.Sprintf("%.2fs", time.Since(t0).Seconds()))
+			if stopProfile != nil && *profileWhich != "hits" {
+				stopProfile()
+				stopProfile = nil
+			}
 			if err != nil {
 				return nil, 0, err
 			}
@@ -109,11 +127,13 @@ func layerCacheCmd(ctx context.Context, args []string, out io.Writer) error {
 	sides := []side{
 		{"cached", func() ([]string, time.Duration, error) {
 			lc := sbom.NewLayerCache()
-			docs, d, err := catalog(sbom.New(sbom.WithConcurrency(1), sbom.WithLayerCache(lc)))
+			docs, d, err := catalog(sbom.New(sbom.WithConcurrency(1), sbom.WithLayerCache(lc)), profileRound && *cpuProfile != "" && *profileWhich != "uncached")
 			fmt.Fprintf(out, "  cache: %+v\n", lc.Stats())
 			return docs, d, err
 		}},
-		{"uncached", func() ([]string, time.Duration, error) { return catalog(sbom.New(sbom.WithConcurrency(1))) }},
+		{"uncached", func() ([]string, time.Duration, error) {
+			return catalog(sbom.New(sbom.WithConcurrency(1)), profileRound && *cpuProfile != "" && *profileWhich == "uncached")
+		}},
 	}
 	if *syftPath != "" {
 		sides = append(sides, side{"syft scan", func() ([]string, time.Duration, error) {
@@ -137,6 +157,7 @@ func layerCacheCmd(ctx context.Context, args []string, out io.Writer) error {
 	}
 	times := make([][]time.Duration, len(sides))
 	for r := range *rounds {
+		profileRound = r == *rounds-1
 		got := make([][]string, len(sides))
 		order := make([]int, len(sides))
 		for i := range order {
@@ -265,4 +286,18 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Fields(string(b))[0]
+}
+
+// startCPUProfile writes a CPU profile to path until the returned stop is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	var once sync.Once
+	return func() { once.Do(func() { pprof.StopCPUProfile(); f.Close() }) }, nil
 }

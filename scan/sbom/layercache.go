@@ -112,7 +112,7 @@ type LayerCache struct {
 	buildInfo  func() (*debug.BuildInfo, bool)
 	auditOnce  sync.Once
 	auditErr   error
-	auditProbe func() error // probeAudit, replaceable in tests
+	auditProbe func(context.Context) error // probeAudit, replaceable in tests
 
 	mu    sync.Mutex
 	lru   *list.List // of *cacheEntry, most recent first
@@ -228,7 +228,7 @@ func (c *LayerCache) apply(conf *syft.CreateSBOMConfig, lic *licenseScanner, dif
 		c.unusable.Add(1)
 		return nil, false
 	}
-	c.auditOnce.Do(func() { c.auditErr = c.auditProbe() })
+	c.auditOnce.Do(func() { c.auditErr = c.auditProbe(lic.ctx) })
 	if c.auditErr != nil {
 		// restoreAudit would fail after syft did the work: run without the cache
 		c.unusable.Add(1)
@@ -341,8 +341,9 @@ const layerCacheFormat = 2
 // process (an entry of one syft must not answer another).
 // probeAudit checks once that restoreAudit fits the audit trail of this syft:
 // it catalogs an empty directory with a cataloger removed and restores the
-// record of the selection.
-func probeAudit() error {
+// record of the selection. ctx carries the Cataloger's license scanner, so syft
+// does not build its own for nothing (about half a second of CPU).
+func probeAudit(ctx context.Context) error {
 	dir, err := os.MkdirTemp("", "shipkit-layercache-probe-")
 	if err != nil {
 		return fmt.Errorf("layer cache: probe audit trail: %w", err)
@@ -354,7 +355,7 @@ func probeAudit() error {
 	}
 	conf := syft.DefaultCreateSBOMConfig()
 	conf.CatalogerSelection = cataloging.SelectionRequest{RemoveNamesOrTags: []string{"dpkg-db-cataloger"}}
-	s, err := syft.CreateSBOM(context.Background(), src, conf)
+	s, err := syft.CreateSBOM(ctx, src, conf)
 	if err != nil {
 		return fmt.Errorf("layer cache: probe audit trail: %w", err)
 	}
@@ -424,7 +425,7 @@ func (w *cachedCataloger) pend(ctx context.Context, rec *recorder, pkgs []pkg.Pa
 		w.cache.unusable.Add(1)
 		return
 	}
-	p, err := w.cache.prepare(w.key, rec, pkgs, rels)
+	p, err := w.cache.prepare(w.key, rec, pkgs, rels, w.run.disk)
 	if err != nil {
 		w.cache.unusable.Add(1)
 		return
@@ -488,9 +489,10 @@ func (c *LayerCache) lookup(key string, layers map[string]bool, res file.Resolve
 
 // prepare makes the entry for a result if it can be given back exactly: the copy
 // a hit returns (made here with this image's locations) must be
-// reflect.DeepEqual to it. The entry is kept by commit (see cacheRun); with a
-// directory, it is written there too if its encoded form decodes to the same.
-func (c *LayerCache) prepare(key string, rec *recorder, pkgs []pkg.Package, rels []artifact.Relationship) (*pendingEntry, error) {
+// reflect.DeepEqual to it. The entry is kept by commit (see cacheRun); when the
+// run may use the directory (disk), it is written there too if its encoded form
+// decodes to the same. Without, the result is not encoded at all.
+func (c *LayerCache) prepare(key string, rec *recorder, pkgs []pkg.Package, rels []artifact.Relationship, disk bool) (*pendingEntry, error) {
 	calls, err := rec.result()
 	if err != nil {
 		return nil, err
@@ -513,7 +515,13 @@ func (c *LayerCache) prepare(key string, rec *recorder, pkgs []pkg.Package, rels
 	}
 	// the cache keeps the copy: syft's package task rewrites the slice it gets
 	ent.pkgs, ent.rels = gotP, gotR
-	body, diskOK := encodeEntry(ent, rec.locs)
+	var body []byte
+	var diskOK bool
+	if disk {
+		body, diskOK = encodeEntry(ent, rec.locs)
+	} else if body, err = json.Marshal(ent); err != nil {
+		return nil, err
+	}
 	ent.size = entrySize(ent, body, diskOK)
 	return &pendingEntry{ent: ent, body: body, diskOK: diskOK}, nil
 }

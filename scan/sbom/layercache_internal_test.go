@@ -142,7 +142,7 @@ func TestLayerCacheRefusesOversizedEntry(t *testing.T) {
 // The audit-trail rewrite is checked once when the cache is applied: if it does
 // not fit this syft, the cache is not used (rather than failing after syft ran).
 func TestLayerCacheAuditProbe(t *testing.T) {
-	require.NoError(t, probeAudit(), "restoreAudit fits this syft")
+	require.NoError(t, probeAudit(context.Background()), "restoreAudit fits this syft")
 	lic, err := New().scanner(syft.DefaultCreateSBOMConfig().Licenses)
 	require.NoError(t, err)
 
@@ -153,7 +153,7 @@ func TestLayerCacheAuditProbe(t *testing.T) {
 
 	probes := 0
 	c = NewLayerCache()
-	c.auditProbe = func() error { probes++; return errors.New("audit trail changed") }
+	c.auditProbe = func(context.Context) error { probes++; return errors.New("audit trail changed") }
 	for range 2 {
 		conf := syft.DefaultCreateSBOMConfig()
 		_, ok := c.apply(conf, lic, nil)
