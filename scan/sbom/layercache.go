@@ -332,7 +332,7 @@ func restoreAudit(s *sbomsyft.SBOM) error {
 }
 
 // layerCacheFormat is the version of the entry format, part of every key.
-const layerCacheFormat = 2
+const layerCacheFormat = 3
 
 // syftModuleVersion returns the version of syft in bi (from
 // debug.ReadBuildInfo), and whether it names one release for sure: not without

@@ -1,10 +1,12 @@
 package sbom
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -16,6 +18,7 @@ import (
 	"github.com/anchore/syft/syft/file"
 	"github.com/anchore/syft/syft/pkg"
 	"github.com/anchore/syft/syft/pkg/cataloger/debian"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -162,4 +165,82 @@ func TestLayerCacheAuditProbe(t *testing.T) {
 	}
 	require.Equal(t, 1, probes, "checked once")
 	require.Equal(t, int64(2), c.Stats().Unusable)
+}
+
+// countingResolver counts the bytes read from the files it opens.
+type countingResolver struct {
+	file.Resolver
+	read *int64
+}
+
+func (r countingResolver) FileContentsByLocation(l file.Location) (io.ReadCloser, error) {
+	rc, err := r.Resolver.FileContentsByLocation(l)
+	if err != nil {
+		return rc, err
+	}
+	return countingReader{rc, r.read}, nil
+}
+
+type countingReader struct {
+	io.ReadCloser
+	n *int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	*c.n += int64(n)
+	return n, err
+}
+
+// The recorder hashes what the cataloger read, not the rest of the file (a
+// cataloger that stops early on a huge file is not made to read it all), and a
+// replay proves exactly that input: the same bytes read, and the end found at the
+// same place when the cataloger read to it.
+func TestRecorderHashesWhatWasRead(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big")
+	whole := filepath.Join(dir, "whole")
+	head := []byte("Package: first\n")
+	require.NoError(t, os.WriteFile(big, append(append([]byte{}, head...), bytes.Repeat([]byte("x"), 8<<20)...), 0o600))
+	require.NoError(t, os.WriteFile(whole, []byte("all of it\n"), 0o600))
+
+	var read int64
+	res := countingResolver{file.NewMockResolverForPaths(big, whole), &read}
+	rec := newRecorder(res)
+	r := rec.wrap()
+	for _, p := range []struct {
+		path string
+		n    int // bytes the "cataloger" reads; -1 for all
+	}{{big, len(head)}, {whole, -1}} {
+		locs, err := r.FilesByPath(p.path)
+		require.NoError(t, err)
+		require.Len(t, locs, 1)
+		rc, err := r.FileContentsByLocation(locs[0])
+		require.NoError(t, err)
+		if p.n < 0 {
+			_, err = io.ReadAll(rc)
+		} else {
+			_, err = io.ReadFull(rc, make([]byte, p.n))
+		}
+		require.NoError(t, err)
+		require.NoError(t, rc.Close())
+	}
+	calls, err := rec.result()
+	require.NoError(t, err)
+	assert.Less(t, read, int64(1<<20), "the recorder read the 8 MiB file past what the cataloger read")
+
+	// the files are rewritten in place: the replay asks by the same paths
+	replayOn := func(bigBody, wholeBody []byte) bool {
+		require.NoError(t, os.WriteFile(big, bigBody, 0o600))
+		require.NoError(t, os.WriteFile(whole, wholeBody, 0o600))
+		_, ok := replay(file.NewMockResolverForPaths(big, whole), calls)
+		return ok
+	}
+	tail := func(s string) []byte { return append(append([]byte{}, head...), s...) }
+	assert.True(t, replayOn(tail("another tail, never read"), []byte("all of it\n")), "bytes past what was read decide nothing")
+	assert.False(t, replayOn([]byte("Package: other\n"), []byte("all of it\n")), "different bytes read")
+	assert.False(t, replayOn([]byte("Pack"), []byte("all of it\n")), "the file ends before what was read")
+	assert.False(t, replayOn(tail(""), []byte("all of it\nand more\n")), "read to the end, and the file goes on now")
+	assert.False(t, replayOn(tail(""), []byte("all of i")), "read to the end, and the file is shorter now")
+	assert.True(t, replayOn(tail(""), []byte("all of it\n")), "the same input")
 }

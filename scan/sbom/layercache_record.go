@@ -23,7 +23,7 @@ type call struct {
 	Op   string `json:"op"`            // resolver method
 	Args string `json:"args"`          // its arguments, canonical
 	Loc  string `json:"loc,omitempty"` // the location argument (locKey), if any
-	Hash string `json:"hash"`          // sha256 of the canonical answer
+	Hash string `json:"hash"`          // sha256 of the canonical answer (for contents: see contentAnswer)
 }
 
 // locKey names a location by everything a result can carry of it: the real path,
@@ -184,8 +184,12 @@ func metadataHash(m file.Metadata, err error) string {
 	return sum(h)
 }
 
-// FileContentsByLocation hashes everything the file holds, read or not: the
-// rest is read on Close.
+// FileContentsByLocation records the bytes the cataloger read, not the whole
+// file: the answer is the SHA-256 of what it read, how much, and whether it read
+// to the end. A cataloger's result can only depend on what it read, so a replay
+// that reads the same bytes (and finds the end at the same place, if the
+// cataloger got there) proves the same input, and a file syft stops reading
+// early (its parsers bound what they read) is never read further here.
 func (r *recorder) FileContentsByLocation(l file.Location) (io.ReadCloser, error) {
 	rc, err := r.inner.FileContentsByLocation(l)
 	if err != nil {
@@ -195,21 +199,29 @@ func (r *recorder) FileContentsByLocation(l file.Location) (io.ReadCloser, error
 	r.mu.Lock()
 	r.open++
 	r.mu.Unlock()
-	return &hashingReader{rc: rc, h: sha256.New(), done: func(digest string, err error) {
+	return &hashingReader{rc: rc, h: sha256.New(), done: func(answer string, err error) {
 		r.mu.Lock()
 		r.open--
 		r.mu.Unlock()
 		if err != nil {
-			r.fail(fmt.Errorf("hash %s: %w", l.RealPath, err))
+			r.fail(fmt.Errorf("read %s: %w", l.RealPath, err))
 			return
 		}
-		r.log(call{Op: "FileContentsByLocation", Loc: locKey(l), Hash: digest})
+		r.log(call{Op: "FileContentsByLocation", Loc: locKey(l), Hash: answer})
 	}}, nil
+}
+
+// contentAnswer is the canonical answer of a read: digest, length, end seen.
+func contentAnswer(h hash.Hash, n int64, eof bool) string {
+	return fmt.Sprintf("%s n=%d eof=%t", sum(h), n, eof)
 }
 
 type hashingReader struct {
 	rc     io.ReadCloser
 	h      hash.Hash
+	n      int64
+	eof    bool
+	err    error // a read error the cataloger saw: the answer is not recorded
 	done   func(string, error)
 	closed bool
 }
@@ -217,6 +229,13 @@ type hashingReader struct {
 func (h *hashingReader) Read(p []byte) (int, error) {
 	n, err := h.rc.Read(p)
 	h.h.Write(p[:n])
+	h.n += int64(n)
+	switch {
+	case errors.Is(err, io.EOF):
+		h.eof = true
+	case err != nil && h.err == nil:
+		h.err = err
+	}
 	return n, err
 }
 
@@ -225,10 +244,37 @@ func (h *hashingReader) Close() error {
 		return h.rc.Close()
 	}
 	h.closed = true
-	_, cerr := io.Copy(h.h, h.rc)
 	err := h.rc.Close()
-	h.done(sum(h.h), cerr)
+	h.done(contentAnswer(h.h, h.n, h.eof), h.err)
 	return err
+}
+
+// replayContents reads what the recorded answer says the cataloger read (its
+// length, and one byte more if it saw the end) and returns the same canonical
+// answer if the bytes are the same.
+func replayContents(res file.Resolver, l file.Location, recorded string) string {
+	rc, err := res.FileContentsByLocation(l)
+	if err != nil {
+		return "error"
+	}
+	defer rc.Close()
+	var digest string
+	var n int64
+	var eof bool
+	if _, err := fmt.Sscanf(recorded, "%s n=%d eof=%t", &digest, &n, &eof); err != nil || n < 0 {
+		return "unparsable"
+	}
+	h := sha256.New()
+	if _, err := io.CopyN(h, rc, n); err != nil {
+		return "short"
+	}
+	if eof {
+		var b [1]byte
+		if k, err := io.ReadFull(rc, b[:]); k != 0 || !errors.Is(err, io.EOF) {
+			return "longer"
+		}
+	}
+	return contentAnswer(h, n, eof)
 }
 
 // result returns the calls, or an error if any answer went unrecorded (a reader
@@ -312,15 +358,6 @@ func replayAt(res file.Resolver, c call, l file.Location, hashLocs func([]file.L
 	case "FileMetadataByLocation":
 		return metadataHash(res.FileMetadataByLocation(l))
 	default:
-		rc, err := res.FileContentsByLocation(l)
-		if err != nil {
-			return "error"
-		}
-		defer rc.Close()
-		h := sha256.New()
-		if _, err := io.Copy(h, rc); err != nil {
-			return "unreadable"
-		}
-		return sum(h)
+		return replayContents(res, l, c.Hash)
 	}
 }
