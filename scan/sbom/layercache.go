@@ -65,11 +65,14 @@ const (
 //     and read the distro through the resolver too).
 //  2. On a miss the cataloger runs on a recording resolver that logs every call
 //     with a SHA-256 of its answer: each returned location by real path, access
-//     path, layer diffID and annotations, each file's whole content, each
-//     metadata record. The result is stored only if every opened file was read to
-//     its end or closed, the license scanner in the context is the Cataloger's
-//     own (built from the configuration in the key), and the stored form decodes
-//     back to a value reflect.DeepEqual to the result (else it is not cached).
+//     path, layer diffID and annotations; for each file opened, the bytes the
+//     cataloger read, how many, and whether it read to the end (what it did not
+//     read cannot have decided anything, and is not read here either); each
+//     metadata record. The result is stored only if every opened file was closed
+//     with no read error, the license scanner in the context is the Cataloger's
+//     own (built from the configuration in the key), and, with a directory, the
+//     stored form decodes back to a value reflect.DeepEqual to the result (else
+//     it is kept in memory only).
 //     It is kept only once the whole catalog run ended with no error and its
 //     context not done: syft's catalogers may return a truncated result with no
 //     error when the context is cancelled partway.
