@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/shipkit/shipkit/scan/policy/internal/policyfile"
 )
 
 // LoadFiles reads the ConstraintTemplates and Constraints in the YAML or JSON files
@@ -20,28 +21,8 @@ import (
 // them with [New]; other objects in the files are ignored.
 func LoadFiles(ctx context.Context, paths []string, opts ...Option) (*Policies, error) {
 	var objs []*unstructured.Unstructured
-	for _, path := range paths {
-		info, err := os.Stat(path)
-		if err != nil {
-			return nil, fmt.Errorf("gatekeeper: %w", err)
-		}
-		if !info.IsDir() {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return nil, fmt.Errorf("gatekeeper: %w", err)
-			}
-			found, err := parse(path, b)
-			if err != nil {
-				return nil, err
-			}
-			objs = append(objs, found...)
-			continue
-		}
-		found, err := readFS(os.DirFS(path), path)
-		if err != nil {
-			return nil, err
-		}
-		objs = append(objs, found...)
+	if err := files().ReadPaths(ctx, paths, addPolicies(&objs)); err != nil {
+		return nil, err
 	}
 	return New(ctx, objs, opts...)
 }
@@ -50,42 +31,31 @@ func LoadFiles(ctx context.Context, paths []string, opts ...Option) (*Policies, 
 // .json file of fsys (an embed.FS, for example) and compiles them with [New];
 // errors name the files by their paths in fsys.
 func LoadFS(ctx context.Context, fsys fs.FS, opts ...Option) (*Policies, error) {
-	objs, err := readFS(fsys, "")
-	if err != nil {
+	var objs []*unstructured.Unstructured
+	if err := files().ReadFS(ctx, fsys, addPolicies(&objs)); err != nil {
 		return nil, err
 	}
 	return New(ctx, objs, opts...)
 }
 
-func readFS(fsys fs.FS, prefix string) ([]*unstructured.Unstructured, error) {
-	var out []*unstructured.Unstructured
-	err := fs.WalkDir(fsys, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
+// files reads policy files: below a directory, the .yaml, .yml and .json files.
+func files() policyfile.Reader {
+	return policyfile.Reader{Engine: "gatekeeper", Want: func(path string) bool {
 		ext := filepath.Ext(path)
-		if d.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
-			return nil
-		}
-		b, err := fs.ReadFile(fsys, path)
+		return ext == ".yaml" || ext == ".yml" || ext == ".json"
+	}}
+}
+
+// addPolicies parses each file into objs.
+func addPolicies(objs *[]*unstructured.Unstructured) func(name string, data []byte) error {
+	return func(name string, data []byte) error {
+		found, err := parse(name, data)
 		if err != nil {
 			return err
 		}
-		name := path
-		if prefix != "" {
-			name = filepath.Join(prefix, filepath.FromSlash(path))
-		}
-		found, err := parse(name, b)
-		if err != nil {
-			return err
-		}
-		out = append(out, found...)
+		*objs = append(*objs, found...)
 		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("gatekeeper: read policies: %w", err)
 	}
-	return out, nil
 }
 
 // parse decodes the YAML or JSON documents of one file, keeping the templates and

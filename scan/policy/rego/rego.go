@@ -30,8 +30,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -46,6 +44,7 @@ import (
 
 	"github.com/shipkit/shipkit/deploy"
 	"github.com/shipkit/shipkit/internal/option"
+	"github.com/shipkit/shipkit/scan/policy/internal/policyfile"
 )
 
 // ErrInvalidOption is the shared sentinel (deploy.ErrInvalidOption) wrapped by the
@@ -348,24 +347,8 @@ func (p *Policy) Digest() string { return p.digest }
 // except conftest's and OPA's *_test.rego) and compiles them.
 func LoadFiles(ctx context.Context, paths []string, opts ...Option) (*Policy, error) {
 	var modules []Module
-	for _, path := range paths {
-		info, err := os.Stat(path)
-		if err != nil {
-			return nil, fmt.Errorf("rego: %w", err)
-		}
-		if !info.IsDir() {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return nil, fmt.Errorf("rego: %w", err)
-			}
-			modules = append(modules, Module{Name: path, Source: string(b)})
-			continue
-		}
-		ms, err := readFS(os.DirFS(path), path)
-		if err != nil {
-			return nil, err
-		}
-		modules = append(modules, ms...)
+	if err := files().ReadPaths(ctx, paths, addModule(&modules)); err != nil {
+		return nil, err
 	}
 	return Compile(ctx, modules, opts...)
 }
@@ -373,37 +356,25 @@ func LoadFiles(ctx context.Context, paths []string, opts ...Option) (*Policy, er
 // LoadFS compiles every .rego file of fsys (an embed.FS, for example), except
 // *_test.rego; errors name the files by their paths in fsys.
 func LoadFS(ctx context.Context, fsys fs.FS, opts ...Option) (*Policy, error) {
-	modules, err := readFS(fsys, "")
-	if err != nil {
+	var modules []Module
+	if err := files().ReadFS(ctx, fsys, addModule(&modules)); err != nil {
 		return nil, err
 	}
 	return Compile(ctx, modules, opts...)
 }
 
-func readFS(fsys fs.FS, prefix string) ([]Module, error) {
-	var out []Module
-	err := fs.WalkDir(fsys, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() || !strings.HasSuffix(path, ".rego") || strings.HasSuffix(path, "_test.rego") {
-			return nil
-		}
-		b, err := fs.ReadFile(fsys, path)
-		if err != nil {
-			return err
-		}
-		name := path
-		if prefix != "" {
-			name = filepath.Join(prefix, filepath.FromSlash(path))
-		}
-		out = append(out, Module{Name: name, Source: string(b)})
+// files reads Rego modules: below a directory, the .rego files except *_test.rego.
+func files() policyfile.Reader {
+	return policyfile.Reader{Engine: "rego", Want: func(path string) bool {
+		return strings.HasSuffix(path, ".rego") && !strings.HasSuffix(path, "_test.rego")
+	}}
+}
+
+func addModule(modules *[]Module) func(name string, data []byte) error {
+	return func(name string, data []byte) error {
+		*modules = append(*modules, Module{Name: name, Source: string(data)})
 		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("rego: read policies: %w", err)
 	}
-	return out, nil
 }
 
 // Eval judges each object with the policy, up to [WithConcurrency] at once, and
