@@ -158,19 +158,27 @@ func (m *lookupMemo) QueryContext(ctx context.Context, query string, args ...any
 	if ok {
 		m.hits.Add(1)
 	} else {
+		var rest *sql.Rows
 		var err error
-		if res, err = m.read(ctx, query, args); err != nil {
+		if res, rest, err = m.read(ctx, query, args); err != nil {
 			return nil, err
 		}
-		if len(res.rows) <= m.maxRows {
-			size := res.size()
-			m.mu.Lock()
-			if _, dup := m.entries[key]; !dup && len(m.entries) < m.maxEntries && m.bytes+size <= m.maxBytes {
-				m.entries[key] = res
-				m.bytes += size
+		if rest != nil {
+			// Past maxRows: not remembered; the caller reads the kept rows,
+			// then the rest from SQLite.
+			rows, err := m.replay.QueryContext(ctx, "", &partialResult{res: res, rest: rest})
+			if err != nil {
+				return nil, errors.Join(err, rest.Close())
 			}
-			m.mu.Unlock()
+			return rows, nil
 		}
+		size := res.size()
+		m.mu.Lock()
+		if _, dup := m.entries[key]; !dup && len(m.entries) < m.maxEntries && m.bytes+size <= m.maxBytes {
+			m.entries[key] = res
+			m.bytes += size
+		}
+		m.mu.Unlock()
 	}
 	return m.replay.QueryContext(ctx, "", res)
 }
@@ -193,45 +201,66 @@ func isLookup(query string) bool {
 	return false
 }
 
-// read runs the query on SQLite and keeps its rows: the driver's values, which
-// scanning into an *any hands over unchanged (byte slices copied).
-func (m *lookupMemo) read(ctx context.Context, query string, args []any) (*lookupResult, error) {
+// read runs the query on SQLite and keeps at most maxRows of its rows: the
+// driver's values, which scanning into an *any hands over unchanged (byte
+// slices copied). When the result has more rows, read stops there and returns
+// the query's rows as rest, positioned on the first row it did not keep (read
+// but not scanned), for the caller to read on and close; res is then only the
+// rows before it.
+func (m *lookupMemo) read(ctx context.Context, query string, args []any) (res *lookupResult, rest *sql.Rows, err error) {
 	rows, err := m.ConnPool.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer rows.Close()
-	res := &lookupResult{}
+	defer func() {
+		if rest == nil {
+			err = errors.Join(err, rows.Close())
+		}
+	}()
+	res = &lookupResult{}
 	if res.columns, err = rows.Columns(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cts, err := rows.ColumnTypes()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, ct := range cts {
 		res.types = append(res.types, ct.DatabaseTypeName())
 		res.scan = append(res.scan, ct.ScanType())
 	}
 	for rows.Next() {
-		vals := make([]any, len(res.columns))
-		ptrs := make([]any, len(vals))
-		for i := range vals {
-			ptrs[i] = &vals[i]
+		if len(res.rows) >= m.maxRows {
+			return res, rows, nil
 		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, err
-		}
-		row := make([]driver.Value, len(vals))
-		for i, v := range vals {
-			row[i] = v
+		row, err := scanRow(rows, len(res.columns))
+		if err != nil {
+			return nil, nil, err
 		}
 		res.rows = append(res.rows, row)
 	}
 	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	return res, nil, nil
+}
+
+// scanRow is the current row of rows as the driver gave it (byte slices
+// copied), n columns.
+func scanRow(rows *sql.Rows, n int) ([]driver.Value, error) {
+	vals := make([]any, n)
+	ptrs := make([]any, n)
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := rows.Scan(ptrs...); err != nil {
 		return nil, err
 	}
-	return res, rows.Close()
+	row := make([]driver.Value, n)
+	for i, v := range vals {
+		row[i] = v
+	}
+	return row, nil
 }
 
 // replayConnector is a database/sql driver whose only query is "" with one
@@ -260,26 +289,44 @@ func (replayConn) QueryContext(_ context.Context, _ string, args []driver.NamedV
 	if len(args) != 1 {
 		return nil, errReplayOnly
 	}
-	res, ok := args[0].Value.(*lookupResult)
-	if !ok {
-		return nil, errReplayOnly
+	switch v := args[0].Value.(type) {
+	case *lookupResult:
+		return &replayRows{res: v}, nil
+	case *partialResult:
+		return &replayRows{res: v.res, rest: v.rest, pending: true}, nil
 	}
-	return &replayRows{res: res}, nil
+	return nil, errReplayOnly
+}
+
+// partialResult is the first rows of a result too long to remember and the
+// query's rows, positioned on the row after them (see lookupMemo.read).
+type partialResult struct {
+	res  *lookupResult
+	rest *sql.Rows
 }
 
 // replayRows hands out a lookupResult's rows, a copy of each byte slice, so
-// that what a caller does with one cannot change the next caller's.
+// that what a caller does with one cannot change the next caller's; then, for
+// a partialResult, the rest of the query's rows as SQLite gives them.
 type replayRows struct {
-	res  *lookupResult
-	next int
+	res     *lookupResult
+	next    int
+	rest    *sql.Rows // nil for a remembered result
+	pending bool      // rest is on a row not yet handed out
 }
 
 func (r *replayRows) Columns() []string { return r.res.columns }
-func (r *replayRows) Close() error      { return nil }
+
+func (r *replayRows) Close() error {
+	if r.rest == nil {
+		return nil
+	}
+	return r.rest.Close()
+}
 
 func (r *replayRows) Next(dest []driver.Value) error {
 	if r.next >= len(r.res.rows) {
-		return io.EOF
+		return r.nextRest(dest)
 	}
 	for i, v := range r.res.rows[r.next] {
 		if b, ok := v.([]byte); ok {
@@ -293,3 +340,23 @@ func (r *replayRows) Next(dest []driver.Value) error {
 
 func (r *replayRows) ColumnTypeDatabaseTypeName(i int) string { return r.res.types[i] }
 func (r *replayRows) ColumnTypeScanType(i int) reflect.Type   { return r.res.scan[i] }
+
+// nextRest hands out the next of the rows past a partialResult's first.
+func (r *replayRows) nextRest(dest []driver.Value) error {
+	if r.rest == nil {
+		return io.EOF
+	}
+	if !r.pending && !r.rest.Next() {
+		if err := r.rest.Err(); err != nil {
+			return err
+		}
+		return io.EOF
+	}
+	r.pending = false
+	row, err := scanRow(r.rest, len(dest))
+	if err != nil {
+		return err
+	}
+	copy(dest, row)
+	return nil
+}
