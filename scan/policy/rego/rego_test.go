@@ -198,6 +198,21 @@ func TestLoadFiles(t *testing.T) {
 	assert.ErrorIs(t, err, os.ErrNotExist)
 }
 
+// TestLoadCancelled: a cancelled context stops the loading before it reads a file.
+func TestLoadCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := rego.LoadFS(ctx, fstest.MapFS{"p.rego": {Data: []byte(mainPolicy)}})
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, "rego: read policies: context canceled", err.Error())
+
+	file := filepath.Join(t.TempDir(), "p.rego")
+	require.NoError(t, os.WriteFile(file, []byte(mainPolicy), 0o600))
+	_, err = rego.LoadFiles(ctx, []string{file})
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, "rego: context canceled", err.Error())
+}
+
 func TestTimeout(t *testing.T) {
 	// About 10^10 steps: far longer than the timeout, and no memory growth.
 	p := compile(t, `package main
