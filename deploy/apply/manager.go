@@ -58,6 +58,7 @@ import (
 
 	"github.com/shipkit/shipkit/deploy"
 	"github.com/shipkit/shipkit/deploy/internal/seal"
+	"github.com/shipkit/shipkit/internal/kindscope"
 	"github.com/shipkit/shipkit/internal/option"
 	"github.com/shipkit/shipkit/observe"
 )
@@ -279,7 +280,8 @@ type object struct {
 	gvk     schema.GroupVersionKind
 	mapping *meta.RESTMapping // nil until known (kinds of CRDs of the same set)
 	crd     bool
-	cluster bool // cluster-scoped
+	cluster bool   // cluster-scoped
+	plural  string // the kind's resource (lower-case plural), known before mapping is
 }
 
 func (o *object) resource(c dynamic.Interface) dynamic.ResourceInterface {
@@ -307,19 +309,17 @@ func (e *ObjectError) Unwrap() error { return e.Err }
 // does not serve and no CRD of the set defines.
 var ErrUnknownKind = errors.New("kind not served by the cluster (is its CRD installed?)")
 
-// prepare copies the objects and resolves their kinds and scopes. Kinds defined by a
-// CRD of the same set are resolved from the CRD, so an unknown kind or a missing
-// namespace fails here, before anything is applied.
+// prepare copies the objects and resolves their kinds and scopes. The scope of a
+// kind is kindscope's answer (Kubernetes' own kinds, then the cluster's mapper, then
+// a CRD of the same set), so an unknown kind, a missing namespace, a malformed CRD
+// or a CRD that contradicts a kind Kubernetes or the cluster serves fails here,
+// before anything is applied.
 func (m *Manager) prepare(objs []*unstructured.Unstructured) ([]*object, error) {
-	crdScopes := map[schema.GroupKind]bool{} // kind -> cluster-scoped
-	for _, o := range objs {
-		if isCRD(o) {
-			group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
-			kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
-			scope, _, _ := unstructured.NestedString(o.Object, "spec", "scope")
-			crdScopes[schema.GroupKind{Group: group, Kind: kind}] = scope == "Cluster"
-		}
+	scopes, err := kindscope.New(kindscope.Options{Mapper: m.mapper}, objs)
+	if err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
 	}
+	builtin := kindscope.Builtin()
 	seen := map[deploy.ObjectRef]bool{}
 	var errs []error
 	out := make([]*object, 0, len(objs))
@@ -334,19 +334,7 @@ func (m *Manager) prepare(objs []*unstructured.Unstructured) ([]*object, error) 
 			errs = append(errs, &ObjectError{Object: o.ref, Op: "check", Err: errors.New("no metadata.name")})
 			continue
 		}
-		mapping, err := m.mapper.RESTMapping(o.gvk.GroupKind(), o.gvk.Version)
-		switch {
-		case err == nil:
-			o.mapping = mapping
-			o.cluster = mapping.Scope.Name() == meta.RESTScopeNameRoot
-		case meta.IsNoMatchError(err):
-			cluster, ok := crdScopes[o.gvk.GroupKind()]
-			if !ok {
-				errs = append(errs, &ObjectError{Object: o.ref, Op: "map", Err: fmt.Errorf("%s: %w", o.gvk, ErrUnknownKind)})
-				continue
-			}
-			o.cluster = cluster
-		default:
+		if err := m.resolve(o, scopes, builtin); err != nil {
 			errs = append(errs, &ObjectError{Object: o.ref, Op: "map", Err: err})
 			continue
 		}
@@ -375,6 +363,37 @@ func (m *Manager) prepare(objs []*unstructured.Unstructured) ([]*object, error) 
 		return nil, errors.Join(errs...)
 	}
 	return out, nil
+}
+
+// resolve sets o's scope and resource from scopes and, when the cluster serves the
+// kind in o's version, its mapping. A kind only a CRD of the set defines has no
+// mapping until that CRD is Established (see afterCRDs).
+func (m *Manager) resolve(o *object, scopes *kindscope.Scopes, builtin map[schema.GroupKind]kindscope.Kind) error {
+	k, err := scopes.Lookup(o.gvk, "")
+	if errors.Is(err, kindscope.ErrUnknownKind) {
+		return fmt.Errorf("%s: %w", o.gvk, ErrUnknownKind)
+	}
+	if err != nil {
+		return err
+	}
+	o.cluster, o.plural = k.Cluster, k.Resource
+	mapping, err := m.mapper.RESTMapping(o.gvk.GroupKind(), o.gvk.Version)
+	_, isBuiltin := builtin[o.gvk.GroupKind()]
+	switch {
+	case err == nil:
+		if got := mapping.Scope.Name() == meta.RESTScopeNameRoot; got != k.Cluster || mapping.Resource.Resource != k.Resource {
+			return fmt.Errorf("%s: the cluster's mapper has resource %q (cluster-scoped: %t), expected resource %q (cluster-scoped: %t)",
+				o.gvk, mapping.Resource.Resource, got, k.Resource, k.Cluster)
+		}
+		o.mapping = mapping
+	case meta.IsNoMatchError(err) && isBuiltin:
+		// Kubernetes' kind, but not served here in this version (an API that is
+		// off, a version that was removed).
+		return fmt.Errorf("%s: %w", o.gvk, ErrUnknownKind)
+	case !meta.IsNoMatchError(err):
+		return err
+	}
+	return nil
 }
 
 func isCRD(o *unstructured.Unstructured) bool {
@@ -407,6 +426,11 @@ func stages(objs []*object) [3][]*object {
 // them, followed by the prunes. With [Options.Wait] it waits for every object to be
 // healthy before pruning; with [Options.Rollback] a failed wait re-applies the last
 // good revision. On error the ChangeSet holds what was done before it.
+//
+// Nothing is applied (and the ChangeSet is nil) when an object's kind is unknown, or
+// when a CustomResourceDefinition of the set is malformed, redefines a kind in a group
+// Kubernetes serves built in (a CRD rolebindings.rbac.authorization.k8s.io, say), or
+// gives a kind the cluster serves another scope or resource.
 func (m *Manager) Apply(ctx context.Context, objs []*unstructured.Unstructured) (*deploy.ChangeSet, error) {
 	return m.apply(ctx, objs, m.opts.Rollback)
 }

@@ -65,12 +65,7 @@ func (m *Manager) Preflight(ctx context.Context, objs []*unstructured.Unstructur
 	}
 	want := sets.New[Permission]()
 	for _, o := range prepared {
-		gr := schema.GroupResource{Group: o.gvk.Group}
-		if o.mapping != nil {
-			gr.Resource = o.mapping.Resource.Resource
-		} else {
-			gr.Resource = crdPlural(objs, o.gvk.GroupKind())
-		}
+		gr := schema.GroupResource{Group: o.gvk.Group, Resource: o.plural}
 		for _, v := range verbs {
 			want.Insert(Permission{Verb: v, Group: gr.Group, Resource: gr.Resource, Namespace: o.obj.GetNamespace()})
 		}
@@ -124,20 +119,4 @@ func (m *Manager) allowed(ctx context.Context, p Permission) (bool, error) {
 	}
 	ok, _, _ := unstructured.NestedBool(got.Object, "status", "allowed")
 	return ok, nil
-}
-
-// crdPlural finds the plural resource name a CRD of the set gives a kind.
-func crdPlural(objs []*unstructured.Unstructured, gk schema.GroupKind) string {
-	for _, o := range objs {
-		if !isCRD(o) {
-			continue
-		}
-		group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
-		kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
-		if group == gk.Group && kind == gk.Kind {
-			plural, _, _ := unstructured.NestedString(o.Object, "spec", "names", "plural")
-			return plural
-		}
-	}
-	return strings.ToLower(gk.Kind) + "s"
 }
