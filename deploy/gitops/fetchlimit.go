@@ -24,6 +24,11 @@ const (
 	// DefaultMaxFetchInflatedBytes bounds what one fetch's objects inflate to
 	// ([WithMaxFetchInflatedBytes]): 1 GiB, 4 times [DefaultMaxFetchBytes].
 	DefaultMaxFetchInflatedBytes = 1 << 30
+	// DefaultMaxFetchAdvertisementBytes bounds the ref advertisement of one
+	// fetch or push ([WithMaxFetchAdvertisementBytes]): 8 MiB, some 120,000
+	// refs of about 65 bytes each (a hosting service that lists two refs per
+	// pull request: 60,000 pull requests).
+	DefaultMaxFetchAdvertisementBytes = 8 << 20
 )
 
 // ErrFetchTooLarge is wrapped by Write's, Read's and Remove's error when the
@@ -38,8 +43,8 @@ var ErrFetchTooLarge = errors.New("gitops: the repository sent more than the fet
 // in a temporary file in the clone directory with it) and checked against the
 // other bounds before go-git reads any of it, so n also bounds that copy. Write
 // fetches the branch with its history; with a clone directory each fetch receives
-// only what is new. The refs the repository advertises before the pack are not
-// bounded by this package.
+// only what is new. The refs the repository advertises before the pack are
+// bounded by [WithMaxFetchAdvertisementBytes].
 func WithMaxFetchBytes(n int64) Option {
 	return func(o *options) {
 		if n < 1 {
@@ -78,6 +83,33 @@ func WithMaxFetchInflatedBytes(n int64) Option {
 			return
 		}
 		o.maxFetchInflated = n
+	}
+}
+
+// WithMaxFetchAdvertisementBytes bounds the ref advertisement (default
+// [DefaultMaxFetchAdvertisementBytes]): the list of every ref the repository
+// has, which a server sends before each fetch and each push (smart HTTP's GET
+// info/refs), go-git reads whole into memory (allocating about 7 times its
+// size), and the protocol go-git speaks (v0) cannot filter: a hosting service
+// may list every pull request's refs too. Past n bytes the fetch or push stops
+// with [ErrFetchTooLarge] naming the repository and the bound, having read n
+// bytes and one more.
+//
+// The bound holds for https:// and http:// repositories: Write reads them with
+// go-git's HTTP transport made for the one call, around a net/http client that
+// counts the advertisement, never through go-git's process-wide protocol table.
+// Over ssh://, git:// and file:// go-git reads the advertisement from the
+// connection inside its internal transport package, which takes no reader or
+// connection from its caller: the only way in is client.InstallProtocol, which
+// would change every go-git user in the process. Those repositories'
+// advertisements are not bounded.
+func WithMaxFetchAdvertisementBytes(n int64) Option {
+	return func(o *options) {
+		if n < 1 {
+			o.errs.Addf("gitops: WithMaxFetchAdvertisementBytes(%d): must be at least 1", n)
+			return
+		}
+		o.maxFetchAdvert = n
 	}
 }
 

@@ -151,13 +151,10 @@ func (w *Writer) trackingRef() plumbing.ReferenceName {
 // the branch does not exist yet.
 func (w *Writer) fetch(ctx context.Context, r *git.Repository) (plumbing.Hash, error) {
 	track := w.trackingRef()
-	spec := config.RefSpec("+" + plumbing.NewBranchReferenceName(w.o.branch).String() + ":" + track.String())
-	err := r.FetchContext(ctx, &git.FetchOptions{
-		RemoteName: remoteName, RefSpecs: []config.RefSpec{spec}, Auth: w.o.auth, Tags: git.NoTags,
-	})
+	head, err := w.fetchBranch(ctx, r)
 	switch {
-	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
-	case errors.Is(err, transport.ErrEmptyRemoteRepository), errors.Is(err, git.NoMatchingRefSpecError{}):
+	case err == nil:
+	case errors.Is(err, errNoBranch):
 		_ = r.Storer.RemoveReference(track)
 		return plumbing.ZeroHash, nil
 	default:
@@ -166,11 +163,10 @@ func (w *Writer) fetch(ctx context.Context, r *git.Repository) (plumbing.Hash, e
 		}
 		return plumbing.ZeroHash, fmt.Errorf("gitops: fetch branch %s of %s: %w", w.o.branch, w.display, err)
 	}
-	ref, err := r.Reference(track, true)
-	if err != nil {
+	if err := r.Storer.SetReference(plumbing.NewHashReference(track, head)); err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("gitops: fetch branch %s of %s: %w", w.o.branch, w.display, err)
 	}
-	return ref.Hash(), nil
+	return head, nil
 }
 
 func (w *Writer) push(ctx context.Context, r *git.Repository, commit plumbing.Hash) error {
@@ -178,11 +174,11 @@ func (w *Writer) push(ctx context.Context, r *git.Repository, commit plumbing.Ha
 	if err := r.Storer.SetReference(plumbing.NewHashReference(local, commit)); err != nil {
 		return err
 	}
-	// No '+': the server refuses anything but a fast-forward.
-	spec := config.RefSpec(local.String() + ":" + local.String())
-	return r.PushContext(ctx, &git.PushOptions{
-		RemoteName: remoteName, RefSpecs: []config.RefSpec{spec}, Auth: w.o.auth,
-	})
+	// A fast-forward only, never forced.
+	if err := w.pushCommit(ctx, r, commit); err != nil {
+		return err
+	}
+	return r.Storer.SetReference(plumbing.NewHashReference(w.trackingRef(), commit))
 }
 
 type diff struct{ added, modified, removed []string }

@@ -32,8 +32,9 @@
 // costs memory or disk accordingly, so a fetch is bounded: the pack as it arrives
 // ([WithMaxFetchBytes]), its objects ([WithMaxFetchObjects]) and what they
 // inflate to ([WithMaxFetchInflatedBytes]), checked before go-git stores any of
-// it; past a bound, [ErrFetchTooLarge] naming the repository. The refs the
-// repository advertises before the pack are not bounded.
+// it; past a bound, [ErrFetchTooLarge] naming the repository. Over HTTP(S) the
+// refs the repository advertises before a fetch or a push are bounded too
+// ([WithMaxFetchAdvertisementBytes]).
 // [Writer.Read], which reads file contents, is bounded too ([ErrTooLarge]). [Writer.Render] says what Write would write, for a
 // plan; [Writer.Remove] removes the directory.
 //
@@ -109,6 +110,7 @@ type options struct {
 	maxFetchBytes    int64
 	maxFetchObjects  int
 	maxFetchInflated int64
+	maxFetchAdvert   int64
 	errs             option.List
 }
 
@@ -260,7 +262,8 @@ func WithClock(now func() time.Time) Option {
 func New(repoURL, dir string, opts ...Option) (*Writer, error) {
 	o := options{
 		branch: "main", authorName: "shipkit", authorEmail: "shipkit@localhost",
-		maxAttempts: 5, maxFetchBytes: DefaultMaxFetchBytes, maxFetchObjects: DefaultMaxFetchObjects, maxFetchInflated: DefaultMaxFetchInflatedBytes, logger: slog.New(slog.DiscardHandler), obs: observe.Discard{}, now: time.Now,
+		maxAttempts: 5, maxFetchBytes: DefaultMaxFetchBytes, maxFetchObjects: DefaultMaxFetchObjects, maxFetchInflated: DefaultMaxFetchInflatedBytes,
+		maxFetchAdvert: DefaultMaxFetchAdvertisementBytes, logger: slog.New(slog.DiscardHandler), obs: observe.Discard{}, now: time.Now,
 	}
 	for _, opt := range opts {
 		opt(&o)

@@ -1,0 +1,236 @@
+package gitops_test
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shipkit/shipkit/deploy"
+	"github.com/shipkit/shipkit/deploy/gitops"
+)
+
+// pkt writes one pkt-line.
+func pkt(w *bufio.Writer, s string) error {
+	_, err := fmt.Fprintf(w, "%04x%s", len(s)+4, s)
+	return err
+}
+
+// serveHugeAdvertisement answers GET info/refs for service with a well-formed
+// smart-HTTP ref advertisement of up to limit bytes (a branch, then pull-request
+// refs), counting what it wrote in sent; it stops when the client goes away.
+func serveHugeAdvertisement(w http.ResponseWriter, service string, limit int64, sent *atomic.Int64) {
+	w.Header().Set("Content-Type", "application/x-"+service+"-advertisement")
+	w.Header().Set("Cache-Control", "no-cache")
+	cw := &countingWriter{w: w, n: sent}
+	bw := bufio.NewWriterSize(cw, 64<<10)
+	hash := strings.Repeat("1", 40)
+	_ = pkt(bw, "# service="+service+"\n")
+	_, _ = bw.WriteString("0000")
+	if pkt(bw, hash+" refs/heads/main\x00report-status side-band-64k ofs-delta no-progress\n") != nil {
+		return
+	}
+	for i := 0; sent.Load() < limit; i++ {
+		if pkt(bw, fmt.Sprintf("%s refs/pull/%09d/head\n", hash, i)) != nil {
+			return
+		}
+	}
+	_, _ = bw.WriteString("0000")
+	_ = bw.Flush()
+}
+
+type countingWriter struct {
+	w http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// openFDs counts this process's open file descriptors (sockets included).
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		if runtime.GOOS == "linux" {
+			t.Fatalf("read /proc/self/fd: %v", err)
+		}
+		t.Skipf("no /proc/self/fd on %s: %v", runtime.GOOS, err)
+	}
+	return len(ents)
+}
+
+// settledFDs waits up to 2 s for the descriptors to come back to at most want
+// (a closed connection's server side ends a moment later) and returns the count.
+func settledFDs(t *testing.T, want int) int {
+	t.Helper()
+	n := openFDs(t)
+	for deadline := time.Now().Add(2 * time.Second); n > want && time.Now().Before(deadline); n = openFDs(t) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return n
+}
+
+// TestFetchAdvertisementBounded: a hostile HTTP server whose ref advertisement
+// never ends (512 MiB of pull-request refs) makes Write fail with
+// ErrFetchTooLarge naming the repository and the bound, never the password,
+// after reading about the bound: Write allocates a small multiple of it, the
+// server gets to send only the bound plus what the sockets buffer, and no
+// connection is left open. The default bound (16 MiB) holds the same way.
+func TestFetchAdvertisementBounded(t *testing.T) {
+	const huge = 512 << 20
+	var sent atomic.Int64
+	hostile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != user || p != password {
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/info/refs") {
+			http.Error(w, "only the advertisement", http.StatusNotFound)
+			return
+		}
+		serveHugeAdvertisement(w, r.URL.Query().Get("service"), huge, &sent)
+	}))
+	t.Cleanup(hostile.Close)
+	u := hostile.URL + "/fleet.git"
+	ctx := t.Context()
+
+	for _, tt := range []struct {
+		name  string
+		bound int64
+		opts  []gitops.Option
+	}{
+		{"1 MiB, in memory", 1 << 20, []gitops.Option{gitops.WithMaxFetchAdvertisementBytes(1 << 20)}},
+		{"1 MiB, into a clone directory", 1 << 20, []gitops.Option{gitops.WithMaxFetchAdvertisementBytes(1 << 20), gitops.WithCloneDir(filepath.Join(t.TempDir(), "clone"))}},
+		{"the default", gitops.DefaultMaxFetchAdvertisementBytes, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := gitops.New(u, "shop", append([]gitops.Option{gitops.WithBasicAuth(user, password)}, tt.opts...)...)
+			require.NoError(t, err)
+			sent.Store(0)
+			fds := openFDs(t)
+			var m0, m1 runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&m0)
+			_, err = w.Write(ctx, release(digestA), &deploy.Decision{})
+			runtime.ReadMemStats(&m1)
+			alloc := m1.TotalAlloc - m0.TotalAlloc
+			after := settledFDs(t, fds)
+			t.Logf("bound %d MiB: allocated %.1f MiB, the server sent %.1f MiB of its %d MiB, descriptors %d -> %d",
+				tt.bound>>20, float64(alloc)/(1<<20), float64(sent.Load())/(1<<20), huge>>20, fds, after)
+			require.ErrorIs(t, err, gitops.ErrFetchTooLarge)
+			assert.ErrorContains(t, err, "fetch branch main of "+u+": ")
+			assert.ErrorContains(t, err, fmt.Sprintf("a ref advertisement of more than %d bytes (WithMaxFetchAdvertisementBytes)", tt.bound))
+			assert.NotContains(t, err.Error(), password)
+			assert.Less(t, alloc, uint64(8*tt.bound+8<<20), "Write allocates a small multiple of the bound")
+			assert.Less(t, sent.Load(), tt.bound+16<<20, "the server could send only the bound and the sockets' buffers")
+			assert.LessOrEqual(t, after, fds, "no connection is left open")
+		})
+	}
+
+	_, err := gitops.New(u, "shop", gitops.WithMaxFetchAdvertisementBytes(0))
+	assert.ErrorIs(t, err, gitops.ErrInvalidOption)
+}
+
+// TestPushAdvertisementBounded: the advertisement before a push (GET
+// info/refs?service=git-receive-pack) is bounded as a fetch's is. A proxy in
+// front of the real Git server replaces only that answer with a never-ending
+// one: the fetch works, the push fails with ErrFetchTooLarge naming the
+// repository and the bound, and the branch is left as it was.
+func TestPushAdvertisementBounded(t *testing.T) {
+	s := startServer(t)
+	seed(t, s, "fleet")
+	target, err := url.Parse(s.URL)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var sent atomic.Int64
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Query().Get("service") == "git-receive-pack" {
+			serveHugeAdvertisement(w, "git-receive-pack", 512<<20, &sent)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	u := front.URL + "/fleet.git"
+	before, err := s.Output(t.Context(), filepath.Join(s.Root, "fleet.git"), "rev-parse", "main")
+	require.NoError(t, err)
+
+	w, err := gitops.New(u, "shop", gitops.WithBasicAuth(user, password), gitops.WithMaxFetchAdvertisementBytes(256<<10))
+	require.NoError(t, err)
+	_, err = w.Write(t.Context(), release(digestA), &deploy.Decision{})
+	t.Logf("the server sent %.1f MiB of the push's advertisement", float64(sent.Load())/(1<<20))
+	require.ErrorIs(t, err, gitops.ErrFetchTooLarge)
+	assert.ErrorContains(t, err, "push to "+u+": ")
+	assert.ErrorContains(t, err, "a ref advertisement of more than 262144 bytes (WithMaxFetchAdvertisementBytes)")
+	assert.NotContains(t, err.Error(), password)
+	now, err := s.Output(t.Context(), filepath.Join(s.Root, "fleet.git"), "rev-parse", "main")
+	require.NoError(t, err)
+	assert.Equal(t, before, now, "the branch did not move")
+}
+
+// TestFetchAdvertisementOfManyRefs: a real repository with 20,000 refs (an
+// advertisement of about 1.3 MiB, as git http-backend sends it) is refused
+// under a 512 KiB bound and written under the default.
+func TestFetchAdvertisementOfManyRefs(t *testing.T) {
+	s := startServer(t)
+	u := seed(t, s, "busy")
+	ctx := t.Context()
+	bare := filepath.Join(s.Root, "busy.git")
+	head, err := s.Output(ctx, bare, "rev-parse", "main")
+	require.NoError(t, err)
+	var refs strings.Builder
+	for i := range 20_000 {
+		fmt.Fprintf(&refs, "%s refs/pull/%d/head\n", strings.TrimSpace(head), i)
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(bare, "packed-refs"), []byte(refs.String()), 0o644))
+
+	w, err := gitops.New(u, "shop", gitops.WithBasicAuth(user, password), gitops.WithMaxFetchAdvertisementBytes(512<<10))
+	require.NoError(t, err)
+	_, err = w.Write(ctx, release(digestA), &deploy.Decision{})
+	require.ErrorIs(t, err, gitops.ErrFetchTooLarge)
+	assert.ErrorContains(t, err, "fetch branch main of "+u+": ")
+
+	w, err = gitops.New(u, "shop", gitops.WithBasicAuth(user, password))
+	require.NoError(t, err)
+	res, err := w.Write(ctx, release(digestA), &deploy.Decision{})
+	require.NoError(t, err)
+	assert.True(t, res.Changed)
+	files, _ := readBack(t, s, "busy")
+	assert.Equal(t, expected(t, "shop", release(digestA)), inDir(files, "shop"))
+}
+
+// TestWriteOverFile: a file:// repository (go-git's own file transport, whose
+// advertisement is not bounded) is fetched and pushed to as an HTTP one is, a
+// second Write with nothing new included.
+func TestWriteOverFile(t *testing.T) {
+	s := startServer(t)
+	seed(t, s, "local")
+	u := "file://" + filepath.Join(s.Root, "local.git")
+	w, err := gitops.New(u, "shop", gitops.WithMaxFetchAdvertisementBytes(64))
+	require.NoError(t, err)
+	for i, changed := range []bool{true, false} {
+		res, err := w.Write(t.Context(), release(digestA), &deploy.Decision{})
+		require.NoError(t, err, "write %d", i)
+		assert.Equal(t, changed, res.Changed, "write %d", i)
+	}
+	files, _ := readBack(t, s, "local")
+	assert.Equal(t, expected(t, "shop", release(digestA)), inDir(files, "shop"))
+	assert.Equal(t, "kept\n", files["README.md"])
+}

@@ -1,0 +1,288 @@
+package gitops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp/sideband"
+	"github.com/go-git/go-git/v5/plumbing/revlist"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/plumbing/transport/client"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	"github.com/go-git/go-git/v5/storage"
+)
+
+// go-git's Remote.Fetch and Remote.Push pick their transport from a process-wide
+// table (client.Protocols, changed by client.InstallProtocol) and read the
+// server's ref advertisement without a bound. Write fetches and pushes through
+// transport sessions of its own instead: over HTTP(S) a go-git HTTP client made
+// for the one call, whose net/http client bounds every GET response (go-git's
+// only GET is info/refs, the advertisement) to WithMaxFetchAdvertisementBytes;
+// over ssh://, git:// and file:// go-git's own clients (see
+// WithMaxFetchAdvertisementBytes for why those are not bounded).
+
+// transport returns the transport to the Writer's repository for one fetch or
+// push, its endpoint, and the advertisement bound's state (nil where there is
+// none).
+func (w *Writer) transport() (transport.Transport, *transport.Endpoint, *advertBound, error) {
+	ep, err := transport.NewEndpoint(w.url)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	switch ep.Protocol {
+	case "http", "https":
+		b := &advertBound{max: w.o.maxFetchAdvert, next: http.DefaultTransport}
+		return githttp.NewClient(&http.Client{Transport: b}), ep, b, nil
+	default:
+		// Looked up, never installed: go-git's default for the scheme.
+		tr, err := client.NewClient(ep)
+		return tr, ep, nil, err
+	}
+}
+
+// advertBound is an http.RoundTripper that bounds the body of every GET
+// response: go-git's HTTP transport GETs only info/refs (the ref advertisement)
+// and POSTs the rest.
+type advertBound struct {
+	max  int64
+	next http.RoundTripper
+	over atomic.Bool
+}
+
+func (b *advertBound) RoundTrip(req *http.Request) (*http.Response, error) {
+	res, err := b.next.RoundTrip(req)
+	if err != nil || req.Method != http.MethodGet {
+		return res, err
+	}
+	if res.ContentLength > b.max {
+		_ = res.Body.Close()
+		b.over.Store(true)
+		return nil, b.error()
+	}
+	res.Body = &boundedBody{rc: res.Body, left: b.max, b: b}
+	return res, nil
+}
+
+func (b *advertBound) error() error {
+	return fmt.Errorf("%w: a ref advertisement of more than %d bytes (WithMaxFetchAdvertisementBytes)", ErrFetchTooLarge, b.max)
+}
+
+// check returns the bound's error when it was hit, whatever error go-git made
+// of it, and err otherwise.
+func (b *advertBound) check(err error) error {
+	if err != nil && b != nil && b.over.Load() {
+		return b.error()
+	}
+	return err
+}
+
+type boundedBody struct {
+	rc   io.ReadCloser
+	left int64
+	b    *advertBound
+}
+
+func (r *boundedBody) Read(p []byte) (int, error) {
+	if r.left <= 0 {
+		// One byte more than the bound says whether the body goes on.
+		var one [1]byte
+		n, err := r.rc.Read(one[:])
+		if n > 0 {
+			r.b.over.Store(true)
+			return 0, r.b.error()
+		}
+		return 0, err
+	}
+	if int64(len(p)) > r.left {
+		p = p[:r.left]
+	}
+	n, err := r.rc.Read(p)
+	r.left -= int64(n)
+	return n, err
+}
+
+func (r *boundedBody) Close() error { return r.rc.Close() }
+
+// errNoBranch: the repository, or the branch in it, does not exist yet.
+var errNoBranch = errors.New("gitops: no such branch")
+
+// fetchBranch fetches the Writer's branch into r's storage (the bounded pack
+// writer of fetchlimit.go) and returns its head, or errNoBranch.
+func (w *Writer) fetchBranch(ctx context.Context, r *git.Repository) (_ plumbing.Hash, err error) {
+	tr, ep, bound, err := w.transport()
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	s, err := tr.NewUploadPackSession(ep, w.o.auth)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	defer func() { err = errors.Join(err, s.Close()) }()
+	ar, err := s.AdvertisedReferencesContext(ctx)
+	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
+		return plumbing.ZeroHash, errNoBranch
+	}
+	if err != nil {
+		return plumbing.ZeroHash, bound.check(err)
+	}
+	head, ok := ar.References[plumbing.NewBranchReferenceName(w.o.branch).String()]
+	if !ok || head.IsZero() {
+		return plumbing.ZeroHash, errNoBranch
+	}
+	if r.Storer.HasEncodedObject(head) == nil {
+		return head, nil
+	}
+	req := packp.NewUploadPackRequestFromCapabilities(ar.Capabilities)
+	if ar.Capabilities.Supports(capability.NoProgress) {
+		if err := req.Capabilities.Set(capability.NoProgress); err != nil {
+			return plumbing.ZeroHash, err
+		}
+	}
+	req.Wants = []plumbing.Hash{head}
+	req.Haves = haves(r.Storer, []plumbing.ReferenceName{w.trackingRef(), plumbing.NewBranchReferenceName(w.o.branch)})
+	res, err := s.UploadPack(ctx, req)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	defer func() { err = errors.Join(err, res.Close()) }()
+	var pack io.Reader = res
+	switch {
+	case req.Capabilities.Supports(capability.Sideband64k):
+		pack = sideband.NewDemuxer(sideband.Sideband64k, res)
+	case req.Capabilities.Supports(capability.Sideband):
+		pack = sideband.NewDemuxer(sideband.Sideband, res)
+	}
+	if err := packfile.UpdateObjectStorage(r.Storer, pack); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	if r.Storer.HasEncodedObject(head) != nil {
+		return plumbing.ZeroHash, fmt.Errorf("the pack lacks the head commit %s", head)
+	}
+	return head, nil
+}
+
+// maxHaves bounds the commits of each local ref a fetch says it has (go-git's
+// own fetch sends up to 100; the server needs one it knows).
+const maxHaves = 32
+
+// haves returns the commits the fetch tells the server it has: the heads of
+// refs and up to maxHaves of each one's history.
+func haves(s storage.Storer, refs []plumbing.ReferenceName) []plumbing.Hash {
+	seen := map[plumbing.Hash]bool{}
+	var out []plumbing.Hash
+	for _, name := range refs {
+		ref, err := s.Reference(name)
+		if err != nil || ref.Type() != plumbing.HashReference {
+			continue
+		}
+		c, err := object.GetCommit(s, ref.Hash())
+		if err != nil {
+			continue
+		}
+		n := 0
+		_ = object.NewCommitPreorderIter(c, seen, nil).ForEach(func(c *object.Commit) error {
+			seen[c.Hash] = true
+			out = append(out, c.Hash)
+			if n++; n == maxHaves {
+				return storer.ErrStop
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+// errNonFastForward: the branch is not where the new commit's parent is.
+var errNonFastForward = errors.New("non-fast-forward update: the branch moved")
+
+// pushCommit updates the Writer's branch from its advertised head to commit,
+// sending the objects the server lacks: a fast-forward or nothing (the update
+// names the head it replaces, so the server refuses it if the branch moved
+// meanwhile).
+func (w *Writer) pushCommit(ctx context.Context, r *git.Repository, commit plumbing.Hash) (err error) {
+	tr, ep, bound, err := w.transport()
+	if err != nil {
+		return err
+	}
+	s, err := tr.NewReceivePackSession(ep, w.o.auth)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, s.Close()) }()
+	ar, err := s.AdvertisedReferencesContext(ctx)
+	if err != nil {
+		return bound.check(err)
+	}
+	name := plumbing.NewBranchReferenceName(w.o.branch)
+	old := ar.References[name.String()]
+	if old == commit {
+		return nil
+	}
+	var have []plumbing.Hash
+	if !old.IsZero() {
+		ff, err := ancestor(r.Storer, old, commit)
+		if err != nil {
+			return err
+		}
+		if !ff {
+			return errNonFastForward
+		}
+		have = []plumbing.Hash{old}
+	}
+	hashes, err := revlist.Objects(r.Storer, []plumbing.Hash{commit}, have)
+	if err != nil {
+		return err
+	}
+	req := packp.NewReferenceUpdateRequestFromCapabilities(ar.Capabilities)
+	req.Commands = []*packp.Command{{Name: name, Old: old, New: commit}}
+	pr, pw := io.Pipe()
+	req.Packfile = pr
+	done := make(chan error, 1)
+	go func() {
+		_, err := packfile.NewEncoder(pw, r.Storer, !ar.Capabilities.Supports(capability.OFSDelta)).Encode(hashes, 10)
+		_ = pw.CloseWithError(err)
+		done <- err
+	}()
+	rs, err := s.ReceivePack(ctx, req)
+	_ = pr.CloseWithError(errors.New("push ended")) // unblocks the encoder
+	if eerr := <-done; err == nil && eerr != nil {
+		err = eerr
+	}
+	if err != nil {
+		return err
+	}
+	if rs != nil {
+		if err := rs.Error(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ancestor reports whether old is commit or one of its ancestors (false when
+// old is not in s: someone else's commit this clone never fetched).
+func ancestor(s storer.EncodedObjectStorer, old, commit plumbing.Hash) (bool, error) {
+	oc, err := object.GetCommit(s, old)
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	nc, err := object.GetCommit(s, commit)
+	if err != nil {
+		return false, err
+	}
+	return oc.IsAncestor(nc)
+}
