@@ -4,13 +4,17 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/shipkit/shipkit/deploy/rollout"
 	"github.com/shipkit/shipkit/examples/pipeline/job"
+	"github.com/shipkit/shipkit/internal/testbed/prom"
 	"github.com/shipkit/shipkit/internal/testbed/registry"
 )
 
@@ -24,12 +28,75 @@ func TestMainJobOverlayNamespaceVAP(t *testing.T) {
 	require.NoError(t, err)
 	defer stop()
 	repo := host + "/team/hello"
-	dir := t.TempDir()
+	const ns = "hello-overlay-ns"
+	dir, overlay := namespacelessOverlay(t, repo, ns)
+	vapPass := writeFile(t, dir, "vap-pass.yaml", admissionPolicy("2", "Deny"))
+
+	out, err := runJob(t, "-platforms", "linux/amd64", "-registry", repo, "-overlay", overlay, "-namespace", ns, "-vap", vapPass,
+		"-kubeconfig", c.Kubeconfig, "-context", c.Context)
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "allowed: 3 objects, fail-on critical, Pod Security restricted, ValidatingAdmissionPolicies "+vapPass)
+	assert.Contains(t, out, "applied: 3 created")
+	d, err := c.Clientset().AppsV1().Deployments(ns).Get(context.Background(), "hello", metav1.GetOptions{})
+	require.NoError(t, err, "the Deployment is where the policies judged it")
+	assert.Contains(t, d.Spec.Template.Spec.Containers[0].Image, repo+"@sha256:")
+}
+
+// TestMainJobOverlayNamespaceCanary: with -overlay, -namespace and -prometheus, the
+// release after the first goes out as a canary in -namespace, where apply put the
+// stable Deployment the overlay leaves without a namespace: the job finds stable
+// there, and the canary, its Service, the router and the analysis work there, and
+// the canary is promoted. (The job used to look stable up in the object's own empty
+// namespace, found nothing and deployed every release as a first one.)
+func TestMainJobOverlayNamespaceCanary(t *testing.T) {
+	c := cluster.Get(t)
+	srv := promServer.Get(t)
+	app, err := prom.NewApp()
+	require.NoError(t, err)
+	defer app.Close()
+	require.NoError(t, srv.SetTargets(context.Background(), app.Addr))
+	host, stop, err := registry.NewInProcess()
+	require.NoError(t, err)
+	defer stop()
+	repo := host + "/team/hello"
+	const ns = "hello-overlay-canary"
+	_, overlay := namespacelessOverlay(t, repo, ns)
+	release := func(rev string) string {
+		out, err := runJob(t, "-platforms", "linux/amd64", "-registry", repo, "-source-rev", rev, "-overlay", overlay, "-namespace", ns,
+			"-kubeconfig", c.Kubeconfig, "-context", c.Context, "-prometheus", srv.URL, "-canary-selector", `version="canary"`,
+			"-analysis-interval", "2s")
+		require.NoError(t, err, out)
+		return out
+	}
+	deployments := c.Clientset().AppsV1().Deployments(ns)
+	ctx := context.Background()
+
+	out := release("v1")
+	assert.Contains(t, out, "first release: deployed as stable")
+
+	app.SetTraffic("canary", prom.Traffic{RPS: 50, Latency: 5 * time.Millisecond})
+	out = release("v2")
+	assert.Contains(t, out, "applied the canary beside stable")
+	assert.Regexp(t, `(?m)^    ok in \d+\.\d\ds: promoted in `, out)
+	v2 := regexp.MustCompile(`(?m)^image (\S+)$`).FindStringSubmatch(out)
+	require.NotNil(t, v2, out)
+	stable, err := deployments.Get(ctx, "hello", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, v2[1], stable.Spec.Template.Spec.Containers[0].Image, "promotion puts the canary's template on stable")
+	_, err = deployments.Get(ctx, "hello"+rollout.CanarySuffix, metav1.GetOptions{})
+	assert.NoError(t, err, "the canary runs beside stable, in -namespace")
+}
+
+// namespacelessOverlay writes the example service's manifests under a new
+// directory with an overlay of its own that names the pushed repository and the
+// Namespace ns, without a namespace transformer: the base's Deployment and Service
+// name no namespace. It returns the directory and the overlay in it.
+func namespacelessOverlay(t *testing.T, repo, ns string) (dir, overlay string) {
+	t.Helper()
+	dir = t.TempDir()
 	overlay, err := job.WriteManifests(dir)
 	require.NoError(t, err)
-	const ns = "hello-overlay-ns"
 	for file, content := range map[string]string{
-		// No namespace transformer: the base's Deployment and Service name none.
 		"kustomization.yaml": `apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
@@ -48,14 +115,5 @@ metadata:
 	} {
 		require.NoError(t, os.WriteFile(filepath.Join(overlay, file), []byte(content), 0o644))
 	}
-	vapPass := writeFile(t, dir, "vap-pass.yaml", admissionPolicy("2", "Deny"))
-
-	out, err := runJob(t, "-platforms", "linux/amd64", "-registry", repo, "-overlay", overlay, "-namespace", ns, "-vap", vapPass,
-		"-kubeconfig", c.Kubeconfig, "-context", c.Context)
-	require.NoError(t, err, out)
-	assert.Contains(t, out, "allowed: 3 objects, fail-on critical, Pod Security restricted, ValidatingAdmissionPolicies "+vapPass)
-	assert.Contains(t, out, "applied: 3 created")
-	d, err := c.Clientset().AppsV1().Deployments(ns).Get(context.Background(), "hello", metav1.GetOptions{})
-	require.NoError(t, err, "the Deployment is where the policies judged it")
-	assert.Contains(t, d.Spec.Template.Spec.Containers[0].Image, repo+"@sha256:")
+	return dir, overlay
 }

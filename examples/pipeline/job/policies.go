@@ -69,6 +69,17 @@ func (j *Job) defaultNamespace() string {
 	return j.cfg.Namespace
 }
 
+// namespaceOf is the namespace a rendered namespaced object is applied to: its
+// own, or defaultNamespace when it names none, as apply decides. Stages that look
+// an object up in the cluster (the canary's stable Deployment and Service) use it,
+// never the object's own, possibly empty, namespace.
+func (j *Job) namespaceOf(o *unstructured.Unstructured) string {
+	if ns := o.GetNamespace(); ns != "" {
+		return ns
+	}
+	return j.defaultNamespace()
+}
+
 // gatePolicies returns the gate options of the user's own policies.
 func (j *Job) gatePolicies() []gate.Option {
 	if len(j.policies) == 0 {

@@ -51,12 +51,21 @@ func (j *Job) canaryObjects(ctx context.Context, client kubernetes.Interface) ([
 	if stable == nil || service == nil {
 		return nil, nil, errors.New("a canary rollout needs a Deployment and a Service in the overlay")
 	}
-	_, err := client.AppsV1().Deployments(stable.GetNamespace()).Get(ctx, stable.GetName(), metav1.GetOptions{})
+	// Where apply puts them: a user's overlay may leave them without a namespace,
+	// for Namespace to decide.
+	ns := j.namespaceOf(stable)
+	switch svcNS := j.namespaceOf(service); {
+	case ns == "":
+		return nil, nil, fmt.Errorf("the Deployment %s names no namespace and the job has none for it (Config.Namespace)", stable.GetName())
+	case svcNS != ns:
+		return nil, nil, fmt.Errorf("a canary rollout needs the Service %s/%s in the Deployment's namespace %s", svcNS, service.GetName(), ns)
+	}
+	_, err := client.AppsV1().Deployments(ns).Get(ctx, stable.GetName(), metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		return j.Objects, nil, nil
 	case err != nil:
-		return nil, nil, fmt.Errorf("looking for the stable Deployment %s/%s: %w", stable.GetNamespace(), stable.GetName(), err)
+		return nil, nil, fmt.Errorf("looking for the stable Deployment %s/%s: %w", ns, stable.GetName(), err)
 	}
 	canary, err := rollout.CanaryObject(stable)
 	if err != nil {
@@ -69,7 +78,7 @@ func (j *Job) canaryObjects(ctx context.Context, client kubernetes.Interface) ([
 		}
 	}
 	return append(objs, canary), &release{
-		namespace: stable.GetNamespace(), stable: stable.GetName(), canary: canary.GetName(), service: service.GetName(),
+		namespace: ns, stable: stable.GetName(), canary: canary.GetName(), service: service.GetName(),
 		stableLabels: stable.GetLabels(), canaryLabels: canary.GetLabels(),
 	}, nil
 }
