@@ -109,6 +109,10 @@ func TestSameAsHelmTemplate(t *testing.T) {
 		{"archive", tgz, []helm.Option{helm.WithReleaseName("web")}, []string{"web", tgz}},
 		{"hooks dropped", "testdata/hooked", []helm.Option{helm.WithoutHooks()},
 			[]string{"hooked", "testdata/hooked", "--no-hooks"}},
+		{"v1 chart", "testdata/legacy", []helm.Option{helm.WithReleaseName("web"), helm.WithNamespace("store")},
+			[]string{"web", "testdata/legacy", "--namespace", "store"}},
+		{"v1 chart, dependency off", "testdata/legacy", []helm.Option{helm.WithSet("cache.enabled=false")},
+			[]string{"legacy", "testdata/legacy", "--set", "cache.enabled=false"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want := helmTemplate(t, append(tc.args, "--include-crds", "--skip-tests")...)

@@ -22,7 +22,9 @@
 //     archives); nothing is fetched. A Chart.yaml dependency missing from charts/ is
 //     an error naming it ([ErrMissingDependency]); a vendored dependency whose version
 //     is not the one Chart.lock records is an error naming both ([ErrDependencyLock]).
-//     Conditions, tags and aliases apply as in Helm.
+//     Conditions, tags and aliases apply as in Helm. A Helm v2-era chart (Chart.yaml
+//     apiVersion v1, or none) lists its dependencies in requirements.yaml and locks
+//     them in requirements.lock, which stand for Chart.yaml's and Chart.lock's.
 //   - CRDs from crds/ (of the chart and its subcharts) come first, then the templates'
 //     objects in Helm's install order (kind, then name), as `helm template
 //     --include-crds` prints them.
