@@ -11,6 +11,7 @@ import (
 	"time"
 
 	syftpkg "github.com/anchore/syft/syft/pkg"
+	"golang.org/x/mod/semver"
 )
 
 // GoDatabase describes a database in govulncheck's format written by [WriteGo].
@@ -98,9 +99,15 @@ type goModule struct {
 // [Write] writes from them. Records that share an ID become one entry with several
 // affected modules; their ranges, aliases and [Record.Imports] (packages, symbols,
 // goos, goarch) are kept. Records of other types are skipped. [WithBuildTime] sets
-// the modification time (default: now). A version range that OSV's SEMVER events
-// cannot express (a "> v" or "<= v" bound, as from last_affected) is an error that
-// names the record, and nothing is written.
+// the modification time (default: now).
+//
+// govulncheck's ranges are [introduced, fixed) over Go's semantic versions, so an
+// inclusive bound ("<= v", as [FromOSV] reads OSV's last_affected) is written as
+// fixed at the least version after v (v1.2.3 → 1.2.4-0, v1.2.3-rc.1 →
+// 1.2.3-rc.1.0), which holds exactly the same versions; govulncheck then shows
+// that version as the fix. A range with no exact equivalent (a version that is
+// not semantic, an operator other than >=, >, <, <= and =) is an error wrapping
+// [ErrGoRange] that names the record, and nothing is written.
 func WriteGo(ctx context.Context, dir string, records []Record, opts ...Option) (*GoDatabase, error) {
 	o := options{built: time.Now()}
 	for _, opt := range opts {
@@ -133,6 +140,9 @@ func WriteGo(ctx context.Context, dir string, records []Record, opts ...Option) 
 			for _, ev := range events {
 				a.Ranges = append(a.Ranges, goRange{Type: "SEMVER", Events: ev})
 			}
+		}
+		if len(a.Ranges) == 0 {
+			continue // its ranges hold no version; no ranges would say every version
 		}
 		for _, imp := range r.Imports {
 			a.EcosystemSpecific.Imports = append(a.EcosystemSpecific.Imports, goImport{Path: imp.Path, GOOS: imp.GOOS, GOARCH: imp.GOARCH, Symbols: imp.Symbols})
@@ -181,17 +191,16 @@ func WriteGo(ctx context.Context, dir string, records []Record, opts ...Option) 
 				m = &goModule{Path: a.Package.Name}
 				modules[a.Package.Name] = m
 			}
-			mv := goModuleVuln{ID: id, Modified: modified}
-			for _, rg := range a.Ranges {
-				for _, ev := range rg.Events {
-					if ev.Fixed != "" {
-						mv.Fixed = ev.Fixed // the last fix listed, as golang/vulndb writes it
-					}
+			if n := len(m.Vulns); n > 0 && m.Vulns[n-1].ID == id {
+				continue
+			}
+			var ranges []goRange // of every record of id for the module
+			for _, b := range e.Affected {
+				if b.Package.Name == a.Package.Name {
+					ranges = append(ranges, b.Ranges...)
 				}
 			}
-			if n := len(m.Vulns); n == 0 || m.Vulns[n-1].ID != id {
-				m.Vulns = append(m.Vulns, mv)
-			}
+			m.Vulns = append(m.Vulns, goModuleVuln{ID: id, Modified: modified, Fixed: indexFixed(ranges)})
 		}
 	}
 	mods := make([]*goModule, 0, len(modules))
@@ -214,32 +223,26 @@ func WriteGo(ctx context.Context, dir string, records []Record, opts ...Option) 
 	return &GoDatabase{Dir: dir, Modified: modified, Entries: len(order)}, nil
 }
 
-// semverEvents turns a grype constraint as [FromOSV] writes them ("< 1.2",
-// ">= 1.0, < 1.2", ">= 1.0", several joined with "||", empty for every version)
-// back into OSV SEMVER events, one event list per alternative.
-func semverEvents(constraint string) ([][]goRangeEvent, error) {
-	var out [][]goRangeEvent
-	for _, alt := range strings.Split(constraint, "||") {
-		lower, upper := "0", ""
-		for _, term := range strings.Split(alt, ",") {
-			term = strings.TrimSpace(term)
-			switch {
-			case term == "":
-			case strings.HasPrefix(term, ">="):
-				lower = strings.TrimSpace(strings.TrimPrefix(term, ">="))
-			case strings.HasPrefix(term, "<") && !strings.HasPrefix(term, "<="):
-				upper = strings.TrimSpace(strings.TrimPrefix(term, "<"))
-			default:
-				return nil, fmt.Errorf("version range %q: %q has no OSV SEMVER event (introduced or fixed)", constraint, term)
+// indexFixed is the version a module's entry in index/modules.json gives as
+// fixed, below which govulncheck reads the advisory: the greatest fixed version
+// of the module's ranges, or "" (every version) when one of them has no fix.
+func indexFixed(ranges []goRange) string {
+	fixed := ""
+	for _, rg := range ranges {
+		open := true
+		for _, ev := range rg.Events {
+			if ev.Fixed != "" {
+				open = false
+				if fixed == "" || semver.Compare("v"+ev.Fixed, "v"+fixed) > 0 {
+					fixed = ev.Fixed
+				}
 			}
 		}
-		ev := []goRangeEvent{{Introduced: strings.TrimPrefix(lower, "v")}}
-		if upper != "" {
-			ev = append(ev, goRangeEvent{Fixed: strings.TrimPrefix(upper, "v")})
+		if open {
+			return ""
 		}
-		out = append(out, ev)
 	}
-	return out, nil
+	return fixed
 }
 
 func writeJSON(path string, v any) error {

@@ -81,12 +81,9 @@ func TestWriteGo(t *testing.T) {
 	// Not into a directory that holds something.
 	_, err = vulndb.WriteGo(context.Background(), dir, rs)
 	require.ErrorContains(t, err, "not empty")
-	// A range OSV's SEMVER events cannot say is refused, naming the record.
-	bad := []vulndb.Record{{ID: "GO-X", Type: "go-module", Package: "example.com/m", Ranges: []vulndb.Range{{Vulnerable: "<= 1.2.0"}}}}
-	_, err = vulndb.WriteGo(context.Background(), t.TempDir(), bad)
-	require.ErrorContains(t, err, "GO-X")
-	bad[0].ID = "../escape"
-	bad[0].Ranges[0].Vulnerable = "< 1.2.0"
+	// An ID that is not a file name is refused (see TestWriteGoInexpressibleRange
+	// for ranges).
+	bad := []vulndb.Record{{ID: "../escape", Type: "go-module", Package: "example.com/m", Ranges: []vulndb.Range{{Vulnerable: "< 1.2.0"}}}}
 	_, err = vulndb.WriteGo(context.Background(), t.TempDir(), bad)
 	require.ErrorContains(t, err, "not a file name")
 }
