@@ -33,7 +33,8 @@ const (
 
 // ErrFetchTooLarge is wrapped by Write's, Read's and Remove's error when the
 // repository sends more than the fetch bounds allow ([WithMaxFetchBytes],
-// [WithMaxFetchObjects], [WithMaxFetchInflatedBytes]). The fetch's error names
+// [WithMaxFetchObjects], [WithMaxFetchInflatedBytes],
+// [WithMaxFetchAdvertisementBytes]). The fetch's error names
 // the repository (never its credentials) and the bound.
 var ErrFetchTooLarge = errors.New("gitops: the repository sent more than the fetch allows")
 
@@ -95,14 +96,14 @@ func WithMaxFetchInflatedBytes(n int64) Option {
 // with [ErrFetchTooLarge] naming the repository and the bound, having read n
 // bytes and one more.
 //
-// The bound holds for https:// and http:// repositories: Write reads them with
-// go-git's HTTP transport made for the one call, around a net/http client that
-// counts the advertisement, never through go-git's process-wide protocol table.
-// Over ssh://, git:// and file:// go-git reads the advertisement from the
-// connection inside its internal transport package, which takes no reader or
-// connection from its caller: the only way in is client.InstallProtocol, which
-// would change every go-git user in the process. Those repositories'
-// advertisements are not bounded.
+// The bound holds on every transport (https://, http://, ssh://, git://,
+// file://), for Write, Read and Remove: each fetch and push makes its transport
+// for the one call, never through go-git's process-wide protocol table
+// (client.InstallProtocol). Over HTTP(S) that is go-git's HTTP client around a
+// net/http client that counts the advertisement; over SSH, git:// and file://
+// the connection or command go-git's transport would open (an SSH session
+// running git-upload-pack or git-receive-pack, a git daemon connection, the
+// local git-upload-pack), spoken with go-git's protocol encoders and decoders.
 func WithMaxFetchAdvertisementBytes(n int64) Option {
 	return func(o *options) {
 		if n < 1 {

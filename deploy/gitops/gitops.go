@@ -32,8 +32,8 @@
 // costs memory or disk accordingly, so a fetch is bounded: the pack as it arrives
 // ([WithMaxFetchBytes]), its objects ([WithMaxFetchObjects]) and what they
 // inflate to ([WithMaxFetchInflatedBytes]), checked before go-git stores any of
-// it; past a bound, [ErrFetchTooLarge] naming the repository. Over HTTP(S) the
-// refs the repository advertises before a fetch or a push are bounded too
+// it; past a bound, [ErrFetchTooLarge] naming the repository. The refs the
+// repository advertises before a fetch or a push are bounded too
 // ([WithMaxFetchAdvertisementBytes]).
 // [Writer.Read], which reads file contents, is bounded too ([ErrTooLarge]). [Writer.Render] says what Write would write, for a
 // plan; [Writer.Remove] removes the directory.

@@ -18,7 +18,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/revlist"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
-	"github.com/go-git/go-git/v5/plumbing/transport/client"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/go-git/go-git/v5/storage"
 )
@@ -26,52 +25,38 @@ import (
 // go-git's Remote.Fetch and Remote.Push pick their transport from a process-wide
 // table (client.Protocols, changed by client.InstallProtocol) and read the
 // server's ref advertisement without a bound. Write fetches and pushes through
-// transport sessions of its own instead: over HTTP(S) a go-git HTTP client made
-// for the one call, whose net/http client bounds every GET response (go-git's
-// only GET is info/refs, the advertisement) to WithMaxFetchAdvertisementBytes;
-// over ssh://, git:// and file:// go-git's own clients (see
-// WithMaxFetchAdvertisementBytes for why those are not bounded).
+// transport sessions of its own, made for the one call, that bound the
+// advertisement to WithMaxFetchAdvertisementBytes: over HTTP(S) go-git's HTTP
+// client around a net/http client that bounds every GET response (go-git's only
+// GET is info/refs, the advertisement); over ssh://, git:// and file://
+// streamSession (stream.go), which speaks the protocol over the connection or
+// command with go-git's packp encoders and decoders.
 
 // transport returns the transport to the Writer's repository for one fetch or
-// push, its endpoint, and the advertisement bound's state (nil where there is
-// none).
-func (w *Writer) transport() (transport.Transport, *transport.Endpoint, *advertBound, error) {
+// push (ctx bounds the connection), its endpoint, and the advertisement bound.
+func (w *Writer) transport(ctx context.Context) (transport.Transport, *transport.Endpoint, *advertBound, error) {
 	ep, err := transport.NewEndpoint(w.url)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	b := &advertBound{max: w.o.maxFetchAdvert}
 	switch ep.Protocol {
 	case "http", "https":
-		b := &advertBound{max: w.o.maxFetchAdvert, next: http.DefaultTransport}
-		return githttp.NewClient(&http.Client{Transport: b}), ep, b, nil
-	default:
-		// Looked up, never installed: go-git's default for the scheme.
-		tr, err := client.NewClient(ep)
-		return tr, ep, nil, err
+		return githttp.NewClient(&http.Client{Transport: &httpBound{b: b, next: http.DefaultTransport}}), ep, b, nil
+	case "ssh":
+		return &streamTransport{ctx: ctx, b: b, open: openSSH}, ep, b, nil
+	case "file":
+		return &streamTransport{ctx: ctx, b: b, open: openFile}, ep, b, nil
+	case "git":
+		return &streamTransport{ctx: ctx, b: b, open: openGitDaemon}, ep, b, nil
 	}
+	return nil, nil, nil, fmt.Errorf("scheme %q is not supported", ep.Protocol)
 }
 
-// advertBound is an http.RoundTripper that bounds the body of every GET
-// response: go-git's HTTP transport GETs only info/refs (the ref advertisement)
-// and POSTs the rest.
+// advertBound is the state of one fetch's or push's advertisement bound.
 type advertBound struct {
 	max  int64
-	next http.RoundTripper
 	over atomic.Bool
-}
-
-func (b *advertBound) RoundTrip(req *http.Request) (*http.Response, error) {
-	res, err := b.next.RoundTrip(req)
-	if err != nil || req.Method != http.MethodGet {
-		return res, err
-	}
-	if res.ContentLength > b.max {
-		_ = res.Body.Close()
-		b.over.Store(true)
-		return nil, b.error()
-	}
-	res.Body = &boundedBody{rc: res.Body, left: b.max, b: b}
-	return res, nil
 }
 
 func (b *advertBound) error() error {
@@ -81,23 +66,57 @@ func (b *advertBound) error() error {
 // check returns the bound's error when it was hit, whatever error go-git made
 // of it, and err otherwise.
 func (b *advertBound) check(err error) error {
-	if err != nil && b != nil && b.over.Load() {
+	if err != nil && b.over.Load() {
 		return b.error()
 	}
 	return err
 }
 
-type boundedBody struct {
-	rc   io.ReadCloser
-	left int64
+// httpBound is an http.RoundTripper that bounds the body of every GET
+// response: go-git's HTTP transport GETs only info/refs (the ref advertisement)
+// and POSTs the rest.
+type httpBound struct {
 	b    *advertBound
+	next http.RoundTripper
 }
 
-func (r *boundedBody) Read(p []byte) (int, error) {
+func (h *httpBound) RoundTrip(req *http.Request) (*http.Response, error) {
+	res, err := h.next.RoundTrip(req)
+	if err != nil || req.Method != http.MethodGet {
+		return res, err
+	}
+	if res.ContentLength > h.b.max {
+		_ = res.Body.Close()
+		h.b.over.Store(true)
+		return nil, h.b.error()
+	}
+	res.Body = &bodyBound{boundedReader: boundedReader{r: res.Body, left: h.b.max, b: h.b}, c: res.Body}
+	return res, nil
+}
+
+type bodyBound struct {
+	boundedReader
+	c io.Closer
+}
+
+func (r *bodyBound) Close() error { return r.c.Close() }
+
+// boundedReader reads r until the bound is hit (one byte past it), then fails
+// with the bound's error; off lifts the bound (the advertisement was read).
+type boundedReader struct {
+	r    io.Reader
+	left int64
+	b    *advertBound
+	off  bool
+}
+
+func (r *boundedReader) Read(p []byte) (int, error) {
+	if r.off {
+		return r.r.Read(p)
+	}
 	if r.left <= 0 {
-		// One byte more than the bound says whether the body goes on.
 		var one [1]byte
-		n, err := r.rc.Read(one[:])
+		n, err := r.r.Read(one[:])
 		if n > 0 {
 			r.b.over.Store(true)
 			return 0, r.b.error()
@@ -107,12 +126,10 @@ func (r *boundedBody) Read(p []byte) (int, error) {
 	if int64(len(p)) > r.left {
 		p = p[:r.left]
 	}
-	n, err := r.rc.Read(p)
+	n, err := r.r.Read(p)
 	r.left -= int64(n)
 	return n, err
 }
-
-func (r *boundedBody) Close() error { return r.rc.Close() }
 
 // errNoBranch: the repository, or the branch in it, does not exist yet.
 var errNoBranch = errors.New("gitops: no such branch")
@@ -120,7 +137,7 @@ var errNoBranch = errors.New("gitops: no such branch")
 // fetchBranch fetches the Writer's branch into r's storage (the bounded pack
 // writer of fetchlimit.go) and returns its head, or errNoBranch.
 func (w *Writer) fetchBranch(ctx context.Context, r *git.Repository) (_ plumbing.Hash, err error) {
-	tr, ep, bound, err := w.transport()
+	tr, ep, bound, err := w.transport(ctx)
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
@@ -211,7 +228,7 @@ var errNonFastForward = errors.New("non-fast-forward update: the branch moved")
 // names the head it replaces, so the server refuses it if the branch moved
 // meanwhile).
 func (w *Writer) pushCommit(ctx context.Context, r *git.Repository, commit plumbing.Hash) (err error) {
-	tr, ep, bound, err := w.transport()
+	tr, ep, bound, err := w.transport(ctx)
 	if err != nil {
 		return err
 	}
