@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/ssh"
@@ -329,6 +330,53 @@ func TestWriteOverEveryTransport(t *testing.T) {
 			files, _ := readBack(t, s, "fleet")
 			assert.Equal(t, expected(t, "shop", objs), inDir(files, "shop"))
 			assert.Equal(t, "kept\n", files["README.md"])
+		})
+	}
+}
+
+// TestHTTPErrorBodyBounded: go-git reads an HTTP error's body whole into its
+// error; a server that answers the advertisement's GET, or the fetch's POST,
+// with a 404 and 256 MiB of body gets its first 4 KiB read: Write fails with an
+// error of a few KiB, allocating a few MiB.
+func TestHTTPErrorBodyBounded(t *testing.T) {
+	s := startServer(t)
+	seed(t, s, "fleet")
+	target, err := url.Parse(s.URL)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		t.Run(method, func(t *testing.T) {
+			var sent atomic.Int64
+			front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != method {
+					proxy.ServeHTTP(w, r)
+					return
+				}
+				w.WriteHeader(http.StatusNotFound) // go-git puts a 404's body in its error
+				line := []byte(strings.Repeat("x", 1023) + "\n")
+				cw := &countingWriter{w: w, n: &sent}
+				for sent.Load() < 256<<20 {
+					if _, err := cw.Write(line); err != nil {
+						return
+					}
+				}
+			}))
+			t.Cleanup(front.Close)
+			w, err := gitops.New(front.URL+"/fleet.git", "shop", gitops.WithBasicAuth(user, password))
+			require.NoError(t, err)
+			var m0, m1 runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&m0)
+			_, err = w.Write(t.Context(), release(digestA), &deploy.Decision{})
+			runtime.ReadMemStats(&m1)
+			alloc := m1.TotalAlloc - m0.TotalAlloc
+			require.Error(t, err)
+			t.Logf("%s: error of %d bytes, allocated %.1f MiB, the server sent %.1f MiB", method, len(err.Error()), float64(alloc)/(1<<20), float64(sent.Load())/(1<<20))
+			assert.ErrorContains(t, err, "fetch branch main of "+front.URL+"/fleet.git: ")
+			assert.ErrorIs(t, err, transport.ErrRepositoryNotFound)
+			assert.Greater(t, len(err.Error()), 4<<10, "the body's first 4 KiB are in the error")
+			assert.Less(t, len(err.Error()), 5<<10, "and no more")
+			assert.Less(t, alloc, uint64(16<<20))
 		})
 	}
 }

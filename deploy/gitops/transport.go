@@ -80,10 +80,21 @@ type httpBound struct {
 	next http.RoundTripper
 }
 
+// maxErrorBody bounds what go-git reads of an HTTP error's body (it reads it
+// whole into the error's text).
+const maxErrorBody = 4 << 10
+
 func (h *httpBound) RoundTrip(req *http.Request) (*http.Response, error) {
 	res, err := h.next.RoundTrip(req)
-	if err != nil || req.Method != http.MethodGet {
+	if err != nil {
 		return res, err
+	}
+	if res.StatusCode < 200 || res.StatusCode > 299 {
+		res.Body = &bodyBound{boundedReader: boundedReader{r: io.LimitReader(res.Body, maxErrorBody), off: true}, c: res.Body}
+		return res, nil
+	}
+	if req.Method != http.MethodGet {
+		return res, nil
 	}
 	if res.ContentLength > h.b.max {
 		_ = res.Body.Close()
