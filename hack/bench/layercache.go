@@ -47,6 +47,11 @@ func layerCacheCmd(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	switch *profileWhich {
+	case "hits", "miss", "uncached":
+	default:
+		return fmt.Errorf("-profile %q: want hits, miss or uncached", *profileWhich)
+	}
 	dir, err := os.MkdirTemp("", "shipkit-bench-layercache-")
 	if err != nil {
 		return err

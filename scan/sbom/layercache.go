@@ -66,10 +66,11 @@ const (
 //  2. On a miss the cataloger runs on a recording resolver that logs every call
 //     with a SHA-256 of its answer: each returned location by real path, access
 //     path, layer diffID and annotations; for each file opened, the bytes the
-//     cataloger read, how many, and whether it read to the end (what it did not
-//     read cannot have decided anything, and is not read here either); each
-//     metadata record. The result is stored only if every opened file was closed
-//     with no read error, the license scanner in the context is the Cataloger's
+//     cataloger read, how many, and whether the file ends there (what it did not
+//     read cannot have decided anything, and is not read here either, but for
+//     one byte that tells whether the file goes on); each metadata record. The
+//     result is stored only if every opened file was closed with no read error
+//     and not read after, the license scanner in the context is the Cataloger's
 //     own (built from the configuration in the key), and, with a directory, the
 //     stored form decodes back to a value reflect.DeepEqual to the result (else
 //     it is kept in memory only).
@@ -131,7 +132,8 @@ type CacheOption func(*LayerCache)
 // [DefaultLayerCacheEntries]; n < 1 means the default).
 func WithCacheEntries(n int) CacheOption { return func(c *LayerCache) { c.maxEntries = n } }
 
-// WithCacheBytes bounds the encoded size of the entries kept in memory (default
+// WithCacheBytes bounds the size of the entries kept in memory, encoded or (for a
+// cache with no directory, which encodes only the calls) estimated (default
 // [DefaultLayerCacheBytes]; n < 1 means the default).
 func WithCacheBytes(n int64) CacheOption { return func(c *LayerCache) { c.maxBytes = n } }
 
@@ -180,7 +182,7 @@ type LayerCacheStats struct {
 	Evicted      int64 // entries dropped from memory or the directory for the bounds
 	Unusable     int64 // results not stored (see LayerCache), or runs not allowed to use it
 	Entries      int   // entries in memory
-	Bytes        int64 // their encoded size
+	Bytes        int64 // their size: encoded, or estimated for a cache with no directory
 }
 
 // Stats returns the counters.
@@ -335,7 +337,7 @@ func restoreAudit(s *sbomsyft.SBOM) error {
 }
 
 // layerCacheFormat is the version of the entry format, part of every key.
-const layerCacheFormat = 3
+const layerCacheFormat = 4
 
 // syftModuleVersion returns the version of syft in bi (from
 // debug.ReadBuildInfo), and whether it names one release for sure: not without

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 
 	"github.com/anchore/syft/syft"
 	"github.com/anchore/syft/syft/file"
@@ -240,7 +241,74 @@ func TestRecorderHashesWhatWasRead(t *testing.T) {
 	assert.True(t, replayOn(tail("another tail, never read"), []byte("all of it\n")), "bytes past what was read decide nothing")
 	assert.False(t, replayOn([]byte("Package: other\n"), []byte("all of it\n")), "different bytes read")
 	assert.False(t, replayOn([]byte("Pack"), []byte("all of it\n")), "the file ends before what was read")
-	assert.False(t, replayOn(tail(""), []byte("all of it\nand more\n")), "read to the end, and the file goes on now")
-	assert.False(t, replayOn(tail(""), []byte("all of i")), "read to the end, and the file is shorter now")
-	assert.True(t, replayOn(tail(""), []byte("all of it\n")), "the same input")
+	assert.False(t, replayOn(tail("x"), []byte("all of it\nand more\n")), "read to the end, and the file goes on now")
+	assert.False(t, replayOn(tail("x"), []byte("all of i")), "read to the end, and the file is shorter now")
+	assert.False(t, replayOn(head, []byte("all of it\n")), "the file ends where the cataloger stopped reading: a reader may say so with the last bytes")
+	assert.True(t, replayOn(tail(strings.Repeat("x", 8<<20)), []byte("all of it\n")), "the same input")
+}
+
+// dataErrResolver hands out readers that return io.EOF with the last bytes (as
+// io.Reader allows), not on the next call.
+type dataErrResolver struct{ file.Resolver }
+
+func (r dataErrResolver) FileContentsByLocation(l file.Location) (io.ReadCloser, error) {
+	rc, err := r.Resolver.FileContentsByLocation(l)
+	if err != nil {
+		return rc, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{iotest.DataErrReader(rc), rc}, nil
+}
+
+// A cataloger that reads 4 bytes of "abcd" may get io.EOF with them and one of
+// "abcdMORE" does not: the two files are different input though the bytes read
+// are the same.
+func TestRecorderEndOfFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	record := func(body string) []call {
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+		rec := newRecorder(dataErrResolver{file.NewMockResolverForPaths(p)})
+		locs, err := rec.FilesByPath(p)
+		require.NoError(t, err)
+		rc, err := rec.FileContentsByLocation(locs[0])
+		require.NoError(t, err)
+		b := make([]byte, 4)
+		n, _ := rc.Read(b)
+		require.Equal(t, 4, n)
+		require.NoError(t, rc.Close())
+		calls, err := rec.result()
+		require.NoError(t, err)
+		return calls
+	}
+	replayOn := func(calls []call, body string) bool {
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+		_, ok := replay(dataErrResolver{file.NewMockResolverForPaths(p)}, calls)
+		return ok
+	}
+	more := record("abcdMORE")
+	assert.False(t, replayOn(more, "abcd"), "recorded on a longer file, replayed where the end comes with the bytes")
+	assert.True(t, replayOn(more, "abcdOTHER"), "what follows the bytes read decides nothing but that the file goes on")
+	ends := record("abcd")
+	assert.False(t, replayOn(ends, "abcdMORE"))
+	assert.True(t, replayOn(ends, "abcd"))
+}
+
+// A read after Close (stereoscope's readers still answer then) goes unrecorded:
+// the result is not stored.
+func TestRecorderReadAfterClose(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	require.NoError(t, os.WriteFile(p, []byte("abcdefgh"), 0o600))
+	rec := newRecorder(file.NewMockResolverForPaths(p))
+	locs, err := rec.FilesByPath(p)
+	require.NoError(t, err)
+	rc, err := rec.FileContentsByLocation(locs[0])
+	require.NoError(t, err)
+	_, err = io.ReadFull(rc, make([]byte, 2))
+	require.NoError(t, err)
+	require.NoError(t, rc.Close())
+	_, _ = io.ReadAll(rc)
+	_, err = rec.result()
+	assert.ErrorContains(t, err, "after closing it")
 }

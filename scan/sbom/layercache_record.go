@@ -185,11 +185,13 @@ func metadataHash(m file.Metadata, err error) string {
 }
 
 // FileContentsByLocation records the bytes the cataloger read, not the whole
-// file: the answer is the SHA-256 of what it read, how much, and whether it read
-// to the end. A cataloger's result can only depend on what it read, so a replay
-// that reads the same bytes (and finds the end at the same place, if the
-// cataloger got there) proves the same input, and a file syft stops reading
-// early (its parsers bound what they read) is never read further here.
+// file: the answer is the SHA-256 of what it read, how much, and whether the file
+// ends there (seen by the cataloger, or found by reading one byte more on Close).
+// A cataloger's result can only depend on what it read and on how the reader
+// signalled the end, which is a function of whether the file goes on; so a
+// replay that reads the same bytes and finds the end at the same place proves the
+// same input, and a file syft stops reading early (its parsers bound what they
+// read) is never read further here than one byte.
 func (r *recorder) FileContentsByLocation(l file.Location) (io.ReadCloser, error) {
 	rc, err := r.inner.FileContentsByLocation(l)
 	if err != nil {
@@ -208,12 +210,27 @@ func (r *recorder) FileContentsByLocation(l file.Location) (io.ReadCloser, error
 			return
 		}
 		r.log(call{Op: "FileContentsByLocation", Loc: locKey(l), Hash: answer})
-	}}, nil
+	}, late: func() { r.fail(fmt.Errorf("read %s after closing it", l.RealPath)) }}, nil
 }
 
-// contentAnswer is the canonical answer of a read: digest, length, end seen.
-func contentAnswer(h hash.Hash, n int64, eof bool) string {
-	return fmt.Sprintf("%s n=%d eof=%t", sum(h), n, eof)
+// contentAnswer is the canonical answer of a read: digest and length of what was
+// read, and whether the file ends there.
+func contentAnswer(h hash.Hash, n int64, ends bool) string {
+	return fmt.Sprintf("%s n=%d ends=%t", sum(h), n, ends)
+}
+
+// endsHere reads one byte more from r: whether r has nothing after what was read.
+func endsHere(r io.Reader) (bool, error) {
+	var b [1]byte
+	k, err := io.ReadFull(r, b[:])
+	switch {
+	case k == 1:
+		return false, nil
+	case errors.Is(err, io.EOF):
+		return true, nil
+	default:
+		return false, err
+	}
 }
 
 type hashingReader struct {
@@ -223,10 +240,14 @@ type hashingReader struct {
 	eof    bool
 	err    error // a read error the cataloger saw: the answer is not recorded
 	done   func(string, error)
+	late   func() // a read after Close: the result is not stored
 	closed bool
 }
 
 func (h *hashingReader) Read(p []byte) (int, error) {
+	if h.closed {
+		h.late()
+	}
 	n, err := h.rc.Read(p)
 	h.h.Write(p[:n])
 	h.n += int64(n)
@@ -244,14 +265,18 @@ func (h *hashingReader) Close() error {
 		return h.rc.Close()
 	}
 	h.closed = true
-	err := h.rc.Close()
-	h.done(contentAnswer(h.h, h.n, h.eof), h.err)
-	return err
+	ends, err := h.eof, h.err
+	if !ends && err == nil {
+		ends, err = endsHere(h.rc)
+	}
+	cerr := h.rc.Close()
+	h.done(contentAnswer(h.h, h.n, ends), err)
+	return cerr
 }
 
 // replayContents reads what the recorded answer says the cataloger read (its
-// length, and one byte more if it saw the end) and returns the same canonical
-// answer if the bytes are the same.
+// length, and one byte more) and returns the same canonical answer if the bytes
+// are the same and the file ends at the same place.
 func replayContents(res file.Resolver, l file.Location, recorded string) string {
 	rc, err := res.FileContentsByLocation(l)
 	if err != nil {
@@ -260,21 +285,19 @@ func replayContents(res file.Resolver, l file.Location, recorded string) string 
 	defer rc.Close()
 	var digest string
 	var n int64
-	var eof bool
-	if _, err := fmt.Sscanf(recorded, "%s n=%d eof=%t", &digest, &n, &eof); err != nil || n < 0 {
+	var ends bool
+	if _, err := fmt.Sscanf(recorded, "%s n=%d ends=%t", &digest, &n, &ends); err != nil || n < 0 {
 		return "unparsable"
 	}
 	h := sha256.New()
 	if _, err := io.CopyN(h, rc, n); err != nil {
 		return "short"
 	}
-	if eof {
-		var b [1]byte
-		if k, err := io.ReadFull(rc, b[:]); k != 0 || !errors.Is(err, io.EOF) {
-			return "longer"
-		}
+	endsNow, err := endsHere(rc)
+	if err != nil {
+		return "unreadable"
 	}
-	return contentAnswer(h, n, eof)
+	return contentAnswer(h, n, endsNow)
 }
 
 // result returns the calls, or an error if any answer went unrecorded (a reader
