@@ -153,6 +153,8 @@ func (s *Scopes) list(opts Options) error {
 
 // fromCRD reads the kind a CustomResourceDefinition defines; a field missing or not a
 // string, or a scope other than Cluster or Namespaced, is an error naming the CRD.
+// A v1beta1 CRD may leave the scope out: the API server (up to 1.21, the last to
+// serve v1beta1) defaults it to Namespaced, and so does this.
 func fromCRD(o *unstructured.Unstructured) (schema.GroupKind, Kind, error) {
 	field := func(path ...string) (string, error) {
 		v, ok, err := unstructured.NestedString(o.Object, path...)
@@ -167,6 +169,9 @@ func fromCRD(o *unstructured.Unstructured) (schema.GroupKind, Kind, error) {
 	var vals [4]string
 	for i, path := range [][]string{{"spec", "group"}, {"spec", "names", "kind"}, {"spec", "names", "plural"}, {"spec", "scope"}} {
 		v, err := field(path...)
+		if err != nil && path[1] == "scope" && o.GetAPIVersion() == "apiextensions.k8s.io/v1beta1" {
+			v, err = "Namespaced", nil
+		}
 		if err != nil {
 			return schema.GroupKind{}, Kind{}, fmt.Errorf("CustomResourceDefinition %q: %s: %w", o.GetName(), strings.Join(path, "."), err)
 		}

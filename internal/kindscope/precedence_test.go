@@ -114,3 +114,20 @@ func TestListedResource(t *testing.T) {
 	_, err = kindscope.New(kindscope.Options{Resources: map[schema.GroupKind]string{gvk.GroupKind(): "octopi"}})
 	assert.ErrorContains(t, err, "not listed")
 }
+
+// A v1beta1 CRD may leave out its scope, which the API server then defaults to
+// Namespaced; a v1 CRD may not.
+func TestV1beta1CRDDefaultScope(t *testing.T) {
+	c := crd("x.example.com", "Thing", "things", "")
+	delete(c.Object["spec"].(map[string]any), "scope")
+	c.SetAPIVersion("apiextensions.k8s.io/v1beta1")
+	s, err := kindscope.New(kindscope.Options{}, []*unstructured.Unstructured{c})
+	require.NoError(t, err)
+	k, err := s.Lookup(schema.GroupVersionKind{Group: "x.example.com", Version: "v1", Kind: "Thing"}, "")
+	require.NoError(t, err)
+	assert.Equal(t, kindscope.Kind{Resource: "things"}, k)
+
+	c.SetAPIVersion("apiextensions.k8s.io/v1")
+	_, err = kindscope.New(kindscope.Options{}, []*unstructured.Unstructured{c})
+	assert.ErrorContains(t, err, "spec.scope")
+}
