@@ -80,8 +80,11 @@ func TestMainJobChart(t *testing.T) {
 	out, err := runJob(t, "-platforms", "linux/amd64", "-registry", repo, "-chart", chart, "-values", values,
 		"-namespace", "team-hello")
 	require.NoError(t, err, out)
-	assert.Regexp(t, `(?m)^    ok in \d+\.\d\ds: 2 objects \(Service, Deployment\) from chart hello 0\.1\.0, image pinned to sha256:[0-9a-f]{12}$`, out)
+	assert.Regexp(t, `(?m)^    ok in \d+\.\d\ds: 2 objects \(Service, Deployment\) from chart hello 0\.1\.0, image pinned to sha256:[0-9a-f]{12}; 2 placed in namespace team-hello$`, out)
 	assert.Contains(t, out, "allowed: 2 objects, fail-on critical, Pod Security restricted")
+	for _, obj := range []string{"Deployment/team-hello/hello", "Service/team-hello/hello"} {
+		assert.Contains(t, out, "    "+obj+" created\n", "the plan shows the release's namespace, where apply puts them")
+	}
 	assert.Regexp(t, `(?m)^image `+regexp.QuoteMeta(repo)+`@sha256:[0-9a-f]{64}$`, out)
 
 	// A chart whose values do not name the pushed repository pins nothing: an error.

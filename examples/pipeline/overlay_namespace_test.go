@@ -10,12 +10,14 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/shipkit/shipkit/deploy/rollout"
 	"github.com/shipkit/shipkit/examples/pipeline/job"
 	"github.com/shipkit/shipkit/internal/testbed/prom"
 	"github.com/shipkit/shipkit/internal/testbed/registry"
+	"github.com/shipkit/shipkit/sign"
 )
 
 // TestMainJobOverlayNamespaceVAP: with -overlay, -namespace and -vap, the
@@ -40,6 +42,38 @@ func TestMainJobOverlayNamespaceVAP(t *testing.T) {
 	d, err := c.Clientset().AppsV1().Deployments(ns).Get(context.Background(), "hello", metav1.GetOptions{})
 	require.NoError(t, err, "the Deployment is where the policies judged it")
 	assert.Contains(t, d.Spec.Template.Spec.Containers[0].Image, repo+"@sha256:")
+}
+
+// TestMainJobOverlayNamespaceRego: with -overlay and -namespace, a -rego rule
+// against that namespace denies the objects the overlay leaves without one (exit
+// code 3, naming the rule and the object in the namespace), and nothing is
+// deployed there. (The gate used to judge them in no namespace and let them
+// through, and apply deployed them into the namespace the rule forbids.)
+func TestMainJobOverlayNamespaceRego(t *testing.T) {
+	c := cluster.Get(t)
+	host, stop, err := registry.NewInProcess()
+	require.NoError(t, err)
+	defer stop()
+	repo := host + "/team/hello"
+	const ns = "hello-overlay-forbidden"
+	dir, overlay := namespacelessOverlay(t, repo, ns)
+	rule := writeFile(t, dir, "forbidden.rego", `package main
+
+deny contains msg if {
+	input.kind == "Deployment"
+	input.metadata.namespace == "`+ns+`"
+	msg := sprintf("Deployment %s may not run in `+ns+`", [input.metadata.name])
+}
+`)
+	out, err := runJob(t, "-platforms", "linux/amd64", "-registry", repo, "-overlay", overlay, "-namespace", ns, "-rego", rule,
+		"-kubeconfig", c.Kubeconfig, "-context", c.Context)
+	require.Error(t, err, out)
+	assert.ErrorIs(t, err, sign.ErrDenied)
+	assert.Equal(t, exitDenied, exitCode(err))
+	assert.Contains(t, out, "denied: Deployment/"+ns+"/hello: [rego:main.deny] Deployment hello may not run in "+ns+"\n")
+	assert.Regexp(t, `(?m)^deploy +skipped `, out)
+	_, err = c.Clientset().AppsV1().Deployments(ns).Get(context.Background(), "hello", metav1.GetOptions{})
+	assert.True(t, apierrors.IsNotFound(err), "nothing deployed into %s: %v", ns, err)
 }
 
 // TestMainJobOverlayNamespaceCanary: with -overlay, -namespace and -prometheus, the

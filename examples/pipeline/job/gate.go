@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/shipkit/shipkit/deploy"
 	"github.com/shipkit/shipkit/deploy/gate"
 	"github.com/shipkit/shipkit/scan/policy"
 	"github.com/shipkit/shipkit/sign"
@@ -46,7 +49,11 @@ func (j *Job) gate(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	d, err := g.Check(ctx, j.Objects)
+	objs, canary, err := j.judged()
+	if err != nil {
+		return "", err
+	}
+	d, err := g.Check(ctx, objs)
 	if err != nil {
 		return "", err
 	}
@@ -65,6 +72,27 @@ func (j *Job) gate(ctx context.Context) (string, error) {
 	if n := len(d.Warnings); n > 0 {
 		below += fmt.Sprintf("; %d warning(s)", n)
 	}
-	return fmt.Sprintf("allowed: %d objects, fail-on %s, Pod Security restricted%s%s", len(j.Objects),
+	return fmt.Sprintf("allowed: %d objects%s, fail-on %s, Pod Security restricted%s%s", len(j.Objects), canary,
 		strings.ToLower(j.cfg.FailOn.String()), own, below), nil
+}
+
+// judged returns the objects the gate judges, which are those the deploy stage may
+// apply: the rendered objects (placed in their namespaces by render) and, when the
+// config asks for a canary rollout, the canary Deployment derived from the stable
+// one, which a release after the first applies in its place (and the rollout
+// promotes onto it). The gate judges it whether or not stable runs yet: which
+// release this is is known only at deploy. The note names the canary for the
+// summary.
+func (j *Job) judged() ([]*unstructured.Unstructured, string, error) {
+	j.canary = nil
+	if j.cfg.Prometheus == "" {
+		return j.Objects, "", nil
+	}
+	p, err := j.planCanary()
+	if err != nil {
+		return nil, "", err
+	}
+	j.canary = p
+	objs := append(append([]*unstructured.Unstructured{}, j.Objects...), p.canary)
+	return objs, fmt.Sprintf(" + canary %s", deploy.RefOf(p.canary)), nil
 }

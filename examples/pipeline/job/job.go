@@ -181,6 +181,7 @@ type Job struct {
 	Rollout *rollout.Result
 
 	release  *release
+	canary   *canaryPlan // the canary release the gate judged, with a rollout
 	licenses *background[context.Context]
 	keys     *background[*signing]
 	signing  *signing

@@ -32,7 +32,8 @@ const placeholderImage = "hello"
 
 // render renders the overlay with the pushed image pinned by digest: the embedded
 // overlay's placeholder image mapped to it by name, or in the user's overlay (which
-// names the pushed repository) by repository.
+// names the pushed repository) by repository. The objects are then placed in the
+// namespaces apply will use (placeNamespaces).
 func (j *Job) render(ctx context.Context) (string, error) {
 	if err := j.need("pushed image", j.Digest.DigestStr() != ""); err != nil {
 		return "", err
@@ -62,13 +63,19 @@ func (j *Job) render(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// Every later stage (gate, plan, apply, the canary) sees the objects where
+	// apply puts them.
+	placed, err := j.placeNamespaces(objs)
+	if err != nil {
+		return "", err
+	}
 	j.Objects = objs
 	kinds := make([]string, len(objs))
 	for i, o := range objs {
 		kinds[i] = o.GetKind()
 	}
-	return fmt.Sprintf("%d objects (%s)%s, image pinned to %s", len(objs), strings.Join(kinds, ", "), chart,
-		short(j.Digest.DigestStr())), nil
+	return fmt.Sprintf("%d objects (%s)%s, image pinned to %s%s", len(objs), strings.Join(kinds, ", "), chart,
+		short(j.Digest.DigestStr()), placed), nil
 }
 
 // renderChart renders Chart with deploy/render/helm, the release named after the

@@ -29,19 +29,27 @@ type release struct {
 	stableLabels, canaryLabels map[string]string
 }
 
-// canaryObjects prepares a canary release: when the stable Deployment already runs
-// in the cluster, the objects apply a canary Deployment with the new pod template
-// (rollout.CanaryObject: "<name>-canary", track=canary, no replicas: the rollout
-// scales it) and leave the stable one as it is, for the rollout stage to promote.
-// For a first release, nothing to compare with, they apply as they are and the
-// release is nil.
-func (j *Job) canaryObjects(ctx context.Context, client kubernetes.Interface) ([]*unstructured.Unstructured, *release, error) {
+// canaryPlan is the canary release the objects make: their stable Deployment and
+// Service, and the canary Deployment derived from the stable one, in the namespace
+// apply puts them in. The gate judges canary beside the objects; the deploy stage
+// applies that same object when stable already runs.
+type canaryPlan struct {
+	namespace       string
+	stable, service *unstructured.Unstructured
+	canary          *unstructured.Unstructured
+}
+
+// planCanary derives the canary release from the rendered objects, before the
+// cluster is asked anything: exactly one Deployment and a Service in its namespace,
+// and the canary Deployment of the stable one (rollout.CanaryObject:
+// "<name>-canary", track=canary, no replicas: the rollout scales it).
+func (j *Job) planCanary() (*canaryPlan, error) {
 	var stable, service *unstructured.Unstructured
 	for _, o := range j.Objects {
 		switch o.GetKind() {
 		case "Deployment":
 			if stable != nil {
-				return nil, nil, errors.New("a canary rollout needs exactly one Deployment in the overlay")
+				return nil, errors.New("a canary rollout needs exactly one Deployment in the overlay")
 			}
 			stable = o
 		case "Service":
@@ -49,37 +57,51 @@ func (j *Job) canaryObjects(ctx context.Context, client kubernetes.Interface) ([
 		}
 	}
 	if stable == nil || service == nil {
-		return nil, nil, errors.New("a canary rollout needs a Deployment and a Service in the overlay")
+		return nil, errors.New("a canary rollout needs a Deployment and a Service in the overlay")
 	}
-	// Where apply puts them: a user's overlay may leave them without a namespace,
-	// for Namespace to decide.
+	// Where apply puts them: render placed the objects in the namespace apply uses,
+	// and namespaceOf makes the same decision for objects that skipped render.
 	ns := j.namespaceOf(stable)
 	switch svcNS := j.namespaceOf(service); {
 	case ns == "":
-		return nil, nil, fmt.Errorf("the Deployment %s names no namespace and the job has none for it (Config.Namespace)", stable.GetName())
+		return nil, fmt.Errorf("the Deployment %s names no namespace and the job has none for it (Config.Namespace)", stable.GetName())
 	case svcNS != ns:
-		return nil, nil, fmt.Errorf("a canary rollout needs the Service %s/%s in the Deployment's namespace %s", svcNS, service.GetName(), ns)
+		return nil, fmt.Errorf("a canary rollout needs the Service %s/%s in the Deployment's namespace %s", svcNS, service.GetName(), ns)
 	}
-	_, err := client.AppsV1().Deployments(ns).Get(ctx, stable.GetName(), metav1.GetOptions{})
+	placed := stable.DeepCopy()
+	placed.SetNamespace(ns)
+	canary, err := rollout.CanaryObject(placed)
+	if err != nil {
+		return nil, err
+	}
+	return &canaryPlan{namespace: ns, stable: stable, service: service, canary: canary}, nil
+}
+
+// canaryObjects prepares a canary release: when the stable Deployment already runs
+// in the cluster, the objects apply the canary the gate judged (planCanary) and
+// leave the stable one as it is, for the rollout stage to promote. For a first
+// release, nothing to compare with, they apply as they are and the release is nil.
+func (j *Job) canaryObjects(ctx context.Context, client kubernetes.Interface) ([]*unstructured.Unstructured, *release, error) {
+	if err := j.need("canary judged by the gate", j.canary != nil); err != nil {
+		return nil, nil, err
+	}
+	p := j.canary
+	_, err := client.AppsV1().Deployments(p.namespace).Get(ctx, p.stable.GetName(), metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		return j.Objects, nil, nil
 	case err != nil:
-		return nil, nil, fmt.Errorf("looking for the stable Deployment %s/%s: %w", ns, stable.GetName(), err)
-	}
-	canary, err := rollout.CanaryObject(stable)
-	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("looking for the stable Deployment %s/%s: %w", p.namespace, p.stable.GetName(), err)
 	}
 	objs := []*unstructured.Unstructured{}
 	for _, o := range j.Objects {
-		if o != stable {
+		if o != p.stable {
 			objs = append(objs, o)
 		}
 	}
-	return append(objs, canary), &release{
-		namespace: ns, stable: stable.GetName(), canary: canary.GetName(), service: service.GetName(),
-		stableLabels: stable.GetLabels(), canaryLabels: canary.GetLabels(),
+	return append(objs, p.canary), &release{
+		namespace: p.namespace, stable: p.stable.GetName(), canary: p.canary.GetName(), service: p.service.GetName(),
+		stableLabels: p.stable.GetLabels(), canaryLabels: p.canary.GetLabels(),
 	}, nil
 }
 

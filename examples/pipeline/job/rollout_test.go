@@ -1,7 +1,6 @@
 package job
 
 import (
-	"context"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -12,7 +11,7 @@ import (
 // TestCanaryObjectsNamespace: the canary release is looked for where apply puts the
 // objects, so a Deployment and a Service that name no namespace need one from the
 // job, and a Service in another namespace than the Deployment is refused, before
-// the cluster is asked anything (the client is nil here).
+// the cluster is asked anything (planCanary, which the gate runs, has none).
 func TestCanaryObjectsNamespace(t *testing.T) {
 	obj := func(kind, ns string) *unstructured.Unstructured {
 		o := &unstructured.Unstructured{}
@@ -37,7 +36,7 @@ func TestCanaryObjectsNamespace(t *testing.T) {
 			require.NoError(t, err)
 			defer j.Close()
 			j.Objects = []*unstructured.Unstructured{obj("Deployment", tc.deployment), obj("Service", tc.service)}
-			_, _, err = j.canaryObjects(context.Background(), nil)
+			_, err = j.planCanary()
 			assert.ErrorContains(t, err, tc.want)
 		})
 	}
