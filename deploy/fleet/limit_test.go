@@ -22,6 +22,7 @@ import (
 type gate struct {
 	mu       sync.Mutex
 	running  int
+	finished int // clusters that left the gate
 	max      int
 	started  []string
 	release  chan struct{}
@@ -45,6 +46,7 @@ func (g *gate) enter(ctx context.Context, name string) (*deploy.ChangeSet, error
 	defer func() {
 		g.mu.Lock()
 		g.running--
+		g.finished++
 		g.mu.Unlock()
 	}()
 	if err != nil {
@@ -64,6 +66,13 @@ func (g *gate) state() (running, most int, started []string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.running, g.max, append([]string(nil), g.started...)
+}
+
+// waitFinished waits until n clusters have left the gate.
+func (g *gate) waitFinished(t *testing.T, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.finished >= n }, 10*time.Second, time.Millisecond,
+		"%d clusters finished", n)
 }
 
 // waitRunning waits until at least n clusters run at once.
@@ -121,6 +130,9 @@ func TestConcurrencyLimit(t *testing.T) {
 					running, _, _ := g.state()
 					require.Equal(t, min(want, left), running, "clusters running with %d not yet released", left)
 					g.release <- struct{}{}
+					// The released cluster leaves before the next count: else a
+					// count taken as it leaves and before the next starts is short.
+					g.waitFinished(t, clusters-left+1)
 				}
 				require.NoError(t, <-done)
 				_, most, started := g.state()
