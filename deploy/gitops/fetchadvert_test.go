@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -336,8 +337,10 @@ func TestWriteOverEveryTransport(t *testing.T) {
 
 // TestHTTPErrorBodyBounded: go-git reads an HTTP error's body whole into its
 // error; a server that answers the advertisement's GET, or the fetch's POST,
-// with a 404 and 256 MiB of body gets its first 4 KiB read: Write fails with an
-// error of a few KiB, allocating a few MiB.
+// with a 404 and 256 MiB of body (lines of 1 KiB, the first with a terminal's
+// escape sequence) gets its first 4 KiB read: Write fails with an error
+// holding the first line's first 256 bytes, trimmed and quoted, allocating a
+// few MiB.
 func TestHTTPErrorBodyBounded(t *testing.T) {
 	s := startServer(t)
 	seed(t, s, "fleet")
@@ -355,6 +358,7 @@ func TestHTTPErrorBodyBounded(t *testing.T) {
 				w.WriteHeader(http.StatusNotFound) // go-git puts a 404's body in its error
 				line := []byte(strings.Repeat("x", 1023) + "\n")
 				cw := &countingWriter{w: w, n: &sent}
+				_, _ = cw.Write([]byte(" \x1b[2J" + strings.Repeat("y", 1017) + "\n"))
 				for sent.Load() < 256<<20 {
 					if _, err := cw.Write(line); err != nil {
 						return
@@ -374,8 +378,10 @@ func TestHTTPErrorBodyBounded(t *testing.T) {
 			t.Logf("%s: error of %d bytes, allocated %.1f MiB, the server sent %.1f MiB", method, len(err.Error()), float64(alloc)/(1<<20), float64(sent.Load())/(1<<20))
 			assert.ErrorContains(t, err, "fetch branch main of "+front.URL+"/fleet.git: ")
 			assert.ErrorIs(t, err, transport.ErrRepositoryNotFound)
-			assert.Greater(t, len(err.Error()), 4<<10, "the body's first 4 KiB are in the error")
-			assert.Less(t, len(err.Error()), 5<<10, "and no more")
+			assert.ErrorContains(t, err, strconv.Quote("\x1b[2J"+strings.Repeat("y", 252)), "the first line's first 256 bytes, trimmed and quoted")
+			assert.NotContains(t, err.Error(), "\x1b", "never the server's raw text")
+			assert.NotContains(t, err.Error(), strings.Repeat("y", 253), "no more of the line")
+			assert.NotContains(t, err.Error(), "xx", "nor of the body")
 			assert.Less(t, alloc, uint64(16<<20))
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -45,7 +46,7 @@ type opener func(ctx context.Context, service string, ep *transport.Endpoint, au
 // streamTransport is a transport.Transport for one call (ctx) over an opener.
 type streamTransport struct {
 	ctx  context.Context
-	b    *advertBound
+	b    *callBound
 	open opener
 }
 
@@ -63,8 +64,8 @@ func (t *streamTransport) session(service string, ep *transport.Endpoint, auth t
 		return nil, err
 	}
 	return &streamSession{
-		st: st, b: t.b, receive: service == transport.ReceivePackServiceName,
-		out:  &boundedReader{r: st.stdout, left: t.b.max, b: t.b},
+		ctx: t.ctx, st: st, b: t.b, receive: service == transport.ReceivePackServiceName,
+		out:  newBoundedReader(st.stdout, t.b, t.b.advertLimit()),
 		stop: context.AfterFunc(t.ctx, st.kill),
 	}, nil
 }
@@ -72,8 +73,9 @@ func (t *streamTransport) session(service string, ep *transport.Endpoint, auth t
 // streamSession is a transport.UploadPackSession and ReceivePackSession over a
 // stream.
 type streamSession struct {
+	ctx     context.Context // the call's: it ends the stream
 	st      *stream
-	b       *advertBound
+	b       *callBound
 	out     *boundedReader
 	receive bool
 	ar      *packp.AdvRefs
@@ -94,20 +96,27 @@ func (s *streamSession) AdvertisedReferencesContext(context.Context) (*packp.Adv
 		return s.ar, nil
 	}
 	ar := packp.NewAdvRefs()
-	err := ar.Decode(s.out)
-	s.out.off = true
+	err := s.b.check(ar.Decode(s.out))
+	// What follows is bounded too: go-git keeps what it decodes of it.
+	if s.receive {
+		s.out.reset(s.b.statusLimit())
+	} else {
+		s.out.reset(s.b.uploadLimit())
+	}
 	var errLine *pktline.ErrorLine
 	switch {
-	case s.b.over.Load():
-		return nil, s.b.error()
+	case errors.Is(err, ErrFetchTooLarge):
+		return nil, err
 	case err == nil:
 	case errors.Is(err, packp.ErrEmptyAdvRefs) && s.receive: // an empty repository
 	case errors.Is(err, packp.ErrEmptyAdvRefs):
 		return nil, transport.ErrEmptyRemoteRepository
+	case errors.As(err, &errLine) && repoNotFound(errLine.Text):
+		return nil, fmt.Errorf("%w (the server said: %q)", transport.ErrRepositoryNotFound, errLine.Text)
 	case errors.As(err, &errLine):
 		return nil, errLine
 	default:
-		return nil, s.serverSaid(err)
+		return nil, s.advertFailed(err)
 	}
 	if !s.receive && ar.IsEmpty() {
 		return nil, transport.ErrEmptyRemoteRepository
@@ -175,7 +184,9 @@ func (s *streamSession) ReceivePack(ctx context.Context, req *packp.ReferenceUpd
 // service gracefully) and a closed standard input.
 func (s *streamSession) Close() error {
 	s.once.Do(func() {
-		s.stop()
+		// The context ends the stream until it has ended: a server's hook
+		// may keep it running.
+		defer s.stop()
 		if !s.packRun {
 			_, _ = s.st.stdin.Write(pktline.FlushPkt)
 			_ = s.st.stdin.Close()
@@ -191,10 +202,53 @@ func (s *streamSession) serverSaid(err error) error {
 	if s.st.stderr == nil {
 		return err
 	}
-	if line := s.st.stderr.firstLine(time.Second); line != "" {
+	if line := s.st.stderr.firstLine(s.ctx, time.Second); line != "" {
 		return fmt.Errorf("%w (the server said: %q)", err, line)
 	}
 	return err
+}
+
+// advertFailed is the error of an advertisement that could not be read: what
+// the server said (on standard error, or instead of the advertisement over
+// git://), transport.ErrRepositoryNotFound when that says so, as go-git's own
+// transports say.
+func (s *streamSession) advertFailed(err error) error {
+	var line string
+	var data *packp.ErrUnexpectedData
+	if errors.As(err, &data) {
+		line, _, _ = strings.Cut(strings.TrimSpace(string(data.Data)), "\n")
+	}
+	if s.st.stderr != nil {
+		if l := s.st.stderr.firstLine(s.ctx, time.Second); l != "" {
+			line = l
+		}
+	}
+	switch {
+	case line == "":
+		return err
+	case repoNotFound(line):
+		return fmt.Errorf("%w: %w (the server said: %q)", transport.ErrRepositoryNotFound, err, line)
+	}
+	return fmt.Errorf("%w (the server said: %q)", err, line)
+}
+
+// repoNotFound reports whether a server's message says the repository does
+// not exist or is not readable (the messages go-git's transports look for).
+func repoNotFound(msg string) bool {
+	for _, s := range []string{
+		"Repository not found.",                               // GitHub, git daemon
+		"repository does not exist.",                          // Bitbucket
+		"does not appear to be a git repository",              // git-upload-pack, git-receive-pack
+		"no such repository",                                  // git daemon
+		"access denied",                                       // git daemon
+		"Repository does not exist or you do not have access", // Gogs
+		"The project you were looking for could not be found", // GitLab
+	} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // stderrTail keeps the first KiB of a command's standard error and discards
@@ -224,11 +278,14 @@ func newStderrTail(r io.Reader) *stderrTail {
 }
 
 // firstLine returns the first non-empty line written so far, waiting up to wait
-// for the command to end its standard error.
-func (t *stderrTail) firstLine(wait time.Duration) string {
+// (and while ctx is not done) for the command to end its standard error.
+func (t *stderrTail) firstLine(ctx context.Context, wait time.Duration) string {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	select {
 	case <-t.done:
-	case <-time.After(wait):
+	case <-ctx.Done():
+	case <-timer.C:
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -356,27 +413,46 @@ func openFile(ctx context.Context, service string, ep *transport.Endpoint, _ tra
 			return nil, err
 		}
 	}
+	// exec.CommandContext kills the command when ctx is done, before and
+	// during Wait.
 	cmd := exec.CommandContext(ctx, bin, ep.Path) //nolint:gosec // the repository's own path, as go-git runs it
 	stdin, err1 := cmd.StdinPipe()
 	stdout, err2 := cmd.StdoutPipe()
-	stderr, err3 := cmd.StderrPipe()
+	// Standard error is a pipe of our own, not cmd.StderrPipe: the processes of
+	// the server's hooks inherit it and may outlive the command (a hook still
+	// running when the command is killed, one leaving a process in the
+	// background), so end closes it, not Wait.
+	errR, errW, err3 := os.Pipe()
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	cmd.Stderr = errW
+	err = cmd.Start()
+	_ = errW.Close()
+	if err != nil {
+		_ = errR.Close()
 		return nil, err
 	}
-	tail := newStderrTail(stderr)
+	tail := newStderrTail(errR)
 	return &stream{stdin: stdin, stdout: stdout, stderr: tail,
 		end: func() error {
 			_ = stdin.Close()
 			// What is left (a flush-pkt after the pack, or an advertisement
 			// abandoned past the bound) is read up to 64 KiB, then the pipe is
 			// closed: a command still writing ends.
+			stopDrain := context.AfterFunc(ctx, func() { _ = stdout.Close() })
 			_, _ = io.CopyN(io.Discard, stdout, 64<<10)
+			stopDrain()
 			_ = stdout.Close()
-			<-tail.done
 			err := cmd.Wait()
+			// What the command wrote to standard error is read; what processes
+			// it leaves write is not waited for.
+			select {
+			case <-tail.done:
+			case <-ctx.Done():
+			case <-time.After(stderrGrace):
+			}
+			_ = errR.Close()
 			var exit *exec.ExitError
 			if errors.As(err, &exit) {
 				return nil // what failed was said on the protocol, or the command was ended
@@ -385,6 +461,10 @@ func openFile(ctx context.Context, service string, ep *transport.Endpoint, _ tra
 		},
 		kill: func() { _ = cmd.Process.Kill() }}, nil
 }
+
+// stderrGrace is how long a local command's standard error is read after the
+// command ended.
+const stderrGrace = 100 * time.Millisecond
 
 // openGitDaemon connects to a git daemon (git://) as go-git's git transport
 // does: no authentication, the request in the first pkt-line.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync/atomic"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -25,21 +24,20 @@ import (
 // go-git's Remote.Fetch and Remote.Push pick their transport from a process-wide
 // table (client.Protocols, changed by client.InstallProtocol) and read the
 // server's ref advertisement without a bound. Write fetches and pushes through
-// transport sessions of its own, made for the one call, that bound the
-// advertisement to WithMaxFetchAdvertisementBytes: over HTTP(S) go-git's HTTP
-// client around a net/http client that bounds every GET response (go-git's only
-// GET is info/refs, the advertisement); over ssh://, git:// and file://
+// transport sessions of its own, made for the one call, that bound all the
+// server sends (bound.go): over HTTP(S) go-git's HTTP client around a net/http
+// client that bounds every response; over ssh://, git:// and file://
 // streamSession (stream.go), which speaks the protocol over the connection or
 // command with go-git's packp encoders and decoders.
 
 // transport returns the transport to the Writer's repository for one fetch or
-// push (ctx bounds the connection), its endpoint, and the advertisement bound.
-func (w *Writer) transport(ctx context.Context) (transport.Transport, *transport.Endpoint, *advertBound, error) {
+// push (ctx bounds the connection), its endpoint, and the call's bounds.
+func (w *Writer) transport(ctx context.Context) (transport.Transport, *transport.Endpoint, *callBound, error) {
 	ep, err := transport.NewEndpoint(w.url)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	b := &advertBound{max: w.o.maxFetchAdvert}
+	b := &callBound{advert: w.o.maxFetchAdvert, pack: w.o.maxFetchBytes}
 	switch ep.Protocol {
 	case "http", "https":
 		return githttp.NewClient(&http.Client{Transport: &httpBound{b: b, next: http.DefaultTransport}}), ep, b, nil
@@ -53,95 +51,6 @@ func (w *Writer) transport(ctx context.Context) (transport.Transport, *transport
 	return nil, nil, nil, fmt.Errorf("scheme %q is not supported", ep.Protocol)
 }
 
-// advertBound is the state of one fetch's or push's advertisement bound.
-type advertBound struct {
-	max  int64
-	over atomic.Bool
-}
-
-func (b *advertBound) error() error {
-	return fmt.Errorf("%w: a ref advertisement of more than %d bytes (WithMaxFetchAdvertisementBytes)", ErrFetchTooLarge, b.max)
-}
-
-// check returns the bound's error when it was hit, whatever error go-git made
-// of it, and err otherwise.
-func (b *advertBound) check(err error) error {
-	if err != nil && b.over.Load() {
-		return b.error()
-	}
-	return err
-}
-
-// httpBound is an http.RoundTripper that bounds the body of every GET
-// response: go-git's HTTP transport GETs only info/refs (the ref advertisement)
-// and POSTs the rest.
-type httpBound struct {
-	b    *advertBound
-	next http.RoundTripper
-}
-
-// maxErrorBody bounds what go-git reads of an HTTP error's body (it reads it
-// whole into the error's text).
-const maxErrorBody = 4 << 10
-
-func (h *httpBound) RoundTrip(req *http.Request) (*http.Response, error) {
-	res, err := h.next.RoundTrip(req)
-	if err != nil {
-		return res, err
-	}
-	if res.StatusCode < 200 || res.StatusCode > 299 {
-		res.Body = &bodyBound{boundedReader: boundedReader{r: io.LimitReader(res.Body, maxErrorBody), off: true}, c: res.Body}
-		return res, nil
-	}
-	if req.Method != http.MethodGet {
-		return res, nil
-	}
-	if res.ContentLength > h.b.max {
-		_ = res.Body.Close()
-		h.b.over.Store(true)
-		return nil, h.b.error()
-	}
-	res.Body = &bodyBound{boundedReader: boundedReader{r: res.Body, left: h.b.max, b: h.b}, c: res.Body}
-	return res, nil
-}
-
-type bodyBound struct {
-	boundedReader
-	c io.Closer
-}
-
-func (r *bodyBound) Close() error { return r.c.Close() }
-
-// boundedReader reads r until the bound is hit (one byte past it), then fails
-// with the bound's error; off lifts the bound (the advertisement was read).
-type boundedReader struct {
-	r    io.Reader
-	left int64
-	b    *advertBound
-	off  bool
-}
-
-func (r *boundedReader) Read(p []byte) (int, error) {
-	if r.off {
-		return r.r.Read(p)
-	}
-	if r.left <= 0 {
-		var one [1]byte
-		n, err := r.r.Read(one[:])
-		if n > 0 {
-			r.b.over.Store(true)
-			return 0, r.b.error()
-		}
-		return 0, err
-	}
-	if int64(len(p)) > r.left {
-		p = p[:r.left]
-	}
-	n, err := r.r.Read(p)
-	r.left -= int64(n)
-	return n, err
-}
-
 // errNoBranch: the repository, or the branch in it, does not exist yet.
 var errNoBranch = errors.New("gitops: no such branch")
 
@@ -152,6 +61,7 @@ func (w *Writer) fetchBranch(ctx context.Context, r *git.Repository) (_ plumbing
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
+	defer bound.close()
 	s, err := tr.NewUploadPackSession(ep, w.o.auth)
 	if err != nil {
 		return plumbing.ZeroHash, err
@@ -181,7 +91,7 @@ func (w *Writer) fetchBranch(ctx context.Context, r *git.Repository) (_ plumbing
 	req.Haves = haves(r.Storer, []plumbing.ReferenceName{w.trackingRef(), plumbing.NewBranchReferenceName(w.o.branch)})
 	res, err := s.UploadPack(ctx, req)
 	if err != nil {
-		return plumbing.ZeroHash, err
+		return plumbing.ZeroHash, bound.check(err)
 	}
 	defer func() { err = errors.Join(err, res.Close()) }()
 	var pack io.Reader = res
@@ -192,7 +102,7 @@ func (w *Writer) fetchBranch(ctx context.Context, r *git.Repository) (_ plumbing
 		pack = sideband.NewDemuxer(sideband.Sideband, res)
 	}
 	if err := packfile.UpdateObjectStorage(r.Storer, pack); err != nil {
-		return plumbing.ZeroHash, err
+		return plumbing.ZeroHash, bound.check(err)
 	}
 	if r.Storer.HasEncodedObject(head) != nil {
 		return plumbing.ZeroHash, fmt.Errorf("the pack lacks the head commit %s", head)
@@ -243,6 +153,7 @@ func (w *Writer) pushCommit(ctx context.Context, r *git.Repository, commit plumb
 	if err != nil {
 		return err
 	}
+	defer bound.close()
 	s, err := tr.NewReceivePackSession(ep, w.o.auth)
 	if err != nil {
 		return err
@@ -288,7 +199,7 @@ func (w *Writer) pushCommit(ctx context.Context, r *git.Repository, commit plumb
 		err = eerr
 	}
 	if err != nil {
-		return err
+		return bound.check(err)
 	}
 	if rs != nil {
 		if err := rs.Error(); err != nil {

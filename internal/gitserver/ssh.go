@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -142,7 +143,15 @@ func (s *Server) session(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.R
 		}
 		_ = req.Reply(true, nil)
 		cmd := exec.CommandContext(ctx, s.git, strings.TrimPrefix(verb, "git-"), filepath.Join(s.Root, repo))
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = ch, ch, ch.Stderr()
+		cmd.Stdout, cmd.Stderr = ch, ch.Stderr()
+		// As sshd, the session ends when the command does, not when the
+		// client closes its input (a command that failed read none of it):
+		// the copy of the input is not one Wait waits for.
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			return
+		}
+		go func() { _, _ = io.Copy(stdin, ch); _ = stdin.Close() }()
 		code := uint32(0)
 		if err := cmd.Run(); err != nil {
 			code = 1
