@@ -158,7 +158,9 @@ func WithAuth(a transport.AuthMethod) Option {
 // PEM-encoded private key (OpenSSH, PKCS#1 or PKCS#8; passphrase empty for an
 // unencrypted one) as user (usually "git"). hostKey checks the server's key and is
 // required: knownhosts.New of a known_hosts file, or ssh.FixedHostKey. Errors
-// never print the key or the passphrase.
+// never print the key or the passphrase. As go-git's ssh transport, an SSH
+// connection goes through the proxy of ALL_PROXY unless NO_PROXY names its
+// host (read once a process, by golang.org/x/net/proxy).
 func WithSSHKey(user string, key []byte, passphrase string, hostKey ssh.HostKeyCallback) Option {
 	return func(o *options) {
 		if user == "" || hostKey == nil {

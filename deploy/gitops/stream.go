@@ -22,6 +22,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/net/proxy"
 )
 
 // go-git's ssh, git and file transports read the advertisement inside its
@@ -299,7 +300,8 @@ func (t *stderrTail) firstLine(ctx context.Context, wait time.Duration) string {
 
 // openSSH runs the service over SSH as go-git's ssh transport does: the auth
 // method's client config (go-git's default, the SSH agent, without one), its
-// host key callback or else known_hosts, the host and port of ~/.ssh/config.
+// host key callback or else known_hosts, the host and port of ~/.ssh/config,
+// the proxy of ALL_PROXY and NO_PROXY.
 func openSSH(ctx context.Context, service string, ep *transport.Endpoint, auth transport.AuthMethod) (*stream, error) {
 	var a gitssh.AuthMethod
 	if auth == nil {
@@ -326,8 +328,9 @@ func openSSH(ctx context.Context, service string, ep *transport.Endpoint, auth t
 		cfg.HostKeyCallback = db.HostKeyCallback()
 		cfg.HostKeyAlgorithms = db.HostKeyAlgorithms(addr)
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	// Through the proxy of ALL_PROXY (unless NO_PROXY names the host), as
+	// go-git's ssh transport dials: x/net/proxy reads them once a process.
+	conn, err := proxy.Dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
