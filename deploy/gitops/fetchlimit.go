@@ -45,7 +45,10 @@ var ErrFetchTooLarge = errors.New("gitops: the repository sent more than the fet
 // other bounds before go-git reads any of it, so n also bounds that copy. Write
 // fetches the branch with its history; with a clone directory each fetch receives
 // only what is new. The refs the repository advertises before the pack are
-// bounded by [WithMaxFetchAdvertisementBytes].
+// bounded by [WithMaxFetchAdvertisementBytes]; the rest of the server's answer
+// (acknowledgements, the pack in side-band frames) by n, n/64 and 1 MiB more; a
+// push's status report by 1 MiB. Past those the fetch or push stops with
+// [ErrFetchTooLarge] too.
 func WithMaxFetchBytes(n int64) Option {
 	return func(o *options) {
 		if n < 1 {
