@@ -6,6 +6,7 @@ package policyfile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -28,9 +29,10 @@ type Reader struct {
 // path below it (policies/lib/deny.rego).
 //
 // Errors, each naming what failed: a path that cannot be stat'ed or read is
-// "ENGINE: <the os error>"; add's error for a file named directly is returned as
-// it is; any error below a directory (reading a file, or add's) is "ENGINE: read
-// policies: <err>". A cancelled ctx stops before the next file.
+// "ENGINE: <the os error>"; add's error is returned as it is (it names the file
+// and the engine already); any other error below a directory (walking it, reading
+// a file) is "ENGINE: read policies: <err>". A cancelled ctx stops before the next
+// file.
 func (r Reader) ReadPaths(ctx context.Context, paths []string, add func(name string, data []byte) error) error {
 	for _, path := range paths {
 		if err := ctx.Err(); err != nil {
@@ -58,8 +60,9 @@ func (r Reader) ReadPaths(ctx context.Context, paths []string, add func(name str
 }
 
 // ReadFS calls add with the name and contents of each file of fsys that Want
-// admits, in lexical order, named by its path in fsys. Any error (reading a file,
-// add's, a cancelled ctx) is "ENGINE: read policies: <err>".
+// admits, in lexical order, named by its path in fsys. add's error is returned as
+// it is; any other (walking, reading a file, a cancelled ctx) is "ENGINE: read
+// policies: <err>".
 func (r Reader) ReadFS(ctx context.Context, fsys fs.FS, add func(name string, data []byte) error) error {
 	return r.walk(ctx, fsys, "", add)
 }
@@ -85,10 +88,22 @@ func (r Reader) walk(ctx context.Context, fsys fs.FS, prefix string, add func(na
 		if prefix != "" {
 			name = filepath.Join(prefix, filepath.FromSlash(path))
 		}
-		return add(name, b)
+		if err := add(name, b); err != nil {
+			return addError{err}
+		}
+		return nil
 	})
-	if err != nil {
+	var ae addError
+	switch {
+	case errors.As(err, &ae):
+		return ae.err
+	case err != nil:
 		return fmt.Errorf("%s: read policies: %w", r.Engine, err)
 	}
 	return nil
 }
+
+// addError carries add's error out of the walk unwrapped.
+type addError struct{ err error }
+
+func (e addError) Error() string { return e.err.Error() }
