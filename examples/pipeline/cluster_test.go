@@ -73,7 +73,10 @@ func TestMainJobLocalCluster(t *testing.T) {
 	}
 	assert.Regexp(t, `(?m)^    ok in \d+\.\d\ds: Kubernetes v1\.34\.4 at https://127\.0\.0\.1:\d+, 2 kwok nodes; Prometheus http://127\.0\.0\.1:\d+$`, got)
 	assert.Contains(t, got, "3 NetworkPolicies from the Service's selector and ports: default-deny, allow-dns, ingress-app-hello")
-	assert.Contains(t, got, "allowed: 6 objects")
+	// The README's sample shows this line: each release's gate judges the 3 objects
+	// of the overlay, the 3 NetworkPolicies and the canary a rollout applies.
+	assert.Len(t, regexp.MustCompile(`(?m)^    ok in \d+\.\d\ds: allowed: 6 objects \+ canary Deployment/hello/hello-canary, `+
+		`fail-on critical, Pod Security restricted; 1 finding \(1 High\) below the threshold$`).FindAllString(got, -1), 3, "the gate line of each release")
 	assert.Contains(t, got, "applied: 6 created; healthy")
 	assert.Contains(t, got, "first release: deployed as stable")
 	assert.Contains(t, got, "applied the canary beside stable")

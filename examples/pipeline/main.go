@@ -114,7 +114,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	fs.StringVar(&c.Context, "context", "", "kubeconfig context (default: its current context)")
 	fs.BoolVar(&c.DryRun, "dry-run", false, "with -kubeconfig: plan with a server-side dry run instead of applying")
 	fs.DurationVar(&c.Wait, "wait", c.Wait, "how long to wait for the applied objects to become healthy")
-	fs.StringVar(&c.Prometheus, "prometheus", "", "Prometheus URL; with -kubeconfig, a release after the first goes out as a canary judged by its success rate")
+	fs.StringVar(&c.Prometheus, "prometheus", "", "Prometheus URL; with -kubeconfig, a release after the first goes out as a canary judged by its success rate. "+
+		"The gate judges the canary on every release, so the overlay or chart needs exactly one apps/v1 Deployment whose selector has a track label, "+
+		"and a Service in its namespace, or even the first release fails at the gate")
 	fs.StringVar(&c.CanarySelector, "canary-selector", c.CanarySelector, "PromQL label matchers of the canary's http_requests_total")
 	fs.DurationVar(&c.AnalysisInterval, "analysis-interval", c.AnalysisInterval, "time between the 3 measurements of a canary analysis step")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this long")

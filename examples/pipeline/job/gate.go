@@ -57,6 +57,7 @@ func (j *Job) gate(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	j.nameCanary(d)
 	j.Decision = d
 	if err := d.Err(); err != nil {
 		return "", err // a *deploy.DecisionError: errors.Is(err, sign.ErrDenied)
@@ -77,14 +78,19 @@ func (j *Job) gate(ctx context.Context) (string, error) {
 }
 
 // judged returns the objects the gate judges, which are those the deploy stage may
-// apply: the rendered objects (placed in their namespaces by render) and, when the
-// config asks for a canary rollout, the canary Deployment derived from the stable
-// one, which a release after the first applies in its place (and the rollout
-// promotes onto it). The gate judges it whether or not stable runs yet: which
-// release this is is known only at deploy. The note names the canary for the
-// summary.
+// apply: the rendered objects, placed in their namespaces (again: render did, but a
+// program may have added objects to [Job.Objects] since) and, when the config asks
+// for a canary rollout, the canary Deployment derived from the stable one, which a
+// release after the first applies in its place (and the rollout promotes onto it).
+// The gate judges it whether or not stable runs yet: which release this is is known
+// only at deploy. It judges the canary as the API server admits it: the canary
+// names no replicas (the rollout scales it), so it has the apps/v1 default, 1. The
+// note names the canary for the summary.
 func (j *Job) judged() ([]*unstructured.Unstructured, string, error) {
 	j.canary = nil
+	if _, _, _, err := j.place(j.Objects); err != nil {
+		return nil, "", err
+	}
 	if j.cfg.Prometheus == "" {
 		return j.Objects, "", nil
 	}
@@ -93,6 +99,30 @@ func (j *Job) judged() ([]*unstructured.Unstructured, string, error) {
 		return nil, "", err
 	}
 	j.canary = p
-	objs := append(append([]*unstructured.Unstructured{}, j.Objects...), p.canary)
+	admitted := p.canary.DeepCopy()
+	if _, ok, _ := unstructured.NestedFieldNoCopy(admitted.Object, "spec", "replicas"); !ok {
+		if err := unstructured.SetNestedField(admitted.Object, int64(1), "spec", "replicas"); err != nil {
+			return nil, "", fmt.Errorf("%s: canary Deployment %s: %w", canaryRollout, p.canary.GetName(), err)
+		}
+	}
+	objs := append(append([]*unstructured.Unstructured{}, j.Objects...), admitted)
 	return objs, fmt.Sprintf(" + canary %s", deploy.RefOf(p.canary)), nil
+}
+
+// nameCanary says, in each of the decision's denials and warnings about the canary
+// Deployment, that it is the canary the -prometheus rollout derives from the stable
+// Deployment: the user wrote no such object.
+func (j *Job) nameCanary(d *deploy.Decision) {
+	if j.canary == nil {
+		return
+	}
+	ref := deploy.RefOf(j.canary.canary)
+	say := fmt.Sprintf("the -prometheus canary of Deployment %s: ", j.canary.stable.GetName())
+	for _, rs := range [][]deploy.Reason{d.Reasons, d.Warnings} {
+		for i := range rs {
+			if rs[i].Object == ref {
+				rs[i].Message = say + rs[i].Message
+			}
+		}
+	}
 }

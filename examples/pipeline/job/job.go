@@ -22,6 +22,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/shipkit/shipkit/deploy"
@@ -104,7 +105,11 @@ type Config struct {
 	// Wait bounds how long the deploy stage waits for the objects to become healthy.
 	Wait time.Duration
 	// Prometheus is the URL of a Prometheus server; with a kubeconfig, a release
-	// after the first then goes out as a canary judged by its success rate.
+	// after the first then goes out as a canary judged by its success rate. The
+	// rendered objects (overlay or chart) must then allow a canary — exactly one
+	// apps/v1 Deployment, whose selector has a track label, and a Service in its
+	// namespace — or the gate stage fails, on the first release too: the gate
+	// judges the canary Deployment before the deploy stage knows which release it is.
 	Prometheus string
 	// CanarySelector selects the canary's requests in Prometheus (PromQL label
 	// matchers on http_requests_total), and AnalysisInterval is the time between
@@ -171,7 +176,9 @@ type Job struct {
 	Attested []string
 	// Verified is what the verify stage checked.
 	Verified *sign.Verified
-	// Objects are the rendered objects, images pinned.
+	// Objects are the rendered objects, images pinned, placed by render in the
+	// namespaces apply uses. The gate places them again, so objects a program adds
+	// after render are judged (and applied) where apply puts them.
 	Objects []*unstructured.Unstructured
 	// Decision is the gate's.
 	Decision *deploy.Decision
@@ -190,6 +197,8 @@ type Job struct {
 	// policies are the user's own, compiled by New; policyNames say which.
 	policies    []gate.ObjectPolicy
 	policyNames []string
+	// restMapper is the cluster's discovery, made on first use (mapper).
+	restMapper meta.RESTMapper
 }
 
 // New checks cfg, compiles the user's own policies (a Rego file that does not

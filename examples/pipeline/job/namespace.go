@@ -31,44 +31,13 @@ import (
 //
 // It returns a note for the render summary: what it placed, what it left.
 func (j *Job) placeNamespaces(objs []*unstructured.Unstructured) (string, error) {
-	var opts kindscope.Options
-	hint := "a CustomResourceDefinition among the rendered objects"
-	if j.cfg.Kubeconfig != "" {
-		m, err := j.mapper()
-		if err != nil {
-			return "", err
-		}
-		opts.Mapper = m
-		hint += ", or install its CRD in the cluster"
-	}
-	scopes, err := kindscope.New(opts, objs)
+	placed, cleared, unknown, err := j.place(objs)
 	if err != nil {
-		return "", fmt.Errorf("kinds' scopes: %w", err)
-	}
-	ns := j.defaultNamespace()
-	var placed, cleared int
-	var unknown []string
-	for _, o := range objs {
-		k, err := scopes.Lookup(o.GroupVersionKind(), hint)
-		switch {
-		case errors.Is(err, kindscope.ErrUnknownKind) && opts.Mapper == nil:
-			unknown = append(unknown, deploy.RefOf(o).String())
-			continue
-		case err != nil:
-			return "", fmt.Errorf("%s: %w", deploy.RefOf(o), err)
-		}
-		switch {
-		case k.Cluster && o.GetNamespace() != "":
-			o.SetNamespace("")
-			cleared++
-		case !k.Cluster && o.GetNamespace() == "" && ns != "":
-			o.SetNamespace(ns)
-			placed++
-		}
+		return "", err
 	}
 	var note []string
 	if placed > 0 {
-		note = append(note, fmt.Sprintf("%d placed in namespace %s", placed, ns))
+		note = append(note, fmt.Sprintf("%d placed in namespace %s", placed, j.defaultNamespace()))
 	}
 	if cleared > 0 {
 		note = append(note, fmt.Sprintf("%d cluster-scoped without their namespace", cleared))
@@ -83,9 +52,53 @@ func (j *Job) placeNamespaces(objs []*unstructured.Unstructured) (string, error)
 	return "; " + strings.Join(note, "; "), nil
 }
 
+// place is placeNamespaces without the note: it counts the objects it placed and
+// those it cleared, and names those it left. Placing placed objects again changes
+// nothing, so the gate places [Job.Objects] once more for objects a program added
+// after render.
+func (j *Job) place(objs []*unstructured.Unstructured) (placed, cleared int, unknown []string, err error) {
+	var opts kindscope.Options
+	hint := "a CustomResourceDefinition among the rendered objects"
+	if j.cfg.Kubeconfig != "" {
+		if opts.Mapper, err = j.mapper(); err != nil {
+			return 0, 0, nil, err
+		}
+		hint += ", or install its CRD in the cluster"
+	}
+	scopes, err := kindscope.New(opts, objs)
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("kinds' scopes: %w", err)
+	}
+	ns := j.defaultNamespace()
+	for _, o := range objs {
+		k, err := scopes.Lookup(o.GroupVersionKind(), hint)
+		switch {
+		case errors.Is(err, kindscope.ErrUnknownKind) && opts.Mapper == nil:
+			unknown = append(unknown, deploy.RefOf(o).String())
+			continue
+		case err != nil:
+			return 0, 0, nil, fmt.Errorf("%s: %w", deploy.RefOf(o), err)
+		}
+		switch {
+		case k.Cluster && o.GetNamespace() != "":
+			o.SetNamespace("")
+			cleared++
+		case !k.Cluster && o.GetNamespace() == "" && ns != "":
+			o.SetNamespace(ns)
+			placed++
+		}
+	}
+	return placed, cleared, unknown, nil
+}
+
 // mapper maps kinds to resources and scopes by the discovery of the cluster of
-// Kubeconfig, asked only for kinds that are not Kubernetes' own.
+// Kubeconfig, asked only for kinds that are not Kubernetes' own. The job makes it
+// once: render's placement, the admission policies and the gate share it (and its
+// cache of the cluster's answers).
 func (j *Job) mapper() (meta.RESTMapper, error) {
+	if j.restMapper != nil {
+		return j.restMapper, nil
+	}
 	rc, err := j.restConfig()
 	if err != nil {
 		return nil, err
@@ -94,5 +107,6 @@ func (j *Job) mapper() (meta.RESTMapper, error) {
 	if err != nil {
 		return nil, fmt.Errorf("discovery of %s: %w", j.cfg.Kubeconfig, err)
 	}
-	return restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)), nil
+	j.restMapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	return j.restMapper, nil
 }

@@ -142,12 +142,43 @@ func TestPlaceNamespaces(t *testing.T) {
 		"left as rendered, scope unknown without a cluster: Gadget.other.example/g", note)
 }
 
+// minReplicasVAP is a ValidatingAdmissionPolicy a cluster would enforce, with a Deny
+// binding: Deployments run at least 2 replicas. The example's stable Deployment runs
+// 2; its canary names none, and the API server admits it with the default, 1.
+const minReplicasVAP = `apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: min-replicas
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - apiGroups: ["apps"]
+      apiVersions: ["v1"]
+      operations: ["CREATE", "UPDATE"]
+      resources: ["deployments"]
+  validations:
+  - expression: "object.spec.replicas >= 2"
+    messageExpression: "'deployment ' + object.metadata.name + ' runs ' + string(object.spec.replicas) + ' replicas, production needs 2'"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: min-replicas-prod
+spec:
+  policyName: min-replicas
+  validationActions: [Deny]
+`
+
 // TestGateJudgesCanary: with a canary rollout configured, the gate judges the canary
 // Deployment a release after the first applies in place of the stable one (placed
 // in Namespace, like the objects), so a Rego rule against canaries denies the job
-// before anything is applied, naming the canary. The cluster (the test bed's) also
-// maps kinds for render's placement. The canary the gate judged is the one the
-// deploy stage applies beside a running stable Deployment.
+// before anything is applied, and its denials say it is the -prometheus canary. It
+// judges the canary as the API server admits it, replicas defaulted to 1, so a
+// min-replicas admission policy denies it for its replicas (not for a missing
+// field). The cluster (the test bed's) also maps kinds for render's placement. The
+// canary the gate judged is the one the deploy stage applies beside a running
+// stable Deployment.
 func TestGateJudgesCanary(t *testing.T) {
 	c, stopCluster, err := kube.Start()
 	require.NoError(t, err)
@@ -165,14 +196,24 @@ func TestGateJudgesCanary(t *testing.T) {
 	cfg.Prometheus = "http://127.0.0.1:1" // never reached: the gate denies first
 	cfg.Rego = []string{filepath.Join(t.TempDir(), "canary.rego")}
 	require.NoError(t, os.WriteFile(cfg.Rego[0], []byte(namespaceRego), 0o644))
+	cfg.AdmissionPolicies = []string{filepath.Join(t.TempDir(), "min-replicas.yaml")}
+	require.NoError(t, os.WriteFile(cfg.AdmissionPolicies[0], []byte(minReplicasVAP), 0o644))
 	j, err := New(cfg)
 	require.NoError(t, err)
 	defer j.Close()
 
 	err = runToGate(t, j)
 	require.ErrorIs(t, err, sign.ErrDenied)
-	assert.Contains(t, err.Error(), "Deployment/team-canary/hello-canary: [rego:main.deny] canary hello-canary has no owner annotation")
+	assert.Contains(t, err.Error(), "Deployment/team-canary/hello-canary: the -prometheus canary of Deployment hello: "+
+		"[rego:main.deny] canary hello-canary has no owner annotation")
+	assert.Contains(t, err.Error(), "Deployment/team-canary/hello-canary: the -prometheus canary of Deployment hello: "+
+		"[vap:min-replicas/min-replicas-prod] deployments.apps \"hello-canary\" is forbidden: ValidatingAdmissionPolicy 'min-replicas' "+
+		"with binding 'min-replicas-prod' denied request: deployment hello-canary runs 1 replicas, production needs 2")
+	assert.NotContains(t, err.Error(), "no such key")
 	assert.NotContains(t, err.Error(), "Deployment/team-canary/hello:", "the stable Deployment passes")
+	assert.Len(t, j.Decision.Reasons, 2, "%v", err)
+	_, found, _ := unstructured.NestedFieldNoCopy(j.canary.canary.Object, "spec", "replicas")
+	assert.False(t, found, "the canary applied names no replicas: the rollout scales it")
 
 	// With stable running, the deploy stage applies that very canary in its place.
 	ctx := context.Background()

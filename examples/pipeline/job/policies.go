@@ -46,6 +46,16 @@ func (j *Job) loadPolicies(ctx context.Context) error {
 		if ns := j.defaultNamespace(); ns != "" {
 			opts = append(opts, vap.WithDefaultNamespace(ns))
 		}
+		if j.cfg.Kubeconfig != "" {
+			// The kinds render places by the cluster's discovery (custom resources
+			// whose CRD is installed there), the policies map the same way. The
+			// mapper asks the cluster only when the gate judges such a kind.
+			m, err := j.mapper()
+			if err != nil {
+				return fmt.Errorf("job: admission policies: %w", err)
+			}
+			opts = append(opts, vap.WithRESTMapper(m))
+		}
 		p, err := vap.New(objs, opts...)
 		if err != nil {
 			return fmt.Errorf("job: admission policies %s: %w", strings.Join(j.cfg.AdmissionPolicies, ", "), err)

@@ -42,39 +42,58 @@ type canaryPlan struct {
 // planCanary derives the canary release from the rendered objects, before the
 // cluster is asked anything: exactly one Deployment and a Service in its namespace,
 // and the canary Deployment of the stable one (rollout.CanaryObject:
-// "<name>-canary", track=canary, no replicas: the rollout scales it).
+// "<name>-canary", track=canary, no replicas: the rollout scales it). Its errors
+// say they are the -prometheus rollout's and where the objects came from.
 func (j *Job) planCanary() (*canaryPlan, error) {
 	var stable, service *unstructured.Unstructured
+	var deployments int
 	for _, o := range j.Objects {
 		switch o.GetKind() {
 		case "Deployment":
-			if stable != nil {
-				return nil, errors.New("a canary rollout needs exactly one Deployment in the overlay")
-			}
+			deployments++
 			stable = o
 		case "Service":
 			service = o
 		}
 	}
-	if stable == nil || service == nil {
-		return nil, errors.New("a canary rollout needs a Deployment and a Service in the overlay")
+	switch {
+	case deployments != 1:
+		return nil, fmt.Errorf("%s: needs exactly one Deployment, %s has %d", canaryRollout, j.objectsFrom(), deployments)
+	case service == nil:
+		return nil, fmt.Errorf("%s: needs a Service beside the Deployment %s, %s has none", canaryRollout, stable.GetName(), j.objectsFrom())
 	}
 	// Where apply puts them: render placed the objects in the namespace apply uses,
 	// and namespaceOf makes the same decision for objects that skipped render.
 	ns := j.namespaceOf(stable)
 	switch svcNS := j.namespaceOf(service); {
 	case ns == "":
-		return nil, fmt.Errorf("the Deployment %s names no namespace and the job has none for it (Config.Namespace)", stable.GetName())
+		return nil, fmt.Errorf("%s: the Deployment %s names no namespace and the job has none for it (Config.Namespace)", canaryRollout, stable.GetName())
 	case svcNS != ns:
-		return nil, fmt.Errorf("a canary rollout needs the Service %s/%s in the Deployment's namespace %s", svcNS, service.GetName(), ns)
+		return nil, fmt.Errorf("%s: needs the Service %s/%s in the Deployment's namespace %s", canaryRollout, svcNS, service.GetName(), ns)
 	}
 	placed := stable.DeepCopy()
 	placed.SetNamespace(ns)
 	canary, err := rollout.CanaryObject(placed)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", canaryRollout, err)
 	}
 	return &canaryPlan{namespace: ns, stable: stable, service: service, canary: canary}, nil
+}
+
+// canaryRollout starts the errors of planCanary, naming the flag (and Config
+// field) that asked for the canary.
+const canaryRollout = "-prometheus canary rollout"
+
+// objectsFrom says where the rendered objects came from, for messages.
+func (j *Job) objectsFrom() string {
+	switch {
+	case j.cfg.Chart != "":
+		return "the chart " + j.cfg.Chart
+	case j.cfg.Overlay != "":
+		return "the overlay " + j.cfg.Overlay
+	default:
+		return "the embedded overlay"
+	}
 }
 
 // canaryObjects prepares a canary release: when the stable Deployment already runs
