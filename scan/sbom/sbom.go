@@ -145,6 +145,8 @@ type Cataloger struct {
 	licMu    sync.Mutex
 	licenses map[cataloging.LicenseConfig]*licenseScanner
 	layers   *LayerCache
+
+	noPathMemo bool // tests: catalog with syft's resolver as it is (see withPathMemo)
 }
 
 // licenseScanner is a context holding syft's license scanner for one license
@@ -261,6 +263,9 @@ func (c *Cataloger) catalog(ctx context.Context, img v1.Image, repo name.Reposit
 		return nil, fmt.Errorf("catalog %s: read image: %w", digest, err)
 	}
 	src := stereoscopesource.New(simg, sourceConfig(repo, digest))
+	if !c.noPathMemo {
+		src = withPathMemo(src)
+	}
 	conf := syft.DefaultCreateSBOMConfig().WithTool("shipkit", "")
 	if c.config != nil {
 		conf = c.config(conf)
