@@ -90,15 +90,7 @@ func TestFetchBoundedInflated(t *testing.T) {
 // or on deleted files (Linux: /proc/self/fd).
 func openFilesUnder(t *testing.T, dir string) (n int, names []string) {
 	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		// Linux always has it (CI runs there): only another system may skip.
-		if runtime.GOOS == "linux" {
-			t.Fatalf("read /proc/self/fd: %v", err)
-		}
-		t.Skipf("no /proc/self/fd on %s: %v", runtime.GOOS, err)
-	}
-	for _, e := range ents {
+	for _, e := range procFDs(t) {
 		l, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
 		if err == nil && (strings.HasPrefix(l, dir) || strings.HasSuffix(l, "(deleted)")) {
 			n++
